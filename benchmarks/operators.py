@@ -1,0 +1,135 @@
+"""Speed and saved memory of torchgrad's operators next to the usual alternatives.
+
+    python benchmarks/operators.py                 # (16, 3, 512, 512) float32 on the CPU
+    python benchmarks/operators.py --device cuda
+
+Times forward and forward+backward (medians; the upstream gradients are made once, outside the
+timed region), reports the bytes each saves for backward, checks the ratios the project aims for
+and writes its section of benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import environment, markdown_table, median_ms, saved_bytes, write_section  # noqa: E402
+
+import torchgrad  # noqa: E402
+
+Op = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+
+
+@dataclass
+class Result:
+    name: str
+    forward_ms: float
+    backward_ms: float
+    saved: int
+
+
+def _references() -> dict[str, Op]:
+    import kornia
+    import torchmetrics.functional.image as tm_image
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    return {
+        "torchmetrics image_gradients": lambda x: tuple(tm_image.image_gradients(x)),
+        "kornia spatial_gradient (sobel)": lambda x: (kornia.filters.spatial_gradient(x, mode="sobel"),),
+        "torch.gradient (autograd)": lambda x: torch.gradient(x, dim=(-2, -1)),
+        "kornia sobel (magnitude)": lambda x: (kornia.filters.sobel(x),),
+    }
+
+
+def measure(cases: list[tuple[str, Op]], x: torch.Tensor, repeats: int) -> list[Result]:
+    """Forward and forward+backward medians (interleaved across cases) and saved bytes of each case."""
+    forwards, steps, saved = [], [], []
+    for _, fn in cases:
+        xr = x.detach().clone().requires_grad_()
+        grads = [torch.randn_like(o) for o in fn(xr)]
+
+        def step(fn: Op = fn, xr: torch.Tensor = xr, grads: list = grads) -> None:
+            torch.autograd.backward(fn(xr), grads)
+            xr.grad = None
+
+        forwards.append(lambda fn=fn: fn(x))
+        steps.append(step)
+        saved.append(saved_bytes(lambda fn=fn, xr=xr: fn(xr)))
+    forward_ms = median_ms(forwards, x.device, repeats)
+    step_ms = median_ms(steps, x.device, repeats)
+    return [Result(name, f, b, s) for (name, _), f, b, s in zip(cases, forward_ms, step_ms, saved)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--shape", type=int, nargs=4, default=[16, 3, 512, 512])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    x = torch.rand(*args.shape, device=device)
+    refs = _references()
+
+    cases: list[tuple[str, Op]] = [
+        ("x.clone() (memory floor)", lambda x: (x.clone(),)),
+        ("torchgrad.image_gradients", torchgrad.image_gradients),
+        ("torchmetrics image_gradients", refs["torchmetrics image_gradients"]),
+        ("torchgrad.sobel", torchgrad.sobel),
+        ("torchgrad.sobel (replicate, normalized)", lambda x: torchgrad.sobel(x, padding="replicate", normalized=True)),
+        ("kornia spatial_gradient (sobel)", refs["kornia spatial_gradient (sobel)"]),
+        ("torchgrad.scharr", torchgrad.scharr),
+        ("torchgrad.gradient", lambda x: torchgrad.gradient(x, dim=(-2, -1))),
+        ("torch.gradient (autograd)", refs["torch.gradient (autograd)"]),
+        ("torchgrad.gradient_magnitude (replicate, normalized)", lambda x: (torchgrad.gradient_magnitude(x, padding="replicate", normalized=True),)),
+        ("kornia sobel (magnitude)", refs["kornia sobel (magnitude)"]),
+    ]
+    results = {r.name: r for r in measure(cases, x, args.repeats)}
+    for r in results.values():
+        print(f"{r.name:55s} fwd {r.forward_ms:8.1f} ms   fwd+bwd {r.backward_ms:8.1f} ms   saved {r.saved / 2**20:8.1f} MiB")
+
+    n = x.numel() * x.element_size()
+    floor = results["x.clone() (memory floor)"].forward_ms * 3 / 2  # clone moves 2N bytes, image_gradients 3N
+    checks = [
+        ("image_gradients forward / clone floor scaled to 3N bytes", results["torchgrad.image_gradients"].forward_ms / floor, "<= 1.5"),
+        ("torchmetrics / image_gradients, fwd+bwd", results["torchmetrics image_gradients"].backward_ms / results["torchgrad.image_gradients"].backward_ms, ">= 2"),
+        ("kornia / sobel, forward", results["kornia spatial_gradient (sobel)"].forward_ms / results["torchgrad.sobel"].forward_ms, ">= 5"),
+        ("kornia / sobel, fwd+bwd", results["kornia spatial_gradient (sobel)"].backward_ms / results["torchgrad.sobel"].backward_ms, ">= 6"),
+        ("torch.gradient / gradient, forward", results["torch.gradient (autograd)"].forward_ms / results["torchgrad.gradient"].forward_ms, ">= 2"),
+        ("torch.gradient / gradient, fwd+bwd", results["torch.gradient (autograd)"].backward_ms / results["torchgrad.gradient"].backward_ms, ">= 2"),
+    ]
+    zero_saved = all(r.saved == 0 for k, r in results.items() if k.startswith("torchgrad.") and "magnitude" not in k)
+
+    rows = [[k, f"{r.forward_ms:.1f}", f"{r.backward_ms:.1f}", f"{r.saved / n:.2f}"] for k, r in results.items()]
+    table = markdown_table(["case", "forward ms", "forward+backward ms", "saved for backward (bytes / input byte)"], rows)
+    verdicts = []
+    for label, value, target in checks:
+        op, bound = target.split()
+        ok = value <= float(bound) if op == "<=" else value >= float(bound)
+        verdicts.append([label, f"{value:.2f}", target, "yes" if ok else "NO"])
+    verdicts.append(["0 bytes saved for backward by image_gradients, sobel, scharr, gradient", "", "", "yes" if zero_saved else "NO"])
+    summary = markdown_table(["ratio (same run)", "measured", "target", "met"], verdicts)
+    print("\n" + summary)
+
+    shape = "x".join(map(str, args.shape))
+    body = (
+        f"## Operators, {shape} float32, {device.type}\n\n"
+        f"`python benchmarks/operators.py --device {args.device}` ({environment(device)}; medians of {args.repeats} runs;"
+        " upstream gradients made outside the timed region). `gradient_magnitude` saves only a reference to its input"
+        " (no new memory), counted here at the input's size.\n\n" + table + "\n\n" + summary
+    )
+    if not args.no_write:
+        write_section(f"operators-{device.type}", body)
+        print("\nwrote benchmarks/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+"""gradient: a drop-in for torch.gradient, checked against it on every accepted form of input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from torchgrad import Gradient, GradientError, gradient
+
+T = torch.tensor([[1, 2, 4, 8], [10, 20, 40, 80]])
+
+
+def _same(ours: tuple[torch.Tensor, ...], theirs: tuple[torch.Tensor, ...]) -> None:
+    assert isinstance(ours, tuple) and len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def test_reference_page_examples() -> None:
+    """The worked examples of the torch.gradient page, whose lost calls are restored here."""
+    coordinates = (torch.tensor([-2.0, -1.0, 1.0, 4.0]),)
+    values = torch.tensor([4.0, 1.0, 1.0, 16.0])
+    assert torch.equal(gradient(values, spacing=coordinates)[0], torch.tensor([-3.0, -2.0, 2.0, 5.0]))
+
+    d0, d1 = gradient(T)
+    assert torch.equal(d0, torch.tensor([[9.0, 18.0, 36.0, 72.0]] * 2))
+    assert torch.equal(d1, torch.tensor([[1.0, 1.5, 3.0, 4.0], [10.0, 15.0, 30.0, 40.0]]))
+
+    d0, d1 = gradient(T, spacing=2.0)
+    assert torch.equal(d0, torch.tensor([[4.5, 9.0, 18.0, 36.0]] * 2))
+    assert torch.equal(d1, torch.tensor([[0.5, 0.75, 1.5, 2.0], [5.0, 7.5, 15.0, 20.0]]))
+
+    (d1,) = gradient(T, dim=1)
+    assert torch.equal(d1, torch.tensor([[1.0, 1.5, 3.0, 4.0], [10.0, 15.0, 30.0, 40.0]]))
+
+
+def test_list_spacing_applies_spacing_i_to_dim_i() -> None:
+    """The page prints, under spacing=[3., 2.], the output of spacing=[2., 3.]: torch.gradient
+    (and torchgrad) divide dim i by spacing[i]."""
+    d0, d1 = gradient(T, spacing=[3.0, 2.0])
+    torch.testing.assert_close(d0, torch.tensor([[3.0, 6.0, 12.0, 24.0]] * 2))
+    torch.testing.assert_close(d1, torch.tensor([[0.5, 0.75, 1.5, 2.0], [5.0, 7.5, 15.0, 20.0]]))
+    _same(gradient(T, spacing=[3.0, 2.0]), torch.gradient(T, spacing=[3.0, 2.0]))
+    printed = (
+        torch.tensor([[4.5, 9.0, 18.0, 36.0]] * 2),
+        torch.tensor([[0.3333, 0.5, 1.0, 1.3333], [3.3333, 5.0, 10.0, 13.3333]]),
+    )
+    for ours, page in zip(gradient(T, spacing=[2.0, 3.0]), printed):
+        torch.testing.assert_close(ours, page, rtol=0, atol=1e-4)
+    # The page's explicit-coordinates replica of that output, with integer coordinates:
+    coords = (torch.tensor([0, 2]), torch.tensor([0, 3, 6, 9]))
+    for ours, page in zip(gradient(T, spacing=coords), printed):
+        torch.testing.assert_close(ours, page, rtol=0, atol=1e-4)
+
+
+def _spacing_for(draw: Any, shape: tuple[int, ...], dims: list[int], kind: str, complex_ok: bool) -> Any:
+    if kind == "default":
+        return None
+    if kind == "scalar":
+        return draw(st.sampled_from([2, 0.5, -1.5, 3.0] + ([2j] if complex_ok else [])))
+    if kind == "tensor_scalar":
+        return torch.tensor(draw(st.sampled_from([0.25, 4.0])))
+    if kind == "list":
+        return [draw(st.sampled_from([1, 0.5, 2.0, -3.0])) for _ in dims]
+    coords = []
+    for d in dims:
+        steps = draw(st.lists(st.floats(0.25, 3.0), min_size=shape[d] - 1, max_size=shape[d] - 1))
+        c = torch.tensor([0.0] + steps, dtype=torch.float64).cumsum(0)
+        coords.append(c.to(draw(st.sampled_from([torch.float32, torch.float64, torch.int64]))) if kind == "coords" else c)
+    return coords
+
+
+@st.composite
+def torch_gradient_calls(draw: Any) -> tuple[torch.Tensor, dict[str, Any]]:
+    shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.int64, torch.int16, torch.complex64, torch.float16]))
+    x = (torch.randn(shape, dtype=torch.float64) * 10)
+    x = x.to(dtype) if dtype.is_complex or dtype.is_floating_point else x.round().to(dtype)
+    ndim = len(shape)
+    style = draw(st.sampled_from(["none", "int", "list", "tuple"]))
+    if style == "none":
+        dim, dims = None, list(range(ndim))
+    elif style == "int":
+        dim = draw(st.integers(-ndim, ndim - 1))
+        dims = [dim % ndim]
+    else:
+        dims = draw(st.lists(st.integers(-ndim, ndim - 1), min_size=0, max_size=ndim, unique_by=lambda d: d % ndim))
+        dim = dims if style == "list" else tuple(dims)
+        dims = [d % ndim for d in dims]
+    edge_order = draw(st.sampled_from([1, 2]))
+    kind = draw(st.sampled_from(["default", "scalar", "tensor_scalar", "list", "coords"]))
+    kwargs: dict[str, Any] = {"edge_order": edge_order}
+    if dim is not None:
+        kwargs["dim"] = dim
+    spacing = _spacing_for(draw, shape, dims, kind, complex_ok=dtype != torch.float16)  # torch has no complex-half division
+    if spacing is not None:
+        kwargs["spacing"] = spacing
+    return x, kwargs
+
+
+@settings(max_examples=200)
+@given(torch_gradient_calls())
+def test_matches_torch_gradient(call: tuple[torch.Tensor, dict[str, Any]]) -> None:
+    """Same outputs and dtypes for every accepted input; an error of a compatible class otherwise."""
+    x, kwargs = call
+    try:
+        expected = torch.gradient(x, **kwargs)
+    except IndexError:
+        with pytest.raises(IndexError):
+            gradient(x, **kwargs)
+        return
+    except RuntimeError:
+        with pytest.raises(GradientError):
+            gradient(x, **kwargs)
+        return
+    _same(gradient(x, **kwargs), expected)
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+def test_bitwise_equal_on_uniform_grids_and_to_rounding_on_coordinates(edge_order: int) -> None:
+    x = torch.randn(3, 8, 9)
+    for spacing in (1, 0.3, [2.0, -0.7]):
+        for ours, theirs in zip(gradient(x, spacing=spacing, dim=[1, 2], edge_order=edge_order),
+                                torch.gradient(x, spacing=spacing, dim=[1, 2], edge_order=edge_order)):
+            assert torch.equal(ours, theirs)
+    # On a non-uniform grid the interior sums three products with fused multiply-adds: equal to rounding.
+    coords = torch.rand(9, dtype=torch.float64).cumsum(0)
+    x = x.double()
+    ours = gradient(x, spacing=[coords], dim=2, edge_order=edge_order)[0]
+    theirs = torch.gradient(x, spacing=[coords], dim=2, edge_order=edge_order)[0]
+    torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=1e-13)
+    assert torch.equal(ours[..., [0, -1]], theirs[..., [0, -1]])
+
+
+def test_integer_and_complex_input() -> None:
+    _same(gradient(T, spacing=2), torch.gradient(T, spacing=2))
+    assert gradient(T)[0].dtype == torch.get_default_dtype()
+    z = torch.randn(4, 5, dtype=torch.complex128, requires_grad=True)
+    _same(gradient(z, edge_order=2), torch.gradient(z.detach(), edge_order=2))
+    assert torch.autograd.gradcheck(lambda z: gradient(z, spacing=[0.5, 2.0]), z)
+
+
+def test_empty_dims_and_scalar_input() -> None:
+    assert gradient(torch.randn(3, 4), dim=[]) == ()
+    assert gradient(torch.tensor(1.0)) == ()
+
+
+def test_errors_are_value_and_runtime_errors() -> None:
+    assert issubclass(GradientError, ValueError) and issubclass(GradientError, RuntimeError)
+    x = torch.randn(2, 4)
+    cases = [
+        (dict(edge_order=3), "`edge_order` must be 1 or 2"),
+        (dict(edge_order=2), r"at least edge_order \+ 1 = 3 samples, got size 2 along dim 0"),
+        (dict(dim=[1, -1]), "dim 1 appears multiple times"),
+        (dict(spacing=[1.0]), "list of length input.dim\\(\\) = 2"),
+        (dict(spacing=[1.0, 2.0], dim=1), "same length, got 2 spacings for 1 dims"),
+        (dict(spacing=[torch.ones(2, 2), torch.ones(4)]), "must be 1-D, got shape \\(2, 2\\)"),
+        (dict(spacing=[torch.arange(3.0)], dim=1), "one value per sample \\(4\\), got 3"),
+        (dict(spacing=[torch.arange(4.0, device="meta")], dim=1), "on input's device cpu, got meta"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(GradientError, match=message):
+            gradient(x, **kwargs)
+        if "one value per sample" not in message:  # torch.gradient returns numbers for that one
+            with pytest.raises(RuntimeError):
+                torch.gradient(x, **kwargs)
+    with pytest.raises(GradientError, match="uint8"):
+        gradient(torch.zeros(3, dtype=torch.uint8))
+    with pytest.raises(IndexError, match="Dimension out of range"):
+        gradient(x, dim=2)
+    with pytest.raises(TypeError, match="`input` must not be bool"):
+        gradient(torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(TypeError, match="`spacing` must be"):
+        gradient(x, spacing=[1.0, torch.arange(4.0)])
+    with pytest.raises(TypeError, match="`spacing` must be.*shape \\(4,\\)"):
+        gradient(x, spacing=torch.arange(4.0))
+    with pytest.raises(TypeError, match="`dim` must be"):
+        gradient(x, dim=1.0)
+    with pytest.raises(TypeError, match="`input` must be a torch.Tensor"):
+        gradient([1.0, 2.0])
+
+
+def test_module() -> None:
+    module = Gradient(spacing=2.0, dim=-1, edge_order=2)
+    x = torch.randn(3, 5)
+    _same(module(x), torch.gradient(x, spacing=2.0, dim=-1, edge_order=2))
+    assert repr(module) == "Gradient(spacing=2.0, dim=-1, edge_order=2)"
+    with pytest.raises(ValueError, match="`edge_order`"):
+        Gradient(edge_order=0)

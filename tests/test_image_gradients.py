@@ -1,0 +1,102 @@
+"""image_gradients: TensorFlow's semantics, torchmetrics parity, volumes, integer input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchmetrics.functional.image as tm_image
+
+from torchgrad import ImageGradients, image_gradients
+
+
+def test_tensorflow_reference_example() -> None:
+    """The 5x5 example of the tf.image.image_gradients page (whose printed 'dx' is really dy)."""
+    image = torch.arange(25, dtype=torch.float32).reshape(1, 1, 5, 5)
+    dy, dx = image_gradients(image)
+    expected_dy = torch.tensor([[5.0] * 5] * 4 + [[0.0] * 5])
+    expected_dx = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]] * 5)
+    assert torch.equal(dy[0, 0], expected_dy)
+    assert torch.equal(dx[0, 0], expected_dx)
+
+
+def test_matches_forward_differences() -> None:
+    x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
+    dy, dx = image_gradients(x)
+    assert torch.equal(dy[..., :-1, :], x[..., 1:, :] - x[..., :-1, :])
+    assert torch.equal(dx[..., :, :-1], x[..., :, 1:] - x[..., :, :-1])
+    assert dy[..., -1, :].eq(0).all() and dx[..., :, -1].eq(0).all()
+
+
+def test_matches_torchmetrics() -> None:
+    x = torch.randn(4, 3, 17, 9)
+    for ours, theirs in zip(image_gradients(x), tm_image.image_gradients(x)):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=0)
+
+
+def test_volumes() -> None:
+    x = torch.randn(2, 1, 4, 5, 6, dtype=torch.float64)
+    dz, dy, dx = image_gradients(x, spatial_dims=3)
+    assert torch.equal(dz[..., :-1, :, :], x[..., 1:, :, :] - x[..., :-1, :, :])
+    assert torch.equal(dy[..., :, :-1, :], x[..., :, 1:, :] - x[..., :, :-1, :])
+    assert torch.equal(dx[..., :-1], x[..., 1:] - x[..., :-1])
+    assert dz[..., -1, :, :].eq(0).all()
+
+
+def test_unbatched_and_single_pixel_axes() -> None:
+    x = torch.randn(1, 6)
+    dy, dx = image_gradients(x)
+    assert dy.eq(0).all()
+    assert torch.equal(dx[0, :-1], x[0, 1:] - x[0, :-1])
+    dy, dx = image_gradients(torch.randn(3, 1, 1))
+    assert dy.eq(0).all() and dx.eq(0).all()
+
+
+def test_infinite_values_stay_out_of_the_zero_border() -> None:
+    """As TensorFlow concatenates zeros, the last row is 0 even next to inf (never NaN)."""
+    x = torch.zeros(1, 1, 3, 3)
+    x[0, 0, 2, 2] = float("inf")
+    dy, dx = image_gradients(x)
+    assert dy[0, 0, 2].eq(0).all() and dx[0, 0, :, 2].eq(0).all()
+    assert dy[0, 0, 1, 2] == float("inf")
+
+
+def test_signed_integer_input_is_exact() -> None:
+    x = torch.tensor([[[2**40, -(2**40), 3]]], dtype=torch.int64)
+    dy, dx = image_gradients(x)
+    assert dx.dtype == torch.int64
+    assert dx.tolist() == [[[-(2**41), 2**40 + 3, 0]]]
+
+
+def test_complex_input() -> None:
+    x = torch.randn(2, 4, 5, dtype=torch.complex128, requires_grad=True)
+    dy, dx = image_gradients(x)
+    assert torch.equal(dx[..., :-1], (x[..., 1:] - x[..., :-1]).detach())
+    assert torch.autograd.gradcheck(image_gradients, x)
+
+
+@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8])
+def test_rejects_bool_and_unsigned(dtype: torch.dtype) -> None:
+    with pytest.raises(TypeError, match="`image`.*dtype"):
+        image_gradients(torch.zeros(3, 3, dtype=dtype))
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(TypeError, match="`image` must be a torch.Tensor, got list"):
+        image_gradients([[1.0, 2.0]])
+    with pytest.raises(ValueError, match=r"at least 2 dimensions.*got shape \(5,\)"):
+        image_gradients(torch.zeros(5))
+    with pytest.raises(ValueError, match=r"at least 3 dimensions.*got shape \(4, 4\)"):
+        image_gradients(torch.zeros(4, 4), spatial_dims=3)
+    for bad in (1, 4, True, "2"):
+        with pytest.raises(ValueError, match="`spatial_dims` must be 2 or 3"):
+            image_gradients(torch.zeros(4, 4), spatial_dims=bad)
+
+
+def test_module() -> None:
+    x = torch.randn(2, 3, 5, 5)
+    module = ImageGradients(spatial_dims=3)
+    for a, b in zip(module(x), image_gradients(x, spatial_dims=3)):
+        assert torch.equal(a, b)
+    assert "spatial_dims=3" in repr(module)
+    with pytest.raises(ValueError, match="spatial_dims"):
+        ImageGradients(spatial_dims=5)

@@ -1,0 +1,120 @@
+"""sobel: tf.image.sobel_edges semantics, kornia parity, padding modes, volumes."""
+
+from __future__ import annotations
+
+import kornia
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import PADDINGS
+from torchgrad import Sobel, sobel
+
+
+def tensorflow_sobel_edges(images: np.ndarray) -> np.ndarray:
+    """tf.image.sobel_edges as TensorFlow computes it: reflect-pad by one, then a depthwise
+    correlation with its two 3x3 kernels; NHWC in, [B, H, W, C, 2] out with (dy, dx) last."""
+    kernels = [[[-1, -2, -1], [0, 0, 0], [1, 2, 1]], [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]]
+    _, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    out = np.zeros(images.shape + (2,), dtype=np.float64)
+    for k, kernel in enumerate(kernels):
+        for a in range(3):
+            for b in range(3):
+                out[..., k] += kernel[a][b] * padded[:, a : a + h, b : b + w, :]
+    return out
+
+
+def conv_reference(x: torch.Tensor, smoothing: list[float], padding: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2-D filters as a padded depthwise conv2d, the usual hand-rolled way."""
+    mode = "constant" if padding == "zeros" else padding
+    c = x.shape[1]
+    kx = torch.tensor(smoothing, dtype=x.dtype)[:, None] * torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
+    xp = F.pad(x, (1, 1, 1, 1), mode=mode)
+    dx = F.conv2d(xp, kx.expand(c, 1, 3, 3), groups=c)
+    dy = F.conv2d(xp, kx.t().contiguous().expand(c, 1, 3, 3), groups=c)
+    return dy, dx
+
+
+def test_matches_tensorflow_sobel_edges() -> None:
+    images = np.random.default_rng(0).normal(size=(2, 7, 9, 3))
+    expected = tensorflow_sobel_edges(images)
+    dy, dx = sobel(torch.from_numpy(images).permute(0, 3, 1, 2))
+    torch.testing.assert_close(dy.permute(0, 2, 3, 1), torch.from_numpy(expected[..., 0]))
+    torch.testing.assert_close(dx.permute(0, 2, 3, 1), torch.from_numpy(expected[..., 1]))
+
+
+def test_known_values() -> None:
+    """A ramp of slope 1 along x: the unnormalised Sobel dx is 8 inside, and the reflect border
+    mirrors the ramp so dx is 0 on the first and last column."""
+    x = torch.arange(5.0).repeat(4, 1)
+    dy, dx = sobel(x)
+    assert torch.equal(dx, torch.tensor([[0.0, 8.0, 8.0, 8.0, 0.0]] * 4))
+    assert dy.eq(0).all()
+    _, dx = sobel(x, padding="replicate", normalized=True)
+    assert torch.equal(dx[0], torch.tensor([0.5, 1.0, 1.0, 1.0, 0.5]))
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_matches_padded_convolution(padding: str) -> None:
+    x = torch.randn(2, 3, 8, 11, dtype=torch.float64)
+    for ours, ref in zip(sobel(x, padding=padding), conv_reference(x, [1.0, 2.0, 1.0], padding)):
+        torch.testing.assert_close(ours, ref)
+
+
+@pytest.mark.parametrize("normalized", [True, False])
+def test_matches_kornia_spatial_gradient(normalized: bool) -> None:
+    x = torch.randn(2, 3, 9, 12)
+    ref = kornia.filters.spatial_gradient(x, mode="sobel", normalized=normalized)  # (B, C, 2, H, W): gx, gy
+    dy, dx = sobel(x, padding="replicate", normalized=normalized)
+    torch.testing.assert_close(dx, ref[:, :, 0])
+    torch.testing.assert_close(dy, ref[:, :, 1])
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_volumes_match_3d_convolution(padding: str) -> None:
+    x = torch.randn(2, 2, 5, 6, 7, dtype=torch.float64)
+    d = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
+    s = torch.tensor([1.0, 2.0, 1.0], dtype=x.dtype)
+    kernels = [
+        d[:, None, None] * s[None, :, None] * s[None, None, :],
+        s[:, None, None] * d[None, :, None] * s[None, None, :],
+        s[:, None, None] * s[None, :, None] * d[None, None, :],
+    ]
+    mode = "constant" if padding == "zeros" else padding
+    xp = F.pad(x, (1,) * 6, mode=mode)
+    outputs = sobel(x, padding=padding, spatial_dims=3, normalized=True)
+    for out, kernel in zip(outputs, kernels):
+        ref = F.conv3d(xp, kernel.expand(2, 1, 3, 3, 3), groups=2) / 32
+        torch.testing.assert_close(out, ref)
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="`padding` must be one of"):
+        sobel(torch.zeros(3, 3), padding="symmetric")
+    with pytest.raises(ValueError, match=r"reflect padding needs at least 2 samples.*\(4, 1\)"):
+        sobel(torch.zeros(4, 1))
+    with pytest.raises(TypeError, match="floating or complex dtype, got torch.int64"):
+        sobel(torch.zeros(3, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="must be a torch.Tensor, got ndarray"):
+        sobel(np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"at least 3 dimensions \(\.\.\., D, H, W\), got shape \(3, 3\)"):
+        sobel(torch.zeros(3, 3), spatial_dims=3)
+
+
+def test_single_pixel_axes_where_defined() -> None:
+    x = torch.randn(2, 1, 5)
+    dy, dx = sobel(x, padding="replicate")
+    assert dy.eq(0).all()
+    torch.testing.assert_close(dx, conv_reference(x.unsqueeze(0), [1.0, 2.0, 1.0], "replicate")[1][0])
+
+
+def test_module() -> None:
+    x = torch.randn(1, 2, 6, 6)
+    module = Sobel(padding="circular", normalized=True)
+    for a, b in zip(module(x), sobel(x, padding="circular", normalized=True)):
+        assert torch.equal(a, b)
+    assert repr(module) == "Sobel(padding='circular', normalized=True, spatial_dims=2)"
+    with pytest.raises(ValueError, match="`padding`"):
+        Sobel(padding="edge")

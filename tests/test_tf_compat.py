@@ -1,0 +1,48 @@
+"""tf_compat: TensorFlow's NHWC forms with TensorFlow's numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from test_sobel import tensorflow_sobel_edges
+from torchgrad import tf_compat
+
+
+def test_image_gradients_reference_example() -> None:
+    """The tf.image.image_gradients page's example, in its NHWC layout."""
+    image = torch.arange(25, dtype=torch.float32).reshape(1, 5, 5, 1)
+    dy, dx = tf_compat.image_gradients(image)
+    assert dy.shape == dx.shape == (1, 5, 5, 1)
+    assert torch.equal(dy[0, :, :, 0], torch.tensor([[5.0] * 5] * 4 + [[0.0] * 5]))
+    assert torch.equal(dx[0, :, :, 0], torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]] * 5))
+
+
+def test_image_gradients_channels() -> None:
+    images = torch.randn(2, 4, 5, 3)
+    dy, dx = tf_compat.image_gradients(images)
+    assert torch.equal(dy[:, :-1], images[:, 1:] - images[:, :-1])
+    assert torch.equal(dx[:, :, :-1], images[:, :, 1:] - images[:, :, :-1])
+
+
+def test_sobel_edges_matches_tensorflow() -> None:
+    images = np.random.default_rng(1).normal(size=(2, 6, 8, 3))
+    edges = tf_compat.sobel_edges(torch.from_numpy(images))
+    assert edges.shape == (2, 6, 8, 3, 2) and edges.is_contiguous()
+    torch.testing.assert_close(edges, torch.from_numpy(tensorflow_sobel_edges(images)))
+
+
+def test_differentiable() -> None:
+    images = torch.randn(1, 4, 5, 2, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(tf_compat.sobel_edges, images)
+    assert torch.autograd.gradcheck(tf_compat.image_gradients, images)
+
+
+def test_rejects_other_ranks() -> None:
+    with pytest.raises(ValueError, match=r"4-D \[batch, height, width, channels\] tensor, got shape \(5, 5, 1\)"):
+        tf_compat.sobel_edges(torch.zeros(5, 5, 1))
+    with pytest.raises(ValueError, match="4-D"):
+        tf_compat.image_gradients(torch.zeros(1, 1, 5, 5, 1))
+    with pytest.raises(TypeError, match="`images` must be a torch.Tensor"):
+        tf_compat.image_gradients(np.zeros((1, 5, 5, 1)))

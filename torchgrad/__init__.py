@@ -1,0 +1,30 @@
+"""torchgrad: image-gradient operators for PyTorch, each with a hand-written backward.
+
+Forward differences (TensorFlow's ``image_gradients``), Sobel and Scharr filters, ``torch.gradient``
+compatible central differences and the gradient magnitude, as functions and modules. Every
+operator saves no tensors for backward, supports double backward, ``torch.func`` and
+``torch.compile``. TensorFlow's NHWC forms live in :mod:`torchgrad.tf_compat`.
+"""
+
+from . import tf_compat
+from .gradient import Gradient, GradientError, gradient
+from .image_gradients import ImageGradients, image_gradients
+from .magnitude import GradientMagnitude, gradient_magnitude
+from .scharr import Scharr, scharr
+from .sobel import Sobel, sobel
+
+__all__ = [
+    "Gradient",
+    "GradientError",
+    "GradientMagnitude",
+    "ImageGradients",
+    "Scharr",
+    "Sobel",
+    "gradient",
+    "gradient_magnitude",
+    "image_gradients",
+    "scharr",
+    "sobel",
+    "tf_compat",
+]
+__version__ = "0.1.0"

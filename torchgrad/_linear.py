@@ -1,0 +1,138 @@
+"""Linear operators as autograd Functions whose backward is the adjoint.
+
+An operator ``y = A x`` (``y`` a tuple of tensors) needs only ``apply`` (``A x``) and ``adjoint``
+(``A^T g``). From those two this file derives everything autograd and ``torch.func`` ask of it:
+
+- backward is ``A^T g``: nothing is saved for it but the operator itself (shapes and arguments);
+- the adjoint is a Function too, whose backward is ``A`` again, so double backward (gradient
+  penalties, ``create_graph=True``) works to any order;
+- forward-mode AD is ``A`` applied to the tangent (``jvp``);
+- ``vmap`` moves the batch dimension to the front: operators act on trailing dimensions.
+
+Dynamo does not trace a Function that defines ``jvp``, so each Function has a twin without it that
+serves code under ``torch.compile``; both share one forward and one backward.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+
+class LinearOperator(Protocol):
+    """What a linear operator provides: ``A x`` and ``A^T g``."""
+
+    def apply(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``A x``: one tensor per output component."""
+        ...
+
+    def adjoint(self, grads: Sequence[Optional[Tensor]]) -> Tensor:
+        """``A^T g`` for one cotangent per output component (``None`` stands for zero; not all ``None``)."""
+        ...
+
+
+def _cast_like_input(gx: Tensor, dtype: torch.dtype) -> Tensor:
+    if gx.is_complex() and not dtype.is_complex:
+        gx = gx.real
+    return gx.to(dtype)
+
+
+class _Apply(torch.autograd.Function):
+    """``A x``; backward ``A^T g``."""
+
+    @staticmethod
+    def forward(x: Tensor, op: LinearOperator) -> tuple[Tensor, ...]:
+        return op.apply(x)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        x, op = inputs
+        ctx.op, ctx.dtype = op, x.dtype
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Optional[Tensor]) -> tuple[Optional[Tensor], None]:
+        if all(g is None for g in grads):
+            return None, None
+        return adjoint(ctx.op, ctx.dtype, grads), None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, op: LinearOperator) -> Any:
+        if in_dims[0] is None:
+            out = apply(op, x)
+            return out, (None,) * len(out)
+        out = apply(op, x.movedim(in_dims[0], 0))
+        return out, (0,) * len(out)
+
+
+class _ApplyWithJvp(_Apply):
+    @staticmethod
+    def jvp(ctx: Any, x_t: Tensor, _op_t: None) -> tuple[Tensor, ...]:
+        return apply(ctx.op, x_t)
+
+
+class _Adjoint(torch.autograd.Function):
+    """``A^T g``, cast to the input's dtype; backward ``A gg``."""
+
+    @staticmethod
+    def forward(op: LinearOperator, dtype: torch.dtype, *grads: Optional[Tensor]) -> Tensor:
+        return _cast_like_input(op.adjoint(grads), dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        ctx.op = inputs[0]
+        ctx.grad_dtypes = [None if g is None else g.dtype for g in inputs[2:]]
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx: Any, ggx: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
+        needed = ctx.needs_input_grad[2:]
+        if ggx is None or not any(needed):
+            return (None, None) + (None,) * len(needed)
+        outs = apply(ctx.op, ggx)
+        return (None, None) + tuple(
+            _cast_like_input(o, dt) if need else None for o, dt, need in zip(outs, ctx.grad_dtypes, needed)
+        )
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Optional[int], ...], op: LinearOperator, dtype: torch.dtype, *grads: Optional[Tensor]) -> Any:
+        dims = in_dims[2:]
+        if all(d is None for d in dims):
+            return adjoint(op, dtype, grads), None
+        moved = []
+        for g, d in zip(grads, dims):
+            if g is not None:
+                g = g.movedim(d, 0) if d is not None else g.expand(info.batch_size, *g.shape)
+            moved.append(g)
+        return adjoint(op, dtype, moved), 0
+
+
+class _AdjointWithJvp(_Adjoint):
+    @staticmethod
+    def jvp(ctx: Any, _op_t: None, _dtype_t: None, *grads_t: Optional[Tensor]) -> Tensor:
+        return adjoint(ctx.op, ctx.dtype_out, grads_t)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        _Adjoint.setup_context(ctx, inputs, output)
+        ctx.dtype_out = inputs[1]
+
+
+def apply(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
+    """``A x`` through autograd: differentiable to any order, forward mode and ``vmap`` included."""
+    fn = _Apply if torch.compiler.is_compiling() else _ApplyWithJvp
+    return fn.apply(x, op)
+
+
+def adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Optional[Tensor]]) -> Tensor:
+    """``A^T g`` through autograd, cast to ``dtype`` (the dtype of ``A``'s input).
+
+    Under ``torch.compile`` the adjoint is traced as the plain tensor code it is (Dynamo does not
+    trace a Function applied inside another's backward); eager code gets the Function, so that
+    the backward is itself differentiable with its own hand-written backward.
+    """
+    if torch.compiler.is_compiling():
+        return _cast_like_input(op.adjoint(grads), dtype)
+    return _AdjointWithJvp.apply(op, dtype, *grads)

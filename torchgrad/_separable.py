@@ -1,0 +1,90 @@
+"""Operators made of stencil chains: each output is a few 1-D stencils applied one after another."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ._stencil import Stencil
+
+# Eager chains of several stages run slab by slab along the leading dimension, so that the
+# intermediate results live in a small buffer that stays in cache instead of a tensor as large as
+# the input that must be faulted into memory on every call.
+SLAB_BYTES = 8 * 2**20
+
+
+@dataclass(frozen=True)
+class Separable:
+    """``y[c] = chains[c][-1](... chains[c][0](x))``; a :class:`~torchgrad._linear.LinearOperator`."""
+
+    chains: tuple[tuple[Stencil, ...], ...]
+
+    def apply(self, x: Tensor) -> tuple[Tensor, ...]:
+        if torch.compiler.is_compiling():
+            outputs = []
+            for chain in self.chains:
+                y = x
+                for stencil in chain:
+                    y = stencil.apply(y)
+                outputs.append(y)
+            return tuple(outputs)
+        outputs = [torch.empty_like(x, dtype=chain[-1].dtype or x.dtype) for chain in self.chains]
+        scratch = _Scratch()
+        for rows in self._slabs(x):
+            for chain, out in zip(self.chains, outputs):
+                y = x[rows]
+                for k, stencil in enumerate(chain):
+                    last = k == len(chain) - 1
+                    y = stencil.apply(y, out=out[rows] if last else scratch.get(k % 2, y, stencil.dtype or y.dtype))
+        return tuple(outputs)
+
+    def adjoint(self, grads: Sequence[Optional[Tensor]]) -> Tensor:
+        """The sum of each chain's adjoint; the chains after the first add into the first's result."""
+        pairs = [(chain[::-1], g) for chain, g in zip(self.chains, grads) if g is not None]
+        if not pairs:
+            raise ValueError("the adjoint needs a cotangent for at least one output")
+        if torch.compiler.is_compiling():
+            total: Optional[Tensor] = None
+            for chain, g in pairs:
+                y = g
+                for stencil in chain:
+                    y = stencil.adjoint(y)
+                total = y if total is None else total + y
+            return total  # type: ignore[return-value]
+        result = torch.empty_like(pairs[0][1])
+        scratch = _Scratch()
+        for rows in self._slabs(result):
+            for i, (chain, g) in enumerate(pairs):
+                y = g[rows]
+                for k, stencil in enumerate(chain):
+                    if k < len(chain) - 1:
+                        y = stencil.adjoint(y, out=scratch.get(k % 2, y, y.dtype))
+                    else:
+                        stencil.adjoint(y, out=result[rows], accumulate=i > 0)
+        return result
+
+    def _slabs(self, x: Tensor) -> list[tuple[slice, ...]]:
+        """Index tuples that cut ``x`` along dim 0 when the chains have intermediates and dim 0 is free."""
+        depth = max(len(chain) for chain in self.chains)
+        spatial = max(-stencil.dim for chain in self.chains for stencil in chain)
+        if depth == 1 or x.dim() <= spatial or x.shape[0] <= 1:
+            return [(slice(None),)]
+        per_item = x[0].numel() * x.element_size()
+        step = max(1, SLAB_BYTES // max(per_item, 1))
+        return [(slice(start, start + step),) for start in range(0, x.shape[0], step)]
+
+
+class _Scratch:
+    """Intermediate buffers, reused across slabs and chains."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[int, Tensor] = {}
+
+    def get(self, slot: int, like: Tensor, dtype: torch.dtype) -> Tensor:
+        buf = self._buffers.get(slot)
+        if buf is None or buf.shape != like.shape or buf.dtype != dtype:
+            buf = self._buffers[slot] = torch.empty_like(like, dtype=dtype)
+        return buf
