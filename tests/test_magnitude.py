@@ -85,6 +85,10 @@ def test_bad_arguments() -> None:
         gradient_magnitude(x, padding="same")
     with pytest.raises(ValueError, match="`operator`"):
         GradientMagnitude(operator="laplace")
+    with pytest.raises(ValueError, match="`eps`"):
+        GradientMagnitude(eps=-1e-3)
+    with pytest.raises(ValueError, match="`spatial_dims` must be 2"):
+        GradientMagnitude(operator="scharr", spatial_dims=3)
 
 
 def test_module() -> None:

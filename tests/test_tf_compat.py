@@ -46,3 +46,10 @@ def test_rejects_other_ranks() -> None:
         tf_compat.image_gradients(torch.zeros(1, 1, 5, 5, 1))
     with pytest.raises(TypeError, match="`images` must be a torch.Tensor"):
         tf_compat.image_gradients(np.zeros((1, 5, 5, 1)))
+
+
+def test_torch_compile() -> None:
+    torch._dynamo.reset()
+    compiled = torch.compile(tf_compat.sobel_edges, fullgraph=True)
+    images = torch.randn(2, 6, 7, 3)
+    torch.testing.assert_close(compiled(images), tf_compat.sobel_edges(images))

@@ -107,17 +107,9 @@ def gradient_magnitude(
 
 
 def _operator(image: Tensor, operator: str, padding: Optional[str], normalized: bool, spatial_dims: int, eps: float) -> Separable:
-    """The linear operator behind ``operator``, built (and the arguments checked) by the operator itself."""
+    """The linear operator behind ``operator``, its arguments checked."""
     fn = "gradient_magnitude"
-    if operator not in OPERATORS:
-        raise ValueError(f"{fn}: `operator` must be one of {', '.join(map(repr, OPERATORS))}, got {operator!r}")
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
-        raise ValueError(f"{fn}: `eps` must be a non-negative number, got {eps!r}")
-    if operator == "diff" and (padding is not None or normalized):
-        raise ValueError(f"{fn}: `padding` and `normalized` apply to 'sobel' and 'scharr', not to 'diff'")
-    if operator == "scharr":
-        check_spatial_dims(spatial_dims, fn, allowed=(2,))
-    spatial_dims = check_spatial_dims(spatial_dims, fn)
+    _check_options(fn, operator, eps, padding, normalized, spatial_dims)
     image = check_image(image, fn, spatial_dims)
     if image.dtype.is_complex:
         raise TypeError(f"{fn}: `image` must be real, got {image.dtype}")
@@ -125,6 +117,18 @@ def _operator(image: Tensor, operator: str, padding: Optional[str], normalized: 
         return forward_difference_operator(image, spatial_dims, fn)
     smoothing = SOBEL if operator == "sobel" else SCHARR
     return derivative_operator(image, fn, smoothing, padding or "reflect", normalized, spatial_dims)
+
+
+def _check_options(fn: str, operator: str, eps: float, padding: Optional[str], normalized: bool, spatial_dims: int) -> None:
+    if operator not in OPERATORS:
+        raise ValueError(f"{fn}: `operator` must be one of {', '.join(map(repr, OPERATORS))}, got {operator!r}")
+    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
+        raise ValueError(f"{fn}: `eps` must be a non-negative number, got {eps!r}")
+    if operator == "diff" and (padding is not None or normalized):
+        raise ValueError(f"{fn}: `padding` and `normalized` apply to 'sobel' and 'scharr', not to 'diff'")
+    if padding is not None:
+        check_padding(padding, fn)
+    check_spatial_dims(spatial_dims, fn, allowed=(2,) if operator == "scharr" else (2, 3))
 
 
 class GradientMagnitude(nn.Module):
@@ -140,12 +144,9 @@ class GradientMagnitude(nn.Module):
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
-        if operator not in OPERATORS:
-            raise ValueError(f"GradientMagnitude: `operator` must be one of {', '.join(map(repr, OPERATORS))}, got {operator!r}")
-        if padding is not None:
-            check_padding(padding, "GradientMagnitude")
+        _check_options("GradientMagnitude", operator, eps, padding, normalized, spatial_dims)
         self.operator, self.eps, self.padding, self.normalized = operator, eps, padding, normalized
-        self.spatial_dims = check_spatial_dims(spatial_dims, "GradientMagnitude")
+        self.spatial_dims = spatial_dims
 
     def forward(self, image: Tensor) -> Tensor:
         return gradient_magnitude(
