@@ -33,7 +33,7 @@ class LinearOperator(Protocol):
         ...
 
 
-def _cast_like_input(gx: Tensor, dtype: torch.dtype) -> Tensor:
+def cast_like_input(gx: Tensor, dtype: torch.dtype) -> Tensor:
     if gx.is_complex() and not dtype.is_complex:
         gx = gx.real
     return gx.to(dtype)
@@ -78,7 +78,7 @@ class _Adjoint(torch.autograd.Function):
 
     @staticmethod
     def forward(op: LinearOperator, dtype: torch.dtype, *grads: Optional[Tensor]) -> Tensor:
-        return _cast_like_input(op.adjoint(grads), dtype)
+        return cast_like_input(op.adjoint(grads), dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
@@ -93,7 +93,7 @@ class _Adjoint(torch.autograd.Function):
             return (None, None) + (None,) * len(needed)
         outs = apply(ctx.op, ggx)
         return (None, None) + tuple(
-            _cast_like_input(o, dt) if need else None for o, dt, need in zip(outs, ctx.grad_dtypes, needed)
+            cast_like_input(o, dt) if need else None for o, dt, need in zip(outs, ctx.grad_dtypes, needed)
         )
 
     @staticmethod
@@ -134,5 +134,5 @@ def adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Optional[Ten
     the backward is itself differentiable with its own hand-written backward.
     """
     if torch.compiler.is_compiling():
-        return _cast_like_input(op.adjoint(grads), dtype)
+        return cast_like_input(op.adjoint(grads), dtype)
     return _AdjointWithJvp.apply(op, dtype, *grads)

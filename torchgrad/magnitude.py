@@ -10,16 +10,18 @@ from torch import Tensor, nn
 from ._checks import check_image, check_padding, check_spatial_dims
 from ._filters import SCHARR, SOBEL, derivative_operator
 from ._linear import LinearOperator, adjoint, apply
+from ._linear import cast_like_input as _cast
 from ._separable import Separable
 from .image_gradients import forward_difference_operator
 
 OPERATORS = ("sobel", "scharr", "diff")
 
 
-def _norm(components: tuple[Tensor, ...], eps: float) -> Tensor:
+def _norm(components: tuple[Tensor, ...], eps: float, reuse: bool = False) -> Tensor:
+    """``sqrt(sum c^2 + eps)``; eager code with ``reuse`` overwrites the first component."""
     if torch.compiler.is_compiling():
         return torch.sqrt(sum(c * c for c in components) + eps)
-    total = components[0].square()
+    total = components[0].square_() if reuse else components[0].square()
     for c in components[1:]:
         total.addcmul_(c, c)
     return total.add_(eps).sqrt_()
@@ -30,7 +32,7 @@ class _Magnitude(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, op: LinearOperator, eps: float) -> Tensor:
-        return _norm(op.apply(x), eps)
+        return _norm(op.apply(x), eps, reuse=True)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -40,9 +42,17 @@ class _Magnitude(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
-        components = apply(ctx.op, x)
-        scale = grad / torch.sqrt(sum(c * c for c in components) + ctx.eps)
-        return adjoint(ctx.op, x.dtype, [scale * c for c in components]), None, None
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            # Differentiable (double backward) or traced: plain operations through the Functions.
+            components = apply(ctx.op, x)
+            scale = grad / torch.sqrt(sum(c * c for c in components) + ctx.eps)
+            return adjoint(ctx.op, x.dtype, [scale * c for c in components]), None, None
+        # First-order eager backward: recompute A x and scale it in place, two temporaries in all.
+        components = ctx.op.apply(x)
+        scale = _norm(components, ctx.eps).reciprocal_().mul_(grad)
+        for c in components:
+            c.mul_(scale)
+        return _cast(ctx.op.adjoint(components), x.dtype), None, None
 
     @staticmethod
     def vmap(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, op: LinearOperator, eps: float) -> Any:
