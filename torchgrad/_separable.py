@@ -41,8 +41,11 @@ class Separable:
                     y = stencil.apply(y, out=out[rows] if last else scratch.get(k % 2, y, stencil.dtype or y.dtype))
         return tuple(outputs)
 
-    def adjoint(self, grads: Sequence[Optional[Tensor]]) -> Tensor:
-        """The sum of each chain's adjoint; the chains after the first add into the first's result."""
+    def adjoint(self, grads: Sequence[Optional[Tensor]], out: Optional[Tensor] = None) -> Tensor:
+        """The sum of each chain's adjoint; the chains after the first add into the first's result.
+
+        Eager code writes the result into ``out`` when one is given.
+        """
         pairs = [(chain[::-1], g) for chain, g in zip(self.chains, grads) if g is not None]
         if not pairs:
             raise ValueError("the adjoint needs a cotangent for at least one output")
@@ -54,7 +57,7 @@ class Separable:
                     y = stencil.adjoint(y)
                 total = y if total is None else total + y
             return total  # type: ignore[return-value]
-        result = torch.empty_like(pairs[0][1])
+        result = torch.empty_like(pairs[0][1]) if out is None else out
         scratch = _Scratch()
         for rows in self._slabs(result):
             for i, (chain, g) in enumerate(pairs):
@@ -66,15 +69,28 @@ class Separable:
                         stencil.adjoint(y, out=result[rows], accumulate=i > 0)
         return result
 
+    def support(self) -> "Separable":
+        """The operator with absolute weights: non-zero exactly where an output reads a non-zero sample."""
+        return Separable(tuple(tuple(stencil.support() for stencil in chain) for chain in self.chains))
+
+    @property
+    def spatial_dims(self) -> int:
+        return max(-stencil.dim for chain in self.chains for stencil in chain)
+
     def _slabs(self, x: Tensor) -> list[tuple[slice, ...]]:
-        """Index tuples that cut ``x`` along dim 0 when the chains have intermediates and dim 0 is free."""
-        depth = max(len(chain) for chain in self.chains)
-        spatial = max(-stencil.dim for chain in self.chains for stencil in chain)
-        if depth == 1 or x.dim() <= spatial or x.shape[0] <= 1:
+        """Cuts of ``x`` along dim 0 when the chains have intermediates (else one cut: all of it)."""
+        if max(len(chain) for chain in self.chains) == 1:
             return [(slice(None),)]
-        per_item = x[0].numel() * x.element_size()
-        step = max(1, SLAB_BYTES // max(per_item, 1))
-        return [(slice(start, start + step),) for start in range(0, x.shape[0], step)]
+        return slabs(x, self.spatial_dims)
+
+
+def slabs(x: Tensor, spatial_dims: int) -> list[tuple[slice, ...]]:
+    """Index tuples cutting ``x`` along dim 0 into pieces of about ``SLAB_BYTES``, if dim 0 is not spatial."""
+    if x.dim() <= spatial_dims or x.shape[0] <= 1:
+        return [(slice(None),)]
+    per_item = x[0].numel() * x.element_size()
+    step = max(1, SLAB_BYTES // max(per_item, 1))
+    return [(slice(start, start + step),) for start in range(0, x.shape[0], step)]
 
 
 class _Scratch:

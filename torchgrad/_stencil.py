@@ -158,6 +158,20 @@ class Stencil:
             out.narrow(dim, n - 1, 1).copy_(tail)
         return out
 
+    def support(self) -> "Stencil":
+        """The same stencil with every weight replaced by its absolute value (divisors by 1).
+
+        Applied to a non-negative tensor it is zero exactly where ``apply`` reads only zeros: the
+        test of which outputs read only valid samples.
+        """
+
+        def magnitude(w: Weight) -> Weight:
+            return w.abs() if isinstance(w, Tensor) else abs(w)
+
+        first, last = (Row(tuple((k, magnitude(w)) for k, w in row.terms)) for row in (self.first, self.last))
+        taps = tuple(magnitude(w) for w in self.taps)
+        return Stencil(self.dim, self.size, taps, 1, first, last)  # type: ignore[arg-type]
+
     def _regular(self, i: int, row: Row) -> bool:
         """Whether border row ``i`` is the interior formula, reading only samples inside the axis."""
         scalars = all(not isinstance(w, Tensor) for w in (*self.taps, self.divisor, row.divisor))

@@ -8,7 +8,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_tensor
+from ._checks import check_image, check_min_size, check_spatial_dims, check_tensor
 from ._linear import apply
 from ._separable import Separable
 from ._stencil import Row, Stencil
@@ -91,6 +91,14 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
         for d, h in zip(dims, steps)
     ]
     return apply(Separable(tuple((s,) for s in stencils)), input)
+
+
+def central_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Separable:
+    """Unit-spacing, first-order-edge central differences along the spatial axes (checked for ``fn``)."""
+    spatial_dims = check_spatial_dims(spatial_dims, fn)
+    image = check_image(image, fn, spatial_dims)
+    check_min_size(image, fn, spatial_dims, 2, "a central difference")
+    return Separable(tuple((_uniform_stencil(image, d, 1, 1),) for d in range(-spatial_dims, 0)))
 
 
 def _dims(dim: Dim, ndim: int) -> list[int]:

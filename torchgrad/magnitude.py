@@ -7,12 +7,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_image, check_padding, check_spatial_dims
-from ._filters import SCHARR, SOBEL, derivative_operator
+from ._checks import check_tensor
 from ._linear import LinearOperator, adjoint, apply
 from ._linear import cast_like_input as _cast
+from ._named import check_operator_options, named_operator
 from ._separable import Separable
-from .image_gradients import forward_difference_operator
 
 OPERATORS = ("sobel", "scharr", "diff")
 
@@ -120,25 +119,16 @@ def _operator(image: Tensor, operator: str, padding: Optional[str], normalized: 
     """The linear operator behind ``operator``, its arguments checked."""
     fn = "gradient_magnitude"
     _check_options(fn, operator, eps, padding, normalized, spatial_dims)
-    image = check_image(image, fn, spatial_dims)
+    image = check_tensor(image, "image", fn)
     if image.dtype.is_complex:
         raise TypeError(f"{fn}: `image` must be real, got {image.dtype}")
-    if operator == "diff":
-        return forward_difference_operator(image, spatial_dims, fn)
-    smoothing = SOBEL if operator == "sobel" else SCHARR
-    return derivative_operator(image, fn, smoothing, padding or "reflect", normalized, spatial_dims)
+    return named_operator(fn, operator, image, padding, normalized, spatial_dims)
 
 
 def _check_options(fn: str, operator: str, eps: float, padding: Optional[str], normalized: bool, spatial_dims: int) -> None:
-    if operator not in OPERATORS:
-        raise ValueError(f"{fn}: `operator` must be one of {', '.join(map(repr, OPERATORS))}, got {operator!r}")
+    check_operator_options(fn, operator, padding, normalized, spatial_dims, allowed=OPERATORS)
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
         raise ValueError(f"{fn}: `eps` must be a non-negative number, got {eps!r}")
-    if operator == "diff" and (padding is not None or normalized):
-        raise ValueError(f"{fn}: `padding` and `normalized` apply to 'sobel' and 'scharr', not to 'diff'")
-    if padding is not None:
-        check_padding(padding, fn)
-    check_spatial_dims(spatial_dims, fn, allowed=(2,) if operator == "scharr" else (2, 3))
 
 
 class GradientMagnitude(nn.Module):
