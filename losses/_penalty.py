@@ -17,7 +17,7 @@ from torch import Tensor
 from torchgrad._linear import adjoint, apply
 from torchgrad._separable import Separable, slabs
 
-KINDS = ("l1", "l2", "gdl")
+KINDS = ("l1", "l2", "gdl", "edge")
 
 
 def _working(t: Tensor) -> Tensor:
@@ -30,15 +30,22 @@ class Penalty:
     """Per-element loss on the outputs of ``op``.
 
     ``"l1"``: ``|A (x - y)|``; ``"l2"``: ``(A (x - y))^2``; ``"gdl"``: ``||A x| - |A y||^alpha`` (the
-    gradient difference loss). ``y`` may be ``None`` for ``l1``/``l2`` (a penalty on ``A x`` alone).
+    gradient difference loss); ``"edge"``: ``|A x| exp(-mean_channels |A y|)`` with no gradient for
+    ``y`` (edge-aware smoothness). ``y`` may be ``None`` for ``l1``/``l2`` (a penalty on ``A x``
+    alone). ``scales`` multiplies each component's values.
     """
 
     op: Separable
     kind: str
     alpha: float = 1.0
+    scales: Optional[tuple[float, ...]] = None
 
     def outputs(self, x: Tensor, y: Optional[Tensor], differentiable: bool) -> tuple[tuple[Tensor, ...], Optional[tuple[Tensor, ...]]]:
         run = (lambda t: apply(self.op, t)) if differentiable else self.op.apply
+        if self.kind == "edge":
+            with torch.no_grad():
+                b = tuple(torch.exp(-c.abs().mean(1, keepdim=True)) for c in self.op.apply(_working(y)))  # type: ignore[arg-type]
+            return run(_working(x)), b
         if self.kind == "gdl":
             return run(_working(x)), run(_working(y))  # type: ignore[arg-type]
         d = _working(x) if y is None else _working(x) - _working(y)
@@ -46,17 +53,30 @@ class Penalty:
 
     def values(self, a: tuple[Tensor, ...], b: Optional[tuple[Tensor, ...]]) -> list[Tensor]:
         if self.kind == "l1":
-            return [e.abs() for e in a]
-        if self.kind == "l2":
-            return [e * e for e in a]
-        return [(ai.abs() - bi.abs()).abs().pow(self.alpha) for ai, bi in zip(a, b)]  # type: ignore[arg-type]
+            values = [e.abs() for e in a]
+        elif self.kind == "l2":
+            values = [e * e for e in a]
+        elif self.kind == "edge":
+            values = [e.abs() * w for e, w in zip(a, b)]  # type: ignore[arg-type]
+        else:
+            values = [(ai.abs() - bi.abs()).abs().pow(self.alpha) for ai, bi in zip(a, b)]  # type: ignore[arg-type]
+        return values if self.scales is None else [v * s for v, s in zip(values, self.scales)]
 
     def derivatives(self, a: tuple[Tensor, ...], b: Optional[tuple[Tensor, ...]], inplace: bool = False) -> tuple[list[Tensor], Optional[list[Tensor]]]:
         """d value / d a and (for ``gdl``) d value / d b, per component; ``inplace`` reuses ``a``."""
+        da, db = self._derivatives(a, b, inplace)
+        if self.scales is not None:
+            da = [d.mul_(s) if inplace else d * s for d, s in zip(da, self.scales)]
+            db = None if db is None else [d.mul_(s) if inplace else d * s for d, s in zip(db, self.scales)]
+        return da, db
+
+    def _derivatives(self, a: tuple[Tensor, ...], b: Optional[tuple[Tensor, ...]], inplace: bool) -> tuple[list[Tensor], Optional[list[Tensor]]]:
         if self.kind == "l1":
             return [e.sign_() if inplace else e.sign() for e in a], None
         if self.kind == "l2":
             return [e.mul_(2) if inplace else 2 * e for e in a], None
+        if self.kind == "edge":
+            return [e.sign_().mul_(w) if inplace else e.sign() * w for e, w in zip(a, b)], None  # type: ignore[arg-type]
         da, db = [], []
         for ai, bi in zip(a, b):  # type: ignore[arg-type]
             r = ai.abs() - bi.abs()
@@ -163,7 +183,7 @@ def _cut(t: Optional[Tensor], s: tuple[slice, ...]) -> Optional[Tensor]:
 def _evaluate(x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], penalty: Penalty, keep: Optional[int]) -> Tensor:
     """The stacked per-element loss (``keep=None``) or its total over the dims from ``keep`` on."""
     a, b = penalty.outputs(x, y, differentiable=False)
-    if keep is not None and mask is None and penalty.kind != "gdl":
+    if keep is not None and mask is None and penalty.kind in ("l1", "l2") and penalty.scales is None:
         dims = tuple(range(keep, a[0].dim()))
         order = 1 if penalty.kind == "l1" else 2
         norms = [torch.linalg.vector_norm(e, order, dim=dims) for e in a]  # no temporaries

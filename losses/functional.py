@@ -1,5 +1,8 @@
 """The losses as functions: each module of :mod:`losses` calls one of these."""
 
+from .edge_aware_smoothness_loss import edge_aware_smoothness_loss
+from .gradient_difference_loss import gradient_difference_loss
 from .gradient_loss import gradient_loss
+from .total_variation_loss import total_variation_loss
 
-__all__ = ["gradient_loss"]
+__all__ = ["edge_aware_smoothness_loss", "gradient_difference_loss", "gradient_loss", "total_variation_loss"]

@@ -1,0 +1,80 @@
+"""Edge-aware disparity smoothness (Godard et al. 2017), as monodepth2 computes it."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from torchgrad import image_gradients
+from torchgrad.image_gradients import forward_difference_operator
+
+from ._inputs import check_image
+from ._penalty import Penalty, penalty_call
+
+
+def edge_aware_smoothness_loss(disparity: Tensor, image: Tensor, *, normalize: bool = True) -> Tensor:
+    r"""Disparity gradients, down-weighted where the image has edges.
+
+    .. math:: \operatorname{mean}\, |\partial_x d|\, e^{-\overline{|\partial_x I|}} + \operatorname{mean}\, |\partial_y d|\, e^{-\overline{|\partial_y I|}}
+
+    with forward differences over their valid ``(H, W-1)`` and ``(H-1, W)`` positions and
+    ``\overline{\cdot}`` the mean over the image's channels. With ``normalize`` the disparity is
+    first divided by its per-sample spatial mean (plus ``1e-7``), as monodepth2 does, so the loss
+    does not reward shrinking the disparity.
+
+    Args:
+        disparity: ``(N, 1, H, W)`` (or ``(N, C, H, W)``) predicted disparity.
+        image: ``(N, C', H, W)`` the colour image it was predicted from, same ``N``, ``H``, ``W``.
+        normalize: divide the disparity by its mean first.
+
+    Returns:
+        A scalar in the disparity's dtype.
+
+    Example:
+        >>> image = torch.rand(2, 3, 8, 8)
+        >>> float(edge_aware_smoothness_loss(torch.ones(2, 1, 8, 8), image))  # a flat disparity
+        0.0
+    """
+    fn = "edge_aware_smoothness_loss"
+    disparity, image = check_image(fn, "disparity", disparity), check_image(fn, "image", image)
+    if disparity.dim() != 4 or image.dim() != 4:
+        raise ValueError(f"{fn}: `disparity` and `image` must be (N, C, H, W), got shapes {tuple(disparity.shape)} and {tuple(image.shape)}")
+    if disparity.shape[0] != image.shape[0] or disparity.shape[2:] != image.shape[2:]:
+        raise ValueError(
+            f"{fn}: `disparity` and `image` must share N, H and W, got shapes {tuple(disparity.shape)} and {tuple(image.shape)}"
+        )
+    if disparity.device != image.device:
+        raise ValueError(f"{fn}: `disparity` and `image` must be on the same device, got {disparity.device} and {image.device}")
+    if normalize:
+        disparity = disparity / (disparity.mean(dim=(2, 3), keepdim=True) + 1e-7)
+    if image.requires_grad and torch.is_grad_enabled():
+        return _composed(disparity, image)
+    # Forward differences are zero on the last row (dy) and column (dx): summing over the full map and
+    # dividing by the valid count gives the means over the valid (H-1, W) and (H, W-1) positions.
+    n, c, h, w = disparity.shape
+    scales = (1.0 / (n * c * (h - 1) * w), 1.0 / (n * c * h * (w - 1)))
+    penalty = Penalty(forward_difference_operator(disparity, 2, fn), "edge", scales=scales)
+    return penalty_call(disparity, image.detach(), None, penalty, 0).to(disparity.dtype)
+
+
+def _composed(disparity: Tensor, image: Tensor) -> Tensor:
+    """The same loss with autograd through every step, for an image that requires grad."""
+    image_dy, image_dx = image_gradients(image)
+    weight_y = torch.exp(-image_dy[..., :-1, :].abs().mean(1, keepdim=True))
+    weight_x = torch.exp(-image_dx[..., :, :-1].abs().mean(1, keepdim=True))
+    disparity_dy, disparity_dx = image_gradients(disparity)
+    return (disparity_dx[..., :, :-1].abs() * weight_x).mean() + (disparity_dy[..., :-1, :].abs() * weight_y).mean()
+
+
+class EdgeAwareSmoothnessLoss(nn.Module):
+    """Module form of :func:`edge_aware_smoothness_loss`; ``forward(disparity, image)``."""
+
+    def __init__(self, normalize: bool = True) -> None:
+        super().__init__()
+        self.normalize = bool(normalize)
+
+    def forward(self, disparity: Tensor, image: Tensor) -> Tensor:
+        return edge_aware_smoothness_loss(disparity, image, normalize=self.normalize)
+
+    def extra_repr(self) -> str:
+        return f"normalize={self.normalize}"

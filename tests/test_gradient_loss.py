@@ -1,0 +1,294 @@
+"""GradientLoss: values and gradients against a naive autograd version, TensorFlow equivalences,
+masks, the fused Function's backward, torch.func, compile, autocast and bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import DEVICES
+from loss_references import naive_gradients
+from losses import GradientLoss
+from losses.functional import gradient_loss
+from test_sobel import tensorflow_sobel_edges
+from torchgrad import sobel, tf_compat
+
+OPERATORS = ["diff", "sobel", "scharr", "central"]
+
+
+def naive_loss(x, y, operator, p, reduction, mask=None, padding="reflect", normalized=False):
+    gx, gy = naive_gradients(x, operator, padding, normalized), naive_gradients(y, operator, padding, normalized)
+    per = torch.stack([(a - b).abs() ** p for a, b in zip(gx, gy)], dim=2)
+    if mask is not None:
+        # an element counts where no pixel its stencil reads is invalid
+        invalid = (~mask.expand(x.shape)).to(x.dtype)
+        reads = naive_gradients(invalid, operator, padding, normalized, absolute=True)
+        valid = torch.stack([r == 0 for r in reads], dim=2)
+        per = torch.where(valid, per, 0.0)
+        count = valid.sum().clamp_min(1)
+    else:
+        count = per.numel()
+    return {"none": per, "sum": per.sum(), "mean": per.sum() / count}[reduction]
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_matches_naive_autograd(operator: str, p: int, reduction: str) -> None:
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 3, 7, 9, dtype=torch.float64, requires_grad=True)
+    ours = GradientLoss(operator, p=p, reduction=reduction)(x, y)
+    ref = naive_loss(x, y, operator, p, reduction)
+    torch.testing.assert_close(ours, ref)
+    probe = torch.randn_like(ours)
+    g_ours = torch.autograd.grad((ours * probe).sum(), (x, y))
+    g_ref = torch.autograd.grad((ref * probe).sum(), (x, y))
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("operator", ["diff", "sobel", "central"])
+@pytest.mark.parametrize("padding", [None, "zeros", "circular"])
+def test_volumes_and_paddings(operator: str, padding) -> None:
+    if operator != "sobel" and padding is not None:
+        pytest.skip("padding applies to sobel and scharr")
+    x = torch.randn(2, 2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 2, 4, 5, 6, dtype=torch.float64)
+    ours = gradient_loss(x, y, operator=operator, p=1, reduction="none", padding=padding, normalized=operator == "sobel")
+    assert ours.shape == (2, 2, 3, 4, 5, 6)
+    ref = naive_loss(x, y, operator, 1, "none", padding=padding or "reflect", normalized=operator == "sobel")
+    torch.testing.assert_close(ours, ref)
+    g = torch.autograd.grad(ours.sum(), x)[0]
+    torch.testing.assert_close(g, torch.autograd.grad(ref.sum(), x)[0])
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mask(operator: str, reduction: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 1, 6, 7, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randn(2, 1, 6, 7, dtype=torch.float64, generator=gen)
+    mask = torch.rand(2, 1, 6, 7, generator=gen) > 0.15
+    ours = gradient_loss(x, y, mask, operator=operator, p=2, reduction=reduction)
+    ref = naive_loss(x, y, operator, 2, reduction, mask=mask)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
+
+
+def test_mask_excludes_holes_holding_nan() -> None:
+    """Depth maps mark holes with NaN or inf: a masked hole contributes nothing, not NaN."""
+    x = torch.rand(1, 1, 8, 8, requires_grad=True)
+    y = torch.rand(1, 1, 8, 8)
+    y[0, 0, 3, 4] = float("nan")
+    y[0, 0, 6, 1] = float("inf")
+    mask = torch.isfinite(y)
+    loss = gradient_loss(x, y, mask, operator="sobel")
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(x.grad).all()
+    ref = gradient_loss(x.detach(), torch.nan_to_num(y, 0.0, 0.0, 0.0), mask, operator="sobel")
+    torch.testing.assert_close(loss.detach(), ref)
+
+
+def test_nan_in_the_input_propagates() -> None:
+    """No silent masking: NaN reaches the loss, and the gradient is autograd's (NaN for p=2)."""
+    x = torch.rand(1, 1, 6, 6, dtype=torch.float64)
+    x[0, 0, 2, 2] = float("nan")
+    y = torch.rand(1, 1, 6, 6, dtype=torch.float64)
+    for p in (1, 2):
+        xr, xn = x.clone().requires_grad_(), x.clone().requires_grad_()
+        loss = gradient_loss(xr, y, p=p)
+        assert torch.isnan(loss)
+        loss.backward()
+        # autograd through the operator itself (a padded conv2d would also spread NaN through its zero weights)
+        torch.stack([(a - b).abs() ** p for a, b in zip(sobel(xn), sobel(y))]).mean().backward()
+        torch.testing.assert_close(xr.grad, xn.grad, equal_nan=True)
+        assert torch.isnan(xr.grad).any() == (p == 2)
+    y[0, 0, 0, 0] = float("inf")
+    assert not torch.isfinite(gradient_loss(torch.rand(1, 1, 6, 6, dtype=torch.float64), y, operator="diff", p=2))
+
+
+def test_fully_masked_mean_is_zero() -> None:
+    x, y = torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 4)
+    assert gradient_loss(x, y, torch.zeros(1, 1, 4, 4, dtype=torch.bool)) == 0
+
+
+def test_tensorflow_equivalences() -> None:
+    """GradientLoss("sobel", p=1) is reduce_mean(abs(sobel_edges(x) - sobel_edges(y))); GradientLoss
+    ("diff", p=2) the mean over the stacked (dy, dx) of the squared differences."""
+    rng = np.random.default_rng(3)
+    x_nhwc, y_nhwc = rng.random((2, 9, 7, 3)), rng.random((2, 9, 7, 3))
+    x = torch.from_numpy(x_nhwc).permute(0, 3, 1, 2)
+    y = torch.from_numpy(y_nhwc).permute(0, 3, 1, 2)
+    expected = np.abs(tensorflow_sobel_edges(x_nhwc) - tensorflow_sobel_edges(y_nhwc)).mean()
+    torch.testing.assert_close(GradientLoss("sobel", p=1)(x, y), torch.tensor(expected, dtype=torch.float64))
+    torch.testing.assert_close(
+        GradientLoss("sobel", p=1)(x, y),
+        (tf_compat.sobel_edges(torch.from_numpy(x_nhwc)) - tf_compat.sobel_edges(torch.from_numpy(y_nhwc))).abs().mean(),
+    )
+    dx_pair, dy_pair = tf_compat.image_gradients(torch.from_numpy(x_nhwc)), tf_compat.image_gradients(torch.from_numpy(y_nhwc))
+    stacked = torch.stack([(a - b) ** 2 for a, b in zip(dx_pair, dy_pair)])
+    torch.testing.assert_close(GradientLoss("diff", p=2)(x, y), stacked.mean())
+
+
+@pytest.mark.parametrize("p", [1, 2])
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_gradcheck(p: int, operator: str) -> None:
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(1, 1, 5, 6) > 0.2
+    for reduction in ("mean", "none"):
+        fn = lambda x, y: gradient_loss(x, y, mask, operator=operator, p=p, reduction=reduction)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x, y))
+        if p == 2:
+            assert torch.autograd.gradgradcheck(fn, (x, y))
+
+
+def test_saves_at_most_references() -> None:
+    """Nothing new is saved for backward but a scalar (the masked mean's count): references to
+    input, target and mask are all."""
+    x = torch.randn(2, 3, 16, 16, requires_grad=True)
+    y = torch.randn(2, 3, 16, 16)
+    mask = torch.rand(2, 1, 16, 16) > 0.5
+    for kwargs in (dict(operator="sobel", p=1), dict(operator="diff", p=2), dict(operator="central", p=2)):
+        saved: list[torch.Tensor] = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            gradient_loss(x, y, mask, **kwargs)
+        new = [t for t in saved if t.data_ptr() not in {x.data_ptr(), y.data_ptr(), mask.data_ptr()}]
+        assert sum(t.numel() * t.element_size() for t in new) <= 8
+
+
+def test_torch_func() -> None:
+    from torch.func import grad, jvp, vmap
+
+    x = torch.randn(4, 2, 6, 7, dtype=torch.float64)
+    y = torch.randn(4, 2, 6, 7, dtype=torch.float64)
+    for kwargs in (dict(operator="sobel", p=1), dict(operator="diff", p=2, reduction="none"), dict(operator="scharr", p=2, reduction="sum")):
+        per_sample = vmap(lambda a, b: gradient_loss(a[None], b[None], **kwargs))(x, y)
+        loop = torch.stack([gradient_loss(x[i : i + 1], y[i : i + 1], **kwargs) for i in range(4)])
+        torch.testing.assert_close(per_sample, loop)
+    # per-sample gradients
+    per_sample_grads = vmap(grad(lambda a, b: gradient_loss(a[None], b[None], p=2)))(x, y)
+    for i in range(4):
+        xi = x[i : i + 1].clone().requires_grad_()
+        torch.testing.assert_close(per_sample_grads[i], torch.autograd.grad(gradient_loss(xi, y[i : i + 1], p=2), xi)[0][0])
+    # forward mode against a finite difference (p=2 is smooth)
+    t = torch.randn_like(x)
+    value, tangent = jvp(lambda a: gradient_loss(a, y, p=2, operator="central"), (x,), (t,))
+    eps = 1e-6
+    fd = (gradient_loss(x + eps * t, y, p=2, operator="central") - gradient_loss(x - eps * t, y, p=2, operator="central")) / (2 * eps)
+    torch.testing.assert_close(tangent, fd, rtol=1e-5, atol=1e-8)
+    masked = torch.rand(4, 1, 6, 7) > 0.3
+    _, tangent = jvp(lambda a: gradient_loss(a, y, masked, p=2, reduction="none"), (x,), (t,))
+    ref = torch.autograd.functional.jvp(lambda a: gradient_loss(a, y, masked, p=2, reduction="none"), x, t)[1]
+    torch.testing.assert_close(tangent, ref)
+
+
+def test_target_receives_gradient() -> None:
+    x = torch.randn(1, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(1, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    gx, gy = torch.autograd.grad(gradient_loss(x, y, p=2), (x, y))
+    torch.testing.assert_close(gy, -gx)
+    (gy_only,) = torch.autograd.grad(gradient_loss(x.detach(), y, p=1), y)
+    assert gy_only.abs().sum() > 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_accumulates_in_float32(dtype: torch.dtype) -> None:
+    x = torch.rand(2, 3, 32, 32)
+    y = torch.rand(2, 3, 32, 32)
+    expected = gradient_loss(x.double(), y.double(), p=2)
+    xh = x.to(dtype).requires_grad_()
+    got = gradient_loss(xh, y.to(dtype), p=2)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), expected, rtol=2e-2, atol=1e-3)
+    got.backward()
+    assert xh.grad.dtype == dtype and torch.isfinite(xh.grad.float()).all()
+
+
+def test_autocast_cpu_bfloat16() -> None:
+    model = torch.nn.Conv2d(3, 3, 3, padding=1)
+    x, target = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = model(x)
+        assert output.dtype == torch.bfloat16
+        loss = GradientLoss("sobel")(output, target)
+    assert loss.dtype == torch.float32
+    loss.backward()
+    torch.testing.assert_close(loss, GradientLoss("sobel")(model(x), target), rtol=3e-2, atol=1e-3)
+    assert model.weight.grad is not None and torch.isfinite(model.weight.grad).all()
+
+
+@pytest.mark.parametrize("operator, p", [("sobel", 1), ("diff", 2), ("scharr", 2), ("central", 1)])
+def test_compiled_training_step(operator: str, p: int) -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(2, 2, 3, padding=1)
+    criterion = GradientLoss(operator, p=p)
+    x, target = torch.rand(2, 2, 12, 12), torch.rand(2, 2, 12, 12)
+    mask = torch.rand(2, 1, 12, 12) > 0.1
+
+    def loss_fn(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return criterion(model(x), target, mask)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    loss = compiled(x, target)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    eager = loss_fn(x, target)
+    eager_grads = torch.autograd.grad(eager, list(model.parameters()))
+    torch.testing.assert_close(loss, eager)
+    for a, b in zip(grads, eager_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_devices(device: str) -> None:
+    x = torch.rand(2, 3, 10, 10, device=device, requires_grad=True)
+    y = torch.rand(2, 3, 10, 10, device=device)
+    loss = GradientLoss("sobel")(x, y, torch.ones(10, 10, dtype=torch.bool, device=device))
+    loss.backward()
+    xc = x.detach().cpu().requires_grad_()
+    ref = GradientLoss("sobel")(xc, y.cpu())
+    ref.backward()
+    torch.testing.assert_close(loss.cpu(), ref)
+    torch.testing.assert_close(x.grad.cpu(), xc.grad)
+
+
+def test_constructor_rejects_bad_options() -> None:
+    with pytest.raises(ValueError, match="`operator` must be one of 'diff', 'sobel', 'scharr', 'central', got 'prewitt'"):
+        GradientLoss("prewitt")
+    with pytest.raises(ValueError, match="`p` must be 1"):
+        GradientLoss(p=3)
+    with pytest.raises(ValueError, match="`reduction` must be one of"):
+        GradientLoss(reduction="avg")
+    with pytest.raises(ValueError, match="`padding` must be one of"):
+        GradientLoss("sobel", padding="edge")
+    with pytest.raises(ValueError, match="apply to 'sobel' and 'scharr', not to 'diff'"):
+        GradientLoss("diff", padding="zeros")
+
+
+def test_call_rejects_bad_input() -> None:
+    loss = GradientLoss()
+    x = torch.rand(2, 3, 8, 8)
+    cases = [
+        ((x, torch.rand(2, 3, 8, 9)), ValueError, r"same shape, got \(2, 3, 8, 8\) and \(2, 3, 8, 9\)"),
+        ((x, x.double()), TypeError, "same dtype, got torch.float32 and torch.float64"),
+        ((x, torch.rand(2, 3, 8, 8, device="meta")), ValueError, "same device"),
+        ((x, x, torch.ones(2, 3, 8, 8)), TypeError, "`mask` must have dtype torch.bool"),
+        ((x, x, torch.ones(3, 8, 8, 8, dtype=torch.bool)), ValueError, r"`mask` of shape \(3, 8, 8, 8\) does not broadcast"),
+        ((x, x, torch.ones(8, 8, dtype=torch.bool, device="meta")), ValueError, "`mask` must be on"),
+        ((torch.rand(3, 8, 8), torch.rand(3, 8, 8)), ValueError, r"\(N, C, H, W\) images or \(N, C, D, H, W\) volumes, got shape \(3, 8, 8\)"),
+        ((torch.rand(2, 3, 1, 8), torch.rand(2, 3, 1, 8)), ValueError, "at least 2 pixels along each spatial axis"),
+        ((x.long(), x.long()), TypeError, "floating dtype"),
+        (([1.0], x), TypeError, "`input` must be a torch.Tensor"),
+    ]
+    for args, error, message in cases:
+        with pytest.raises(error, match=message):
+            loss(*args)
+    with pytest.raises(ValueError, match="`spatial_dims` must be 2"):
+        GradientLoss("scharr")(torch.rand(1, 1, 4, 4, 4), torch.rand(1, 1, 4, 4, 4))
+
+
+def test_repr() -> None:
+    assert repr(GradientLoss("diff", p=2)) == "GradientLoss(operator='diff', p=2, reduction='mean')"
+    assert repr(GradientLoss("sobel", padding="zeros", normalized=True)) == "GradientLoss(operator='sobel', p=1, reduction='mean', padding='zeros', normalized=True)"

@@ -1,0 +1,88 @@
+"""TotalVariationLoss against the anisotropic, squared and isotropic formulas written plainly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loss_references import naive_gradients
+from losses import TotalVariationLoss
+from losses.functional import total_variation_loss
+
+
+def naive_tv(x, p, isotropic, reduction, eps=1e-8):
+    g = naive_gradients(x, "diff")
+    if isotropic:
+        per = torch.sqrt(sum(c**2 for c in g) + eps)
+    else:
+        per = sum(c.abs() ** p for c in g)
+    return {"none": per, "sum": per.sum(), "mean": per.mean()}[reduction]
+
+
+@pytest.mark.parametrize("p, isotropic", [(1, False), (2, False), (1, True)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", [(2, 3, 6, 7), (1, 2, 4, 5, 6)])
+def test_matches_naive_autograd(p: int, isotropic: bool, reduction: str, shape: tuple) -> None:
+    x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+    ours = TotalVariationLoss(p=p, isotropic=isotropic, reduction=reduction)(x)
+    ref = naive_tv(x, p, isotropic, reduction)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref)
+    probe = torch.randn_like(ours)
+    torch.testing.assert_close(torch.autograd.grad((ours * probe).sum(), x)[0], torch.autograd.grad((ref * probe).sum(), x)[0])
+
+
+def test_known_value_and_flat_image() -> None:
+    image = torch.zeros(1, 1, 3, 3)
+    image[..., 1, 1] = 1.0
+    assert total_variation_loss(image, reduction="sum") == 4.0
+    flat = torch.ones(1, 1, 4, 4, requires_grad=True)
+    total_variation_loss(flat, isotropic=True).backward()
+    assert torch.isfinite(flat.grad).all()
+
+
+def test_gradcheck_and_saved_memory() -> None:
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    for kwargs in (dict(p=1), dict(p=2), dict(isotropic=True, eps=1e-3)):
+        assert torch.autograd.gradcheck(lambda x: total_variation_loss(x, **kwargs), x)
+        saved: list[torch.Tensor] = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+            total_variation_loss(x, **kwargs)
+        assert {t.data_ptr() for t in saved} <= {x.data_ptr()}
+    assert torch.autograd.gradgradcheck(lambda x: total_variation_loss(x, p=2), x)
+
+
+def test_half_precision_and_autocast() -> None:
+    x = torch.rand(2, 3, 16, 16)
+    expected = total_variation_loss(x.double())
+    got = total_variation_loss(x.half())
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.double(), expected, rtol=1e-2, atol=1e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = total_variation_loss(x.bfloat16())
+    assert loss.dtype == torch.float32
+
+
+def test_compiled_style_transfer_step() -> None:
+    pixels = torch.rand(1, 3, 12, 12, requires_grad=True)
+    criterion = TotalVariationLoss(isotropic=True)
+    torch._dynamo.reset()
+    compiled = torch.compile(criterion, fullgraph=True)
+    loss = compiled(pixels)
+    (g,) = torch.autograd.grad(loss, pixels)
+    (g_eager,) = torch.autograd.grad(criterion(pixels), pixels)
+    torch.testing.assert_close(g, g_eager)
+
+
+def test_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="`p` must be 1 or 2"):
+        TotalVariationLoss(p=3)
+    with pytest.raises(ValueError, match="takes p=1"):
+        TotalVariationLoss(p=2, isotropic=True)
+    with pytest.raises(ValueError, match="`eps`"):
+        TotalVariationLoss(isotropic=True, eps=-1.0)
+    with pytest.raises(ValueError, match="`reduction`"):
+        TotalVariationLoss(reduction="batchmean")
+    with pytest.raises(ValueError, match=r"got shape \(8, 8\)"):
+        TotalVariationLoss()(torch.rand(8, 8))
+    assert repr(TotalVariationLoss(isotropic=True)) == "TotalVariationLoss(p=1, isotropic=True, reduction='mean', eps=1e-08)"
