@@ -38,13 +38,19 @@ def median_ms(fns: Sequence[Callable[[], object]], device: torch.device, repeats
     return [statistics.median(series) for series in times]
 
 
-def saved_bytes(fn: Callable[[], object]) -> int:
-    """Bytes of the tensors that autograd saves for backward while ``fn`` runs."""
+def saved_bytes(fn: Callable[[], object], exclude: Sequence[torch.Tensor] = ()) -> int:
+    """Bytes of the tensors that autograd saves for backward while ``fn`` runs.
+
+    Tensors that share memory with one of ``exclude`` (references to the inputs, which exist
+    anyway) are not counted.
+    """
     total = 0
+    skip = {t.untyped_storage().data_ptr() for t in exclude}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         nonlocal total
-        total += t.numel() * t.element_size()
+        if t.untyped_storage().data_ptr() not in skip:
+            total += t.numel() * t.element_size()
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -1,7 +1,7 @@
 """Speed and saved memory of torchgrad's operators next to the usual alternatives.
 
-    python benchmarks/operators.py                 # (16, 3, 512, 512) float32 on the CPU
-    python benchmarks/operators.py --device cuda
+    python benchmarks/bench_operators.py                 # (16, 3, 512, 512) float32 on the CPU
+    python benchmarks/bench_operators.py --device cuda
 
 Times forward and forward+backward (medians; the upstream gradients are made once, outside the
 timed region), reports the bytes each saves for backward, checks the ratios the project aims for
@@ -122,7 +122,7 @@ def main() -> None:
     shape = "x".join(map(str, args.shape))
     body = (
         f"## Operators, {shape} float32, {device.type}\n\n"
-        f"`python benchmarks/operators.py --device {args.device}` ({environment(device)}; medians of {args.repeats} runs;"
+        f"`python benchmarks/bench_operators.py --device {args.device}` ({environment(device)}; medians of {args.repeats} runs;"
         " upstream gradients made outside the timed region). `gradient_magnitude` saves only a reference to its input"
         " (no new memory), counted here at the input's size.\n\n" + table + "\n\n" + summary
     )
