@@ -43,3 +43,12 @@ def coordinate_operator(x: torch.Tensor, edge_order: int = 1) -> tuple[torch.Ten
     """``gradient`` on a non-uniform grid along the last two axes (coordinates derived from the shape)."""
     coords = [torch.linspace(0, 1, x.shape[d], dtype=torch.float64, device=x.device) ** 2 * 3 + torch.arange(x.shape[d], device=x.device) for d in (-2, -1)]
     return torchgrad.gradient(x, spacing=coords, dim=(-2, -1), edge_order=edge_order)
+
+
+@pytest.fixture(scope="session")
+def vgg_files(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Random weights of vgg16, vgg19 and vgg16_bn, each as features-only and full-model files."""
+    from vgg_fixtures import save_random_weights
+
+    directory = tmp_path_factory.mktemp("vgg")
+    return {network: save_random_weights(network, directory) for network in ("vgg16", "vgg19", "vgg16_bn")}

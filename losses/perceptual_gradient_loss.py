@@ -1,0 +1,67 @@
+"""Perceptual loss plus a weighted image-gradient loss, as one module."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from .gradient_loss import GradientLoss
+from .perceptual_loss import PerceptualLoss
+
+
+class PerceptualGradientLoss(nn.Module):
+    r"""``perceptual_weight * PerceptualLoss + gradient_weight * GradientLoss``.
+
+    VGG features keep the content right, the gradient term keeps edges sharp: the loss of
+    super-resolution and deblurring networks. ``forward(input, target, return_parts=True)`` also
+    returns ``{"perceptual": ..., "gradient": ...}`` (detached) for logging each term.
+
+    Args:
+        perceptual_weight: weight of the perceptual term.
+        gradient_weight: weight of the gradient term.
+        gradient_operator: ``"sobel"``, ``"diff"``, ``"scharr"`` or ``"central"``.
+        gradient_p: 1 (L1) or 2 (squared L2) for the gradient term.
+        network, layers, layer_weights, criterion, normalize_features: of :class:`PerceptualLoss`.
+        **vgg_options: ``weights``, ``input_range``, ``pooling``, ``repeat_grey``.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     loss = PerceptualGradientLoss(layers=("relu2_2",), weights=None)
+        >>> x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+        >>> total, parts = loss(x, y, return_parts=True)
+        >>> sorted(parts)
+        ['gradient', 'perceptual']
+    """
+
+    def __init__(
+        self,
+        perceptual_weight: float = 1.0,
+        gradient_weight: float = 0.05,
+        gradient_operator: str = "sobel",
+        gradient_p: int = 2,
+        network: str = "vgg16",
+        layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
+        layer_weights: Optional[Sequence[float]] = None,
+        criterion: str = "l1",
+        normalize_features: bool = False,
+        **vgg_options: Any,
+    ) -> None:
+        super().__init__()
+        self.perceptual_weight, self.gradient_weight = float(perceptual_weight), float(gradient_weight)
+        self.gradient = GradientLoss(gradient_operator, p=gradient_p)
+        self.perceptual = PerceptualLoss(network, layers, layer_weights, criterion, normalize_features, **vgg_options)
+
+    def forward(self, input: Tensor, target: Tensor, return_parts: bool = False) -> Union[Tensor, tuple[Tensor, dict[str, Tensor]]]:
+        perceptual = self.perceptual(input, target)
+        gradient = self.gradient(input, target.to(input.dtype) if not torch.is_autocast_enabled(input.device.type) else target)
+        total = self.perceptual_weight * perceptual + self.gradient_weight * gradient.to(perceptual.dtype)
+        if return_parts:
+            return total, {"perceptual": perceptual.detach(), "gradient": gradient.detach()}
+        return total
+
+    def extra_repr(self) -> str:
+        return f"perceptual_weight={self.perceptual_weight}, gradient_weight={self.gradient_weight}"

@@ -1,0 +1,231 @@
+"""A frozen, truncated torchvision VGG that returns the feature maps of named layers."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+from torchvision.models import vgg as tv_vgg
+
+NETWORKS = {"vgg16": ("D", False), "vgg16_bn": ("D", True), "vgg19": ("E", False), "vgg19_bn": ("E", True)}
+_WEIGHTS = {
+    "vgg16": tv_vgg.VGG16_Weights,
+    "vgg16_bn": tv_vgg.VGG16_BN_Weights,
+    "vgg19": tv_vgg.VGG19_Weights,
+    "vgg19_bn": tv_vgg.VGG19_BN_Weights,
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailableError(FileNotFoundError):
+    """ImageNet VGG weights are neither in the torch hub cache nor downloadable from here."""
+
+
+def layer_names(network: str) -> list[str]:
+    """The names of ``network``'s feature layers in order, as the VGG papers name them.
+
+    Example:
+        >>> layer_names("vgg16")[:5]
+        ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1']
+    """
+    config, batch_norm = NETWORKS[network]
+    names, block, index = [], 1, 1
+    for v in tv_vgg.cfgs[config]:
+        if v == "M":
+            names.append(f"pool{block}")
+            block, index = block + 1, 1
+            continue
+        names += [f"conv{block}_{index}"] + ([f"bn{block}_{index}"] if batch_norm else []) + [f"relu{block}_{index}"]
+        index += 1
+    return names
+
+
+def _features_state_dict(state: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
+    """The ``features`` part of a full-model state dict, or a features-only state dict as it is."""
+    if any(k.startswith("features.") for k in state):
+        return {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    if state and all(k.split(".")[0].isdigit() for k in state):
+        return dict(state)
+    raise ValueError(f"VGGFeatures: {source} holds no VGG features (expected keys like 'features.0.weight' or '0.weight')")
+
+
+def _load_weights(network: str, weights: Union[str, os.PathLike, None]) -> Optional[dict[str, Tensor]]:
+    if weights is None:
+        return None
+    if weights == "DEFAULT":
+        url = _WEIGHTS[network].DEFAULT.url
+        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
+        if os.path.exists(cached):
+            return torch.load(cached, map_location="cpu", weights_only=True)
+        try:
+            return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True)
+        except Exception as error:  # no network, a refusing proxy, a truncated download
+            raise WeightsUnavailableError(
+                f"VGGFeatures: the ImageNet weights of {network} are not in the torch hub cache ({cached}) and could "
+                f"not be downloaded ({type(error).__name__}: {error}). Either put the file {os.path.basename(url)} "
+                f"at {cached} (torchvision's '{_WEIGHTS[network].DEFAULT}' weights), or pass weights='/path/to/"
+                f"state_dict.pth' with a saved state dict of torchvision's {network} or of its `features`."
+            ) from None
+    path = os.fspath(weights)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"VGGFeatures: `weights` file {path!r} does not exist")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class VGGFeatures(nn.Module):
+    """torchvision's VGG cut after the deepest requested layer, frozen, always in ``eval`` mode.
+
+    ``forward(x)`` maps images in ``input_range`` to ImageNet normalisation and returns
+    ``{layer_name: features}`` for the requested layers (every ``convB_I``, ``bnB_I``, ``reluB_I``
+    and ``poolB`` of the network, see :func:`layer_names`). No layer after the deepest requested
+    one is built. The weights follow the host module in ``.to()``/``.half()`` but are left out of
+    its ``state_dict`` (checkpoints stay small) and never require grad.
+
+    Args:
+        network: ``"vgg16"``, ``"vgg19"``, ``"vgg16_bn"`` or ``"vgg19_bn"``.
+        layers: the layer names to return.
+        weights: ``"DEFAULT"`` for torchvision's ImageNet weights (from the torch hub cache, downloaded
+            into it once when online), a path to a saved state dict of the full torchvision model or
+            of its ``features``, or ``None`` for a random network (with a warning: the loss is then
+            not perceptual).
+        input_range: ``(low, high)`` of the input images, mapped to ImageNet's mean and std.
+        pooling: ``"max"``, or ``"avg"`` for average pooling (Gatys et al.'s style transfer).
+        repeat_grey: repeat one-channel images to three channels instead of raising.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings():
+        ...     warnings.simplefilter("ignore")
+        ...     vgg = VGGFeatures(layers=("relu1_2", "relu2_2"), weights=None)
+        >>> features = vgg(torch.rand(1, 3, 32, 32))
+        >>> {name: tuple(f.shape) for name, f in features.items()}
+        {'relu1_2': (1, 64, 32, 32), 'relu2_2': (1, 128, 16, 16)}
+    """
+
+    def __init__(
+        self,
+        network: str = "vgg16",
+        layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
+        weights: Union[str, os.PathLike, None] = "DEFAULT",
+        input_range: tuple[float, float] = (0.0, 1.0),
+        pooling: str = "max",
+        repeat_grey: bool = False,
+    ) -> None:
+        super().__init__()
+        if network not in NETWORKS:
+            raise ValueError(f"VGGFeatures: `network` must be one of {', '.join(map(repr, NETWORKS))}, got {network!r}")
+        names = layer_names(network)
+        layers = (layers,) if isinstance(layers, str) else tuple(layers)
+        unknown = [name for name in layers if name not in names]
+        if not layers or unknown:
+            raise ValueError(f"VGGFeatures: unknown layer(s) {unknown or list(layers)} for {network}; valid names: {', '.join(names)}")
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"VGGFeatures: `pooling` must be 'max' or 'avg', got {pooling!r}")
+        low, high = (float(v) for v in input_range)
+        if not high > low:
+            raise ValueError(f"VGGFeatures: `input_range` must be (low, high) with high > low, got {input_range!r}")
+        self.network, self.layers, self.input_range, self.pooling, self.repeat_grey = network, layers, (low, high), pooling, repeat_grey
+        depth = max(names.index(name) for name in layers) + 1
+        self._indices = {names.index(name): name for name in layers}
+        self.min_size = 2 ** (sum(name.startswith("pool") for name in names[: depth - 1]) + 1)
+
+        config, batch_norm = NETWORKS[network]
+        modules = list(tv_vgg.make_layers(tv_vgg.cfgs[config], batch_norm=batch_norm))[:depth]
+        state = _load_weights(network, weights)
+        if state is None:
+            warnings.warn(
+                f"VGGFeatures: {network} has random weights (weights=None), so the loss is not perceptual; "
+                "use weights='DEFAULT' or a path to ImageNet weights",
+                UserWarning,
+                stacklevel=2,
+            )
+        net = nn.Sequential(*modules)
+        if state is not None:
+            source = "the ImageNet weights" if weights == "DEFAULT" else repr(os.fspath(weights))  # type: ignore[arg-type]
+            state = _features_state_dict(state, source)
+            missing = [k for k in net.state_dict() if k not in state]
+            if missing:
+                raise ValueError(f"VGGFeatures: {source} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''} for {network}")
+            net.load_state_dict({k: state[k] for k in net.state_dict()})
+        for i, module in enumerate(net):
+            if isinstance(module, nn.MaxPool2d) and pooling == "avg":
+                net[i] = nn.AvgPool2d(kernel_size=2, stride=2)
+            elif isinstance(module, nn.ReLU):
+                # Recorded feature maps must not be overwritten by the next in-place ReLU.
+                module.inplace = (i - 1) not in self._indices
+        self.net = net.eval().requires_grad_(False)
+
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        # ImageNet normalisation of (x - low) / (high - low), as one affine map x * scale + shift.
+        self.register_buffer("scale", (1.0 / ((high - low) * std)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("shift", (-(low / (high - low) + mean) / std).view(1, 3, 1, 1), persistent=False)
+        self._range_checks_left = 3
+        self.register_state_dict_post_hook(_drop_network_state)
+        self._register_load_state_dict_pre_hook(self._keep_network_state)
+
+    def train(self, mode: bool = True) -> "VGGFeatures":
+        """The network stays in ``eval`` mode (batch norm statistics, if any, never change)."""
+        super().train(mode)
+        self.net.eval()
+        return self
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        x = self.check_input(x)
+        recorded: dict[str, Tensor] = {}
+        x = x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+        for i, module in enumerate(self.net):
+            x = module(x)
+            if i in self._indices:
+                recorded[self._indices[i]] = x
+        return {name: recorded[name] for name in self.layers}
+
+    def check_input(self, x: Tensor, name: str = "input") -> Tensor:
+        """Raise for inputs the network cannot take; warn once about values outside ``input_range``."""
+        if not isinstance(x, Tensor):
+            raise TypeError(f"VGGFeatures: `{name}` must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 4:
+            raise ValueError(f"VGGFeatures: `{name}` must be (N, 3, H, W) images, got shape {tuple(x.shape)}")
+        if not x.dtype.is_floating_point:
+            raise TypeError(f"VGGFeatures: `{name}` must have a floating dtype, got {x.dtype}")
+        if x.shape[1] == 1 and self.repeat_grey:
+            x = x.expand(-1, 3, -1, -1)
+        if x.shape[1] != 3:
+            hint = " (pass repeat_grey=True to repeat a grey channel)" if x.shape[1] == 1 else ""
+            raise ValueError(f"VGGFeatures: `{name}` must have 3 channels, got shape {tuple(x.shape)}{hint}")
+        if min(x.shape[-2:]) < self.min_size:
+            raise ValueError(
+                f"VGGFeatures: `{name}` must be at least {self.min_size}x{self.min_size} for layer(s) "
+                f"{', '.join(self.layers)}, got shape {tuple(x.shape)}"
+            )
+        if self._range_checks_left > 0 and x.numel() and not torch.compiler.is_compiling():
+            self._range_checks_left -= 1
+            low, high = self.input_range
+            tolerance = 0.05 * (high - low)
+            lo, hi = torch.aminmax(x.detach())
+            if lo.item() < low - tolerance or hi.item() > high + tolerance:
+                self._range_checks_left = 0
+                warnings.warn(
+                    f"VGGFeatures: `{name}` has values in [{lo.item():.3g}, {hi.item():.3g}], outside input_range="
+                    f"{self.input_range}; set input_range to the images' range (e.g. (-1, 1))",
+                    UserWarning,
+                    stacklevel=3,
+                )
+        return x
+
+    def _keep_network_state(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Checkpoints hold no network weights: loading one keeps the network's own."""
+        for key, value in self.net.state_dict().items():
+            state.setdefault(prefix + "net." + key, value)
+
+    def extra_repr(self) -> str:
+        return f"network={self.network!r}, layers={self.layers!r}, input_range={self.input_range}, pooling={self.pooling!r}"
+
+
+def _drop_network_state(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any) -> None:
+    """The frozen network's weights stay out of checkpoints."""
+    for key in [k for k in state if k.startswith(prefix + "net.")]:
+        del state[key]
