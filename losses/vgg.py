@@ -157,7 +157,8 @@ class VGGFeatures(nn.Module):
             elif isinstance(module, nn.ReLU):
                 # Recorded feature maps must not be overwritten by the next in-place ReLU.
                 module.inplace = (i - 1) not in self._indices
-        self.net = net.eval().requires_grad_(False)
+        # channels_last: oneDNN and cuDNN convolutions run markedly faster in NHWC.
+        self.net = net.eval().requires_grad_(False).to(memory_format=torch.channels_last)
 
         mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
         # ImageNet normalisation of (x - low) / (high - low), as one affine map x * scale + shift.
@@ -176,7 +177,7 @@ class VGGFeatures(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.check_input(x)
         recorded: dict[str, Tensor] = {}
-        x = x * self.scale.to(x.dtype) + self.shift.to(x.dtype)
+        x = torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype)).contiguous(memory_format=torch.channels_last)
         for i, module in enumerate(self.net):
             x = module(x)
             if i in self._indices:
