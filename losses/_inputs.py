@@ -63,12 +63,17 @@ def check_mask(fn: str, mask: Any, input: Tensor) -> Optional[Tensor]:
 
 
 def autocast_pair(input: Tensor, target: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
-    """Under autocast, losses run in float32 (as torch's own losses do)."""
+    """Under autocast, losses run in at least float32 (as torch's own losses do), in one dtype."""
     if torch.is_autocast_enabled(input.device.type):
-        input = input.float()
-        target = None if target is None else target.float()
+        dtype = result_dtype(input, target)
+        input = input.to(dtype)
+        target = None if target is None else target.to(dtype)
     return input, target
 
 
-def result_dtype(input: Tensor) -> torch.dtype:
-    return torch.float32 if torch.is_autocast_enabled(input.device.type) else input.dtype
+def result_dtype(input: Tensor, target: Optional[Tensor] = None) -> torch.dtype:
+    """The loss's dtype: the input's, or under autocast the inputs' promoted to at least float32."""
+    if not torch.is_autocast_enabled(input.device.type):
+        return input.dtype
+    dtype = torch.promote_types(input.dtype, torch.float32)
+    return dtype if target is None else torch.promote_types(dtype, target.dtype)

@@ -15,10 +15,7 @@ import torch
 from torch import Tensor
 
 from torchgrad._linear import adjoint, apply
-from torchgrad._separable import Separable, slabs
-
-KINDS = ("l1", "l2", "gdl", "edge")
-
+from torchgrad._separable import Separable, plain_code, slabs
 
 def _working(t: Tensor) -> Tensor:
     """Half-precision tensors are computed in float32."""
@@ -44,7 +41,7 @@ class Penalty:
         run = (lambda t: apply(self.op, t)) if differentiable else self.op.apply
         if self.kind == "edge":
             with torch.no_grad():
-                b = tuple(torch.exp(-c.abs().mean(1, keepdim=True)) for c in self.op.apply(_working(y)))  # type: ignore[arg-type]
+                b = tuple(torch.exp(-c.abs().mean(-3, keepdim=True)) for c in self.op.apply(_working(y)))  # type: ignore[arg-type]
             return run(_working(x)), b
         if self.kind == "gdl":
             return run(_working(x)), run(_working(y))  # type: ignore[arg-type]
@@ -80,7 +77,12 @@ class Penalty:
         da, db = [], []
         for ai, bi in zip(a, b):  # type: ignore[arg-type]
             r = ai.abs() - bi.abs()
-            slope = r.sign() if self.alpha == 1 else torch.where(r == 0, 0.0, self.alpha * r.abs().pow(self.alpha - 1) * r.sign())
+            if self.alpha == 1:
+                slope = r.sign()
+            else:  # the derivative of |r|^alpha, 0 at r = 0 (where the untaken branch stays finite)
+                magnitude = r.abs()
+                safe = magnitude.clamp_min(torch.finfo(magnitude.dtype).tiny)
+                slope = torch.where(magnitude == 0, 0.0, self.alpha * safe.pow(self.alpha - 1)) * r.sign()
             da.append(slope * ai.sign())
             db.append(-slope * bi.sign())
         return da, db
@@ -121,7 +123,7 @@ class _PenaltyFunction(torch.autograd.Function):
         x, y, mask = ctx.saved_tensors
         penalty: Penalty = ctx.penalty
         need_x, need_y = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if torch.is_grad_enabled() or plain_code(grad):
             # Differentiable (double backward) or traced: plain operations through the Functions.
             gx, gy = _pull_back(x, y, mask, penalty, grad, ctx.keep, need_x, need_y, differentiable=True)
             return gx, gy, None, None, None

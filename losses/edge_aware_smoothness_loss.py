@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from torchgrad import image_gradients
 from torchgrad.image_gradients import forward_difference_operator
 
 from ._inputs import check_image
@@ -20,7 +19,9 @@ def edge_aware_smoothness_loss(disparity: Tensor, image: Tensor, *, normalize: b
     with forward differences over their valid ``(H, W-1)`` and ``(H-1, W)`` positions and
     ``\overline{\cdot}`` the mean over the image's channels. With ``normalize`` the disparity is
     first divided by its per-sample spatial mean (plus ``1e-7``), as monodepth2 does, so the loss
-    does not reward shrinking the disparity.
+    does not reward shrinking the disparity. The image only weighs the terms: it is treated as a
+    constant (no gradient reaches it), as the input frames of depth estimation are. One autograd
+    Function computes the loss; its backward saves only references to its inputs.
 
     Args:
         disparity: ``(N, 1, H, W)`` (or ``(N, C, H, W)``) predicted disparity.
@@ -47,23 +48,14 @@ def edge_aware_smoothness_loss(disparity: Tensor, image: Tensor, *, normalize: b
         raise ValueError(f"{fn}: `disparity` and `image` must be on the same device, got {disparity.device} and {image.device}")
     if normalize:
         disparity = disparity / (disparity.mean(dim=(2, 3), keepdim=True) + 1e-7)
-    if image.requires_grad and torch.is_grad_enabled():
-        return _composed(disparity, image)
     # Forward differences are zero on the last row (dy) and column (dx): summing over the full map and
     # dividing by the valid count gives the means over the valid (H-1, W) and (H, W-1) positions.
     n, c, h, w = disparity.shape
+    if disparity.numel() == 0:  # an empty batch has no mean (as torch.mean of nothing)
+        return disparity.sum() * float("nan")
     scales = (1.0 / (n * c * (h - 1) * w), 1.0 / (n * c * h * (w - 1)))
     penalty = Penalty(forward_difference_operator(disparity, 2, fn), "edge", scales=scales)
     return penalty_call(disparity, image.detach(), None, penalty, 0).to(disparity.dtype)
-
-
-def _composed(disparity: Tensor, image: Tensor) -> Tensor:
-    """The same loss with autograd through every step, for an image that requires grad."""
-    image_dy, image_dx = image_gradients(image)
-    weight_y = torch.exp(-image_dy[..., :-1, :].abs().mean(1, keepdim=True))
-    weight_x = torch.exp(-image_dx[..., :, :-1].abs().mean(1, keepdim=True))
-    disparity_dy, disparity_dx = image_gradients(disparity)
-    return (disparity_dx[..., :, :-1].abs() * weight_x).mean() + (disparity_dy[..., :-1, :].abs() * weight_y).mean()
 
 
 class EdgeAwareSmoothnessLoss(nn.Module):

@@ -59,7 +59,7 @@ def gradient_difference_loss(
     reduction = check_reduction(fn, reduction)
     check_operator_options(fn, operator, padding, normalized, None)
     spatial_dims = check_pair(fn, input, target)
-    dtype = result_dtype(input)
+    dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with torch.autocast(input.device.type, enabled=False):
         penalty = Penalty(named_operator(fn, operator, input, padding, normalized, spatial_dims), "gdl", alpha)

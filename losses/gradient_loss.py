@@ -72,7 +72,7 @@ def gradient_loss(
     check_operator_options(fn, operator, padding, normalized, None)
     spatial_dims = check_pair(fn, input, target)
     mask = check_mask(fn, mask, input)
-    dtype = result_dtype(input)
+    dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with torch.autocast(input.device.type, enabled=False):
         op = named_operator(fn, operator, input, padding, normalized, spatial_dims)

@@ -53,8 +53,10 @@ def total_variation_loss(input: Tensor, *, p: int = 1, isotropic: bool = False, 
     with torch.autocast(input.device.type, enabled=False):
         spatial_dims = input.dim() - 2
         if isotropic:
-            per_pixel = gradient_magnitude(input, operator="diff", eps=eps, spatial_dims=spatial_dims)
-            total = per_pixel if reduction == "none" else per_pixel.sum(dtype=torch.float32 if input.dtype in (torch.float16, torch.bfloat16) else None)
+            # in float32 for half precision: eps = 1e-8 underflows to 0 in float16
+            work = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+            per_pixel = gradient_magnitude(work, operator="diff", eps=eps, spatial_dims=spatial_dims)
+            total = per_pixel if reduction == "none" else per_pixel.sum()
         else:
             penalty = Penalty(forward_difference_operator(input, spatial_dims, fn), "l1" if p == 1 else "l2")
             if reduction == "none":

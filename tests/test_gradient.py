@@ -192,3 +192,23 @@ def test_module() -> None:
     assert repr(module) == "Gradient(spacing=2.0, dim=-1, edge_order=2)"
     with pytest.raises(ValueError, match="`edge_order`"):
         Gradient(edge_order=0)
+
+
+def test_gradients_reach_coordinate_spacing() -> None:
+    """As with torch.gradient, coordinates that require grad receive gradients."""
+    x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+    coords = torch.tensor([0.0, 1.0, 2.5, 3.0, 5.0], dtype=torch.float64, requires_grad=True)
+    for edge_order in (1, 2):
+        ours = gradient(x, spacing=[coords], dim=1, edge_order=edge_order)[0]
+        theirs = torch.gradient(x, spacing=[coords], dim=1, edge_order=edge_order)[0]
+        torch.testing.assert_close(ours, theirs)
+        probe = torch.randn_like(ours)
+        g_ours = torch.autograd.grad((ours * probe).sum(), (x, coords))
+        g_theirs = torch.autograd.grad((theirs * probe).sum(), (x, coords))
+        for a, b in zip(g_ours, g_theirs):
+            torch.testing.assert_close(a, b)
+
+
+def test_scalar_input_with_a_dim() -> None:
+    with pytest.raises(IndexError, match="Dimension specified as 0 but tensor has no dimensions"):
+        gradient(torch.tensor(1.0), dim=0)

@@ -77,3 +77,12 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="same shape"):
         GradientDifferenceLoss()(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 5))
     assert repr(GradientDifferenceLoss(2.0)) == "GradientDifferenceLoss(alpha=2.0, operator='diff', reduction='mean')"
+
+
+def test_double_backward_is_finite_where_gradients_vanish() -> None:
+    """|r|^alpha for alpha in (0, 2): the Hessian stays finite where both gradients are 0 (r = 0)."""
+    x = torch.randn(1, 1, 6, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(1, 1, 6, 6, dtype=torch.float64)
+    (g,) = torch.autograd.grad(gradient_difference_loss(x, y, alpha=1.5, operator="sobel"), x, create_graph=True)
+    (h,) = torch.autograd.grad(g.sum(), x)
+    assert torch.isfinite(h).all()

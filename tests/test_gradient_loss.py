@@ -292,3 +292,36 @@ def test_call_rejects_bad_input() -> None:
 def test_repr() -> None:
     assert repr(GradientLoss("diff", p=2)) == "GradientLoss(operator='diff', p=2, reduction='mean')"
     assert repr(GradientLoss("sobel", padding="zeros", normalized=True)) == "GradientLoss(operator='sobel', p=1, reduction='mean', padding='zeros', normalized=True)"
+
+
+def test_vmap_with_a_batched_mask() -> None:
+    from torch.func import grad, vmap
+
+    x, y = torch.randn(4, 2, 1, 6, 7, dtype=torch.float64), torch.randn(4, 2, 1, 6, 7, dtype=torch.float64)
+    mask = torch.rand(4, 2, 1, 6, 7) > 0.2
+    for reduction in ("mean", "sum", "none"):
+        batched = vmap(lambda a, b, m: gradient_loss(a, b, m, p=2, reduction=reduction))(x, y, mask)
+        loop = torch.stack([gradient_loss(x[i], y[i], mask[i], p=2, reduction=reduction) for i in range(4)])
+        torch.testing.assert_close(batched, loop)
+    per_sample = vmap(grad(lambda a, b, m: gradient_loss(a, b, m, p=1)))(x, y, mask)
+    for i in range(4):
+        xi = x[i].clone().requires_grad_()
+        torch.testing.assert_close(per_sample[i], torch.autograd.grad(gradient_loss(xi, y[i], mask[i], p=1), xi)[0])
+
+
+def test_batched_gradients_of_the_loss() -> None:
+    x = torch.randn(2, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 2, 6, 6, dtype=torch.float64)
+    per = gradient_loss(x, y, operator="sobel", p=2, reduction="none")
+    batch = torch.randn((3,) + per.shape, dtype=per.dtype)
+    (batched,) = torch.autograd.grad(per, x, batch, is_grads_batched=True, retain_graph=True)
+    for i in range(3):
+        torch.testing.assert_close(batched[i], torch.autograd.grad(per, x, batch[i], retain_graph=True)[0])
+
+
+def test_autocast_keeps_float64() -> None:
+    x, y = torch.rand(1, 1, 8, 8, dtype=torch.float64), torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = gradient_loss(x, y)
+    assert loss.dtype == torch.float64
+    assert loss == gradient_loss(x, y)

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.func import grad, jacfwd, jacrev, jvp, vmap
 
+import torchgrad
 from conftest import DEVICES, LINEAR_OPERATORS, coordinate_operator
 
 OPS = sorted(LINEAR_OPERATORS)
@@ -240,3 +241,31 @@ def test_torch_compile_dynamic_shapes() -> None:
         sum(o.pow(2).sum() for o in compiled(x)).backward()
         sum(o.pow(2).sum() for o in sobel(xe)).backward()
         torch.testing.assert_close(x.grad, xe.grad)
+
+
+@pytest.mark.parametrize("op", ["image_gradients", "sobel_reflect", "sobel_3d_zeros", "gradient_edge2_spacing"])
+def test_batched_gradients(op: str) -> None:
+    """torch.autograd.grad(is_grads_batched=True), as jacobian(vectorize=True) uses it."""
+    fn = LINEAR_OPERATORS[op][0]
+    x = torch.randn(_shape(op, (2,)), dtype=torch.float64, requires_grad=True)
+    outputs = fn(x)
+    batch = [torch.randn((3,) + o.shape, dtype=o.dtype) for o in outputs]
+    (batched,) = torch.autograd.grad(outputs, x, batch, is_grads_batched=True, retain_graph=True)
+    for i in range(3):
+        (single,) = torch.autograd.grad(outputs, x, [b[i] for b in batch], retain_graph=True)
+        torch.testing.assert_close(batched[i], single)
+
+
+def test_half_precision_intermediates_do_not_overflow() -> None:
+    """Scharr smooths by 16 before differencing: the intermediate runs in float32."""
+    flat = torch.full((1, 1, 5, 5), 5000.0, dtype=torch.float16, requires_grad=True)
+    for component in torchgrad.scharr(flat):
+        assert torch.equal(component, torch.zeros_like(component))
+    sum(c.float().sum() for c in torchgrad.scharr(flat)).backward()
+    assert torch.isfinite(flat.grad.float()).all()
+
+
+def test_empty_spatial_axis_is_a_clear_error() -> None:
+    for fn in (torchgrad.image_gradients, lambda x: torchgrad.sobel(x, padding="zeros")):
+        with pytest.raises(ValueError, match=r"spatial axes of `image` must not be empty, got shape \(1, 1, 0, 5\)"):
+            fn(torch.rand(1, 1, 0, 5))

@@ -79,8 +79,10 @@ def test_bad_arguments() -> None:
         gradient_magnitude(x, operator="diff", padding="zeros")
     with pytest.raises(ValueError, match="`spatial_dims` must be 2"):
         gradient_magnitude(torch.randn(4, 4, 4), operator="scharr", spatial_dims=3)
-    with pytest.raises(TypeError, match="must be real"):
+    with pytest.raises(TypeError, match="real floating dtype, got torch.complex64"):
         gradient_magnitude(x.to(torch.complex64))
+    with pytest.raises(TypeError, match="real floating dtype, got torch.int64"):
+        gradient_magnitude(x.long(), operator="diff")
     with pytest.raises(ValueError, match="`padding`"):
         gradient_magnitude(x, padding="same")
     with pytest.raises(ValueError, match="`operator`"):

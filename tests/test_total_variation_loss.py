@@ -86,3 +86,12 @@ def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match=r"got shape \(8, 8\)"):
         TotalVariationLoss()(torch.rand(8, 8))
     assert repr(TotalVariationLoss(isotropic=True)) == "TotalVariationLoss(p=1, isotropic=True, reduction='mean', eps=1e-08)"
+
+
+def test_isotropic_float16_on_a_flat_image() -> None:
+    """eps = 1e-8 underflows in float16: the isotropic form is computed in float32."""
+    x = torch.zeros(1, 1, 8, 8, dtype=torch.float16, requires_grad=True)
+    loss = total_variation_loss(x, isotropic=True)
+    loss.backward()
+    assert loss.dtype == torch.float16 and loss.item() == pytest.approx(1e-4, rel=1e-2)
+    assert torch.isfinite(x.grad.float()).all()

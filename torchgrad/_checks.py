@@ -31,18 +31,21 @@ def check_padding(padding: Any, fn: str) -> str:
     return str(padding)
 
 
-def check_image(image: Any, fn: str, spatial_dims: int, *, integer: bool = False, name: str = "image") -> Tensor:
+def check_image(image: Any, fn: str, spatial_dims: int, *, integer: bool = False) -> Tensor:
     """A tensor with at least ``spatial_dims`` dimensions, of a dtype the operator can differentiate.
 
     Floating and complex dtypes are always accepted; signed integers only where ``integer`` is true
     (exact differences). Bool and unsigned integers (whose differences wrap around) never are.
     """
+    name = "image"
     image = check_tensor(image, name, fn)
     if image.dim() < spatial_dims:
         raise ValueError(
             f"{fn}: `{name}` must have at least {spatial_dims} dimensions {_AXES[spatial_dims]}, "
             f"got shape {tuple(image.shape)}"
         )
+    if 0 in image.shape[-spatial_dims:]:
+        raise ValueError(f"{fn}: the spatial axes of `{name}` must not be empty, got shape {tuple(image.shape)}")
     dtype = image.dtype
     if dtype.is_floating_point or dtype.is_complex:
         return image
@@ -52,10 +55,10 @@ def check_image(image: Any, fn: str, spatial_dims: int, *, integer: bool = False
     raise TypeError(f"{fn}: `{name}` must have {expected} dtype, got {dtype}")
 
 
-def check_min_size(image: Tensor, fn: str, spatial_dims: int, minimum: int, why: str, name: str = "image") -> None:
+def check_min_size(image: Tensor, fn: str, spatial_dims: int, minimum: int, why: str) -> None:
     sizes = tuple(image.shape[-spatial_dims:])
     if any(s < minimum for s in sizes):
         raise ValueError(
-            f"{fn}: {why} needs at least {minimum} samples along each spatial axis of `{name}`, "
+            f"{fn}: {why} needs at least {minimum} samples along each spatial axis of `image`, "
             f"got shape {tuple(image.shape)}"
         )

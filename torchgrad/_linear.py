@@ -82,7 +82,7 @@ class _Adjoint(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        ctx.op = inputs[0]
+        ctx.op, ctx.dtype = inputs[0], inputs[1]
         ctx.grad_dtypes = [None if g is None else g.dtype for g in inputs[2:]]
         ctx.set_materialize_grads(False)
 
@@ -112,12 +112,7 @@ class _Adjoint(torch.autograd.Function):
 class _AdjointWithJvp(_Adjoint):
     @staticmethod
     def jvp(ctx: Any, _op_t: None, _dtype_t: None, *grads_t: Optional[Tensor]) -> Tensor:
-        return adjoint(ctx.op, ctx.dtype_out, grads_t)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        _Adjoint.setup_context(ctx, inputs, output)
-        ctx.dtype_out = inputs[1]
+        return adjoint(ctx.op, ctx.dtype, grads_t)
 
 
 def apply(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:

@@ -22,46 +22,45 @@ class Separable:
 
     chains: tuple[tuple[Stencil, ...], ...]
 
-    def apply(self, x: Tensor) -> tuple[Tensor, ...]:
-        if torch.compiler.is_compiling():
+    def apply(self, x: Tensor, functional: bool = False) -> tuple[Tensor, ...]:
+        """``A x``; ``functional`` forces plain tensor code (else chosen by :func:`plain_code`)."""
+        if functional or plain_code(x):
             outputs = []
             for chain in self.chains:
-                y = x
+                y = _working(x, chain)
                 for stencil in chain:
-                    y = stencil.apply(y)
-                outputs.append(y)
+                    y = stencil.apply(y, functional=True)
+                outputs.append(y.to(chain[-1].dtype or x.dtype))
             return tuple(outputs)
         outputs = [torch.empty_like(x, dtype=chain[-1].dtype or x.dtype) for chain in self.chains]
         scratch = _Scratch()
         for rows in self._slabs(x):
             for chain, out in zip(self.chains, outputs):
-                y = x[rows]
+                y = _working(x[rows], chain)
                 for k, stencil in enumerate(chain):
                     last = k == len(chain) - 1
                     y = stencil.apply(y, out=out[rows] if last else scratch.get(k % 2, y, stencil.dtype or y.dtype))
         return tuple(outputs)
 
-    def adjoint(self, grads: Sequence[Optional[Tensor]], out: Optional[Tensor] = None) -> Tensor:
-        """The sum of each chain's adjoint; the chains after the first add into the first's result.
-
-        Eager code writes the result into ``out`` when one is given.
-        """
+    def adjoint(self, grads: Sequence[Optional[Tensor]], functional: bool = False) -> Tensor:
+        """The sum of each chain's adjoint; the chains after the first add into the first's result."""
         pairs = [(chain[::-1], g) for chain, g in zip(self.chains, grads) if g is not None]
         if not pairs:
             raise ValueError("the adjoint needs a cotangent for at least one output")
-        if torch.compiler.is_compiling():
+        dtype = pairs[0][1].dtype
+        if functional or any(plain_code(g) for _, g in pairs):
             total: Optional[Tensor] = None
             for chain, g in pairs:
-                y = g
+                y = _working(g, chain)
                 for stencil in chain:
-                    y = stencil.adjoint(y)
+                    y = stencil.adjoint(y, functional=True)
                 total = y if total is None else total + y
-            return total  # type: ignore[return-value]
-        result = torch.empty_like(pairs[0][1]) if out is None else out
+            return total.to(dtype)  # type: ignore[union-attr]
+        result = torch.empty_like(pairs[0][1])
         scratch = _Scratch()
         for rows in self._slabs(result):
             for i, (chain, g) in enumerate(pairs):
-                y = g[rows]
+                y = _working(g[rows], chain)
                 for k, stencil in enumerate(chain):
                     if k < len(chain) - 1:
                         y = stencil.adjoint(y, out=scratch.get(k % 2, y, y.dtype))
@@ -91,6 +90,23 @@ def slabs(x: Tensor, spatial_dims: int) -> list[tuple[slice, ...]]:
     per_item = x[0].numel() * x.element_size()
     step = max(1, SLAB_BYTES // max(per_item, 1))
     return [(slice(start, start + step),) for start in range(0, x.shape[0], step)]
+
+
+def plain_code(t: Tensor) -> bool:
+    """Whether ``t`` needs plain tensor code: under ``torch.compile``, or wrapped by a ``torch.func``
+    transform or batched gradients, where writes into views through ``out=`` do not work."""
+    if torch.compiler.is_compiling():
+        return True
+    functorch = torch._C._functorch
+    return functorch.is_functorch_wrapped_tensor(t) or functorch.is_legacy_batchedtensor(t)
+
+
+def _working(t: Tensor, chain: Sequence[Stencil]) -> Tensor:
+    """Half precision goes through multi-stage chains in float32: the smoothed intermediate of
+    Scharr is 16 times its input, beyond float16's range for large values."""
+    if len(chain) > 1 and t.dtype in (torch.float16, torch.bfloat16):
+        return t.float()
+    return t
 
 
 class _Scratch:

@@ -130,8 +130,8 @@ class Stencil:
         w = self.taps[t]
         return w[start : start + length] if isinstance(w, Tensor) else w
 
-    def apply(self, x: Tensor, out: Optional[Tensor] = None) -> Tensor:
-        """``A x``, written into ``out`` when one is given (eager code only)."""
+    def apply(self, x: Tensor, out: Optional[Tensor] = None, functional: bool = False) -> Tensor:
+        """``A x``, written into ``out`` when one is given; ``functional`` uses plain tensor code."""
         n, dim = self.size, self.dim
         dtype = self.dtype or x.dtype
         # A border row that is just the interior formula joins the bulk; the others are computed alone.
@@ -141,7 +141,7 @@ class Stencil:
         head = self._row(x, self.first, dtype) if lo == 1 else None
         tail = self._row(x, self.last, dtype) if hi == n - 2 and n > 1 else None
         bulk = [(w, x.narrow(dim, lo - 1 + t, m)) for t, w in enumerate(self.taps) if not _is_zero(w)] if m > 0 else []
-        if torch.compiler.is_compiling():
+        if functional:
             parts = [] if head is None else [head]
             if m > 0:
                 total = _weighted_sum(bulk, self.divisor)
@@ -189,10 +189,11 @@ class Stencil:
             return torch.zeros_like(x.narrow(self.dim, 0, 1), dtype=dtype)
         return total.to(dtype)
 
-    def adjoint(self, g: Tensor, out: Optional[Tensor] = None, accumulate: bool = False) -> Tensor:
+    def adjoint(self, g: Tensor, out: Optional[Tensor] = None, accumulate: bool = False, functional: bool = False) -> Tensor:
         """``A^T g`` (the conjugate transpose for complex weights), in ``g``'s dtype.
 
-        With ``accumulate`` (eager code only), ``A^T g`` is added to ``out`` instead of overwriting it.
+        With ``accumulate``, ``A^T g`` is added to ``out`` instead of overwriting it; ``functional``
+        uses plain tensor code (and takes neither).
         """
         n, dim = self.size, self.dim
         # Columns within three samples of an edge gather their terms one by one: they meet the border
@@ -208,7 +209,7 @@ class Stencil:
                 (_conj(self._tap_slice(1, 2, m)), g.narrow(dim, 3, m)),
                 (_conj(self._tap_slice(0, 3, m)), g.narrow(dim, 4, m)),
             ]
-        if torch.compiler.is_compiling():
+        if functional:
             head = [edges[j] for j in near if j < 3]
             tail = [edges[j] for j in near if j >= 3]
             middle = []

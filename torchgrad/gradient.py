@@ -90,7 +90,11 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
         _coordinate_stencil(input, d, h, edge_order) if isinstance(h, Tensor) else _uniform_stencil(input, d, h, edge_order)
         for d, h in zip(dims, steps)
     ]
-    return apply(Separable(tuple((s,) for s in stencils)), input)
+    op = Separable(tuple((s,) for s in stencils))
+    if torch.is_grad_enabled() and any(isinstance(h, Tensor) and h.requires_grad for h in steps):
+        # Gradients w.r.t. the coordinates too: the same arithmetic with autograd through it.
+        return op.apply(input, functional=True)
+    return apply(op, input)
 
 
 def central_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Separable:
@@ -105,6 +109,8 @@ def _dims(dim: Dim, ndim: int) -> list[int]:
     """``dim`` as a list of negative dimensions (so that ``vmap``'s leading batch dimension is harmless)."""
     if dim is None:
         return [d - ndim for d in range(ndim)]
+    if ndim == 0 and dim != []:
+        raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
     dims = [dim] if isinstance(dim, int) else dim
     if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence) or not all(
         isinstance(d, int) and not isinstance(d, bool) for d in dims
@@ -219,7 +225,7 @@ class Gradient(nn.Module):
     def __init__(self, *, spacing: Spacing = 1, dim: Dim = None, edge_order: int = 1) -> None:
         super().__init__()
         if edge_order not in (1, 2) or isinstance(edge_order, bool):
-            raise ValueError(f"Gradient: `edge_order` must be 1 or 2, got {edge_order!r}")
+            raise GradientError(f"Gradient: `edge_order` must be 1 or 2, got {edge_order!r}")
         self.spacing, self.dim, self.edge_order = spacing, dim, edge_order
 
     def forward(self, input: Tensor) -> tuple[Tensor, ...]:

@@ -11,14 +11,14 @@ from ._checks import check_tensor
 from ._linear import LinearOperator, adjoint, apply
 from ._linear import cast_like_input as _cast
 from ._named import check_operator_options, named_operator
-from ._separable import Separable
+from ._separable import Separable, plain_code
 
 OPERATORS = ("sobel", "scharr", "diff")
 
 
 def _norm(components: tuple[Tensor, ...], eps: float, reuse: bool = False) -> Tensor:
     """``sqrt(sum c^2 + eps)``; eager code with ``reuse`` overwrites the first component."""
-    if torch.compiler.is_compiling():
+    if plain_code(components[0]):
         return torch.sqrt(sum(c * c for c in components) + eps)
     total = components[0].square_() if reuse else components[0].square()
     for c in components[1:]:
@@ -41,7 +41,7 @@ class _Magnitude(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        if torch.is_grad_enabled() or plain_code(grad):
             # Differentiable (double backward) or traced: plain operations through the Functions.
             components = apply(ctx.op, x)
             scale = grad / torch.sqrt(sum(c * c for c in components) + ctx.eps)
@@ -120,8 +120,8 @@ def _operator(image: Tensor, operator: str, padding: Optional[str], normalized: 
     fn = "gradient_magnitude"
     _check_options(fn, operator, eps, padding, normalized, spatial_dims)
     image = check_tensor(image, "image", fn)
-    if image.dtype.is_complex:
-        raise TypeError(f"{fn}: `image` must be real, got {image.dtype}")
+    if not image.dtype.is_floating_point:
+        raise TypeError(f"{fn}: `image` must have a real floating dtype, got {image.dtype}")
     return named_operator(fn, operator, image, padding, normalized, spatial_dims)
 
 
