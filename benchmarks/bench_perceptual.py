@@ -66,8 +66,21 @@ def run_case(case: str, weights: Path, device: torch.device, shape: list[int], r
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     (ms,) = median_ms([step], device, repeats)
-    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else _peak_resident_bytes()
     return {"ms": ms, "peak": peak}
+
+
+def _peak_resident_bytes() -> int:
+    """This process's peak resident memory. VmHWM starts afresh at exec; ru_maxrss would carry
+    over the parent's peak from before the fork."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def main() -> None:
