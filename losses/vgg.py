@@ -177,7 +177,7 @@ class VGGFeatures(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         x = self.check_input(x)
         recorded: dict[str, Tensor] = {}
-        x = torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype)).contiguous(memory_format=torch.channels_last)
+        x = _ChannelsLast.apply(torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype)))
         for i, module in enumerate(self.net):
             x = module(x)
             if i in self._indices:
@@ -224,6 +224,27 @@ class VGGFeatures(nn.Module):
 
     def extra_repr(self) -> str:
         return f"network={self.network!r}, layers={self.layers!r}, input_range={self.input_range}, pooling={self.pooling!r}"
+
+
+class _ChannelsLast(torch.autograd.Function):
+    """``x`` in channels_last for the convolutions, with its gradient back in ``x``'s own layout
+    (a leaf's ``.grad`` keeps the leaf's strides, which L-BFGS's ``view(-1)`` relies on)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Tensor], output: Tensor) -> None:
+        (x,) = inputs
+        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        ctx.layout = torch.channels_last if channels_last else torch.contiguous_format
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.contiguous(memory_format=ctx.layout)
 
 
 def _drop_network_state(module: nn.Module, state: dict[str, Any], prefix: str, local_metadata: Any) -> None:

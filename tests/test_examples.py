@@ -1,0 +1,89 @@
+"""Every example runs, in a reduced form, and does what it says."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+pytest.importorskip("lightning")
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def test_deblur_gradient_loss_sharpens(tmp_path) -> None:
+    import deblur
+
+    results = deblur.main(["--steps", "120", "--image-size", "32", "--batch-size", "8", "--eval-images", "16", "--output-dir", str(tmp_path), "--quiet"])
+    assert (tmp_path / "comparison.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "results.json").read_text()) == results
+    assert set(results) == {"l1", "l1+gradient", "degraded"} and set(results["l1"]) == {"psnr", "gradient_error"}
+    # both runs learned (better than the degraded input), and the gradient loss sharpened more
+    assert results["l1"]["psnr"] > results["degraded"]["psnr"] and results["l1+gradient"]["psnr"] > results["degraded"]["psnr"]
+    assert results["l1+gradient"]["gradient_error"] < results["l1"]["gradient_error"] < results["degraded"]["gradient_error"]
+    for run, columns in (("l1", {"l1", "loss"}), ("l1_gradient", {"l1", "gradient", "loss"})):
+        rows = list(csv.DictReader(open(tmp_path / "logs" / run / "metrics.csv")))
+        assert columns <= set(rows[0]) and len(rows) == 12  # logged every 10 of the 120 steps
+
+
+def test_deblur_data_is_deterministic_and_reads_a_folder(tmp_path) -> None:
+    import deblur
+    from PIL import Image
+
+    a, b = deblur.DegradedImages(4, 24, seed=5), deblur.DegradedImages(4, 24, seed=5)
+    assert all(torch.equal(x, y) for x, y in zip(a[2], b[2]))
+    assert not torch.equal(a[1][1], deblur.DegradedImages(4, 24, seed=6)[1][1])
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "red.png")
+    degraded, clean = deblur.DegradedImages(2, 24, seed=0, folder=tmp_path)[0]
+    assert clean.shape == (3, 24, 24) and clean[0].min() > 0.7 and clean[1].max() < 0.1
+
+
+def test_style_transfer_smoke(tmp_path) -> None:
+    import style_transfer
+
+    out = tmp_path / "styled.png"
+    result = style_transfer.main(["--random-weights", "--size", "48", "--steps", "8", "--output", str(out), "--quiet"])
+    assert out.exists() and result["history"][-1] < result["history"][0]
+
+
+def test_style_transfer_offline_message(tmp_path, monkeypatch, capsys) -> None:
+    import urllib.error
+
+    import style_transfer
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(SystemExit) as info:
+        style_transfer.main(["--size", "48", "--steps", "1", "--output", str(tmp_path / "x.png")])
+    assert "vgg19-" in str(info.value.code) and "weights=" in str(info.value.code)
+
+
+def test_plain_loop_with_mixed_precision_and_compile() -> None:
+    import plain_loop
+
+    torch._dynamo.reset()
+    result = plain_loop.main(["--random-weights", "--steps", "4", "--image-size", "32", "--batch-size", "4", "--compile"])
+    assert len(result["history"]) == 4 and all(torch.isfinite(torch.tensor(result["history"])))
+
+
+def test_sobel_match_converges() -> None:
+    import sobel_match
+
+    result = sobel_match.main(["--steps", "150", "--size", "32"])
+    assert result["history"][-1] < 0.1 * result["history"][0]
+    assert result["error"] < 0.15
