@@ -69,6 +69,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def verdict_rows(checks: Sequence[tuple[str, float, str]]) -> list[list[str]]:
+    """``[label, measured, target, met]`` rows for ``(label, value, "<= 1.5" or ">= 2")`` checks."""
+    rows = []
+    for label, value, target in checks:
+        op, bound = target.split()
+        met = value <= float(bound) if op == "<=" else value >= float(bound)
+        rows.append([label, f"{value:.2f}", target, "yes" if met else "NO"])
+    return rows
+
+
 def write_section(key: str, body: str) -> None:
     """Replace (or append) the section ``key`` of RESULTS.md, leaving the other scripts' sections."""
     begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"

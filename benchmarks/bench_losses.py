@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import environment, markdown_table, median_ms, saved_bytes, write_section  # noqa: E402
+from _harness import environment, markdown_table, median_ms, saved_bytes, verdict_rows, write_section  # noqa: E402
 
 from losses import EdgeAwareSmoothnessLoss, GradientDifferenceLoss, GradientLoss, TotalVariationLoss  # noqa: E402
 
@@ -84,16 +84,12 @@ def main() -> None:
     ms = dict(zip([c[0] for c in cases], times))
     per = dict(zip([c[0] for c in cases], saved))
     sobel_l1, diff_l2 = 'GradientLoss("sobel", p=1)', 'GradientLoss("diff", p=2)'
-    checks = [
-        ["kornia form / " + sobel_l1, f"{ms['kornia spatial_gradient + l1_loss'] / ms[sobel_l1]:.2f}", ">= 6"],
-        ["torchmetrics form / " + diff_l2, f"{ms['torchmetrics image_gradients + mse_loss'] / ms[diff_l2]:.2f}", ">= 2"],
-        ["bytes saved per input element, " + sobel_l1, f"{per[sobel_l1]:.2f}", "<= 1"],
-        ["bytes saved per input element, " + diff_l2, f"{per[diff_l2]:.2f}", "<= 1"],
-    ]
-    for row in checks:
-        op, bound = row[2].split()
-        value = float(row[1])
-        row.append("yes" if (value >= float(bound) if op == ">=" else value <= float(bound)) else "NO")
+    checks = verdict_rows([
+        ("kornia form / " + sobel_l1, ms["kornia spatial_gradient + l1_loss"] / ms[sobel_l1], ">= 6"),
+        ("torchmetrics form / " + diff_l2, ms["torchmetrics image_gradients + mse_loss"] / ms[diff_l2], ">= 2"),
+        ("bytes saved per input element, " + sobel_l1, per[sobel_l1], "<= 1"),
+        ("bytes saved per input element, " + diff_l2, per[diff_l2], "<= 1"),
+    ])
     table = markdown_table(["loss", "forward+backward ms", "saved for backward (bytes / input element)"], rows)
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], checks)
     print("\n" + summary)

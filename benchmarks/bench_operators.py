@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import environment, markdown_table, median_ms, saved_bytes, write_section  # noqa: E402
+from _harness import environment, markdown_table, median_ms, saved_bytes, verdict_rows, write_section  # noqa: E402
 
 import torchgrad  # noqa: E402
 
@@ -110,11 +110,7 @@ def main() -> None:
 
     rows = [[k, f"{r.forward_ms:.1f}", f"{r.backward_ms:.1f}", f"{r.saved / n:.2f}"] for k, r in results.items()]
     table = markdown_table(["case", "forward ms", "forward+backward ms", "saved for backward (bytes / input byte)"], rows)
-    verdicts = []
-    for label, value, target in checks:
-        op, bound = target.split()
-        ok = value <= float(bound) if op == "<=" else value >= float(bound)
-        verdicts.append([label, f"{value:.2f}", target, "yes" if ok else "NO"])
+    verdicts = verdict_rows(checks)
     verdicts.append(["0 bytes saved for backward by image_gradients, sobel, scharr, gradient", "", "", "yes" if zero_saved else "NO"])
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], verdicts)
     print("\n" + summary)

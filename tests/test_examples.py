@@ -87,3 +87,12 @@ def test_sobel_match_converges() -> None:
     result = sobel_match.main(["--steps", "150", "--size", "32"])
     assert result["history"][-1] < 0.1 * result["history"][0]
     assert result["error"] < 0.15
+
+
+def test_operators_demo(capsys) -> None:
+    import operators_demo
+
+    operators_demo.main()
+    printed = capsys.readouterr().out
+    assert "torchgrad.gradient == torch.gradient on the reference example: True" in printed
+    assert "torchgrad.sobel 0" in printed and "@" in printed  # nothing saved; edges drawn
