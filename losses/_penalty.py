@@ -1,8 +1,8 @@
 """The fused loss Function: a pointwise penalty on image gradients, with a hand-written backward.
 
-``Penalty`` states the loss per gradient element; :func:`penalty_sum` and :func:`penalty_map` run
-it inside one ``torch.autograd.Function`` that saves only references to its inputs (no new memory)
-and recomputes the gradients in backward. The operators are linear, so the L1/L2 losses take one
+``Penalty`` states the loss per gradient element; :func:`penalty_call` runs it inside one
+``torch.autograd.Function`` (returning the total, or the per-element map) that saves only
+references to its inputs (no new memory) and recomputes the gradients in backward. The operators are linear, so the L1/L2 losses take one
 operator pass over ``input - target`` instead of two.
 """
 
@@ -16,6 +16,7 @@ from torch import Tensor
 
 from torchgrad._linear import adjoint, apply
 from torchgrad._separable import Separable, plain_code, slabs
+
 
 def _working(t: Tensor) -> Tensor:
     """Half-precision tensors are computed in float32."""
