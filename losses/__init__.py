@@ -1,6 +1,9 @@
 """Loss layers built on torchgrad's operators, following ``torch.nn`` loss conventions.
 
-Each module has a functional twin in :mod:`losses.functional`.
+Gradient losses (``GradientLoss``, ``GradientDifferenceLoss``, ``TotalVariationLoss``,
+``EdgeAwareSmoothnessLoss``, each with a functional twin in :mod:`losses.functional`) and VGG
+losses on a frozen, truncated torchvision network (``VGGFeatures``, ``PerceptualLoss``,
+``StyleLoss``, ``PerceptualGradientLoss``).
 """
 
 from . import functional
