@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from typing import Optional
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 from PIL import Image, ImageDraw
 from torch import Tensor, nn
@@ -175,6 +177,15 @@ class DeblurModule(L.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+class _ProgressBar(TQDMProgressBar):
+    """Lightning's bar, without the logger's version number."""
+
+    def get_metrics(self, trainer: L.Trainer, module: L.LightningModule) -> dict:
+        metrics = super().get_metrics(trainer, module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
 def train(name: str, gradient_weight: float, args: argparse.Namespace) -> DeblurModule:
     L.seed_everything(args.seed, verbose=False)
     data = DegradedImages(args.steps * args.batch_size, args.image_size, args.seed, args.data_dir)
@@ -188,6 +199,7 @@ def train(name: str, gradient_weight: float, args: argparse.Namespace) -> Deblur
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=not args.quiet,
+        callbacks=[] if args.quiet else [_ProgressBar()],
         log_every_n_steps=10,
     )
     print(f"training '{name}' for {args.steps} steps on {trainer.strategy.root_device}")
@@ -246,6 +258,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no banners between the two runs
 
     runs = {"l1": 0.0, "l1+gradient": args.gradient_weight}
     models = {name: train(name, weight, args) for name, weight in runs.items()}

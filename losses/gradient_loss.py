@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from torchgrad._named import check_operator_options, named_operator
+from torchgrad._separable import Separable
 
 from ._inputs import autocast_pair, check_mask, check_pair, check_reduction, result_dtype
 from ._penalty import Penalty, penalty_call, valid_elements
@@ -85,12 +86,12 @@ def gradient_loss(
         return total.to(dtype)
 
 
-def _count(op: object, input: Tensor, mask: Optional[Tensor], spatial_dims: int) -> Tensor | int:
-    """The number of gradient elements that count for ``"mean"``."""
+def _count(op: Separable, input: Tensor, mask: Optional[Tensor], spatial_dims: int) -> Union[Tensor, int]:
+    """The number of gradient elements that count for ``"mean"`` (at least 1)."""
     if mask is None:
         return spatial_dims * input.numel()
     with torch.no_grad():
-        return sum(v.sum() for v in valid_elements(op, mask)).clamp_min(1)  # type: ignore[arg-type, union-attr]
+        return torch.stack([v.sum() for v in valid_elements(op, mask)]).sum().clamp_min(1)
 
 
 class GradientLoss(nn.Module):
