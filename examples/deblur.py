@@ -1,6 +1,6 @@
 """What a gradient loss buys: deblurring trained with L1 alone, then with L1 + GradientLoss.
 
-    python examples/deblur.py                          # about two minutes on a 2-core CPU
+    python examples/deblur.py                          # two to three minutes on a 2-core CPU
     python examples/deblur.py --steps 1000 --image-size 96 --data-dir ~/photos
 
 Trains the same small restoration network twice from the same seed, on images degraded by blur and
