@@ -100,13 +100,20 @@ def degrade(clean: Tensor, g: torch.Generator, noise: float = 0.02) -> Tensor:
 
 
 class DegradedImages(Dataset):
-    """``(degraded, clean)`` pairs, the same for the same ``seed`` and index."""
+    """``(degraded, clean)`` pairs, the same for the same ``seed`` and index.
 
-    def __init__(self, count: int, size: int, seed: int, folder: Optional[Path] = None) -> None:
+    From a ``folder``, every fifth file is held out: ``split="train"`` crops the others,
+    ``split="eval"`` those (all files when there are fewer than two).
+    """
+
+    def __init__(self, count: int, size: int, seed: int, folder: Optional[Path] = None, split: str = "train") -> None:
         self.count, self.size, self.seed = count, size, seed
-        self.files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"}) if folder else []
-        if folder and not self.files:
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"}) if folder else []
+        if folder and not files:
             raise SystemExit(f"no .png/.jpg/.bmp images in {folder}")
+        held_out = [f for i, f in enumerate(files) if i % 5 == 0]
+        kept = [f for i, f in enumerate(files) if i % 5 != 0]
+        self.files = files if len(files) < 2 else (held_out if split == "eval" else kept)
 
     def __len__(self) -> int:
         return self.count
@@ -263,7 +270,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
     runs = {"l1": 0.0, "l1+gradient": args.gradient_weight}
     models = {name: train(name, weight, args) for name, weight in runs.items()}
 
-    held_out = DegradedImages(args.eval_images, args.image_size, seed=args.seed + 1, folder=args.data_dir)
+    held_out = DegradedImages(args.eval_images, args.image_size, seed=args.seed + 1, folder=args.data_dir, split="eval")
     degraded, clean = (torch.stack(t) for t in zip(*(held_out[i] for i in range(len(held_out)))))
     results, restored = {}, {}
     for name, model in models.items():

@@ -59,10 +59,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--tv-weight", type=float, default=1e-3)
     parser.add_argument("--vgg-weights", type=Path, default=None, help="a local file of torchvision's VGG19 state dict")
     parser.add_argument("--random-weights", action="store_true", help="a random VGG19 (smoke test: not a real stylisation)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("out/style_transfer.png"))
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
 
+    torch.manual_seed(args.seed)
     weights = None if args.random_weights else (args.vgg_weights or "DEFAULT")
     if args.random_weights:
         print("*** --random-weights: VGG19 is random, so the output is NOT a real stylisation (smoke test only) ***")
@@ -99,7 +101,7 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.4g}")
     else:
-        optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=args.steps, history_size=20)
+        optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=args.steps, history_size=20, line_search_fn="strong_wolfe")
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
@@ -114,12 +116,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
         optimizer.step(closure)
     if bar is not None:
         bar.close()
-    _, parts = objective()
+    with torch.no_grad():
+        pixels.clamp_(0, 1)  # what is saved
+        final, parts = objective()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save(pixels.detach().cpu(), args.output)
-    print(f"loss {history[0]:.4g} -> {history[-1]:.4g} in {len(history)} evaluations; style {parts['style']:.3g}, content {parts['content']:.3g}")
+    print(f"loss {history[0]:.4g} -> {final.item():.4g} after {len(history)} evaluations; style {parts['style']:.3g}, content {parts['content']:.3g}")
     print(f"wrote {args.output}")
-    return {"history": history, "output": args.output}
+    return {"history": history, "final": final.item(), "output": args.output}
 
 
 if __name__ == "__main__":

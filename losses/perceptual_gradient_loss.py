@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from ._inputs import check_reduction
 from .gradient_loss import GradientLoss
 from .perceptual_loss import PerceptualLoss
 
@@ -24,6 +25,8 @@ class PerceptualGradientLoss(nn.Module):
         gradient_operator: ``"sobel"``, ``"diff"``, ``"scharr"`` or ``"central"``.
         gradient_p: 1 (L1) or 2 (squared L2) for the gradient term.
         network, layers, layer_weights, criterion, normalize_features: of :class:`PerceptualLoss`.
+        reduction: ``"mean"`` or ``"sum"`` over the batch of per-sample losses (each term a mean over
+            its elements), or ``"none"`` for the ``(N,)`` per-sample losses.
         **vgg_options: ``weights``, ``input_range``, ``pooling``, ``repeat_grey``.
 
     Example:
@@ -48,16 +51,23 @@ class PerceptualGradientLoss(nn.Module):
         layer_weights: Optional[Sequence[float]] = None,
         criterion: str = "l1",
         normalize_features: bool = False,
+        reduction: str = "mean",
         **vgg_options: Any,
     ) -> None:
         super().__init__()
         self.perceptual_weight, self.gradient_weight = float(perceptual_weight), float(gradient_weight)
-        self.gradient = GradientLoss(gradient_operator, p=gradient_p)
-        self.perceptual = PerceptualLoss(network, layers, layer_weights, criterion, normalize_features, **vgg_options)
+        self.reduction = check_reduction("PerceptualGradientLoss", reduction)
+        # per-sample gradient terms for "none"; the fused mean otherwise
+        self.gradient = GradientLoss(gradient_operator, p=gradient_p, reduction="none" if reduction == "none" else "mean")
+        self.perceptual = PerceptualLoss(network, layers, layer_weights, criterion, normalize_features, reduction, **vgg_options)
 
     def forward(self, input: Tensor, target: Tensor, return_parts: bool = False) -> Union[Tensor, tuple[Tensor, dict[str, Tensor]]]:
         perceptual = self.perceptual(input, target)
-        gradient = self.gradient(input, target.to(input.dtype) if not torch.is_autocast_enabled(input.device.type) else target)
+        gradient = self.gradient(input, target)
+        if self.reduction == "none":
+            gradient = gradient.flatten(1).mean(1)
+        elif self.reduction == "sum":  # the sum over samples of their means: every sample has the same size
+            gradient = gradient * input.shape[0]
         total = self.perceptual_weight * perceptual + self.gradient_weight * gradient.to(perceptual.dtype)
         if return_parts:
             return total, {"perceptual": perceptual.detach(), "gradient": gradient.detach()}

@@ -61,7 +61,8 @@ class PerceptualLoss(FeatureLoss):
         self.criterion, self.normalize_features = criterion, bool(normalize_features)
 
     def statistic(self, features: Tensor) -> Tensor:
-        if self.normalize_features:
+        if self.normalize_features:  # in float32: 1e-10 underflows in float16, and 0 / 0 is NaN
+            features = features.to(torch.promote_types(features.dtype, torch.float32))
             features = features / (features.norm(dim=1, keepdim=True) + 1e-10)
         return features
 

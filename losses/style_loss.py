@@ -48,6 +48,8 @@ class StyleLoss(FeatureLoss):
         0.0
     """
 
+    same_size = False  # Gram matrices do not depend on where things are: any style image size will do
+
     def __init__(
         self,
         network: str = "vgg19",

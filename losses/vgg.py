@@ -9,6 +9,9 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 from torchvision.models import vgg as tv_vgg
+from torchvision.models import WeightsEnum
+
+from torchgrad._separable import plain_code
 
 NETWORKS = {"vgg16": ("D", False), "vgg16_bn": ("D", True), "vgg19": ("E", False), "vgg19_bn": ("E", True)}
 _WEIGHTS = {
@@ -53,27 +56,42 @@ def _features_state_dict(state: Mapping[str, Tensor], source: str) -> dict[str, 
     raise ValueError(f"VGGFeatures: {source} holds no VGG features (expected keys like 'features.0.weight' or '0.weight')")
 
 
-def _load_weights(network: str, weights: Union[str, os.PathLike, None]) -> Optional[dict[str, Tensor]]:
+def _load_weights(network: str, weights: Union[str, os.PathLike, WeightsEnum, None]) -> Optional[dict[str, Tensor]]:
     if weights is None:
         return None
-    if weights == "DEFAULT":
-        url = _WEIGHTS[network].DEFAULT.url
+    if isinstance(weights, WeightsEnum) or weights == "DEFAULT":
+        enum = weights if isinstance(weights, WeightsEnum) else _WEIGHTS[network].DEFAULT
+        if not isinstance(enum, _WEIGHTS[network]):
+            raise ValueError(f"VGGFeatures: `weights` {enum} are not weights of {network}")
+        url = enum.url
         cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
         if os.path.exists(cached):
-            return torch.load(cached, map_location="cpu", weights_only=True)
+            return _read(cached)
         try:
             return torch.hub.load_state_dict_from_url(url, map_location="cpu", progress=False, check_hash=True)
         except Exception as error:  # no network, a refusing proxy, a truncated download
             raise WeightsUnavailableError(
                 f"VGGFeatures: the ImageNet weights of {network} are not in the torch hub cache ({cached}) and could "
                 f"not be downloaded ({type(error).__name__}: {error}). Either put the file {os.path.basename(url)} "
-                f"at {cached} (torchvision's '{_WEIGHTS[network].DEFAULT}' weights), or pass weights='/path/to/"
+                f"at {cached} (torchvision's '{enum}' weights), or pass weights='/path/to/"
                 f"state_dict.pth' with a saved state dict of torchvision's {network} or of its `features`."
             ) from None
+    if not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(f"VGGFeatures: `weights` must be 'DEFAULT', a torchvision VGG weights enum, a path or None, got {weights!r}")
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VGGFeatures: `weights` file {path!r} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return _read(path)
+
+
+def _read(path: str) -> dict[str, Tensor]:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # a truncated download, another format
+        raise ValueError(f"VGGFeatures: could not read a state dict from {path!r} ({type(error).__name__}: {error})") from None
+    if not isinstance(state, Mapping):
+        raise ValueError(f"VGGFeatures: {path!r} holds a {type(state).__name__}, not a state dict")
+    return dict(state)
 
 
 class VGGFeatures(nn.Module):
@@ -88,8 +106,9 @@ class VGGFeatures(nn.Module):
     Args:
         network: ``"vgg16"``, ``"vgg19"``, ``"vgg16_bn"`` or ``"vgg19_bn"``.
         layers: the layer names to return.
-        weights: ``"DEFAULT"`` for torchvision's ImageNet weights (from the torch hub cache, downloaded
-            into it once when online), a path to a saved state dict of the full torchvision model or
+        weights: ``"DEFAULT"`` (or a torchvision weights enum such as ``VGG16_Weights.IMAGENET1K_V1``)
+            for torchvision's ImageNet weights (from the torch hub cache, downloaded into it once when
+            online), a path to a saved state dict of the full torchvision model or
             of its ``features``, or ``None`` for a random network (with a warning: the loss is then
             not perceptual).
         input_range: ``(low, high)`` of the input images, mapped to ImageNet's mean and std.
@@ -110,7 +129,7 @@ class VGGFeatures(nn.Module):
         self,
         network: str = "vgg16",
         layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
-        weights: Union[str, os.PathLike, None] = "DEFAULT",
+        weights: Union[str, os.PathLike, WeightsEnum, None] = "DEFAULT",
         input_range: tuple[float, float] = (0.0, 1.0),
         pooling: str = "max",
         repeat_grey: bool = False,
@@ -120,18 +139,23 @@ class VGGFeatures(nn.Module):
             raise ValueError(f"VGGFeatures: `network` must be one of {', '.join(map(repr, NETWORKS))}, got {network!r}")
         names = layer_names(network)
         layers = (layers,) if isinstance(layers, str) else tuple(layers)
+        if len(set(layers)) != len(layers):
+            raise ValueError(f"VGGFeatures: `layers` names a layer twice: {layers}")
         unknown = [name for name in layers if name not in names]
         if not layers or unknown:
             raise ValueError(f"VGGFeatures: unknown layer(s) {unknown or list(layers)} for {network}; valid names: {', '.join(names)}")
         if pooling not in ("max", "avg"):
             raise ValueError(f"VGGFeatures: `pooling` must be 'max' or 'avg', got {pooling!r}")
+        if isinstance(input_range, (str, bytes)) or not isinstance(input_range, Sequence) or len(input_range) != 2:
+            raise ValueError(f"VGGFeatures: `input_range` must be (low, high), got {input_range!r}")
         low, high = (float(v) for v in input_range)
         if not high > low:
             raise ValueError(f"VGGFeatures: `input_range` must be (low, high) with high > low, got {input_range!r}")
         self.network, self.layers, self.input_range, self.pooling, self.repeat_grey = network, layers, (low, high), pooling, repeat_grey
         depth = max(names.index(name) for name in layers) + 1
         self._indices = {names.index(name): name for name in layers}
-        self.min_size = 2 ** (sum(name.startswith("pool") for name in names[: depth - 1]) + 1)
+        # every pooling layer up to the deepest requested one halves the size, and must leave 1 pixel
+        self.min_size = 2 ** sum(name.startswith("pool") for name in names[:depth])
 
         config, batch_norm = NETWORKS[network]
         modules = list(tv_vgg.make_layers(tv_vgg.cfgs[config], batch_norm=batch_norm))[:depth]
@@ -145,7 +169,7 @@ class VGGFeatures(nn.Module):
             )
         net = nn.Sequential(*modules)
         if state is not None:
-            source = "the ImageNet weights" if weights == "DEFAULT" else repr(os.fspath(weights))  # type: ignore[arg-type]
+            source = repr(os.fspath(weights)) if isinstance(weights, (str, os.PathLike)) and weights != "DEFAULT" else "the ImageNet weights"
             state = _features_state_dict(state, source)
             missing = [k for k in net.state_dict() if k not in state]
             if missing:
@@ -164,7 +188,7 @@ class VGGFeatures(nn.Module):
         # ImageNet normalisation of (x - low) / (high - low), as one affine map x * scale + shift.
         self.register_buffer("scale", (1.0 / ((high - low) * std)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", (-(low / (high - low) + mean) / std).view(1, 3, 1, 1), persistent=False)
-        self._range_checks_left = 3
+        self._range_checks = {"input": 3, "target": 3}  # the first calls are checked (eager code only)
         self.register_state_dict_post_hook(_drop_network_state)
         self._register_load_state_dict_pre_hook(self._keep_network_state)
 
@@ -174,10 +198,13 @@ class VGGFeatures(nn.Module):
         self.net.eval()
         return self
 
-    def forward(self, x: Tensor) -> dict[str, Tensor]:
-        x = self.check_input(x)
+    def forward(self, x: Tensor, name: str = "input") -> dict[str, Tensor]:
+        """``{layer: features}`` of ``x``; ``name`` is the argument named in error messages."""
+        x = self.check_input(x, name)
         recorded: dict[str, Tensor] = {}
-        x = _ChannelsLast.apply(torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype)))
+        x = torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype))
+        if not plain_code(x):  # under torch.func transforms the layout is left alone
+            x = _ChannelsLast.apply(x)
         for i, module in enumerate(self.net):
             x = module(x)
             if i in self._indices:
@@ -202,13 +229,13 @@ class VGGFeatures(nn.Module):
                 f"VGGFeatures: `{name}` must be at least {self.min_size}x{self.min_size} for layer(s) "
                 f"{', '.join(self.layers)}, got shape {tuple(x.shape)}"
             )
-        if self._range_checks_left > 0 and x.numel() and not torch.compiler.is_compiling():
-            self._range_checks_left -= 1
+        if self._range_checks.get(name, 0) > 0 and x.numel() and not plain_code(x):
+            self._range_checks[name] -= 1
             low, high = self.input_range
             tolerance = 0.05 * (high - low)
             lo, hi = torch.aminmax(x.detach())
             if lo.item() < low - tolerance or hi.item() > high + tolerance:
-                self._range_checks_left = 0
+                self._range_checks = {}
                 warnings.warn(
                     f"VGGFeatures: `{name}` has values in [{lo.item():.3g}, {hi.item():.3g}], outside input_range="
                     f"{self.input_range}; set input_range to the images' range (e.g. (-1, 1))",

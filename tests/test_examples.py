@@ -45,17 +45,24 @@ def test_deblur_data_is_deterministic_and_reads_a_folder(tmp_path) -> None:
     a, b = deblur.DegradedImages(4, 24, seed=5), deblur.DegradedImages(4, 24, seed=5)
     assert all(torch.equal(x, y) for x, y in zip(a[2], b[2]))
     assert not torch.equal(a[1][1], deblur.DegradedImages(4, 24, seed=6)[1][1])
-    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "red.png")
-    degraded, clean = deblur.DegradedImages(2, 24, seed=0, folder=tmp_path)[0]
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "a_red.png")
+    Image.new("L", (16, 12), 30).save(tmp_path / "b_grey.png")  # grey, and smaller than the crop
+    held_out = deblur.DegradedImages(2, 24, seed=0, folder=tmp_path, split="eval")
+    train = deblur.DegradedImages(2, 24, seed=0, folder=tmp_path)
+    assert [f.name for f in held_out.files] == ["a_red.png"] and [f.name for f in train.files] == ["b_grey.png"]
+    _, clean = held_out[0]
     assert clean.shape == (3, 24, 24) and clean[0].min() > 0.7 and clean[1].max() < 0.1
+    _, grey = train[0]
+    assert grey.shape == (3, 24, 24) and torch.allclose(grey[0], grey[1])
 
 
 def test_style_transfer_smoke(tmp_path) -> None:
     import style_transfer
 
     out = tmp_path / "styled.png"
-    result = style_transfer.main(["--random-weights", "--size", "48", "--steps", "8", "--output", str(out), "--quiet"])
-    assert out.exists() and result["history"][-1] < result["history"][0]
+    for seed in (0, 10, 17):  # the seeds that once made plain L-BFGS diverge
+        result = style_transfer.main(["--random-weights", "--size", "48", "--steps", "8", "--seed", str(seed), "--output", str(out), "--quiet"])
+        assert out.exists() and result["final"] < result["history"][0]
 
 
 def test_style_transfer_offline_message(tmp_path, monkeypatch, capsys) -> None:
@@ -76,9 +83,13 @@ def test_style_transfer_offline_message(tmp_path, monkeypatch, capsys) -> None:
 def test_plain_loop_with_mixed_precision_and_compile() -> None:
     import plain_loop
 
+    args = ["--random-weights", "--steps", "3", "--image-size", "32", "--batch-size", "4"]
+    eager = plain_loop.main(args)
     torch._dynamo.reset()
-    result = plain_loop.main(["--random-weights", "--steps", "4", "--image-size", "32", "--batch-size", "4", "--compile"])
-    assert len(result["history"]) == 4 and all(torch.isfinite(torch.tensor(result["history"])))
+    compiled = plain_loop.main(args + ["--compile"])
+    assert len(compiled["history"]) == 3
+    # the same seed, data and bf16 autocast: the compiled steps follow the eager ones
+    torch.testing.assert_close(torch.tensor(compiled["history"]), torch.tensor(eager["history"]), rtol=0.05, atol=1e-3)
 
 
 def test_sobel_match_converges() -> None:

@@ -112,6 +112,10 @@ def test_perceptual_gradient_loss_is_the_weighted_sum(vgg_files) -> None:
     torch.testing.assert_close(parts["gradient"], gradient.detach())
     torch.testing.assert_close(total, 0.7 * perceptual + 0.2 * gradient)
     torch.testing.assert_close(loss(x, y), total)
+    per_sample = torch.stack([loss(x[i : i + 1], y[i : i + 1]) for i in range(2)])
+    for reduction, expected in (("none", per_sample), ("sum", per_sample.sum())):
+        reduced = PerceptualGradientLoss(0.7, 0.2, layers=("relu2_2",), reduction=reduction, weights=vgg_files["vgg16"]["features"])
+        torch.testing.assert_close(reduced(x, y), expected)
 
 
 def test_autocast_and_dtypes(vgg_files) -> None:
@@ -136,10 +140,26 @@ def test_bad_arguments(vgg_files) -> None:
     with pytest.raises(ValueError, match="`reduction`"):
         StyleLoss(reduction="batch", weights=vgg_files["vgg19"]["features"])
     loss = PerceptualLoss(layers=("relu2_2",), weights=w)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(ValueError, match=r"input's height and width; got input \(2, 3, 32, 32\) and target \(2, 3, 40, 32\)"):
         loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 40, 32))
+    with pytest.raises(ValueError, match="a batch of 1 or the input's batch"):
+        loss(torch.rand(4, 3, 32, 32), torch.rand(2, 3, 32, 32))
+    loss.set_target(torch.rand(2, 3, 32, 32))
+    with pytest.raises(ValueError, match="a batch of 1 or the input's batch"):
+        loss(torch.rand(3, 3, 32, 32))
+    loss.clear_target()
     with pytest.raises(ValueError, match="3 channels"):
         loss(torch.rand(2, 4, 32, 32), torch.rand(2, 4, 32, 32))
+    with pytest.raises(TypeError, match="`target` must be a torch.Tensor"):
+        loss(torch.rand(2, 3, 32, 32), [1.0])
+    with pytest.raises(TypeError, match="same dtype, got torch.float32 and torch.float64"):
+        loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32, dtype=torch.float64))
+    with pytest.raises(ValueError, match="names a layer twice"):
+        PerceptualLoss(layers=("relu1_2", "relu1_2"), layer_weights=(1, 2), weights=w)
+    with pytest.raises(TypeError, match="`layer_weights` must be a sequence"):
+        PerceptualLoss(layers=("relu1_2",), layer_weights=2.0, weights=w)
+    style = StyleLoss(layers=("relu1_1",), weights=vgg_files["vgg19"]["features"])
+    assert torch.isfinite(style(torch.rand(2, 3, 32, 32), torch.rand(1, 3, 48, 40)))  # any style image size
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -177,7 +197,21 @@ def test_lightning_checkpoints_stay_small_and_load(tmp_path, vgg_files) -> None:
         sizes[with_loss] = os.path.getsize(path)
         restored = Restorer.load_from_checkpoint(path, with_loss=with_loss)
         assert torch.equal(restored.net.weight, module.net.weight)
-        if with_loss:
-            vgg_before = restored.criterion.features.net[0].weight
-            assert torch.equal(vgg_before, module.criterion.features.net[0].weight)
+        keys = torch.load(path, weights_only=False)["state_dict"]
+        assert set(keys) == {"net.weight", "net.bias"}  # nothing of VGG in the checkpoint
     assert sizes[True] - sizes[False] < 4096, sizes  # VGG's 1.7M parameters (7 MB) stay out
+
+
+def test_torch_func_and_half_precision_normalization(vgg_files) -> None:
+    from torch.func import jvp, vmap
+
+    loss = PerceptualLoss(layers=("relu2_2",), reduction="none", normalize_features=True, weights=vgg_files["vgg16"]["features"]).double()
+    xs, ys = torch.rand(3, 2, 3, 16, 16, dtype=torch.float64), torch.rand(3, 2, 3, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(vmap(loss)(xs, ys), torch.stack([loss(xs[i], ys[i]) for i in range(3)]))
+    t = torch.randn_like(xs[0])
+    _, tangent = jvp(lambda a: loss(a, ys[0]).sum(), (xs[0],), (t,))
+    eps = 1e-6
+    fd = (loss(xs[0] + eps * t, ys[0]).sum() - loss(xs[0] - eps * t, ys[0]).sum()) / (2 * eps)
+    torch.testing.assert_close(tangent, fd, rtol=1e-4, atol=1e-7)
+    zeros = torch.zeros(1, 3, 16, 16)  # all-zero feature vectors: 0 / (0 + eps), not NaN in float16
+    assert torch.isfinite(loss.half()(zeros.half(), zeros.half())).all()

@@ -70,6 +70,9 @@ def test_full_model_and_features_files_agree(vgg_files) -> None:
 
 
 def test_bad_weight_files(tmp_path, vgg_files) -> None:
+    (tmp_path / "truncated.pth").write_bytes(vgg_files["vgg16"]["features"].read_bytes()[:1000])
+    with pytest.raises(ValueError, match="could not read a state dict from .*truncated.pth"):
+        VGGFeatures(weights=tmp_path / "truncated.pth")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         VGGFeatures(weights=tmp_path / "missing.pth")
     torch.save({"encoder.weight": torch.zeros(1)}, tmp_path / "other.pth")
@@ -89,6 +92,11 @@ def test_default_weights_come_from_the_hub_cache(tmp_path, monkeypatch, vgg_file
     (tmp_path / "checkpoints" / name).write_bytes(vgg_files["vgg16"]["full"].read_bytes())
     x = torch.rand(1, 3, 32, 32)
     cached = VGGFeatures(layers=("relu2_2",))(x)
+    from torchvision.models import VGG19_Weights
+
+    assert torch.equal(VGGFeatures(layers=("relu2_2",), weights=VGG16_Weights.IMAGENET1K_V1)(x)["relu2_2"], cached["relu2_2"])
+    with pytest.raises(ValueError, match="not weights of vgg16"):
+        VGGFeatures(weights=VGG19_Weights.DEFAULT)
     local = VGGFeatures(layers=("relu2_2",), weights=vgg_files["vgg16"]["full"])(x)
     assert torch.equal(cached["relu2_2"], local["relu2_2"])
 
@@ -142,8 +150,9 @@ def test_input_validation(vgg_files) -> None:
     vgg = VGGFeatures(layers=("relu3_1",), weights=vgg_files["vgg16"]["features"])
     with pytest.raises(ValueError, match=r"3 channels, got shape \(1, 1, 32, 32\) \(pass repeat_grey=True"):
         vgg(torch.rand(1, 1, 32, 32))
-    with pytest.raises(ValueError, match=r"at least 8x8 .*relu3_1"):
-        vgg(torch.rand(1, 3, 6, 32))
+    with pytest.raises(ValueError, match=r"at least 4x4 .*relu3_1"):  # two poolings before relu3_1
+        vgg(torch.rand(1, 3, 3, 32))
+    assert vgg(torch.rand(1, 3, 4, 4))["relu3_1"].shape[-2:] == (1, 1)
     with pytest.raises(ValueError, match=r"\(N, 3, H, W\)"):
         vgg(torch.rand(3, 32, 32))
     with pytest.raises(TypeError, match="floating dtype"):
@@ -157,6 +166,12 @@ def test_input_validation(vgg_files) -> None:
         VGGFeatures("resnet50", weights=None)
     with pytest.raises(ValueError, match="`pooling`"):
         VGGFeatures(pooling="lp", weights=None)
+    with pytest.raises(ValueError, match="names a layer twice"):
+        VGGFeatures(layers=("relu1_2", "relu1_2"), weights=None)
+    with pytest.raises(ValueError, match=r"`input_range` must be \(low, high\)"):
+        VGGFeatures(input_range=(0, 1, 2), weights=None)
+    with pytest.raises(TypeError, match="`weights` must be"):
+        VGGFeatures(weights=3)
 
 
 def test_out_of_range_input_warns_once(vgg_files) -> None:
