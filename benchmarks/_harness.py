@@ -79,6 +79,14 @@ def verdict_rows(checks: Sequence[tuple[str, float, str]]) -> list[list[str]]:
     return rows
 
 
+def publish(key: str, heading: str, command: str, notes: str, tables: Sequence[str], write: bool) -> None:
+    """Print the last table (the verdicts) and, when ``write``, put the section in RESULTS.md."""
+    print("\n" + tables[-1])
+    if write:
+        write_section(key, f"## {heading}\n\n`{command}` ({notes}).\n\n" + "\n\n".join(tables))
+        print("\nwrote benchmarks/RESULTS.md")
+
+
 def write_section(key: str, body: str) -> None:
     """Replace (or append) the section ``key`` of RESULTS.md, leaving the other scripts' sections."""
     begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import environment, markdown_table, median_ms, saved_bytes, verdict_rows, write_section  # noqa: E402
+from _harness import environment, markdown_table, median_ms, saved_bytes, publish, verdict_rows  # noqa: E402
 
 from losses import EdgeAwareSmoothnessLoss, GradientDifferenceLoss, GradientLoss, TotalVariationLoss  # noqa: E402
 
@@ -92,17 +92,15 @@ def main() -> None:
     ])
     table = markdown_table(["loss", "forward+backward ms", "saved for backward (bytes / input element)"], rows)
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], checks)
-    print("\n" + summary)
-    shape = "x".join(map(str, args.shape))
-    body = (
-        f"## Losses, {shape} float32, {device.type}\n\n"
-        f"`python benchmarks/bench_losses.py --device {args.device}` ({environment(device)}; medians of {args.repeats} runs,"
-        " interleaved). Saved bytes exclude references to the inputs themselves (they exist anyway);"
-        " the edge-aware loss is measured on a one-channel disparity with the same batch and size.\n\n" + table + "\n\n" + summary
+    publish(
+        f"losses-{device.type}",
+        f"Losses, {'x'.join(map(str, args.shape))} float32, {device.type}",
+        f"python benchmarks/bench_losses.py --device {args.device}",
+        f"{environment(device)}; medians of {args.repeats} runs, interleaved. Saved bytes exclude references to the inputs"
+        " themselves (they exist anyway); the edge-aware loss is measured on a one-channel disparity with the same batch and size",
+        [table, summary],
+        write=not args.no_write,
     )
-    if not args.no_write:
-        write_section(f"losses-{device.type}", body)
-        print("\nwrote benchmarks/RESULTS.md")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import environment, markdown_table, median_ms, saved_bytes, verdict_rows, write_section  # noqa: E402
+from _harness import environment, markdown_table, median_ms, saved_bytes, publish, verdict_rows  # noqa: E402
 
 import torchgrad  # noqa: E402
 
@@ -113,18 +113,15 @@ def main() -> None:
     verdicts = verdict_rows(checks)
     verdicts.append(["0 bytes saved for backward by image_gradients, sobel, scharr, gradient", "", "", "yes" if zero_saved else "NO"])
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], verdicts)
-    print("\n" + summary)
-
-    shape = "x".join(map(str, args.shape))
-    body = (
-        f"## Operators, {shape} float32, {device.type}\n\n"
-        f"`python benchmarks/bench_operators.py --device {args.device}` ({environment(device)}; medians of {args.repeats} runs;"
-        " upstream gradients made outside the timed region). `gradient_magnitude` saves only a reference to its input"
-        " (no new memory), counted here at the input's size.\n\n" + table + "\n\n" + summary
+    publish(
+        f"operators-{device.type}",
+        f"Operators, {'x'.join(map(str, args.shape))} float32, {device.type}",
+        f"python benchmarks/bench_operators.py --device {args.device}",
+        f"{environment(device)}; medians of {args.repeats} runs; upstream gradients made outside the timed region."
+        " `gradient_magnitude` saves only a reference to its input (no new memory), counted here at the input's size",
+        [table, summary],
+        write=not args.no_write,
     )
-    if not args.no_write:
-        write_section(f"operators-{device.type}", body)
-        print("\nwrote benchmarks/RESULTS.md")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import environment, markdown_table, median_ms, verdict_rows, write_section  # noqa: E402
+from _harness import environment, markdown_table, median_ms, publish, verdict_rows  # noqa: E402
 
 CASES = ["torchgrad relu3_3 (l2)", "piq ContentLoss relu3_3 (mse)", "torchgrad 4 layers (l1)", "lpips VGG"]
 
@@ -132,20 +132,16 @@ def main() -> None:
     for row, (ours, theirs) in zip(verdicts, [(CASES[0], CASES[1]), (CASES[2], CASES[3])]):
         row.append("yes" if peaks[ours] < peaks[theirs] else "NO")
     summary = markdown_table(["ratio (same run)", "measured", "target", "met", "lower peak memory"], verdicts)
-    print("\n" + summary)
     memory = "peak allocated CUDA memory" if device.type == "cuda" else "maximum resident memory of one process per case"
-    shape = "x".join(map(str, args.shape))
-    body = (
-        f"## Perceptual losses, {shape} float32, {device.type}\n\n"
-        f"`python benchmarks/bench_perceptual.py --device {args.device}` ({environment(device)}; forward+backward medians of"
-        f" {args.repeats} runs, interleaved; peak: {memory}; random weights, piq given the same VGG16).\n\n"
-        + markdown_table(["loss", "forward+backward ms", "peak MiB"], rows)
-        + "\n\n"
-        + summary
+    publish(
+        f"perceptual-{device.type}",
+        f"Perceptual losses, {'x'.join(map(str, args.shape))} float32, {device.type}",
+        f"python benchmarks/bench_perceptual.py --device {args.device}",
+        f"{environment(device)}; forward+backward medians of {args.repeats} runs, interleaved; peak: {memory};"
+        " random weights, piq given the same VGG16",
+        [markdown_table(["loss", "forward+backward ms", "peak MiB"], rows), summary],
+        write=not args.no_write,
     )
-    if not args.no_write:
-        write_section(f"perceptual-{device.type}", body)
-        print("\nwrote benchmarks/RESULTS.md")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ operator pass over ``input - target`` instead of two.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import torch
 from torch import Tensor
@@ -231,6 +231,25 @@ def _pull_back(
     if differentiable and need_y and db is None:
         gy = -gx if gx is not None else -back(da, y.dtype)  # type: ignore[union-attr]
     return gx, gy
+
+
+def reduced_penalty(x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], penalty: Penalty, reduction: str, dtype: torch.dtype) -> Tensor:
+    """The loss as ``torch.nn`` losses reduce it: the stacked per-element map (``"none"``), its sum, or
+    its mean over the elements that count (all of them, or the valid ones under ``mask``)."""
+    if reduction == "none":
+        return penalty_call(x, y, mask, penalty, None).to(dtype)
+    total = penalty_call(x, y, mask, penalty, 0)
+    if reduction == "mean":
+        total = total / _count(penalty.op, x, mask)
+    return total.to(dtype)
+
+
+def _count(op: Separable, x: Tensor, mask: Optional[Tensor]) -> Union[Tensor, int]:
+    """The number of gradient elements that count for ``"mean"`` (at least 1 under a mask)."""
+    if mask is None:
+        return len(op.chains) * x.numel()
+    with torch.no_grad():
+        return torch.stack([v.sum() for v in valid_elements(op, mask)]).sum().clamp_min(1)
 
 
 def penalty_call(x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], penalty: Penalty, keep: Optional[int]) -> Tensor:

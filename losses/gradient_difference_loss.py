@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torchgrad._named import check_operator_options, named_operator
 
 from ._inputs import autocast_pair, check_pair, check_reduction, result_dtype
-from ._penalty import Penalty, penalty_call
+from ._penalty import Penalty, reduced_penalty
 
 
 def _check_alpha(fn: str, alpha: object) -> float:
@@ -63,12 +63,7 @@ def gradient_difference_loss(
     input, target = autocast_pair(input, target)
     with torch.autocast(input.device.type, enabled=False):
         penalty = Penalty(named_operator(fn, operator, input, padding, normalized, spatial_dims), "gdl", alpha)
-        if reduction == "none":
-            return penalty_call(input, target, None, penalty, None).to(dtype)
-        total = penalty_call(input, target, None, penalty, 0)
-        if reduction == "mean":
-            total = total / (spatial_dims * input.numel())
-        return total.to(dtype)
+        return reduced_penalty(input, target, None, penalty, reduction, dtype)
 
 
 class GradientDifferenceLoss(nn.Module):

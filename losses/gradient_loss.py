@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
 from torchgrad._named import check_operator_options, named_operator
-from torchgrad._separable import Separable
 
 from ._inputs import autocast_pair, check_mask, check_pair, check_reduction, result_dtype
-from ._penalty import Penalty, penalty_call, valid_elements
+from ._penalty import Penalty, reduced_penalty
 
 
 def _check_p(fn: str, p: object) -> int:
@@ -76,22 +75,8 @@ def gradient_loss(
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with torch.autocast(input.device.type, enabled=False):
-        op = named_operator(fn, operator, input, padding, normalized, spatial_dims)
-        penalty = Penalty(op, "l1" if p == 1 else "l2")
-        if reduction == "none":
-            return penalty_call(input, target, mask, penalty, None).to(dtype)
-        total = penalty_call(input, target, mask, penalty, 0)
-        if reduction == "mean":
-            total = total / _count(op, input, mask, spatial_dims)
-        return total.to(dtype)
-
-
-def _count(op: Separable, input: Tensor, mask: Optional[Tensor], spatial_dims: int) -> Union[Tensor, int]:
-    """The number of gradient elements that count for ``"mean"`` (at least 1)."""
-    if mask is None:
-        return spatial_dims * input.numel()
-    with torch.no_grad():
-        return torch.stack([v.sum() for v in valid_elements(op, mask)]).sum().clamp_min(1)
+        penalty = Penalty(named_operator(fn, operator, input, padding, normalized, spatial_dims), "l1" if p == 1 else "l2")
+        return reduced_penalty(input, target, mask, penalty, reduction, dtype)
 
 
 class GradientLoss(nn.Module):
