@@ -90,7 +90,12 @@ def publish(key: str, heading: str, command: str, notes: str, tables: Sequence[s
 def write_section(key: str, body: str) -> None:
     """Replace (or append) the section ``key`` of RESULTS.md, leaving the other scripts' sections."""
     begin, end = f"<!-- begin {key} -->", f"<!-- end {key} -->"
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n\nWritten by the scripts in `benchmarks/`; each section says the command that produced it.\n"
+    text = (
+        RESULTS.read_text()
+        if RESULTS.exists()
+        else "# Benchmark results\n\n"
+        "Written by the scripts in `benchmarks/`; each section says the command that produced it.\n"
+    )
     block = f"{begin}\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"

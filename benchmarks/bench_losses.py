@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import environment, markdown_table, median_ms, saved_bytes, publish, verdict_rows  # noqa: E402
+from _harness import environment, markdown_table, median_ms, publish, saved_bytes, verdict_rows  # noqa: E402
 
-from losses import EdgeAwareSmoothnessLoss, GradientDifferenceLoss, GradientLoss, TotalVariationLoss  # noqa: E402
+from torchgrad.losses import EdgeAwareSmoothnessLoss, GradientDifferenceLoss, GradientLoss, TotalVariationLoss  # noqa: E402
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -84,20 +84,23 @@ def main() -> None:
     ms = dict(zip([c[0] for c in cases], times))
     per = dict(zip([c[0] for c in cases], saved))
     sobel_l1, diff_l2 = 'GradientLoss("sobel", p=1)', 'GradientLoss("diff", p=2)'
-    checks = verdict_rows([
-        ("kornia form / " + sobel_l1, ms["kornia spatial_gradient + l1_loss"] / ms[sobel_l1], ">= 6"),
-        ("torchmetrics form / " + diff_l2, ms["torchmetrics image_gradients + mse_loss"] / ms[diff_l2], ">= 2"),
-        ("bytes saved per input element, " + sobel_l1, per[sobel_l1], "<= 1"),
-        ("bytes saved per input element, " + diff_l2, per[diff_l2], "<= 1"),
-    ])
+    checks = verdict_rows(
+        [
+            ("kornia form / " + sobel_l1, ms["kornia spatial_gradient + l1_loss"] / ms[sobel_l1], ">= 6"),
+            ("torchmetrics form / " + diff_l2, ms["torchmetrics image_gradients + mse_loss"] / ms[diff_l2], ">= 2"),
+            ("bytes saved per input element, " + sobel_l1, per[sobel_l1], "<= 1"),
+            ("bytes saved per input element, " + diff_l2, per[diff_l2], "<= 1"),
+        ]
+    )
     table = markdown_table(["loss", "forward+backward ms", "saved for backward (bytes / input element)"], rows)
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], checks)
     publish(
         f"losses-{device.type}",
         f"Losses, {'x'.join(map(str, args.shape))} float32, {device.type}",
         f"python benchmarks/bench_losses.py --device {args.device}",
-        f"{environment(device)}; medians of {args.repeats} runs, interleaved. Saved bytes exclude references to the inputs"
-        " themselves (they exist anyway); the edge-aware loss is measured on a one-channel disparity with the same batch and size",
+        f"{environment(device)}; medians of {args.repeats} runs, interleaved. Saved bytes exclude references to the"
+        " inputs themselves (they exist anyway); the edge-aware loss is measured on a one-channel disparity with the"
+        " same batch and size",
         [table, summary],
         write=not args.no_write,
     )

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import environment, markdown_table, median_ms, saved_bytes, publish, verdict_rows  # noqa: E402
+from _harness import environment, markdown_table, median_ms, publish, saved_bytes, verdict_rows  # noqa: E402
 
 import torchgrad  # noqa: E402
 
@@ -89,29 +89,68 @@ def main() -> None:
         ("torchgrad.scharr", torchgrad.scharr),
         ("torchgrad.gradient", lambda x: torchgrad.gradient(x, dim=(-2, -1))),
         ("torch.gradient (autograd)", refs["torch.gradient (autograd)"]),
-        ("torchgrad.gradient_magnitude (replicate, normalized)", lambda x: (torchgrad.gradient_magnitude(x, padding="replicate", normalized=True),)),
+        (
+            "torchgrad.gradient_magnitude (replicate, normalized)",
+            lambda x: (torchgrad.gradient_magnitude(x, padding="replicate", normalized=True),),
+        ),
         ("kornia sobel (magnitude)", refs["kornia sobel (magnitude)"]),
     ]
     results = {r.name: r for r in measure(cases, x, args.repeats)}
     for r in results.values():
-        print(f"{r.name:55s} fwd {r.forward_ms:8.1f} ms   fwd+bwd {r.backward_ms:8.1f} ms   saved {r.saved / 2**20:8.1f} MiB")
+        print(
+            f"{r.name:55s} fwd {r.forward_ms:8.1f} ms   fwd+bwd {r.backward_ms:8.1f} ms   "
+            f"saved {r.saved / 2**20:8.1f} MiB"
+        )
 
     n = x.numel() * x.element_size()
     floor = results["x.clone() (memory floor)"].forward_ms * 3 / 2  # clone moves 2N bytes, image_gradients 3N
     checks = [
-        ("image_gradients forward / clone floor scaled to 3N bytes", results["torchgrad.image_gradients"].forward_ms / floor, "<= 1.5"),
-        ("torchmetrics / image_gradients, fwd+bwd", results["torchmetrics image_gradients"].backward_ms / results["torchgrad.image_gradients"].backward_ms, ">= 2"),
-        ("kornia / sobel, forward", results["kornia spatial_gradient (sobel)"].forward_ms / results["torchgrad.sobel"].forward_ms, ">= 5"),
-        ("kornia / sobel, fwd+bwd", results["kornia spatial_gradient (sobel)"].backward_ms / results["torchgrad.sobel"].backward_ms, ">= 6"),
-        ("torch.gradient / gradient, forward", results["torch.gradient (autograd)"].forward_ms / results["torchgrad.gradient"].forward_ms, ">= 2"),
-        ("torch.gradient / gradient, fwd+bwd", results["torch.gradient (autograd)"].backward_ms / results["torchgrad.gradient"].backward_ms, ">= 2"),
+        (
+            "image_gradients forward / clone floor scaled to 3N bytes",
+            results["torchgrad.image_gradients"].forward_ms / floor,
+            "<= 1.5",
+        ),
+        (
+            "torchmetrics / image_gradients, fwd+bwd",
+            results["torchmetrics image_gradients"].backward_ms / results["torchgrad.image_gradients"].backward_ms,
+            ">= 2",
+        ),
+        (
+            "kornia / sobel, forward",
+            results["kornia spatial_gradient (sobel)"].forward_ms / results["torchgrad.sobel"].forward_ms,
+            ">= 5",
+        ),
+        (
+            "kornia / sobel, fwd+bwd",
+            results["kornia spatial_gradient (sobel)"].backward_ms / results["torchgrad.sobel"].backward_ms,
+            ">= 6",
+        ),
+        (
+            "torch.gradient / gradient, forward",
+            results["torch.gradient (autograd)"].forward_ms / results["torchgrad.gradient"].forward_ms,
+            ">= 2",
+        ),
+        (
+            "torch.gradient / gradient, fwd+bwd",
+            results["torch.gradient (autograd)"].backward_ms / results["torchgrad.gradient"].backward_ms,
+            ">= 2",
+        ),
     ]
     zero_saved = all(r.saved == 0 for k, r in results.items() if k.startswith("torchgrad.") and "magnitude" not in k)
 
     rows = [[k, f"{r.forward_ms:.1f}", f"{r.backward_ms:.1f}", f"{r.saved / n:.2f}"] for k, r in results.items()]
-    table = markdown_table(["case", "forward ms", "forward+backward ms", "saved for backward (bytes / input byte)"], rows)
+    table = markdown_table(
+        ["case", "forward ms", "forward+backward ms", "saved for backward (bytes / input byte)"], rows
+    )
     verdicts = verdict_rows(checks)
-    verdicts.append(["0 bytes saved for backward by image_gradients, sobel, scharr, gradient", "", "", "yes" if zero_saved else "NO"])
+    verdicts.append(
+        [
+            "0 bytes saved for backward by image_gradients, sobel, scharr, gradient",
+            "",
+            "",
+            "yes" if zero_saved else "NO",
+        ]
+    )
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], verdicts)
     publish(
         f"operators-{device.type}",

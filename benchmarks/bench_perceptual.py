@@ -33,7 +33,7 @@ def build(case: str, weights: Path, device: torch.device) -> Callable[[torch.Ten
     warnings.filterwarnings("ignore")
     from torchvision.models import vgg as tv_vgg
 
-    from losses import PerceptualLoss
+    from torchgrad.losses import PerceptualLoss
 
     if case == "torchgrad relu3_3 (l2)":
         return PerceptualLoss(layers=("relu3_3",), criterion="l2", weights=weights).to(device)
@@ -119,20 +119,37 @@ def main() -> None:
         del losses
         peaks = {}
         for case in CASES:
-            cmd = [sys.executable, __file__, "--case", case, "--weights", str(weights), "--device", args.device, "--repeats", "3", "--shape", *map(str, args.shape)]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--case",
+                case,
+                "--weights",
+                str(weights),
+                "--device",
+                args.device,
+                "--repeats",
+                "3",
+                "--shape",
+                *map(str, args.shape),
+            ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             peaks[case] = json.loads(out)["peak"]
     rows = [[c, f"{times[c]:.1f}", f"{peaks[c] / 2**20:.0f}"] for c in CASES]
     for row in rows:
         print(f"{row[0]:35s} fwd+bwd {row[1]:>8s} ms   peak {row[2]:>6s} MiB")
-    verdicts = verdict_rows([
-        ("piq / torchgrad, relu3_3", times[CASES[1]] / times[CASES[0]], ">= 1.7"),
-        ("lpips / torchgrad, four layers", times[CASES[3]] / times[CASES[2]], ">= 1.5"),
-    ])
+    verdicts = verdict_rows(
+        [
+            ("piq / torchgrad, relu3_3", times[CASES[1]] / times[CASES[0]], ">= 1.7"),
+            ("lpips / torchgrad, four layers", times[CASES[3]] / times[CASES[2]], ">= 1.5"),
+        ]
+    )
     for row, (ours, theirs) in zip(verdicts, [(CASES[0], CASES[1]), (CASES[2], CASES[3])]):
         row.append("yes" if peaks[ours] < peaks[theirs] else "NO")
     summary = markdown_table(["ratio (same run)", "measured", "target", "met", "lower peak memory"], verdicts)
-    memory = "peak allocated CUDA memory" if device.type == "cuda" else "maximum resident memory of one process per case"
+    memory = (
+        "peak allocated CUDA memory" if device.type == "cuda" else "maximum resident memory of one process per case"
+    )
     publish(
         f"perceptual-{device.type}",
         f"Perceptual losses, {'x'.join(map(str, args.shape))} float32, {device.type}",

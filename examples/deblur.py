@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 import torchgrad
-from losses import GradientLoss
+from torchgrad.losses import GradientLoss
 
 # ---------------------------------------------------------------------------------------------
 # Data: procedural images with real edges, degraded deterministically per seed and index.
@@ -108,7 +108,11 @@ class DegradedImages(Dataset):
 
     def __init__(self, count: int, size: int, seed: int, folder: Optional[Path] = None, split: str = "train") -> None:
         self.count, self.size, self.seed = count, size, seed
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"}) if folder else []
+        files = (
+            sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp"})
+            if folder
+            else []
+        )
         if folder and not files:
             raise SystemExit(f"no .png/.jpg/.bmp images in {folder}")
         held_out = [f for i, f in enumerate(files) if i % 5 == 0]
@@ -131,7 +135,14 @@ class DegradedImages(Dataset):
         top = int(torch.randint(image.height - self.size + 1, (1,), generator=g))
         left = int(torch.randint(image.width - self.size + 1, (1,), generator=g))
         crop = image.crop((left, top, left + self.size, top + self.size))
-        return torch.frombuffer(bytearray(crop.tobytes()), dtype=torch.uint8).view(self.size, self.size, 3).permute(2, 0, 1).contiguous().float() / 255
+        return (
+            torch.frombuffer(bytearray(crop.tobytes()), dtype=torch.uint8)
+            .view(self.size, self.size, 3)
+            .permute(2, 0, 1)
+            .contiguous()
+            .float()
+            / 255
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -180,7 +191,9 @@ class DeblurModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict:
         optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=self.hparams.steps)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.hparams.lr, total_steps=self.hparams.steps
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -258,7 +271,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-images", type=int, default=32)
-    parser.add_argument("--data-dir", type=Path, default=None, help="a folder of your own images instead of generated ones")
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="a folder of your own images instead of generated ones"
+    )
     parser.add_argument("--output-dir", type=Path, default=Path("out/deblur"))
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -283,7 +298,12 @@ def main(argv: Optional[list[str]] = None) -> dict:
     (args.output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     save_figure(
         args.output_dir / "comparison.png",
-        [("degraded", degraded[0]), ("L1", restored["l1"][0]), ("L1 + gradient", restored["l1+gradient"][0]), ("target", clean[0])],
+        [
+            ("degraded", degraded[0]),
+            ("L1", restored["l1"][0]),
+            ("L1 + gradient", restored["l1+gradient"][0]),
+            ("target", clean[0]),
+        ],
         scale=max(1, 256 // args.image_size),
     )
     print(f"wrote {args.output_dir / 'comparison.png'} and {args.output_dir / 'results.json'}")

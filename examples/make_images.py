@@ -1,6 +1,6 @@
 """Draws the two images that the style-transfer example uses by default (run once; they are committed).
 
-    python examples/make_images.py
+python examples/make_images.py
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ import math
 from pathlib import Path
 
 import torch
-from PIL import Image
-
 from deblur import render
+from PIL import Image
 
 
 def save(image: torch.Tensor, path: Path) -> None:

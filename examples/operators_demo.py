@@ -18,7 +18,9 @@ from torchgrad import tf_compat
 
 def synthetic_image(size: int = 48) -> torch.Tensor:
     """A bright disc and a dimmer square on a dark background, (1, 1, size, size) in [0, 1]."""
-    y, x = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij")
+    y, x = torch.meshgrid(
+        torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32), indexing="ij"
+    )
     disc = ((y - size * 0.35) ** 2 + (x - size * 0.35) ** 2 < (size * 0.22) ** 2).float()
     square = ((y > size * 0.55) & (y < size * 0.9) & (x > size * 0.5) & (x < size * 0.85)).float() * 0.6
     return torch.maximum(disc, square)[None, None]
@@ -27,7 +29,7 @@ def synthetic_image(size: int = 48) -> torch.Tensor:
 def ascii_art(image: torch.Tensor, width: int = 48) -> str:
     ramp = " .:-=+*#%@"
     image = image / image.max().clamp_min(1e-12)
-    rows = image[0, 0, ::2, : width]  # terminal cells are about twice as tall as wide
+    rows = image[0, 0, ::2, :width]  # terminal cells are about twice as tall as wide
     return "\n".join("".join(ramp[int(v * (len(ramp) - 1))] for v in row) for row in rows)
 
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+from deblur import DegradedImages, Restorer
 from torch.utils.data import DataLoader
 
-from deblur import DegradedImages, Restorer
-from losses import PerceptualGradientLoss, WeightsUnavailableError
+from torchgrad.losses import PerceptualGradientLoss, WeightsUnavailableError
 
 
 def main(argv: Optional[list[str]] = None) -> dict:
@@ -41,7 +41,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
         print("*** --random-weights: VGG16 is random, so the perceptual term is not perceptual (smoke test only) ***")
     weights = None if args.random_weights else (args.vgg_weights or "DEFAULT")
     try:
-        criterion = PerceptualGradientLoss(layers=("relu2_2", "relu3_3"), gradient_weight=0.1, weights=weights).to(device)
+        criterion = PerceptualGradientLoss(layers=("relu2_2", "relu3_3"), gradient_weight=0.1, weights=weights).to(
+            device
+        )
     except WeightsUnavailableError as error:
         sys.exit(f"error: {error}")
 
@@ -56,7 +58,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
             return criterion(model(degraded), clean, return_parts=True)
 
     step_loss = torch.compile(loss_of) if args.compile else loss_of
-    data = DataLoader(DegradedImages(args.steps * args.batch_size, args.image_size, args.seed), batch_size=args.batch_size)
+    data = DataLoader(
+        DegradedImages(args.steps * args.batch_size, args.image_size, args.seed), batch_size=args.batch_size
+    )
     history, start = [], time.perf_counter()
     for step, (degraded, clean) in enumerate(data):
         degraded, clean = degraded.to(device), clean.to(device)
@@ -67,8 +71,14 @@ def main(argv: Optional[list[str]] = None) -> dict:
         scaler.update()
         history.append(loss.item())
         if step % 20 == 0 or step == args.steps - 1:
-            print(f"step {step:4d}  loss {loss.item():.4f}  perceptual {parts['perceptual'].item():.4f}  gradient {parts['gradient'].item():.4f}")
-    print(f"{args.steps} steps in {time.perf_counter() - start:.1f} s on {device} ({'bf16' if amp_dtype == torch.bfloat16 else 'fp16'} autocast: {use_amp}, compiled: {args.compile})")
+            print(
+                f"step {step:4d}  loss {loss.item():.4f}  perceptual {parts['perceptual'].item():.4f}  "
+                f"gradient {parts['gradient'].item():.4f}"
+            )
+    print(
+        f"{args.steps} steps in {time.perf_counter() - start:.1f} s on {device} "
+        f"({'bf16' if amp_dtype == torch.bfloat16 else 'fp16'} autocast: {use_amp}, compiled: {args.compile})"
+    )
     return {"history": history}
 
 

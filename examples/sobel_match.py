@@ -13,9 +13,9 @@ import argparse
 from typing import Optional
 
 import torch
-
 from deblur import render
-from losses import GradientLoss
+
+from torchgrad.losses import GradientLoss
 
 
 def main(argv: Optional[list[str]] = None) -> dict:

@@ -22,7 +22,7 @@ from typing import Optional
 import torch
 from PIL import Image
 
-from losses import PerceptualLoss, StyleLoss, TotalVariationLoss, WeightsUnavailableError
+from torchgrad.losses import PerceptualLoss, StyleLoss, TotalVariationLoss, WeightsUnavailableError
 
 IMAGES = Path(__file__).with_name("images")
 
@@ -58,7 +58,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     parser.add_argument("--content-weight", type=float, default=1.0)
     parser.add_argument("--tv-weight", type=float, default=1e-3)
     parser.add_argument("--vgg-weights", type=Path, default=None, help="a local file of torchvision's VGG19 state dict")
-    parser.add_argument("--random-weights", action="store_true", help="a random VGG19 (smoke test: not a real stylisation)")
+    parser.add_argument(
+        "--random-weights", action="store_true", help="a random VGG19 (smoke test: not a real stylisation)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("out/style_transfer.png"))
     parser.add_argument("--quiet", action="store_true")
@@ -71,7 +73,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         style_loss = StyleLoss("vgg19", pooling="avg", weights=weights).to(device)
-        content_loss = PerceptualLoss("vgg19", layers=("relu4_2",), criterion="l2", pooling="avg", weights=weights).to(device)
+        content_loss = PerceptualLoss("vgg19", layers=("relu4_2",), criterion="l2", pooling="avg", weights=weights).to(
+            device
+        )
     except WeightsUnavailableError as error:
         sys.exit(f"error: {error}")
     tv_loss = TotalVariationLoss(isotropic=True)
@@ -83,7 +87,11 @@ def main(argv: Optional[list[str]] = None) -> dict:
 
     def objective() -> tuple[torch.Tensor, dict]:
         s, c, t = style_loss(pixels), content_loss(pixels), tv_loss(pixels)
-        return args.style_weight * s + args.content_weight * c + args.tv_weight * t, {"style": s.item(), "content": c.item(), "tv": t.item()}
+        return args.style_weight * s + args.content_weight * c + args.tv_weight * t, {
+            "style": s.item(),
+            "content": c.item(),
+            "tv": t.item(),
+        }
 
     history: list[float] = []
     bar = progress(args.steps, args.quiet)
@@ -101,7 +109,9 @@ def main(argv: Optional[list[str]] = None) -> dict:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.4g}")
     else:
-        optimizer = torch.optim.LBFGS([pixels], lr=1.0, max_iter=args.steps, history_size=20, line_search_fn="strong_wolfe")
+        optimizer = torch.optim.LBFGS(
+            [pixels], lr=1.0, max_iter=args.steps, history_size=20, line_search_fn="strong_wolfe"
+        )
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
@@ -121,7 +131,10 @@ def main(argv: Optional[list[str]] = None) -> dict:
         final, parts = objective()
     args.output.parent.mkdir(parents=True, exist_ok=True)
     save(pixels.detach().cpu(), args.output)
-    print(f"loss {history[0]:.4g} -> {final.item():.4g} after {len(history)} evaluations; style {parts['style']:.3g}, content {parts['content']:.3g}")
+    print(
+        f"loss {history[0]:.4g} -> {final.item():.4g} after {len(history)} evaluations; "
+        f"style {parts['style']:.3g}, content {parts['content']:.3g}"
+    )
     print(f"wrote {args.output}")
     return {"history": history, "final": final.item(), "output": args.output}
 

@@ -1,7 +1,7 @@
 """Loss layers built on torchgrad's operators, following ``torch.nn`` loss conventions.
 
 Gradient losses (``GradientLoss``, ``GradientDifferenceLoss``, ``TotalVariationLoss``,
-``EdgeAwareSmoothnessLoss``, each with a functional twin in :mod:`losses.functional`) and VGG
+``EdgeAwareSmoothnessLoss``, each with a functional twin in :mod:`torchgrad.losses.functional`) and VGG
 losses on a frozen, truncated torchvision network (``VGGFeatures``, ``PerceptualLoss``,
 ``StyleLoss``, ``PerceptualGradientLoss``).
 """

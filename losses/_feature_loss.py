@@ -22,14 +22,27 @@ class FeatureLoss(nn.Module):
 
     same_size = True
 
-    def __init__(self, name: str, layers: Sequence[str], layer_weights: Optional[Sequence[float]], reduction: str, vgg_options: dict) -> None:
+    def __init__(
+        self,
+        name: str,
+        layers: Sequence[str],
+        layer_weights: Optional[Sequence[float]],
+        reduction: str,
+        vgg_options: dict,
+    ) -> None:
         super().__init__()
         layers = (layers,) if isinstance(layers, str) else tuple(layers)
-        if layer_weights is not None and (isinstance(layer_weights, (str, bytes)) or not isinstance(layer_weights, Sequence)):
-            raise TypeError(f"{name}: `layer_weights` must be a sequence of numbers, one per layer, got {layer_weights!r}")
+        if layer_weights is not None and (
+            isinstance(layer_weights, (str, bytes)) or not isinstance(layer_weights, Sequence)
+        ):
+            raise TypeError(
+                f"{name}: `layer_weights` must be a sequence of numbers, one per layer, got {layer_weights!r}"
+            )
         weights = [1.0] * len(layers) if layer_weights is None else [float(w) for w in layer_weights]
         if len(weights) != len(layers):
-            raise ValueError(f"{name}: `layer_weights` must have one weight per layer ({len(layers)}), got {len(weights)}")
+            raise ValueError(
+                f"{name}: `layer_weights` must have one weight per layer ({len(layers)}), got {len(weights)}"
+            )
         if len(set(layers)) != len(layers):
             raise ValueError(f"{name}: `layers` names a layer twice: {layers}; give it one (summed) weight instead")
         self.reduction = check_reduction(name, reduction)
@@ -76,10 +89,18 @@ class FeatureLoss(nn.Module):
         batch_ok = len(target_shape) == len(shape) and target_shape[0] in (1, shape[0])
         size_ok = target_shape[2:] == shape[2:] or not self.same_size
         if not (batch_ok and size_ok):
-            what = "a batch of 1 or the input's batch" + (", and the input's height and width" if self.same_size else "")
+            what = "a batch of 1 or the input's batch" + (
+                ", and the input's height and width" if self.same_size else ""
+            )
             raise ValueError(f"{name}: the target must have {what}; got input {shape} and target {target_shape}")
-        if target_dtype is not None and target_dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
-            raise TypeError(f"{name}: `input` and `target` must have the same dtype, got {input.dtype} and {target_dtype}")
+        if (
+            target_dtype is not None
+            and target_dtype != input.dtype
+            and not torch.is_autocast_enabled(input.device.type)
+        ):
+            raise TypeError(
+                f"{name}: `input` and `target` must have the same dtype, got {input.dtype} and {target_dtype}"
+            )
 
     def forward(self, input: Tensor, target: Optional[Tensor] = None) -> Tensor:
         if target is None:

@@ -27,7 +27,9 @@ def check_image(fn: str, name: str, value: Any) -> Tensor:
     if not value.dtype.is_floating_point:
         raise TypeError(f"{fn}: `{name}` must have a floating dtype, got {value.dtype}")
     if any(s < 2 for s in value.shape[2:]):
-        raise ValueError(f"{fn}: `{name}` needs at least 2 pixels along each spatial axis, got shape {tuple(value.shape)}")
+        raise ValueError(
+            f"{fn}: `{name}` needs at least 2 pixels along each spatial axis, got shape {tuple(value.shape)}"
+        )
     return value
 
 
@@ -38,9 +40,13 @@ def check_pair(fn: str, input: Any, target: Any) -> int:
     """
     input, target = check_image(fn, "input", input), check_image(fn, "target", target)
     if input.shape != target.shape:
-        raise ValueError(f"{fn}: `input` and `target` must have the same shape, got {tuple(input.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"{fn}: `input` and `target` must have the same shape, got {tuple(input.shape)} and {tuple(target.shape)}"
+        )
     if input.device != target.device:
-        raise ValueError(f"{fn}: `input` and `target` must be on the same device, got {input.device} and {target.device}")
+        raise ValueError(
+            f"{fn}: `input` and `target` must be on the same device, got {input.device} and {target.device}"
+        )
     if input.dtype != target.dtype and not torch.is_autocast_enabled(input.device.type):
         raise TypeError(f"{fn}: `input` and `target` must have the same dtype, got {input.dtype} and {target.dtype}")
     return input.dim() - 2
@@ -59,7 +65,9 @@ def check_mask(fn: str, mask: Any, input: Tensor) -> Optional[Tensor]:
     try:
         return mask.expand(input.shape)
     except RuntimeError:
-        raise ValueError(f"{fn}: `mask` of shape {tuple(mask.shape)} does not broadcast to `input`'s shape {tuple(input.shape)}") from None
+        raise ValueError(
+            f"{fn}: `mask` of shape {tuple(mask.shape)} does not broadcast to `input`'s shape {tuple(input.shape)}"
+        ) from None
 
 
 def autocast_pair(input: Tensor, target: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
-from torchgrad.image_gradients import forward_difference_operator
+from torchgrad._internal import forward_difference_operator
 
 from ._inputs import check_image
 from ._penalty import Penalty, penalty_call
@@ -14,7 +13,9 @@ from ._penalty import Penalty, penalty_call
 def edge_aware_smoothness_loss(disparity: Tensor, image: Tensor, *, normalize: bool = True) -> Tensor:
     r"""Disparity gradients, down-weighted where the image has edges.
 
-    .. math:: \operatorname{mean}\, |\partial_x d|\, e^{-\overline{|\partial_x I|}} + \operatorname{mean}\, |\partial_y d|\, e^{-\overline{|\partial_y I|}}
+    .. math::
+        \operatorname{mean}\, |\partial_x d|\, e^{-\overline{|\partial_x I|}}
+        + \operatorname{mean}\, |\partial_y d|\, e^{-\overline{|\partial_y I|}}
 
     with forward differences over their valid ``(H, W-1)`` and ``(H-1, W)`` positions and
     ``\overline{\cdot}`` the mean over the image's channels. With ``normalize`` the disparity is
@@ -39,13 +40,19 @@ def edge_aware_smoothness_loss(disparity: Tensor, image: Tensor, *, normalize: b
     fn = "edge_aware_smoothness_loss"
     disparity, image = check_image(fn, "disparity", disparity), check_image(fn, "image", image)
     if disparity.dim() != 4 or image.dim() != 4:
-        raise ValueError(f"{fn}: `disparity` and `image` must be (N, C, H, W), got shapes {tuple(disparity.shape)} and {tuple(image.shape)}")
+        raise ValueError(
+            f"{fn}: `disparity` and `image` must be (N, C, H, W), "
+            f"got shapes {tuple(disparity.shape)} and {tuple(image.shape)}"
+        )
     if disparity.shape[0] != image.shape[0] or disparity.shape[2:] != image.shape[2:]:
         raise ValueError(
-            f"{fn}: `disparity` and `image` must share N, H and W, got shapes {tuple(disparity.shape)} and {tuple(image.shape)}"
+            f"{fn}: `disparity` and `image` must share N, H and W, "
+            f"got shapes {tuple(disparity.shape)} and {tuple(image.shape)}"
         )
     if disparity.device != image.device:
-        raise ValueError(f"{fn}: `disparity` and `image` must be on the same device, got {disparity.device} and {image.device}")
+        raise ValueError(
+            f"{fn}: `disparity` and `image` must be on the same device, got {disparity.device} and {image.device}"
+        )
     if normalize:
         disparity = disparity / (disparity.mean(dim=(2, 3), keepdim=True) + 1e-7)
     # Forward differences are zero on the last row (dy) and column (dx): summing over the full map and

@@ -1,4 +1,4 @@
-"""The losses as functions: each module of :mod:`losses` calls one of these."""
+"""The losses as functions: each module of :mod:`torchgrad.losses` calls one of these."""
 
 from .edge_aware_smoothness_loss import edge_aware_smoothness_loss
 from .gradient_difference_loss import gradient_difference_loss

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from torchgrad._named import check_operator_options, named_operator
+from torchgrad._internal import check_operator_options, operator_by_name
 
 from ._inputs import autocast_pair, check_pair, check_reduction, result_dtype
 from ._penalty import Penalty, reduced_penalty
@@ -62,7 +62,7 @@ def gradient_difference_loss(
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with torch.autocast(input.device.type, enabled=False):
-        penalty = Penalty(named_operator(fn, operator, input, padding, normalized, spatial_dims), "gdl", alpha)
+        penalty = Penalty(operator_by_name(fn, operator, input, padding, normalized, spatial_dims), "gdl", alpha)
         return reduced_penalty(input, target, None, penalty, reduction, dtype)
 
 
@@ -70,7 +70,12 @@ class GradientDifferenceLoss(nn.Module):
     """Module form of :func:`gradient_difference_loss`; ``forward(input, target)``."""
 
     def __init__(
-        self, alpha: float = 1.0, operator: str = "diff", reduction: str = "mean", padding: Optional[str] = None, normalized: bool = False
+        self,
+        alpha: float = 1.0,
+        operator: str = "diff",
+        reduction: str = "mean",
+        padding: Optional[str] = None,
+        normalized: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -81,7 +86,13 @@ class GradientDifferenceLoss(nn.Module):
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return gradient_difference_loss(
-            input, target, alpha=self.alpha, operator=self.operator, reduction=self.reduction, padding=self.padding, normalized=self.normalized
+            input,
+            target,
+            alpha=self.alpha,
+            operator=self.operator,
+            reduction=self.reduction,
+            padding=self.padding,
+            normalized=self.normalized,
         )
 
     def extra_repr(self) -> str:

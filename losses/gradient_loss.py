@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from torchgrad._named import check_operator_options, named_operator
+from torchgrad._internal import check_operator_options, operator_by_name
 
 from ._inputs import autocast_pair, check_mask, check_pair, check_reduction, result_dtype
 from ._penalty import Penalty, reduced_penalty
@@ -75,7 +75,9 @@ def gradient_loss(
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with torch.autocast(input.device.type, enabled=False):
-        penalty = Penalty(named_operator(fn, operator, input, padding, normalized, spatial_dims), "l1" if p == 1 else "l2")
+        penalty = Penalty(
+            operator_by_name(fn, operator, input, padding, normalized, spatial_dims), "l1" if p == 1 else "l2"
+        )
         return reduced_penalty(input, target, mask, penalty, reduction, dtype)
 
 
@@ -89,7 +91,12 @@ class GradientLoss(nn.Module):
     """
 
     def __init__(
-        self, operator: str = "sobel", p: int = 1, reduction: str = "mean", padding: Optional[str] = None, normalized: bool = False
+        self,
+        operator: str = "sobel",
+        p: int = 1,
+        reduction: str = "mean",
+        padding: Optional[str] = None,
+        normalized: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -100,7 +107,14 @@ class GradientLoss(nn.Module):
 
     def forward(self, input: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         return gradient_loss(
-            input, target, mask, operator=self.operator, p=self.p, reduction=self.reduction, padding=self.padding, normalized=self.normalized
+            input,
+            target,
+            mask,
+            operator=self.operator,
+            p=self.p,
+            reduction=self.reduction,
+            padding=self.padding,
+            normalized=self.normalized,
         )
 
     def extra_repr(self) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence, Union
 
-import torch
 from torch import Tensor, nn
 
 from ._inputs import check_reduction
@@ -58,10 +57,16 @@ class PerceptualGradientLoss(nn.Module):
         self.perceptual_weight, self.gradient_weight = float(perceptual_weight), float(gradient_weight)
         self.reduction = check_reduction("PerceptualGradientLoss", reduction)
         # per-sample gradient terms for "none"; the fused mean otherwise
-        self.gradient = GradientLoss(gradient_operator, p=gradient_p, reduction="none" if reduction == "none" else "mean")
-        self.perceptual = PerceptualLoss(network, layers, layer_weights, criterion, normalize_features, reduction, **vgg_options)
+        self.gradient = GradientLoss(
+            gradient_operator, p=gradient_p, reduction="none" if reduction == "none" else "mean"
+        )
+        self.perceptual = PerceptualLoss(
+            network, layers, layer_weights, criterion, normalize_features, reduction, **vgg_options
+        )
 
-    def forward(self, input: Tensor, target: Tensor, return_parts: bool = False) -> Union[Tensor, tuple[Tensor, dict[str, Tensor]]]:
+    def forward(
+        self, input: Tensor, target: Tensor, return_parts: bool = False
+    ) -> Union[Tensor, tuple[Tensor, dict[str, Tensor]]]:
         perceptual = self.perceptual(input, target)
         gradient = self.gradient(input, target)
         if self.reduction == "none":

@@ -22,13 +22,13 @@ class PerceptualLoss(FeatureLoss):
 
     Args:
         network: ``"vgg16"``, ``"vgg19"``, ``"vgg16_bn"`` or ``"vgg19_bn"``.
-        layers: the layers compared (see :func:`losses.vgg.layer_names`).
+        layers: the layers compared (see :func:`torchgrad.losses.vgg.layer_names`).
         layer_weights: one weight per layer; 1 each by default.
         criterion: ``"l1"`` or ``"l2"`` (squared error).
         normalize_features: unit-normalise each feature vector along channels first (as LPIPS does).
         reduction: ``"mean"``/``"sum"`` over the batch, or ``"none"`` for one value per sample.
         **vgg_options: ``weights``, ``input_range``, ``pooling``, ``repeat_grey`` of
-            :class:`~losses.vgg.VGGFeatures`.
+            :class:`~torchgrad.losses.vgg.VGGFeatures`.
 
     Shape:
         ``input`` and ``target``: ``(N, 3, H, W)`` in ``input_range`` (``target`` may have batch 1 and
@@ -72,4 +72,7 @@ class PerceptualLoss(FeatureLoss):
         return per.flatten(1).mean(1, dtype=torch.promote_types(per.dtype, torch.float32))
 
     def extra_repr(self) -> str:
-        return f"criterion={self.criterion!r}, normalize_features={self.normalize_features}, reduction={self.reduction!r}, layer_weights={self.layer_weights}"
+        return (
+            f"criterion={self.criterion!r}, normalize_features={self.normalize_features}, "
+            f"reduction={self.reduction!r}, layer_weights={self.layer_weights}"
+        )

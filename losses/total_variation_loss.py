@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from torchgrad import gradient_magnitude
-from torchgrad.image_gradients import forward_difference_operator
+from torchgrad._internal import forward_difference_operator
 
 from ._inputs import autocast_pair, check_image, check_reduction, result_dtype
 from ._penalty import Penalty, penalty_call
@@ -21,7 +21,9 @@ def _check_options(fn: str, p: object, isotropic: object, eps: object) -> None:
         raise ValueError(f"{fn}: `eps` must be a non-negative number, got {eps!r}")
 
 
-def total_variation_loss(input: Tensor, *, p: int = 1, isotropic: bool = False, eps: float = 1e-8, reduction: str = "mean") -> Tensor:
+def total_variation_loss(
+    input: Tensor, *, p: int = 1, isotropic: bool = False, eps: float = 1e-8, reduction: str = "mean"
+) -> Tensor:
     r"""Total variation of images from forward differences (:func:`torchgrad.image_gradients`).
 
     Per pixel: ``|dy| + |dx|`` (``p=1``), ``dy^2 + dx^2`` (``p=2``) or ``sqrt(dy^2 + dx^2 + eps)``

@@ -8,10 +8,10 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
-from torchvision.models import vgg as tv_vgg
 from torchvision.models import WeightsEnum
+from torchvision.models import vgg as tv_vgg
 
-from torchgrad._separable import plain_code
+from torchgrad._internal import needs_traceable_code
 
 NETWORKS = {"vgg16": ("D", False), "vgg16_bn": ("D", True), "vgg19": ("E", False), "vgg19_bn": ("E", True)}
 _WEIGHTS = {
@@ -53,7 +53,9 @@ def _features_state_dict(state: Mapping[str, Tensor], source: str) -> dict[str, 
         return {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
     if state and all(k.split(".")[0].isdigit() for k in state):
         return dict(state)
-    raise ValueError(f"VGGFeatures: {source} holds no VGG features (expected keys like 'features.0.weight' or '0.weight')")
+    raise ValueError(
+        f"VGGFeatures: {source} holds no VGG features (expected keys like 'features.0.weight' or '0.weight')"
+    )
 
 
 def _load_weights(network: str, weights: Union[str, os.PathLike, WeightsEnum, None]) -> Optional[dict[str, Tensor]]:
@@ -77,7 +79,9 @@ def _load_weights(network: str, weights: Union[str, os.PathLike, WeightsEnum, No
                 f"state_dict.pth' with a saved state dict of torchvision's {network} or of its `features`."
             ) from None
     if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(f"VGGFeatures: `weights` must be 'DEFAULT', a torchvision VGG weights enum, a path or None, got {weights!r}")
+        raise TypeError(
+            f"VGGFeatures: `weights` must be 'DEFAULT', a torchvision VGG weights enum, a path or None, got {weights!r}"
+        )
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VGGFeatures: `weights` file {path!r} does not exist")
@@ -88,7 +92,9 @@ def _read(path: str) -> dict[str, Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a truncated download, another format
-        raise ValueError(f"VGGFeatures: could not read a state dict from {path!r} ({type(error).__name__}: {error})") from None
+        raise ValueError(
+            f"VGGFeatures: could not read a state dict from {path!r} ({type(error).__name__}: {error})"
+        ) from None
     if not isinstance(state, Mapping):
         raise ValueError(f"VGGFeatures: {path!r} holds a {type(state).__name__}, not a state dict")
     return dict(state)
@@ -143,7 +149,10 @@ class VGGFeatures(nn.Module):
             raise ValueError(f"VGGFeatures: `layers` names a layer twice: {layers}")
         unknown = [name for name in layers if name not in names]
         if not layers or unknown:
-            raise ValueError(f"VGGFeatures: unknown layer(s) {unknown or list(layers)} for {network}; valid names: {', '.join(names)}")
+            raise ValueError(
+                f"VGGFeatures: unknown layer(s) {unknown or list(layers)} for {network}; "
+                f"valid names: {', '.join(names)}"
+            )
         if pooling not in ("max", "avg"):
             raise ValueError(f"VGGFeatures: `pooling` must be 'max' or 'avg', got {pooling!r}")
         if isinstance(input_range, (str, bytes)) or not isinstance(input_range, Sequence) or len(input_range) != 2:
@@ -151,7 +160,13 @@ class VGGFeatures(nn.Module):
         low, high = (float(v) for v in input_range)
         if not high > low:
             raise ValueError(f"VGGFeatures: `input_range` must be (low, high) with high > low, got {input_range!r}")
-        self.network, self.layers, self.input_range, self.pooling, self.repeat_grey = network, layers, (low, high), pooling, repeat_grey
+        self.network, self.layers, self.input_range, self.pooling, self.repeat_grey = (
+            network,
+            layers,
+            (low, high),
+            pooling,
+            repeat_grey,
+        )
         depth = max(names.index(name) for name in layers) + 1
         self._indices = {names.index(name): name for name in layers}
         # every pooling layer up to the deepest requested one halves the size, and must leave 1 pixel
@@ -169,11 +184,17 @@ class VGGFeatures(nn.Module):
             )
         net = nn.Sequential(*modules)
         if state is not None:
-            source = repr(os.fspath(weights)) if isinstance(weights, (str, os.PathLike)) and weights != "DEFAULT" else "the ImageNet weights"
+            source = (
+                repr(os.fspath(weights))
+                if isinstance(weights, (str, os.PathLike)) and weights != "DEFAULT"
+                else "the ImageNet weights"
+            )
             state = _features_state_dict(state, source)
             missing = [k for k in net.state_dict() if k not in state]
             if missing:
-                raise ValueError(f"VGGFeatures: {source} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''} for {network}")
+                raise ValueError(
+                    f"VGGFeatures: {source} lacks {missing[:4]}{' ...' if len(missing) > 4 else ''} for {network}"
+                )
             net.load_state_dict({k: state[k] for k in net.state_dict()})
         for i, module in enumerate(net):
             if isinstance(module, nn.MaxPool2d) and pooling == "avg":
@@ -203,7 +224,7 @@ class VGGFeatures(nn.Module):
         x = self.check_input(x, name)
         recorded: dict[str, Tensor] = {}
         x = torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype))
-        if not plain_code(x):  # under torch.func transforms the layout is left alone
+        if not needs_traceable_code(x):  # under torch.func transforms the layout is left alone
             x = _ChannelsLast.apply(x)
         for i, module in enumerate(self.net):
             x = module(x)
@@ -229,7 +250,7 @@ class VGGFeatures(nn.Module):
                 f"VGGFeatures: `{name}` must be at least {self.min_size}x{self.min_size} for layer(s) "
                 f"{', '.join(self.layers)}, got shape {tuple(x.shape)}"
             )
-        if self._range_checks.get(name, 0) > 0 and x.numel() and not plain_code(x):
+        if self._range_checks.get(name, 0) > 0 and x.numel() and not needs_traceable_code(x):
             self._range_checks[name] -= 1
             low, high = self.input_range
             tolerance = 0.05 * (high - low)
@@ -250,7 +271,10 @@ class VGGFeatures(nn.Module):
             state.setdefault(prefix + "net." + key, value)
 
     def extra_repr(self) -> str:
-        return f"network={self.network!r}, layers={self.layers!r}, input_range={self.input_range}, pooling={self.pooling!r}"
+        return (
+            f"network={self.network!r}, layers={self.layers!r}, input_range={self.input_range}, "
+            f"pooling={self.pooling!r}"
+        )
 
 
 class _ChannelsLast(torch.autograd.Function):

@@ -9,7 +9,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from losses import (
+from torchgrad.losses import (
     EdgeAwareSmoothnessLoss,
     GradientDifferenceLoss,
     GradientLoss,
@@ -19,7 +19,15 @@ from losses import (
     TotalVariationLoss,
 )
 
-LOSSES = ["gradient", "gradient_difference", "total_variation", "edge_aware", "perceptual", "style", "perceptual_gradient"]
+LOSSES = [
+    "gradient",
+    "gradient_difference",
+    "total_variation",
+    "edge_aware",
+    "perceptual",
+    "style",
+    "perceptual_gradient",
+]
 
 
 def build_loss(name: str, vgg16: Optional[Path], vgg19: Optional[Path]) -> torch.nn.Module:
@@ -37,7 +45,14 @@ def build_loss(name: str, vgg16: Optional[Path], vgg19: Optional[Path]) -> torch
 class LossModule(L.LightningModule):
     """A one-layer image model trained with L1 plus ``loss_name``; logs each term."""
 
-    def __init__(self, loss_name: str, vgg16: Optional[str] = None, vgg19: Optional[str] = None, out_dir: Optional[str] = None, lr: float = 0.05) -> None:
+    def __init__(
+        self,
+        loss_name: str,
+        vgg16: Optional[str] = None,
+        vgg19: Optional[str] = None,
+        out_dir: Optional[str] = None,
+        lr: float = 0.05,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         torch.manual_seed(0)
@@ -69,7 +84,10 @@ class LossModule(L.LightningModule):
 
     def on_train_end(self) -> None:
         if self.hparams.out_dir:
-            torch.save(self.model.state_dict(), Path(self.hparams.out_dir) / f"rank{self.global_rank}_of_{self.trainer.world_size}.pt")
+            torch.save(
+                self.model.state_dict(),
+                Path(self.hparams.out_dir) / f"rank{self.global_rank}_of_{self.trainer.world_size}.pt",
+            )
 
 
 def image_pairs(count: int = 16, size: int = 32) -> torch.utils.data.TensorDataset:

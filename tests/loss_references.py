@@ -24,7 +24,14 @@ def naive_gradients(
             out = []
             for d in dims:
                 n = x.shape[d]
-                reads = torch.cat([x.narrow(d, 0, 2).sum(d, keepdim=True), x.narrow(d, 0, n - 2) + x.narrow(d, 2, n - 2), x.narrow(d, n - 2, 2).sum(d, keepdim=True)], dim=d)
+                reads = torch.cat(
+                    [
+                        x.narrow(d, 0, 2).sum(d, keepdim=True),
+                        x.narrow(d, 0, n - 2) + x.narrow(d, 2, n - 2),
+                        x.narrow(d, n - 2, 2).sum(d, keepdim=True),
+                    ],
+                    dim=d,
+                )
                 out.append(reads)
             return out
         return list(torch.gradient(x, dim=dims))

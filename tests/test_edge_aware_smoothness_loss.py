@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from losses import EdgeAwareSmoothnessLoss
-from losses.functional import edge_aware_smoothness_loss
+from torchgrad.losses import EdgeAwareSmoothnessLoss
+from torchgrad.losses.functional import edge_aware_smoothness_loss
 
 
 def monodepth2_smooth_loss(disp: torch.Tensor, img: torch.Tensor) -> torch.Tensor:
@@ -54,7 +54,9 @@ def test_flat_disparity_has_no_loss_and_edges_reduce_it() -> None:
     disp[..., 4:] = 1.0
     edged = image.clone()
     edged[..., 4:] = 1.0
-    assert edge_aware_smoothness_loss(disp, edged, normalize=False) < edge_aware_smoothness_loss(disp, image, normalize=False)
+    assert edge_aware_smoothness_loss(disp, edged, normalize=False) < edge_aware_smoothness_loss(
+        disp, image, normalize=False
+    )
 
 
 def test_saves_no_more_than_the_normalized_disparity() -> None:

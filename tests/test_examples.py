@@ -26,13 +26,34 @@ def _quiet():
 def test_deblur_gradient_loss_sharpens(tmp_path) -> None:
     import deblur
 
-    results = deblur.main(["--steps", "120", "--image-size", "32", "--batch-size", "8", "--eval-images", "16", "--output-dir", str(tmp_path), "--quiet"])
+    results = deblur.main(
+        [
+            "--steps",
+            "120",
+            "--image-size",
+            "32",
+            "--batch-size",
+            "8",
+            "--eval-images",
+            "16",
+            "--output-dir",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert (tmp_path / "comparison.png").stat().st_size > 1000
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert set(results) == {"l1", "l1+gradient", "degraded"} and set(results["l1"]) == {"psnr", "gradient_error"}
     # both runs learned (better than the degraded input), and the gradient loss sharpened more
-    assert results["l1"]["psnr"] > results["degraded"]["psnr"] and results["l1+gradient"]["psnr"] > results["degraded"]["psnr"]
-    assert results["l1+gradient"]["gradient_error"] < results["l1"]["gradient_error"] < results["degraded"]["gradient_error"]
+    assert (
+        results["l1"]["psnr"] > results["degraded"]["psnr"]
+        and results["l1+gradient"]["psnr"] > results["degraded"]["psnr"]
+    )
+    assert (
+        results["l1+gradient"]["gradient_error"]
+        < results["l1"]["gradient_error"]
+        < results["degraded"]["gradient_error"]
+    )
     for run, columns in (("l1", {"l1", "loss"}), ("l1_gradient", {"l1", "gradient", "loss"})):
         rows = list(csv.DictReader(open(tmp_path / "logs" / run / "metrics.csv")))
         assert columns <= set(rows[0]) and len(rows) == 12  # logged every 10 of the 120 steps
@@ -61,7 +82,9 @@ def test_style_transfer_smoke(tmp_path) -> None:
 
     out = tmp_path / "styled.png"
     for seed in (0, 10, 17):  # the seeds that once made plain L-BFGS diverge
-        result = style_transfer.main(["--random-weights", "--size", "48", "--steps", "8", "--seed", str(seed), "--output", str(out), "--quiet"])
+        result = style_transfer.main(
+            ["--random-weights", "--size", "48", "--steps", "8", "--seed", str(seed), "--output", str(out), "--quiet"]
+        )
         assert out.exists() and result["final"] < result["history"][0]
 
 

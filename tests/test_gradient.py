@@ -71,15 +71,19 @@ def _spacing_for(draw: Any, shape: tuple[int, ...], dims: list[int], kind: str, 
     for d in dims:
         steps = draw(st.lists(st.floats(0.25, 3.0), min_size=shape[d] - 1, max_size=shape[d] - 1))
         c = torch.tensor([0.0] + steps, dtype=torch.float64).cumsum(0)
-        coords.append(c.to(draw(st.sampled_from([torch.float32, torch.float64, torch.int64]))) if kind == "coords" else c)
+        coords.append(
+            c.to(draw(st.sampled_from([torch.float32, torch.float64, torch.int64]))) if kind == "coords" else c
+        )
     return coords
 
 
 @st.composite
 def torch_gradient_calls(draw: Any) -> tuple[torch.Tensor, dict[str, Any]]:
     shape = tuple(draw(st.lists(st.integers(1, 6), min_size=1, max_size=4)))
-    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.int64, torch.int16, torch.complex64, torch.float16]))
-    x = (torch.randn(shape, dtype=torch.float64) * 10)
+    dtype = draw(
+        st.sampled_from([torch.float32, torch.float64, torch.int64, torch.int16, torch.complex64, torch.float16])
+    )
+    x = torch.randn(shape, dtype=torch.float64) * 10
     x = x.to(dtype) if dtype.is_complex or dtype.is_floating_point else x.round().to(dtype)
     ndim = len(shape)
     style = draw(st.sampled_from(["none", "int", "list", "tuple"]))
@@ -97,7 +101,9 @@ def torch_gradient_calls(draw: Any) -> tuple[torch.Tensor, dict[str, Any]]:
     kwargs: dict[str, Any] = {"edge_order": edge_order}
     if dim is not None:
         kwargs["dim"] = dim
-    spacing = _spacing_for(draw, shape, dims, kind, complex_ok=dtype != torch.float16)  # torch has no complex-half division
+    spacing = _spacing_for(
+        draw, shape, dims, kind, complex_ok=dtype != torch.float16
+    )  # torch has no complex-half division
     if spacing is not None:
         kwargs["spacing"] = spacing
     return x, kwargs
@@ -125,8 +131,10 @@ def test_matches_torch_gradient(call: tuple[torch.Tensor, dict[str, Any]]) -> No
 def test_bitwise_equal_on_uniform_grids_and_to_rounding_on_coordinates(edge_order: int) -> None:
     x = torch.randn(3, 8, 9)
     for spacing in (1, 0.3, [2.0, -0.7]):
-        for ours, theirs in zip(gradient(x, spacing=spacing, dim=[1, 2], edge_order=edge_order),
-                                torch.gradient(x, spacing=spacing, dim=[1, 2], edge_order=edge_order)):
+        for ours, theirs in zip(
+            gradient(x, spacing=spacing, dim=[1, 2], edge_order=edge_order),
+            torch.gradient(x, spacing=spacing, dim=[1, 2], edge_order=edge_order),
+        ):
             assert torch.equal(ours, theirs)
     # On a non-uniform grid the interior sums three products with fused multiply-adds: equal to rounding.
     coords = torch.rand(9, dtype=torch.float64).cumsum(0)

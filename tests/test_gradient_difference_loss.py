@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from loss_references import naive_gradients
-from losses import GradientDifferenceLoss
-from losses.functional import gradient_difference_loss
+
+from torchgrad.losses import GradientDifferenceLoss
+from torchgrad.losses.functional import gradient_difference_loss
 
 
 def naive_gdl(x, y, alpha, operator, reduction):
-    per = torch.stack([(a.abs() - b.abs()).abs() ** alpha for a, b in zip(naive_gradients(x, operator), naive_gradients(y, operator))], 2)
+    per = torch.stack(
+        [
+            (a.abs() - b.abs()).abs() ** alpha
+            for a, b in zip(naive_gradients(x, operator), naive_gradients(y, operator))
+        ],
+        2,
+    )
     return {"none": per, "sum": per.sum(), "mean": per.mean()}[reduction]
 
 
@@ -25,7 +31,9 @@ def test_matches_naive_autograd(alpha: float, operator: str, reduction: str) -> 
     ref = naive_gdl(x, y, alpha, operator, reduction)
     torch.testing.assert_close(ours, ref)
     probe = torch.randn_like(ours)
-    for a, b in zip(torch.autograd.grad((ours * probe).sum(), (x, y)), torch.autograd.grad((ref * probe).sum(), (x, y))):
+    for a, b in zip(
+        torch.autograd.grad((ours * probe).sum(), (x, y)), torch.autograd.grad((ref * probe).sum(), (x, y))
+    ):
         torch.testing.assert_close(a, b)
 
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import DEVICES
 from loss_references import naive_gradients
-from losses import GradientLoss
-from losses.functional import gradient_loss
 from test_sobel import tensorflow_sobel_edges
+
 from torchgrad import sobel, tf_compat
+from torchgrad.losses import GradientLoss
+from torchgrad.losses.functional import gradient_loss
 
 OPERATORS = ["diff", "sobel", "scharr", "central"]
 
@@ -55,7 +55,9 @@ def test_volumes_and_paddings(operator: str, padding) -> None:
         pytest.skip("padding applies to sobel and scharr")
     x = torch.randn(2, 2, 4, 5, 6, dtype=torch.float64, requires_grad=True)
     y = torch.randn(2, 2, 4, 5, 6, dtype=torch.float64)
-    ours = gradient_loss(x, y, operator=operator, p=1, reduction="none", padding=padding, normalized=operator == "sobel")
+    ours = gradient_loss(
+        x, y, operator=operator, p=1, reduction="none", padding=padding, normalized=operator == "sobel"
+    )
     assert ours.shape == (2, 2, 3, 4, 5, 6)
     ref = naive_loss(x, y, operator, 1, "none", padding=padding or "reflect", normalized=operator == "sobel")
     torch.testing.assert_close(ours, ref)
@@ -124,9 +126,14 @@ def test_tensorflow_equivalences() -> None:
     torch.testing.assert_close(GradientLoss("sobel", p=1)(x, y), torch.tensor(expected, dtype=torch.float64))
     torch.testing.assert_close(
         GradientLoss("sobel", p=1)(x, y),
-        (tf_compat.sobel_edges(torch.from_numpy(x_nhwc)) - tf_compat.sobel_edges(torch.from_numpy(y_nhwc))).abs().mean(),
+        (tf_compat.sobel_edges(torch.from_numpy(x_nhwc)) - tf_compat.sobel_edges(torch.from_numpy(y_nhwc)))
+        .abs()
+        .mean(),
     )
-    dx_pair, dy_pair = tf_compat.image_gradients(torch.from_numpy(x_nhwc)), tf_compat.image_gradients(torch.from_numpy(y_nhwc))
+    dx_pair, dy_pair = (
+        tf_compat.image_gradients(torch.from_numpy(x_nhwc)),
+        tf_compat.image_gradients(torch.from_numpy(y_nhwc)),
+    )
     stacked = torch.stack([(a - b) ** 2 for a, b in zip(dx_pair, dy_pair)])
     torch.testing.assert_close(GradientLoss("diff", p=2)(x, y), stacked.mean())
 
@@ -163,7 +170,11 @@ def test_torch_func() -> None:
 
     x = torch.randn(4, 2, 6, 7, dtype=torch.float64)
     y = torch.randn(4, 2, 6, 7, dtype=torch.float64)
-    for kwargs in (dict(operator="sobel", p=1), dict(operator="diff", p=2, reduction="none"), dict(operator="scharr", p=2, reduction="sum")):
+    for kwargs in (
+        dict(operator="sobel", p=1),
+        dict(operator="diff", p=2, reduction="none"),
+        dict(operator="scharr", p=2, reduction="sum"),
+    ):
         per_sample = vmap(lambda a, b: gradient_loss(a[None], b[None], **kwargs))(x, y)
         loop = torch.stack([gradient_loss(x[i : i + 1], y[i : i + 1], **kwargs) for i in range(4)])
         torch.testing.assert_close(per_sample, loop)
@@ -171,12 +182,16 @@ def test_torch_func() -> None:
     per_sample_grads = vmap(grad(lambda a, b: gradient_loss(a[None], b[None], p=2)))(x, y)
     for i in range(4):
         xi = x[i : i + 1].clone().requires_grad_()
-        torch.testing.assert_close(per_sample_grads[i], torch.autograd.grad(gradient_loss(xi, y[i : i + 1], p=2), xi)[0][0])
+        torch.testing.assert_close(
+            per_sample_grads[i], torch.autograd.grad(gradient_loss(xi, y[i : i + 1], p=2), xi)[0][0]
+        )
     # forward mode against a finite difference (p=2 is smooth)
     t = torch.randn_like(x)
     value, tangent = jvp(lambda a: gradient_loss(a, y, p=2, operator="central"), (x,), (t,))
     eps = 1e-6
-    fd = (gradient_loss(x + eps * t, y, p=2, operator="central") - gradient_loss(x - eps * t, y, p=2, operator="central")) / (2 * eps)
+    fd = (
+        gradient_loss(x + eps * t, y, p=2, operator="central") - gradient_loss(x - eps * t, y, p=2, operator="central")
+    ) / (2 * eps)
     torch.testing.assert_close(tangent, fd, rtol=1e-5, atol=1e-8)
     masked = torch.rand(4, 1, 6, 7) > 0.3
     _, tangent = jvp(lambda a: gradient_loss(a, y, masked, p=2, reduction="none"), (x,), (t,))
@@ -255,7 +270,9 @@ def test_devices(device: str) -> None:
 
 
 def test_constructor_rejects_bad_options() -> None:
-    with pytest.raises(ValueError, match="`operator` must be one of 'diff', 'sobel', 'scharr', 'central', got 'prewitt'"):
+    with pytest.raises(
+        ValueError, match="`operator` must be one of 'diff', 'sobel', 'scharr', 'central', got 'prewitt'"
+    ):
         GradientLoss("prewitt")
     with pytest.raises(ValueError, match="`p` must be 1"):
         GradientLoss(p=3)
@@ -275,9 +292,17 @@ def test_call_rejects_bad_input() -> None:
         ((x, x.double()), TypeError, "same dtype, got torch.float32 and torch.float64"),
         ((x, torch.rand(2, 3, 8, 8, device="meta")), ValueError, "same device"),
         ((x, x, torch.ones(2, 3, 8, 8)), TypeError, "`mask` must have dtype torch.bool"),
-        ((x, x, torch.ones(3, 8, 8, 8, dtype=torch.bool)), ValueError, r"`mask` of shape \(3, 8, 8, 8\) does not broadcast"),
+        (
+            (x, x, torch.ones(3, 8, 8, 8, dtype=torch.bool)),
+            ValueError,
+            r"`mask` of shape \(3, 8, 8, 8\) does not broadcast",
+        ),
         ((x, x, torch.ones(8, 8, dtype=torch.bool, device="meta")), ValueError, "`mask` must be on"),
-        ((torch.rand(3, 8, 8), torch.rand(3, 8, 8)), ValueError, r"\(N, C, H, W\) images or \(N, C, D, H, W\) volumes, got shape \(3, 8, 8\)"),
+        (
+            (torch.rand(3, 8, 8), torch.rand(3, 8, 8)),
+            ValueError,
+            r"\(N, C, H, W\) images or \(N, C, D, H, W\) volumes, got shape \(3, 8, 8\)",
+        ),
         ((torch.rand(2, 3, 1, 8), torch.rand(2, 3, 1, 8)), ValueError, "at least 2 pixels along each spatial axis"),
         ((x.long(), x.long()), TypeError, "floating dtype"),
         (([1.0], x), TypeError, "`input` must be a torch.Tensor"),
@@ -291,7 +316,10 @@ def test_call_rejects_bad_input() -> None:
 
 def test_repr() -> None:
     assert repr(GradientLoss("diff", p=2)) == "GradientLoss(operator='diff', p=2, reduction='mean')"
-    assert repr(GradientLoss("sobel", padding="zeros", normalized=True)) == "GradientLoss(operator='sobel', p=1, reduction='mean', padding='zeros', normalized=True)"
+    assert (
+        repr(GradientLoss("sobel", padding="zeros", normalized=True))
+        == "GradientLoss(operator='sobel', p=1, reduction='mean', padding='zeros', normalized=True)"
+    )
 
 
 def test_vmap_with_a_batched_mask() -> None:

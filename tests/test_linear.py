@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import DEVICES, LINEAR_OPERATORS, coordinate_operator
 from hypothesis import given
 from hypothesis import strategies as st
 from torch.func import grad, jacfwd, jacrev, jvp, vmap
 
 import torchgrad
-from conftest import DEVICES, LINEAR_OPERATORS, coordinate_operator
 
 OPS = sorted(LINEAR_OPERATORS)
 
@@ -113,7 +113,10 @@ def test_memory_layouts(op: str) -> None:
     fn, spatial, _ = LINEAR_OPERATORS[op]
     x = torch.randn(_shape(op, (2, 3)), dtype=torch.float64)
     expected = fn(x)
-    variants = [x.transpose(-1, -2).contiguous().transpose(-1, -2), torch.randn(_shape(op, (2, 6)), dtype=torch.float64)[:, ::2]]
+    variants = [
+        x.transpose(-1, -2).contiguous().transpose(-1, -2),
+        torch.randn(_shape(op, (2, 6)), dtype=torch.float64)[:, ::2],
+    ]
     variants[1].copy_(x)
     if spatial == 2:
         variants.append(x.contiguous(memory_format=torch.channels_last))
@@ -136,7 +139,9 @@ def test_empty_batch(op: str) -> None:
     assert x.grad is not None and x.grad.shape == x.shape
 
 
-@pytest.mark.parametrize("op", ["image_gradients", "sobel_reflect", "scharr_zeros_normalized", "sobel_3d_circular", "gradient_edge2_spacing"])
+@pytest.mark.parametrize(
+    "op", ["image_gradients", "sobel_reflect", "scharr_zeros_normalized", "sobel_3d_circular", "gradient_edge2_spacing"]
+)
 def test_torch_func(op: str) -> None:
     """vmap, jvp, jacrev/jacfwd and per-sample gradients agree with plain autograd."""
     fn = LINEAR_OPERATORS[op][0]
@@ -177,7 +182,18 @@ def test_torch_func_grad_of_grad() -> None:
     assert torch.autograd.gradcheck(lambda z: penalty(z), x)
 
 
-@pytest.mark.parametrize("op", ["image_gradients", "image_gradients_3d", "sobel_reflect", "sobel_zeros_normalized", "scharr_circular", "sobel_3d_replicate", "gradient_edge2_spacing"])
+@pytest.mark.parametrize(
+    "op",
+    [
+        "image_gradients",
+        "image_gradients_3d",
+        "sobel_reflect",
+        "sobel_zeros_normalized",
+        "scharr_circular",
+        "sobel_3d_replicate",
+        "gradient_edge2_spacing",
+    ],
+)
 def test_torch_compile_fullgraph(op: str) -> None:
     fn = LINEAR_OPERATORS[op][0]
     torch._dynamo.reset()

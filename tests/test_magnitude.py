@@ -18,9 +18,15 @@ def _reference(components: tuple[torch.Tensor, ...], eps: float) -> torch.Tensor
     "kwargs, components",
     [
         (dict(), lambda x: sobel(x)),
-        (dict(operator="scharr", padding="zeros", normalized=True), lambda x: scharr(x, padding="zeros", normalized=True)),
+        (
+            dict(operator="scharr", padding="zeros", normalized=True),
+            lambda x: scharr(x, padding="zeros", normalized=True),
+        ),
         (dict(operator="diff"), lambda x: image_gradients(x)),
-        (dict(operator="sobel", spatial_dims=3, padding="circular"), lambda x: sobel(x, padding="circular", spatial_dims=3)),
+        (
+            dict(operator="sobel", spatial_dims=3, padding="circular"),
+            lambda x: sobel(x, padding="circular", spatial_dims=3),
+        ),
         (dict(operator="diff", spatial_dims=3), lambda x: image_gradients(x, spatial_dims=3)),
     ],
 )

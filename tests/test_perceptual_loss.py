@@ -7,10 +7,10 @@ import os
 
 import pytest
 import torch
-
 from conftest import DEVICES
-from losses import GradientLoss, PerceptualGradientLoss, PerceptualLoss, StyleLoss, gram_matrix
 from vgg_fixtures import reference_features
+
+from torchgrad.losses import GradientLoss, PerceptualGradientLoss, PerceptualLoss, StyleLoss, gram_matrix
 
 PERCEPTUAL_LAYERS = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
@@ -30,12 +30,18 @@ def reference_perceptual(network, weights, x, y, layers, layer_weights, criterio
 
 @pytest.mark.parametrize(
     "layers, layer_weights, criterion, normalize",
-    [(PERCEPTUAL_LAYERS, [1.0] * 4, "l1", False), (["relu3_3"], [2.0], "l2", False), (["conv2_2", "relu4_1"], [0.5, 1.5], "l1", True)],
+    [
+        (PERCEPTUAL_LAYERS, [1.0] * 4, "l1", False),
+        (["relu3_3"], [2.0], "l2", False),
+        (["conv2_2", "relu4_1"], [0.5, 1.5], "l1", True),
+    ],
 )
 def test_perceptual_matches_reference(vgg_files, layers, layer_weights, criterion, normalize) -> None:
     x = torch.rand(2, 3, 32, 32, dtype=torch.float64, requires_grad=True)
     y = torch.rand(2, 3, 32, 32, dtype=torch.float64)
-    loss = PerceptualLoss("vgg16", layers, layer_weights, criterion, normalize, reduction="none", weights=vgg_files["vgg16"]["full"]).double()
+    loss = PerceptualLoss(
+        "vgg16", layers, layer_weights, criterion, normalize, reduction="none", weights=vgg_files["vgg16"]["full"]
+    ).double()
     ours = loss(x, y)
     ref = reference_perceptual("vgg16", vgg_files["vgg16"]["full"], x, y, layers, layer_weights, criterion, normalize)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-7)
@@ -61,7 +67,9 @@ def test_style_matches_reference(vgg_files) -> None:
             per.append(((f @ f.t() / n - s @ s.t() / n) ** 2).mean())
         ref = ref + w * torch.stack(per)
     torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-12)
-    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0], rtol=1e-5, atol=1e-12)
+    torch.testing.assert_close(
+        torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0], rtol=1e-5, atol=1e-12
+    )
 
 
 def test_gram_matrix_is_float32_under_autocast() -> None:
@@ -104,7 +112,9 @@ def test_target_without_a_graph_unless_it_requires_grad(vgg_files) -> None:
 
 def test_perceptual_gradient_loss_is_the_weighted_sum(vgg_files) -> None:
     x, y = torch.rand(2, 3, 32, 32, requires_grad=True), torch.rand(2, 3, 32, 32)
-    loss = PerceptualGradientLoss(perceptual_weight=0.7, gradient_weight=0.2, layers=("relu2_2",), weights=vgg_files["vgg16"]["features"])
+    loss = PerceptualGradientLoss(
+        perceptual_weight=0.7, gradient_weight=0.2, layers=("relu2_2",), weights=vgg_files["vgg16"]["features"]
+    )
     total, parts = loss(x, y, return_parts=True)
     perceptual = PerceptualLoss(layers=("relu2_2",), weights=vgg_files["vgg16"]["features"])(x, y)
     gradient = GradientLoss("sobel", p=2)(x, y)
@@ -114,7 +124,9 @@ def test_perceptual_gradient_loss_is_the_weighted_sum(vgg_files) -> None:
     torch.testing.assert_close(loss(x, y), total)
     per_sample = torch.stack([loss(x[i : i + 1], y[i : i + 1]) for i in range(2)])
     for reduction, expected in (("none", per_sample), ("sum", per_sample.sum())):
-        reduced = PerceptualGradientLoss(0.7, 0.2, layers=("relu2_2",), reduction=reduction, weights=vgg_files["vgg16"]["features"])
+        reduced = PerceptualGradientLoss(
+            0.7, 0.2, layers=("relu2_2",), reduction=reduction, weights=vgg_files["vgg16"]["features"]
+        )
         torch.testing.assert_close(reduced(x, y), expected)
 
 
@@ -140,7 +152,9 @@ def test_bad_arguments(vgg_files) -> None:
     with pytest.raises(ValueError, match="`reduction`"):
         StyleLoss(reduction="batch", weights=vgg_files["vgg19"]["features"])
     loss = PerceptualLoss(layers=("relu2_2",), weights=w)
-    with pytest.raises(ValueError, match=r"input's height and width; got input \(2, 3, 32, 32\) and target \(2, 3, 40, 32\)"):
+    with pytest.raises(
+        ValueError, match=r"input's height and width; got input \(2, 3, 32, 32\) and target \(2, 3, 40, 32\)"
+    ):
         loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 40, 32))
     with pytest.raises(ValueError, match="a batch of 1 or the input's batch"):
         loss(torch.rand(4, 3, 32, 32), torch.rand(2, 3, 32, 32))
@@ -177,7 +191,11 @@ def test_lightning_checkpoints_stay_small_and_load(tmp_path, vgg_files) -> None:
         def __init__(self, with_loss: bool) -> None:
             super().__init__()
             self.net = torch.nn.Conv2d(3, 3, 3, padding=1)
-            self.criterion = PerceptualLoss(layers=("relu3_3",), weights=str(vgg_files["vgg16"]["features"])) if with_loss else torch.nn.L1Loss()
+            self.criterion = (
+                PerceptualLoss(layers=("relu3_3",), weights=str(vgg_files["vgg16"]["features"]))
+                if with_loss
+                else torch.nn.L1Loss()
+            )
 
         def training_step(self, batch, batch_idx):
             x, y = batch
@@ -186,11 +204,20 @@ def test_lightning_checkpoints_stay_small_and_load(tmp_path, vgg_files) -> None:
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.01)
 
-    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)), batch_size=2)
+    data = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)), batch_size=2
+    )
     sizes = {}
     for with_loss in (False, True):
         module = Restorer(with_loss)
-        trainer = lightning.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+        trainer = lightning.Trainer(
+            max_steps=2,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            accelerator="cpu",
+        )
         trainer.fit(module, data)
         path = tmp_path / f"restorer_{with_loss}.ckpt"
         trainer.save_checkpoint(path)
@@ -205,7 +232,9 @@ def test_lightning_checkpoints_stay_small_and_load(tmp_path, vgg_files) -> None:
 def test_torch_func_and_half_precision_normalization(vgg_files) -> None:
     from torch.func import jvp, vmap
 
-    loss = PerceptualLoss(layers=("relu2_2",), reduction="none", normalize_features=True, weights=vgg_files["vgg16"]["features"]).double()
+    loss = PerceptualLoss(
+        layers=("relu2_2",), reduction="none", normalize_features=True, weights=vgg_files["vgg16"]["features"]
+    ).double()
     xs, ys = torch.rand(3, 2, 3, 16, 16, dtype=torch.float64), torch.rand(3, 2, 3, 16, 16, dtype=torch.float64)
     torch.testing.assert_close(vmap(loss)(xs, ys), torch.stack([loss(xs[i], ys[i]) for i in range(3)]))
     t = torch.randn_like(xs[0])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import PADDINGS
 from test_sobel import conv_reference
+
 from torchgrad import Scharr, scharr
 
 
@@ -15,7 +15,9 @@ from torchgrad import Scharr, scharr
 def test_matches_padded_convolution(padding: str, normalized: bool) -> None:
     x = torch.randn(2, 3, 7, 10, dtype=torch.float64)
     norm = 32.0 if normalized else 1.0
-    for ours, ref in zip(scharr(x, padding=padding, normalized=normalized), conv_reference(x, [3.0, 10.0, 3.0], padding)):
+    for ours, ref in zip(
+        scharr(x, padding=padding, normalized=normalized), conv_reference(x, [3.0, 10.0, 3.0], padding)
+    ):
         torch.testing.assert_close(ours, ref / norm)
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import PADDINGS
+
 from torchgrad import Sobel, sobel
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import PADDINGS
+
 from torchgrad._stencil import Row, Stencil, padded_stencil
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from test_sobel import tensorflow_sobel_edges
+
 from torchgrad import tf_compat
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from loss_references import naive_gradients
-from losses import TotalVariationLoss
-from losses.functional import total_variation_loss
+
+from torchgrad.losses import TotalVariationLoss
+from torchgrad.losses.functional import total_variation_loss
 
 
 def naive_tv(x, p, isotropic, reduction, eps=1e-8):
@@ -29,7 +29,9 @@ def test_matches_naive_autograd(p: int, isotropic: bool, reduction: str, shape: 
     assert ours.shape == ref.shape
     torch.testing.assert_close(ours, ref)
     probe = torch.randn_like(ours)
-    torch.testing.assert_close(torch.autograd.grad((ours * probe).sum(), x)[0], torch.autograd.grad((ref * probe).sum(), x)[0])
+    torch.testing.assert_close(
+        torch.autograd.grad((ours * probe).sum(), x)[0], torch.autograd.grad((ref * probe).sum(), x)[0]
+    )
 
 
 def test_known_value_and_flat_image() -> None:
@@ -85,7 +87,10 @@ def test_bad_arguments() -> None:
         TotalVariationLoss(reduction="batchmean")
     with pytest.raises(ValueError, match=r"got shape \(8, 8\)"):
         TotalVariationLoss()(torch.rand(8, 8))
-    assert repr(TotalVariationLoss(isotropic=True)) == "TotalVariationLoss(p=1, isotropic=True, reduction='mean', eps=1e-08)"
+    assert (
+        repr(TotalVariationLoss(isotropic=True))
+        == "TotalVariationLoss(p=1, isotropic=True, reduction='mean', eps=1e-08)"
+    )
 
 
 def test_isotropic_float16_on_a_flat_image() -> None:

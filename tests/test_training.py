@@ -12,7 +12,9 @@ L = pytest.importorskip("lightning")
 
 from lightning_modules import LOSSES, LossModule, RankInterleaved, image_pairs  # noqa: E402
 
-QUIET = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu")
+QUIET = dict(
+    logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu"
+)
 
 
 @pytest.fixture(autouse=True)

@@ -7,10 +7,10 @@ import warnings
 
 import pytest
 import torch
-
 from conftest import DEVICES
-from losses import VGGFeatures, WeightsUnavailableError, layer_names
 from vgg_fixtures import reference_features
+
+from torchgrad.losses import VGGFeatures, WeightsUnavailableError, layer_names
 
 
 def test_layer_names() -> None:
@@ -47,7 +47,9 @@ def test_matches_full_torchvision_vgg(vgg_files, network: str, layers: list[str]
 def test_input_range_mapping(vgg_files) -> None:
     x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
     a = VGGFeatures(layers=("relu2_1",), weights=vgg_files["vgg16"]["features"]).double()(x)
-    b = VGGFeatures(layers=("relu2_1",), weights=vgg_files["vgg16"]["features"], input_range=(-1.0, 1.0)).double()(x * 2 - 1)
+    b = VGGFeatures(layers=("relu2_1",), weights=vgg_files["vgg16"]["features"], input_range=(-1.0, 1.0)).double()(
+        x * 2 - 1
+    )
     torch.testing.assert_close(a["relu2_1"], b["relu2_1"])
 
 
@@ -94,7 +96,9 @@ def test_default_weights_come_from_the_hub_cache(tmp_path, monkeypatch, vgg_file
     cached = VGGFeatures(layers=("relu2_2",))(x)
     from torchvision.models import VGG19_Weights
 
-    assert torch.equal(VGGFeatures(layers=("relu2_2",), weights=VGG16_Weights.IMAGENET1K_V1)(x)["relu2_2"], cached["relu2_2"])
+    assert torch.equal(
+        VGGFeatures(layers=("relu2_2",), weights=VGG16_Weights.IMAGENET1K_V1)(x)["relu2_2"], cached["relu2_2"]
+    )
     with pytest.raises(ValueError, match="not weights of vgg16"):
         VGGFeatures(weights=VGG19_Weights.DEFAULT)
     local = VGGFeatures(layers=("relu2_2",), weights=vgg_files["vgg16"]["full"])(x)

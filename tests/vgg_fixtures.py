@@ -10,7 +10,7 @@ import torch
 import torchvision
 from torchvision.models import vgg as tv_vgg
 
-from losses.vgg import IMAGENET_MEAN, IMAGENET_STD, layer_names
+from torchgrad.losses.vgg import IMAGENET_MEAN, IMAGENET_STD, layer_names
 
 CONFIGS = {"vgg16": "D", "vgg19": "E", "vgg16_bn": "D"}
 
@@ -39,11 +39,15 @@ def _full_model(network: str, weights: Path) -> torch.nn.Module:
         warnings.simplefilter("ignore")
         model = getattr(torchvision.models, network)(weights=None)
     state = torch.load(weights, weights_only=True)
-    model.features.load_state_dict({k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier")})
+    model.features.load_state_dict(
+        {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier")}
+    )
     return model.eval()
 
 
-def reference_features(network: str, weights: Path, x: torch.Tensor, layers: list[str], pooling: str = "max") -> dict[str, torch.Tensor]:
+def reference_features(
+    network: str, weights: Path, x: torch.Tensor, layers: list[str], pooling: str = "max"
+) -> dict[str, torch.Tensor]:
     """Full torchvision VGG, explicit normalisation, a loop over every feature layer."""
     model = _full_model(network, weights).to(x.dtype)
     mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)

@@ -3,8 +3,13 @@
 Forward differences (TensorFlow's ``image_gradients``), Sobel and Scharr filters, ``torch.gradient``
 compatible central differences and the gradient magnitude, as functions and modules. Every
 operator saves no tensors for backward, supports double backward, ``torch.func`` and
-``torch.compile``. TensorFlow's NHWC forms live in :mod:`torchgrad.tf_compat`.
+``torch.compile``. TensorFlow's NHWC forms live in :mod:`torchgrad.tf_compat`; the losses built on
+the operators in :mod:`torchgrad.losses` (imported on first use, so that the operators alone never
+import torchvision).
 """
+
+import importlib
+from types import ModuleType
 
 from . import tf_compat
 from .gradient import Gradient, GradientError, gradient
@@ -25,6 +30,13 @@ __all__ = [
     "image_gradients",
     "scharr",
     "sobel",
+    "losses",
     "tf_compat",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> ModuleType:
+    if name == "losses":
+        return importlib.import_module(".losses", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,21 +56,21 @@ class _Apply(torch.autograd.Function):
     def backward(ctx: Any, *grads: Optional[Tensor]) -> tuple[Optional[Tensor], None]:
         if all(g is None for g in grads):
             return None, None
-        return adjoint(ctx.op, ctx.dtype, grads), None
+        return apply_adjoint(ctx.op, ctx.dtype, grads), None
 
     @staticmethod
     def vmap(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, op: LinearOperator) -> Any:
         if in_dims[0] is None:
-            out = apply(op, x)
+            out = apply_operator(op, x)
             return out, (None,) * len(out)
-        out = apply(op, x.movedim(in_dims[0], 0))
+        out = apply_operator(op, x.movedim(in_dims[0], 0))
         return out, (0,) * len(out)
 
 
 class _ApplyWithJvp(_Apply):
     @staticmethod
     def jvp(ctx: Any, x_t: Tensor, _op_t: None) -> tuple[Tensor, ...]:
-        return apply(ctx.op, x_t)
+        return apply_operator(ctx.op, x_t)
 
 
 class _Adjoint(torch.autograd.Function):
@@ -91,37 +91,39 @@ class _Adjoint(torch.autograd.Function):
         needed = ctx.needs_input_grad[2:]
         if ggx is None or not any(needed):
             return (None, None) + (None,) * len(needed)
-        outs = apply(ctx.op, ggx)
+        outs = apply_operator(ctx.op, ggx)
         return (None, None) + tuple(
             cast_like_input(o, dt) if need else None for o, dt, need in zip(outs, ctx.grad_dtypes, needed)
         )
 
     @staticmethod
-    def vmap(info: Any, in_dims: tuple[Optional[int], ...], op: LinearOperator, dtype: torch.dtype, *grads: Optional[Tensor]) -> Any:
+    def vmap(
+        info: Any, in_dims: tuple[Optional[int], ...], op: LinearOperator, dtype: torch.dtype, *grads: Optional[Tensor]
+    ) -> Any:
         dims = in_dims[2:]
         if all(d is None for d in dims):
-            return adjoint(op, dtype, grads), None
+            return apply_adjoint(op, dtype, grads), None
         moved = []
         for g, d in zip(grads, dims):
             if g is not None:
                 g = g.movedim(d, 0) if d is not None else g.expand(info.batch_size, *g.shape)
             moved.append(g)
-        return adjoint(op, dtype, moved), 0
+        return apply_adjoint(op, dtype, moved), 0
 
 
 class _AdjointWithJvp(_Adjoint):
     @staticmethod
     def jvp(ctx: Any, _op_t: None, _dtype_t: None, *grads_t: Optional[Tensor]) -> Tensor:
-        return adjoint(ctx.op, ctx.dtype, grads_t)
+        return apply_adjoint(ctx.op, ctx.dtype, grads_t)
 
 
-def apply(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
+def apply_operator(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
     """``A x`` through autograd: differentiable to any order, forward mode and ``vmap`` included."""
     fn = _Apply if torch.compiler.is_compiling() else _ApplyWithJvp
     return fn.apply(x, op)
 
 
-def adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Optional[Tensor]]) -> Tensor:
+def apply_adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Optional[Tensor]]) -> Tensor:
     """``A^T g`` through autograd, cast to ``dtype`` (the dtype of ``A``'s input).
 
     Under ``torch.compile`` the adjoint is traced as the plain tensor code it is (Dynamo does not

@@ -17,7 +17,12 @@ OPERATORS = ("diff", "sobel", "scharr", "central")
 
 
 def check_operator_options(
-    fn: str, operator: str, padding: Optional[str], normalized: bool, spatial_dims: Optional[int], allowed: tuple[str, ...] = OPERATORS
+    fn: str,
+    operator: str,
+    padding: Optional[str],
+    normalized: bool,
+    spatial_dims: Optional[int],
+    allowed: tuple[str, ...] = OPERATORS,
 ) -> None:
     """Raise ``ValueError`` for an unknown operator or options the operator does not take."""
     if operator not in allowed:
@@ -30,7 +35,9 @@ def check_operator_options(
         check_spatial_dims(spatial_dims, fn, allowed=(2,) if operator == "scharr" else (2, 3))
 
 
-def named_operator(fn: str, operator: str, image: Tensor, padding: Optional[str], normalized: bool, spatial_dims: int) -> Separable:
+def operator_by_name(
+    fn: str, operator: str, image: Tensor, padding: Optional[str], normalized: bool, spatial_dims: int
+) -> Separable:
     """The linear operator ``operator`` for ``image`` (checked on behalf of ``fn``): one output per spatial axis."""
     check_operator_options(fn, operator, padding, normalized, spatial_dims)
     if operator == "diff":

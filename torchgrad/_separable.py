@@ -22,45 +22,45 @@ class Separable:
 
     chains: tuple[tuple[Stencil, ...], ...]
 
-    def apply(self, x: Tensor, functional: bool = False) -> tuple[Tensor, ...]:
-        """``A x``; ``functional`` forces plain tensor code (else chosen by :func:`plain_code`)."""
-        if functional or plain_code(x):
+    def apply(self, x: Tensor, traceable: bool = False) -> tuple[Tensor, ...]:
+        """``A x``; ``traceable`` forces plain tensor code (else chosen by :func:`needs_traceable_code`)."""
+        if traceable or needs_traceable_code(x):
             outputs = []
             for chain in self.chains:
-                y = _working(x, chain)
+                y = _float32_for_chain(x, chain)
                 for stencil in chain:
-                    y = stencil.apply(y, functional=True)
+                    y = stencil.apply(y, traceable=True)
                 outputs.append(y.to(chain[-1].dtype or x.dtype))
             return tuple(outputs)
         outputs = [torch.empty_like(x, dtype=chain[-1].dtype or x.dtype) for chain in self.chains]
         scratch = _Scratch()
         for rows in self._slabs(x):
             for chain, out in zip(self.chains, outputs):
-                y = _working(x[rows], chain)
+                y = _float32_for_chain(x[rows], chain)
                 for k, stencil in enumerate(chain):
                     last = k == len(chain) - 1
                     y = stencil.apply(y, out=out[rows] if last else scratch.get(k % 2, y, stencil.dtype or y.dtype))
         return tuple(outputs)
 
-    def adjoint(self, grads: Sequence[Optional[Tensor]], functional: bool = False) -> Tensor:
+    def adjoint(self, grads: Sequence[Optional[Tensor]], traceable: bool = False) -> Tensor:
         """The sum of each chain's adjoint; the chains after the first add into the first's result."""
         pairs = [(chain[::-1], g) for chain, g in zip(self.chains, grads) if g is not None]
         if not pairs:
             raise ValueError("the adjoint needs a cotangent for at least one output")
         dtype = pairs[0][1].dtype
-        if functional or any(plain_code(g) for _, g in pairs):
+        if traceable or any(needs_traceable_code(g) for _, g in pairs):
             total: Optional[Tensor] = None
             for chain, g in pairs:
-                y = _working(g, chain)
+                y = _float32_for_chain(g, chain)
                 for stencil in chain:
-                    y = stencil.adjoint(y, functional=True)
+                    y = stencil.adjoint(y, traceable=True)
                 total = y if total is None else total + y
             return total.to(dtype)  # type: ignore[union-attr]
         result = torch.empty_like(pairs[0][1])
         scratch = _Scratch()
         for rows in self._slabs(result):
             for i, (chain, g) in enumerate(pairs):
-                y = _working(g[rows], chain)
+                y = _float32_for_chain(g[rows], chain)
                 for k, stencil in enumerate(chain):
                     if k < len(chain) - 1:
                         y = stencil.adjoint(y, out=scratch.get(k % 2, y, y.dtype))
@@ -92,7 +92,7 @@ def slabs(x: Tensor, spatial_dims: int) -> list[tuple[slice, ...]]:
     return [(slice(start, start + step),) for start in range(0, x.shape[0], step)]
 
 
-def plain_code(t: Tensor) -> bool:
+def needs_traceable_code(t: Tensor) -> bool:
     """Whether ``t`` needs plain tensor code: under ``torch.compile``, or wrapped by a ``torch.func``
     transform or batched gradients, where writes into views through ``out=`` do not work."""
     if torch.compiler.is_compiling():
@@ -101,7 +101,7 @@ def plain_code(t: Tensor) -> bool:
     return functorch.is_functorch_wrapped_tensor(t) or functorch.is_legacy_batchedtensor(t)
 
 
-def _working(t: Tensor, chain: Sequence[Stencil]) -> Tensor:
+def _float32_for_chain(t: Tensor, chain: Sequence[Stencil]) -> Tensor:
     """Half precision goes through multi-stage chains in float32: the smoothed intermediate of
     Scharr is 16 times its input, beyond float16's range for large values."""
     if len(chain) > 1 and t.dtype in (torch.float16, torch.bfloat16):

@@ -130,8 +130,8 @@ class Stencil:
         w = self.taps[t]
         return w[start : start + length] if isinstance(w, Tensor) else w
 
-    def apply(self, x: Tensor, out: Optional[Tensor] = None, functional: bool = False) -> Tensor:
-        """``A x``, written into ``out`` when one is given; ``functional`` uses plain tensor code."""
+    def apply(self, x: Tensor, out: Optional[Tensor] = None, traceable: bool = False) -> Tensor:
+        """``A x``, written into ``out`` when one is given; ``traceable`` uses plain tensor code."""
         n, dim = self.size, self.dim
         dtype = self.dtype or x.dtype
         # A border row that is just the interior formula joins the bulk; the others are computed alone.
@@ -141,7 +141,7 @@ class Stencil:
         head = self._row(x, self.first, dtype) if lo == 1 else None
         tail = self._row(x, self.last, dtype) if hi == n - 2 and n > 1 else None
         bulk = [(w, x.narrow(dim, lo - 1 + t, m)) for t, w in enumerate(self.taps) if not _is_zero(w)] if m > 0 else []
-        if functional:
+        if traceable:
             parts = [] if head is None else [head]
             if m > 0:
                 total = _weighted_sum(bulk, self.divisor)
@@ -189,10 +189,12 @@ class Stencil:
             return torch.zeros_like(x.narrow(self.dim, 0, 1), dtype=dtype)
         return total.to(dtype)
 
-    def adjoint(self, g: Tensor, out: Optional[Tensor] = None, accumulate: bool = False, functional: bool = False) -> Tensor:
+    def adjoint(
+        self, g: Tensor, out: Optional[Tensor] = None, accumulate: bool = False, traceable: bool = False
+    ) -> Tensor:
         """``A^T g`` (the conjugate transpose for complex weights), in ``g``'s dtype.
 
-        With ``accumulate``, ``A^T g`` is added to ``out`` instead of overwriting it; ``functional``
+        With ``accumulate``, ``A^T g`` is added to ``out`` instead of overwriting it; ``traceable``
         uses plain tensor code (and takes neither).
         """
         n, dim = self.size, self.dim
@@ -209,7 +211,7 @@ class Stencil:
                 (_conj(self._tap_slice(1, 2, m)), g.narrow(dim, 3, m)),
                 (_conj(self._tap_slice(0, 3, m)), g.narrow(dim, 4, m)),
             ]
-        if functional:
+        if traceable:
             head = [edges[j] for j in near if j < 3]
             tail = [edges[j] for j in near if j >= 3]
             middle = []
@@ -237,7 +239,9 @@ class Stencil:
             if 0 < i < n - 1:
                 w = self._tap(j - i + 1, i)
                 if not _is_zero(w):
-                    terms.append((_conj(w) / _conj(self.divisor) if not _is_one(self.divisor) else _conj(w), g.narrow(dim, i, 1)))
+                    terms.append(
+                        (_conj(w) / _conj(self.divisor) if not _is_one(self.divisor) else _conj(w), g.narrow(dim, i, 1))
+                    )
         border = [(0, self.first)] if n == 1 else [(0, self.first), (n - 1, self.last)]
         for i, row in border:
             for k, w in row.terms:

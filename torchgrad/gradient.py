@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_image, check_min_size, check_spatial_dims, check_tensor
-from ._linear import apply
+from ._linear import apply_operator
 from ._separable import Separable
 from ._stencil import Row, Stencil
 
@@ -87,14 +87,16 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
         return ()
     steps = values if isinstance(values, list) else [values] * len(dims)
     stencils = [
-        _coordinate_stencil(input, d, h, edge_order) if isinstance(h, Tensor) else _uniform_stencil(input, d, h, edge_order)
+        _coordinate_stencil(input, d, h, edge_order)
+        if isinstance(h, Tensor)
+        else _uniform_stencil(input, d, h, edge_order)
         for d, h in zip(dims, steps)
     ]
     op = Separable(tuple((s,) for s in stencils))
     if torch.is_grad_enabled() and any(isinstance(h, Tensor) and h.requires_grad for h in steps):
         # Gradients w.r.t. the coordinates too: the same arithmetic with autograd through it.
-        return op.apply(input, functional=True)
-    return apply(op, input)
+        return op.apply(input, traceable=True)
+    return apply_operator(op, input)
 
 
 def central_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Separable:
@@ -112,14 +114,19 @@ def _dims(dim: Dim, ndim: int) -> list[int]:
     if ndim == 0 and dim != []:
         raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
     dims = [dim] if isinstance(dim, int) else dim
-    if isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence) or not all(
-        isinstance(d, int) and not isinstance(d, bool) for d in dims
+    if (
+        isinstance(dims, (str, bytes))
+        or not isinstance(dims, Sequence)
+        or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
     ):
         raise TypeError(f"gradient: `dim` must be an int or a list or tuple of ints, got {dim!r}")
     wrapped = []
     for d in dims:
         if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise IndexError(f"Dimension out of range (expected to be in range of [{-max(ndim, 1)}, {max(ndim, 1) - 1}], but got {d})")
+            raise IndexError(
+                "Dimension out of range "
+                f"(expected to be in range of [{-max(ndim, 1)}, {max(ndim, 1) - 1}], but got {d})"
+            )
         wrapped.append(d - ndim if d >= 0 else d)
     return wrapped
 
@@ -149,8 +156,7 @@ def _spacing(spacing: Spacing) -> Union[int, float, complex, list]:
         if all(isinstance(s, numbers.Number) and not isinstance(s, bool) for s in spacing):
             return list(spacing)
     raise TypeError(
-        "gradient: `spacing` must be a scalar, a list of scalars or a list of 1-D coordinate tensors, "
-        f"got {spacing!r}"
+        f"gradient: `spacing` must be a scalar, a list of scalars or a list of 1-D coordinate tensors, got {spacing!r}"
     )
 
 
@@ -183,7 +189,8 @@ def _coordinate_stencil(input: Tensor, dim: int, coords: Tensor, edge_order: int
     n = input.shape[dim]
     if coords.device != input.device:
         raise GradientError(
-            f"gradient: every coordinate tensor in `spacing` must be on input's device {input.device}, got {coords.device}"
+            "gradient: every coordinate tensor in `spacing` must be on input's device "
+            f"{input.device}, got {coords.device}"
         )
     if coords.dim() != 1:
         raise GradientError(
@@ -205,17 +212,21 @@ def _coordinate_stencil(input: Tensor, dim: int, coords: Tensor, edge_order: int
         last = Row(((n - 2, -1), (n - 1, 1)), step[-1])
     else:
         h0, h1 = step[0], step[1]
-        first = Row((
-            (0, -(2.0 * h0 + h1) / (h0 * (h0 + h1))),
-            (1, (h0 + h1) / (h0 * h1)),
-            (2, (-h0) / (h1 * (h0 + h1))),
-        ))
+        first = Row(
+            (
+                (0, -(2.0 * h0 + h1) / (h0 * (h0 + h1))),
+                (1, (h0 + h1) / (h0 * h1)),
+                (2, (-h0) / (h1 * (h0 + h1))),
+            )
+        )
         h0, h1 = step[-1], step[-2]
-        last = Row((
-            (n - 3, h0 / (h1 * (h0 + h1))),
-            (n - 2, -(h0 + h1) / (h0 * h1)),
-            (n - 1, (2 * h0 + h1) / (h0 * (h0 + h1))),
-        ))
+        last = Row(
+            (
+                (n - 3, h0 / (h1 * (h0 + h1))),
+                (n - 2, -(h0 + h1) / (h0 * h1)),
+                (n - 1, (2 * h0 + h1) / (h0 * (h0 + h1))),
+            )
+        )
     return Stencil(dim, n, taps, 1, first, last, dtype)
 
 

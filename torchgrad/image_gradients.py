@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ._checks import check_image, check_spatial_dims
-from ._linear import apply
+from ._linear import apply_operator
 from ._separable import Separable
 from ._stencil import padded_stencil
 
@@ -39,16 +38,14 @@ def image_gradients(image: Tensor, *, spatial_dims: int = 2) -> tuple[Tensor, ..
         >>> dx[0, 0, 0]
         tensor([1., 1., 1., 1., 0.])
     """
-    return apply(forward_difference_operator(image, spatial_dims, "image_gradients"), image)
+    return apply_operator(forward_difference_operator(image, spatial_dims, "image_gradients"), image)
 
 
 def forward_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Separable:
     """The forward differences of ``image`` along its spatial axes; checks the arguments for ``fn``."""
     spatial_dims = check_spatial_dims(spatial_dims, fn)
     image = check_image(image, fn, spatial_dims, integer=True)
-    chains = tuple(
-        (padded_stencil(dim, image.shape[dim], (0, -1, 1), "valid"),) for dim in range(-spatial_dims, 0)
-    )
+    chains = tuple((padded_stencil(dim, image.shape[dim], (0, -1, 1), "valid"),) for dim in range(-spatial_dims, 0))
     return Separable(chains)
 
 

@@ -8,17 +8,17 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import check_tensor
-from ._linear import LinearOperator, adjoint, apply
+from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._linear import cast_like_input as _cast
-from ._named import check_operator_options, named_operator
-from ._separable import Separable, plain_code
+from ._named import check_operator_options, operator_by_name
+from ._separable import Separable, needs_traceable_code
 
 OPERATORS = ("sobel", "scharr", "diff")
 
 
 def _norm(components: tuple[Tensor, ...], eps: float, reuse: bool = False) -> Tensor:
     """``sqrt(sum c^2 + eps)``; eager code with ``reuse`` overwrites the first component."""
-    if plain_code(components[0]):
+    if needs_traceable_code(components[0]):
         return torch.sqrt(sum(c * c for c in components) + eps)
     total = components[0].square_() if reuse else components[0].square()
     for c in components[1:]:
@@ -41,11 +41,11 @@ class _Magnitude(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
-        if torch.is_grad_enabled() or plain_code(grad):
+        if torch.is_grad_enabled() or needs_traceable_code(grad):
             # Differentiable (double backward) or traced: plain operations through the Functions.
-            components = apply(ctx.op, x)
+            components = apply_operator(ctx.op, x)
             scale = grad / torch.sqrt(sum(c * c for c in components) + ctx.eps)
-            return adjoint(ctx.op, x.dtype, [scale * c for c in components]), None, None
+            return apply_adjoint(ctx.op, x.dtype, [scale * c for c in components]), None, None
         # First-order eager backward: recompute A x and scale it in place, two temporaries in all.
         components = ctx.op.apply(x)
         scale = _norm(components, ctx.eps).reciprocal_().mul_(grad)
@@ -69,8 +69,8 @@ class _MagnitudeWithJvp(_Magnitude):
     @staticmethod
     def jvp(ctx: Any, x_t: Tensor, _op_t: None, _eps_t: None) -> Tensor:
         (x,) = ctx.saved_tensors
-        components = apply(ctx.op, x)
-        tangents = apply(ctx.op, x_t)
+        components = apply_operator(ctx.op, x)
+        tangents = apply_operator(ctx.op, x_t)
         return sum(c * t for c, t in zip(components, tangents)) / torch.sqrt(sum(c * c for c in components) + ctx.eps)
 
 
@@ -115,17 +115,21 @@ def gradient_magnitude(
     return magnitude(_operator(image, operator, padding, normalized, spatial_dims, eps), image, eps)
 
 
-def _operator(image: Tensor, operator: str, padding: Optional[str], normalized: bool, spatial_dims: int, eps: float) -> Separable:
+def _operator(
+    image: Tensor, operator: str, padding: Optional[str], normalized: bool, spatial_dims: int, eps: float
+) -> Separable:
     """The linear operator behind ``operator``, its arguments checked."""
     fn = "gradient_magnitude"
     _check_options(fn, operator, eps, padding, normalized, spatial_dims)
     image = check_tensor(image, "image", fn)
     if not image.dtype.is_floating_point:
         raise TypeError(f"{fn}: `image` must have a real floating dtype, got {image.dtype}")
-    return named_operator(fn, operator, image, padding, normalized, spatial_dims)
+    return operator_by_name(fn, operator, image, padding, normalized, spatial_dims)
 
 
-def _check_options(fn: str, operator: str, eps: float, padding: Optional[str], normalized: bool, spatial_dims: int) -> None:
+def _check_options(
+    fn: str, operator: str, eps: float, padding: Optional[str], normalized: bool, spatial_dims: int
+) -> None:
     check_operator_options(fn, operator, padding, normalized, spatial_dims, allowed=OPERATORS)
     if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
         raise ValueError(f"{fn}: `eps` must be a non-negative number, got {eps!r}")

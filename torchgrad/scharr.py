@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ._checks import check_padding
 from ._filters import SCHARR, derivative_operator
-from ._linear import apply
+from ._linear import apply_operator
 
 
 def scharr(image: Tensor, *, padding: str = "reflect", normalized: bool = False) -> tuple[Tensor, Tensor]:
@@ -32,7 +31,7 @@ def scharr(image: Tensor, *, padding: str = "reflect", normalized: bool = False)
                 [0.0000, 0.5000, 0.5000, 0.0000],
                 [0.0000, 0.5000, 0.5000, 0.0000]])
     """
-    dy, dx = apply(derivative_operator(image, "scharr", SCHARR, padding, normalized, 2), image)
+    dy, dx = apply_operator(derivative_operator(image, "scharr", SCHARR, padding, normalized, 2), image)
     return dy, dx
 
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ._checks import check_padding, check_spatial_dims
 from ._filters import SOBEL, derivative_operator
-from ._linear import apply
+from ._linear import apply_operator
 
 
-def sobel(image: Tensor, *, padding: str = "reflect", normalized: bool = False, spatial_dims: int = 2) -> tuple[Tensor, ...]:
+def sobel(
+    image: Tensor, *, padding: str = "reflect", normalized: bool = False, spatial_dims: int = 2
+) -> tuple[Tensor, ...]:
     r"""Sobel derivatives along each spatial axis.
 
     In 2-D, ``dy`` correlates the image with ``[[-1, -2, -1], [0, 0, 0], [1, 2, 1]]`` and ``dx`` with
@@ -42,7 +43,7 @@ def sobel(image: Tensor, *, padding: str = "reflect", normalized: bool = False, 
         True
     """
     spatial_dims = check_spatial_dims(spatial_dims, "sobel")
-    return apply(derivative_operator(image, "sobel", SOBEL, padding, normalized, spatial_dims), image)
+    return apply_operator(derivative_operator(image, "sobel", SOBEL, padding, normalized, spatial_dims), image)
 
 
 class Sobel(nn.Module):

@@ -18,7 +18,9 @@ from .sobel import sobel as _sobel
 def _nchw(images: object, fn: str) -> Tensor:
     images = check_tensor(images, "images", fn)
     if images.dim() != 4:
-        raise ValueError(f"{fn}: `images` must be a 4-D [batch, height, width, channels] tensor, got shape {tuple(images.shape)}")
+        raise ValueError(
+            f"{fn}: `images` must be a 4-D [batch, height, width, channels] tensor, got shape {tuple(images.shape)}"
+        )
     return images.permute(0, 3, 1, 2)
 
 

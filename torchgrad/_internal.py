@@ -1,0 +1,36 @@
+"""What :mod:`torchgrad.losses` may use of the operators' internals: the one declared internal API.
+
+Everything else in torchgrad's private modules is private to its file. The losses build a linear
+operator by name, apply it (and its adjoint) through autograd or as plain eager code, cut large
+tensors into slabs along the batch, and ask whether a tensor needs traceable code.
+
+- :class:`Separable`: a linear operator ``A`` made of stencil chains. ``op.apply(x)`` is ``A x``
+  and ``op.adjoint(grads)`` is ``A^T g``, eager and without autograd; ``op.support()`` is the
+  operator with absolute weights (which outputs read which inputs, for masks).
+- :func:`apply_operator` / :func:`apply_adjoint`: the same through autograd, differentiable to any
+  order, with forward mode and ``vmap``.
+- :func:`operator_by_name`, :func:`check_operator_options`, :data:`OPERATORS`: ``"diff"``,
+  ``"sobel"``, ``"scharr"``, ``"central"`` as the losses name them.
+- :func:`forward_difference_operator`: :func:`torchgrad.image_gradients` as an operator.
+- :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces.
+- :func:`needs_traceable_code`: whether a tensor needs plain, out-of-place tensor operations (under
+  ``torch.compile`` or a ``torch.func`` transform) instead of eager code writing through ``out=``.
+"""
+
+from ._linear import LinearOperator, apply_adjoint, apply_operator
+from ._named import OPERATORS, check_operator_options, operator_by_name
+from ._separable import Separable, needs_traceable_code, slabs
+from .image_gradients import forward_difference_operator
+
+__all__ = [
+    "OPERATORS",
+    "LinearOperator",
+    "Separable",
+    "apply_adjoint",
+    "apply_operator",
+    "check_operator_options",
+    "forward_difference_operator",
+    "needs_traceable_code",
+    "operator_by_name",
+    "slabs",
+]
