@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, cast
 
 import torch
 from torch import Tensor, nn
 
-from ._inputs import check_reduction
-from .vgg import VGGFeatures
+from torchgrad._internal import autocast_enabled, check_numbers, check_reduction, check_same_device, check_tensor
+
+from .vgg import VGGFeatures, check_vgg_keywords, check_vgg_options
+
+
+def check_feature_options(
+    fn: str, layers: Any, layer_weights: Any, reduction: Any, vgg_options: dict[str, Any]
+) -> tuple[dict[str, float], str]:
+    """``({layer: weight}, reduction)`` of a feature loss, its VGG options (``network`` included) checked."""
+    check_vgg_keywords(fn, {k: v for k, v in vgg_options.items() if k != "network"})
+    layers = check_vgg_options(fn, layers=layers, **vgg_options)[1]
+    if layer_weights is None:
+        weights = (1.0,) * len(layers)
+    else:
+        weights = check_numbers(fn, "layer_weights", layer_weights, what="a list or tuple of numbers, one per layer")
+        if len(weights) != len(layers):
+            raise ValueError(
+                f"{fn}: `layer_weights` must have one weight per layer ({len(layers)}), got {len(weights)}: "
+                f"{layer_weights!r}"
+            )
+    return dict(zip(layers, weights)), check_reduction(fn, "reduction", reduction)
 
 
 class FeatureLoss(nn.Module):
@@ -31,23 +50,8 @@ class FeatureLoss(nn.Module):
         vgg_options: dict,
     ) -> None:
         super().__init__()
-        layers = (layers,) if isinstance(layers, str) else tuple(layers)
-        if layer_weights is not None and (
-            isinstance(layer_weights, (str, bytes)) or not isinstance(layer_weights, Sequence)
-        ):
-            raise TypeError(
-                f"{name}: `layer_weights` must be a sequence of numbers, one per layer, got {layer_weights!r}"
-            )
-        weights = [1.0] * len(layers) if layer_weights is None else [float(w) for w in layer_weights]
-        if len(weights) != len(layers):
-            raise ValueError(
-                f"{name}: `layer_weights` must have one weight per layer ({len(layers)}), got {len(weights)}"
-            )
-        if len(set(layers)) != len(layers):
-            raise ValueError(f"{name}: `layers` names a layer twice: {layers}; give it one (summed) weight instead")
-        self.reduction = check_reduction(name, reduction)
-        self.layer_weights = dict(zip(layers, weights))
-        self.features = VGGFeatures(layers=layers, **vgg_options)
+        self.layer_weights, self.reduction = check_feature_options(name, layers, layer_weights, reduction, vgg_options)
+        self.features = VGGFeatures(layers=tuple(self.layer_weights), **vgg_options)
         self._cached: Optional[dict[str, Tensor]] = None
         self._cached_shape: Optional[tuple[int, ...]] = None
 
@@ -59,8 +63,7 @@ class FeatureLoss(nn.Module):
 
     def set_target(self, target: Tensor) -> None:
         """Compute and keep the target's statistics; ``forward(input)`` then compares against them."""
-        if not isinstance(target, Tensor):
-            raise TypeError(f"{type(self).__name__}: `target` must be a torch.Tensor, got {type(target).__name__}")
+        target = self.features.validate(type(self).__name__, "target", target)
         with torch.no_grad():
             self._cached = self._statistics(target, "target")
         self._cached_shape = tuple(target.shape)
@@ -81,37 +84,34 @@ class FeatureLoss(nn.Module):
     def _statistics(self, x: Tensor, name: str) -> dict[str, Tensor]:
         return {k: self.statistic(v) for k, v in self.features(x, name=name).items()}
 
-    def _check_pair(self, input: Tensor, target_shape: tuple[int, ...], target_dtype: Optional[torch.dtype]) -> None:
-        name = type(self).__name__
-        if not isinstance(input, Tensor):
-            raise TypeError(f"{name}: `input` must be a torch.Tensor, got {type(input).__name__}")
+    def check_inputs(self, fn: str, input: Any, target: Any) -> None:
+        """Raise, on behalf of ``fn``, for an ``input`` and ``target`` (or the cached target when it is
+        ``None``) this loss cannot compare, before any features are computed."""
+        if target is None and (self._cached is None or self._cached_shape is None):
+            raise ValueError(f"{fn}: pass a `target`, or call set_target(target) first")
+        input = self.features.validate(fn, "input", input)
+        if target is None:
+            target_shape = cast(tuple[int, ...], self._cached_shape)
+        else:
+            target = check_tensor(fn, "target", target)
+            check_same_device(fn, "target", target, "input", input)
+            if target.dtype != input.dtype and not autocast_enabled(input.device):
+                raise TypeError(
+                    f"{fn}: `input` and `target` must have the same dtype, got {input.dtype} and {target.dtype}"
+                )
+            target_shape = tuple(self.features.validate(fn, "target", target).shape)
         shape = tuple(input.shape)
-        batch_ok = len(target_shape) == len(shape) and target_shape[0] in (1, shape[0])
-        size_ok = target_shape[2:] == shape[2:] or not self.same_size
-        if not (batch_ok and size_ok):
+        if target_shape[0] not in (1, shape[0]) or (self.same_size and target_shape[2:] != shape[2:]):
             what = "a batch of 1 or the input's batch" + (
                 ", and the input's height and width" if self.same_size else ""
             )
-            raise ValueError(f"{name}: the target must have {what}; got input {shape} and target {target_shape}")
-        if (
-            target_dtype is not None
-            and target_dtype != input.dtype
-            and not torch.is_autocast_enabled(input.device.type)
-        ):
-            raise TypeError(
-                f"{name}: `input` and `target` must have the same dtype, got {input.dtype} and {target_dtype}"
-            )
+            raise ValueError(f"{fn}: `target` must have {what}; got input {shape} and target {target_shape}")
 
     def forward(self, input: Tensor, target: Optional[Tensor] = None) -> Tensor:
+        self.check_inputs(type(self).__name__, input, target)
         if target is None:
-            if self._cached is None or self._cached_shape is None:
-                raise ValueError(f"{type(self).__name__}: pass a `target`, or call set_target(target) first")
-            self._check_pair(input, self._cached_shape, None)
-            wanted = self._cached
+            wanted = cast(dict[str, Tensor], self._cached)  # set: check_inputs raises otherwise
         else:
-            if not isinstance(target, Tensor):
-                raise TypeError(f"{type(self).__name__}: `target` must be a torch.Tensor, got {type(target).__name__}")
-            self._check_pair(input, tuple(target.shape), target.dtype)
             with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
                 wanted = self._statistics(target, "target")
         have = self._statistics(input, "input")

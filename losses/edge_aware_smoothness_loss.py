@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from torchgrad._internal import forward_difference_operator
+from torchgrad._internal import check_batch, check_bool, check_same_device, forward_difference_operator
 
-from ._inputs import check_image
 from ._penalty import Penalty, penalty_call
 
 
@@ -38,21 +37,17 @@ def edge_aware_smoothness_loss(disparity: Tensor, image: Tensor, *, normalize: b
         0.0
     """
     fn = "edge_aware_smoothness_loss"
-    disparity, image = check_image(fn, "disparity", disparity), check_image(fn, "image", image)
-    if disparity.dim() != 4 or image.dim() != 4:
-        raise ValueError(
-            f"{fn}: `disparity` and `image` must be (N, C, H, W), "
-            f"got shapes {tuple(disparity.shape)} and {tuple(image.shape)}"
-        )
+    normalize = check_bool(fn, "normalize", normalize)
+    disparity, image = check_batch(fn, "disparity", disparity, (4,)), check_batch(fn, "image", image, (4,))
+    for name, value in (("disparity", disparity), ("image", image)):
+        if value.shape[1] == 0:  # the mean over no channels is NaN
+            raise ValueError(f"{fn}: `{name}` must have at least one channel, got shape {tuple(value.shape)}")
     if disparity.shape[0] != image.shape[0] or disparity.shape[2:] != image.shape[2:]:
         raise ValueError(
             f"{fn}: `disparity` and `image` must share N, H and W, "
             f"got shapes {tuple(disparity.shape)} and {tuple(image.shape)}"
         )
-    if disparity.device != image.device:
-        raise ValueError(
-            f"{fn}: `disparity` and `image` must be on the same device, got {disparity.device} and {image.device}"
-        )
+    check_same_device(fn, "image", image, "disparity", disparity)
     if normalize:
         disparity = disparity / (disparity.mean(dim=(2, 3), keepdim=True) + 1e-7)
     # Forward differences are zero on the last row (dy) and column (dx): summing over the full map and
@@ -70,7 +65,7 @@ class EdgeAwareSmoothnessLoss(nn.Module):
 
     def __init__(self, normalize: bool = True) -> None:
         super().__init__()
-        self.normalize = bool(normalize)
+        self.normalize = check_bool(type(self).__name__, "normalize", normalize)
 
     def forward(self, disparity: Tensor, image: Tensor) -> Tensor:
         return edge_aware_smoothness_loss(disparity, image, normalize=self.normalize)

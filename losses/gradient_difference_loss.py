@@ -4,19 +4,32 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
-from torchgrad._internal import check_operator_options, operator_by_name
+from torchgrad._internal import (
+    OPERATORS,
+    check_bool,
+    check_number,
+    check_operator,
+    check_padding,
+    check_reduction,
+    operator_by_name,
+)
 
-from ._inputs import autocast_pair, check_pair, check_reduction, result_dtype
+from ._autocast import autocast_off, autocast_pair, result_dtype
 from ._penalty import Penalty, reduced_penalty
+from .gradient_loss import check_pair
 
 
-def _check_alpha(fn: str, alpha: object) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0:
-        raise ValueError(f"{fn}: `alpha` must be a positive number, got {alpha!r}")
-    return float(alpha)
+def _check_options(
+    fn: str, alpha: object, operator: object, reduction: object, padding: object, normalized: object
+) -> tuple[float, str, str, Optional[str], bool]:
+    """``(alpha, operator, reduction, padding, normalized)``, checked for ``fn``."""
+    padding = None if padding is None else check_padding(fn, "padding", padding)
+    normalized = check_bool(fn, "normalized", normalized)
+    operator = check_operator(fn, "operator", operator, OPERATORS, padding, normalized)
+    alpha = check_number(fn, "alpha", alpha, positive=True)
+    return alpha, operator, check_reduction(fn, "reduction", reduction), padding, normalized
 
 
 def gradient_difference_loss(
@@ -39,7 +52,7 @@ def gradient_difference_loss(
     Args:
         input: ``(N, C, H, W)`` images or ``(N, C, D, H, W)`` volumes.
         target: same shape, device and dtype; gradients flow to it when it requires grad.
-        alpha: the exponent, positive.
+        alpha: the exponent, positive and finite.
         operator: ``"diff"`` (as in the paper), ``"sobel"``, ``"scharr"`` or ``"central"``.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (stacked as ``(N, C, 2, H, W)``).
         padding: border mode of ``"sobel"``/``"scharr"``; ``None`` takes their default.
@@ -55,13 +68,14 @@ def gradient_difference_loss(
         tensor(0.)
     """
     fn = "gradient_difference_loss"
-    alpha = _check_alpha(fn, alpha)
-    reduction = check_reduction(fn, reduction)
-    check_operator_options(fn, operator, padding, normalized, None)
-    spatial_dims = check_pair(fn, input, target)
+    alpha, operator, reduction, padding, normalized = _check_options(
+        fn, alpha, operator, reduction, padding, normalized
+    )
+    input, target = check_pair(fn, input, target, operator)
+    spatial_dims = input.dim() - 2
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
-    with torch.autocast(input.device.type, enabled=False):
+    with autocast_off(input.device):
         penalty = Penalty(operator_by_name(fn, operator, input, padding, normalized, spatial_dims), "gdl", alpha)
         return reduced_penalty(input, target, None, penalty, reduction, dtype)
 
@@ -78,11 +92,8 @@ class GradientDifferenceLoss(nn.Module):
         normalized: bool = False,
     ) -> None:
         super().__init__()
-        name = type(self).__name__
-        self.alpha = _check_alpha(name, alpha)
-        self.reduction = check_reduction(name, reduction)
-        check_operator_options(name, operator, padding, normalized, None)
-        self.operator, self.padding, self.normalized = operator, padding, bool(normalized)
+        options = _check_options(type(self).__name__, alpha, operator, reduction, padding, normalized)
+        self.alpha, self.operator, self.reduction, self.padding, self.normalized = options
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return gradient_difference_loss(

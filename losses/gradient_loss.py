@@ -4,19 +4,47 @@ from __future__ import annotations
 
 from typing import Optional
 
-import torch
 from torch import Tensor, nn
 
-from torchgrad._internal import check_operator_options, operator_by_name
+from torchgrad._internal import (
+    OPERATORS,
+    check_batch,
+    check_bool,
+    check_int_choice,
+    check_like,
+    check_mask,
+    check_operator,
+    check_padding,
+    check_reduction,
+    operator_by_name,
+)
 
-from ._inputs import autocast_pair, check_mask, check_pair, check_reduction, result_dtype
+from ._autocast import autocast_off, autocast_pair, result_dtype
 from ._penalty import Penalty, reduced_penalty
 
 
-def _check_p(fn: str, p: object) -> int:
-    if p not in (1, 2) or isinstance(p, bool):
-        raise ValueError(f"{fn}: `p` must be 1 (L1) or 2 (squared L2), got {p!r}")
-    return int(p)  # type: ignore[call-overload]
+def _check_options(
+    fn: str, operator: object, p: object, reduction: object, padding: object, normalized: object
+) -> tuple[str, int, str, Optional[str], bool]:
+    """``(operator, p, reduction, padding, normalized)``, checked for ``fn``."""
+    padding = None if padding is None else check_padding(fn, "padding", padding)
+    normalized = check_bool(fn, "normalized", normalized)
+    operator = check_operator(fn, "operator", operator, OPERATORS, padding, normalized)
+    return (
+        operator,
+        check_int_choice(fn, "p", p, (1, 2)),
+        check_reduction(fn, "reduction", reduction),
+        padding,
+        normalized,
+    )
+
+
+def check_pair(fn: str, input: object, target: object, operator: str) -> tuple[Tensor, Tensor]:
+    """``input`` and ``target`` as the gradient losses take them: images (volumes but for ``"scharr"``) of
+    one shape, device and dtype."""
+    ranks = (4,) if operator == "scharr" else (4, 5)
+    input = check_batch(fn, "input", input, ranks)
+    return input, check_like(fn, "target", check_batch(fn, "target", target, ranks), "input", input)
 
 
 def gradient_loss(
@@ -67,14 +95,13 @@ def gradient_loss(
         tensor(0.1250)
     """
     fn = "gradient_loss"
-    p = _check_p(fn, p)
-    reduction = check_reduction(fn, reduction)
-    check_operator_options(fn, operator, padding, normalized, None)
-    spatial_dims = check_pair(fn, input, target)
-    mask = check_mask(fn, mask, input)
+    operator, p, reduction, padding, normalized = _check_options(fn, operator, p, reduction, padding, normalized)
+    input, target = check_pair(fn, input, target, operator)
+    mask = check_mask(fn, "mask", mask, input)
+    spatial_dims = input.dim() - 2
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
-    with torch.autocast(input.device.type, enabled=False):
+    with autocast_off(input.device):
         penalty = Penalty(
             operator_by_name(fn, operator, input, padding, normalized, spatial_dims), "l1" if p == 1 else "l2"
         )
@@ -99,11 +126,8 @@ class GradientLoss(nn.Module):
         normalized: bool = False,
     ) -> None:
         super().__init__()
-        name = type(self).__name__
-        self.p = _check_p(name, p)
-        self.reduction = check_reduction(name, reduction)
-        check_operator_options(name, operator, padding, normalized, None)
-        self.operator, self.padding, self.normalized = operator, padding, bool(normalized)
+        options = _check_options(type(self).__name__, operator, p, reduction, padding, normalized)
+        self.operator, self.p, self.reduction, self.padding, self.normalized = options
 
     def forward(self, input: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         return gradient_loss(

@@ -6,9 +6,11 @@ from typing import Any, Optional, Sequence, Union
 
 from torch import Tensor, nn
 
-from ._inputs import check_reduction
-from .gradient_loss import GradientLoss
-from .perceptual_loss import PerceptualLoss
+from torchgrad._internal import OPERATORS, check_bool, check_choice, check_int_choice, check_number
+
+from ._feature_loss import check_feature_options
+from .gradient_loss import GradientLoss, check_pair
+from .perceptual_loss import CRITERIA, PerceptualLoss
 
 
 class PerceptualGradientLoss(nn.Module):
@@ -16,11 +18,12 @@ class PerceptualGradientLoss(nn.Module):
 
     VGG features keep the content right, the gradient term keeps edges sharp: the loss of
     super-resolution and deblurring networks. ``forward(input, target, return_parts=True)`` also
-    returns ``{"perceptual": ..., "gradient": ...}`` (detached) for logging each term.
+    returns ``{"perceptual": ..., "gradient": ...}`` (detached) for logging each term. ``target``
+    has the input's shape (both terms compare pixel by pixel); both terms' checks run before either.
 
     Args:
-        perceptual_weight: weight of the perceptual term.
-        gradient_weight: weight of the gradient term.
+        perceptual_weight: weight of the perceptual term, finite.
+        gradient_weight: weight of the gradient term, finite.
         gradient_operator: ``"sobel"``, ``"diff"``, ``"scharr"`` or ``"central"``.
         gradient_p: 1 (L1) or 2 (squared L2) for the gradient term.
         network, layers, layer_weights, criterion, normalize_features: of :class:`PerceptualLoss`.
@@ -54,8 +57,16 @@ class PerceptualGradientLoss(nn.Module):
         **vgg_options: Any,
     ) -> None:
         super().__init__()
-        self.perceptual_weight, self.gradient_weight = float(perceptual_weight), float(gradient_weight)
-        self.reduction = check_reduction("PerceptualGradientLoss", reduction)
+        fn = type(self).__name__
+        self.perceptual_weight = check_number(fn, "perceptual_weight", perceptual_weight)
+        self.gradient_weight = check_number(fn, "gradient_weight", gradient_weight)
+        gradient_operator = check_choice(fn, "gradient_operator", gradient_operator, OPERATORS)
+        gradient_p = check_int_choice(fn, "gradient_p", gradient_p, (1, 2))
+        criterion = check_choice(fn, "criterion", criterion, CRITERIA)
+        normalize_features = check_bool(fn, "normalize_features", normalize_features)
+        _, self.reduction = check_feature_options(
+            fn, layers, layer_weights, reduction, dict(network=network, **vgg_options)
+        )
         # per-sample gradient terms for "none"; the fused mean otherwise
         self.gradient = GradientLoss(
             gradient_operator, p=gradient_p, reduction="none" if reduction == "none" else "mean"
@@ -67,6 +78,12 @@ class PerceptualGradientLoss(nn.Module):
     def forward(
         self, input: Tensor, target: Tensor, return_parts: bool = False
     ) -> Union[Tensor, tuple[Tensor, dict[str, Tensor]]]:
+        fn = type(self).__name__
+        return_parts = check_bool(fn, "return_parts", return_parts)
+        # Both terms' conditions, before either runs: the VGG term's, then the gradient term's (which
+        # asks for a target of the input's shape and 2 pixels along each axis).
+        self.perceptual.check_inputs(fn, input, target)
+        check_pair(fn, input, target, self.gradient.operator)
         perceptual = self.perceptual(input, target)
         gradient = self.gradient(input, target)
         if self.reduction == "none":

@@ -7,6 +7,8 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
+from torchgrad._internal import check_bool, check_choice
+
 from ._feature_loss import FeatureLoss
 
 CRITERIA = ("l1", "l2")
@@ -55,10 +57,11 @@ class PerceptualLoss(FeatureLoss):
         reduction: str = "mean",
         **vgg_options: Any,
     ) -> None:
-        if criterion not in CRITERIA:
-            raise ValueError(f"PerceptualLoss: `criterion` must be 'l1' or 'l2', got {criterion!r}")
-        super().__init__("PerceptualLoss", layers, layer_weights, reduction, dict(network=network, **vgg_options))
-        self.criterion, self.normalize_features = criterion, bool(normalize_features)
+        fn = "PerceptualLoss"
+        criterion = check_choice(fn, "criterion", criterion, CRITERIA)
+        normalize_features = check_bool(fn, "normalize_features", normalize_features)
+        super().__init__(fn, layers, layer_weights, reduction, dict(network=network, **vgg_options))
+        self.criterion, self.normalize_features = criterion, normalize_features
 
     def statistic(self, features: Tensor) -> Tensor:
         if self.normalize_features:  # in float32: 1e-10 underflows in float16, and 0 / 0 is NaN

@@ -7,18 +7,31 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
+from torchgrad._internal import FLOATING, check_dtype, check_tensor
+
+from ._autocast import autocast_off
 from ._feature_loss import FeatureLoss
 
 
 def gram_matrix(features: Tensor) -> Tensor:
     """``F F^T / (C H W)`` per sample, batched, in at least float32 (autocast off).
 
+    Args:
+        features: ``(N, C, H, W)``, of a real floating dtype.
+
+    Returns:
+        ``(N, C, C)``.
+
     Example:
         >>> gram_matrix(torch.ones(2, 3, 4, 4)).shape
         torch.Size([2, 3, 3])
     """
+    fn = "gram_matrix"
+    features = check_dtype(fn, "features", check_tensor(fn, "features", features), FLOATING)
+    if features.dim() != 4:
+        raise ValueError(f"{fn}: `features` must be (N, C, H, W), got shape {tuple(features.shape)}")
     n, c, h, w = features.shape
-    with torch.autocast(features.device.type, enabled=False):
+    with autocast_off(features.device):
         flat = features.reshape(n, c, h * w).to(torch.promote_types(features.dtype, torch.float32))
         return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
 

@@ -6,19 +6,28 @@ import torch
 from torch import Tensor, nn
 
 from torchgrad import gradient_magnitude
-from torchgrad._internal import forward_difference_operator
+from torchgrad._internal import (
+    check_batch,
+    check_bool,
+    check_int_choice,
+    check_number,
+    check_reduction,
+    forward_difference_operator,
+)
 
-from ._inputs import autocast_pair, check_image, check_reduction, result_dtype
+from ._autocast import autocast_off, autocast_pair, result_dtype
 from ._penalty import Penalty, penalty_call
 
 
-def _check_options(fn: str, p: object, isotropic: object, eps: object) -> None:
-    if p not in (1, 2) or isinstance(p, bool):
-        raise ValueError(f"{fn}: `p` must be 1 or 2, got {p!r}")
+def _check_options(
+    fn: str, p: object, isotropic: object, eps: object, reduction: object
+) -> tuple[int, bool, float, str]:
+    """``(p, isotropic, eps, reduction)``, checked for ``fn``."""
+    p = check_int_choice(fn, "p", p, (1, 2))
+    isotropic = check_bool(fn, "isotropic", isotropic)
     if isotropic and p != 1:
         raise ValueError(f"{fn}: `isotropic=True` is the L2 norm of the gradient and takes p=1, got p={p!r}")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps >= 0:
-        raise ValueError(f"{fn}: `eps` must be a non-negative number, got {eps!r}")
+    return p, isotropic, check_number(fn, "eps", eps, non_negative=True), check_reduction(fn, "reduction", reduction)
 
 
 def total_variation_loss(
@@ -47,12 +56,11 @@ def total_variation_loss(
         tensor(4.)
     """
     fn = "total_variation_loss"
-    _check_options(fn, p, isotropic, eps)
-    reduction = check_reduction(fn, reduction)
-    input = check_image(fn, "input", input)
+    p, isotropic, eps, reduction = _check_options(fn, p, isotropic, eps, reduction)
+    input = check_batch(fn, "input", input)
     dtype = result_dtype(input)
     input, _ = autocast_pair(input, None)
-    with torch.autocast(input.device.type, enabled=False):
+    with autocast_off(input.device):
         spatial_dims = input.dim() - 2
         if isotropic:
             # in float32 for half precision: eps = 1e-8 underflows to 0 in float16
@@ -75,10 +83,9 @@ class TotalVariationLoss(nn.Module):
 
     def __init__(self, p: int = 1, isotropic: bool = False, reduction: str = "mean", eps: float = 1e-8) -> None:
         super().__init__()
-        name = type(self).__name__
-        _check_options(name, p, isotropic, eps)
-        self.reduction = check_reduction(name, reduction)
-        self.p, self.isotropic, self.eps = int(p), bool(isotropic), float(eps)
+        self.p, self.isotropic, self.eps, self.reduction = _check_options(
+            type(self).__name__, p, isotropic, eps, reduction
+        )
 
     def forward(self, input: Tensor) -> Tensor:
         return total_variation_loss(input, p=self.p, isotropic=self.isotropic, eps=self.eps, reduction=self.reduction)

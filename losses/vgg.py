@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -11,7 +12,18 @@ from torch import Tensor, nn
 from torchvision.models import WeightsEnum
 from torchvision.models import vgg as tv_vgg
 
-from torchgrad._internal import needs_traceable_code
+from torchgrad._internal import (
+    FLOATING,
+    check_bool,
+    check_choice,
+    check_computable_dtype,
+    check_device,
+    check_dtype,
+    check_names,
+    check_numbers,
+    check_tensor,
+    needs_traceable_code,
+)
 
 NETWORKS = {"vgg16": ("D", False), "vgg16_bn": ("D", True), "vgg19": ("E", False), "vgg19_bn": ("E", True)}
 _WEIGHTS = {
@@ -22,6 +34,11 @@ _WEIGHTS = {
 }
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG_OPTIONS = ("weights", "input_range", "pooling", "repeat_grey")
+Weights = Union[str, os.PathLike, WeightsEnum, None]
+
+# Guards the first-calls input-range check of every VGGFeatures: forward may run in several threads.
+_RANGE_CHECK_LOCK = threading.Lock()
 
 
 class WeightsUnavailableError(FileNotFoundError):
@@ -35,7 +52,7 @@ def layer_names(network: str) -> list[str]:
         >>> layer_names("vgg16")[:5]
         ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1']
     """
-    config, batch_norm = NETWORKS[network]
+    config, batch_norm = NETWORKS[check_choice("layer_names", "network", network, tuple(NETWORKS))]
     names, block, index = [], 1, 1
     for v in tv_vgg.cfgs[config]:
         if v == "M":
@@ -45,6 +62,48 @@ def layer_names(network: str) -> list[str]:
         names += [f"conv{block}_{index}"] + ([f"bn{block}_{index}"] if batch_norm else []) + [f"relu{block}_{index}"]
         index += 1
     return names
+
+
+def check_vgg_options(
+    fn: str,
+    network: Any,
+    layers: Any,
+    weights: Any = "DEFAULT",
+    input_range: Any = (0.0, 1.0),
+    pooling: Any = "max",
+    repeat_grey: Any = False,
+) -> tuple[str, tuple[str, ...], Weights, tuple[float, float], str, bool]:
+    """The options of :class:`VGGFeatures`, checked for ``fn``; ``input_range`` as floats."""
+    network = check_choice(fn, "network", network, tuple(NETWORKS))
+    layers = check_names(fn, "layers", layers)
+    if len(set(layers)) != len(layers):
+        raise ValueError(f"{fn}: `layers` names a layer twice: {layers}")
+    names = layer_names(network)
+    unknown = [name for name in layers if name not in names]
+    if unknown:
+        raise ValueError(f"{fn}: unknown layer(s) {unknown} for {network}; valid names: {', '.join(names)}")
+    if isinstance(weights, WeightsEnum):
+        if not isinstance(weights, _WEIGHTS[network]):
+            raise ValueError(f"{fn}: `weights` {weights} are not weights of {network}")
+    elif weights is not None and not isinstance(weights, (str, os.PathLike)):
+        raise TypeError(
+            f"{fn}: `weights` must be 'DEFAULT', a torchvision VGG weights enum, a path or None, got {weights!r}"
+        )
+    low, high = check_numbers(fn, "input_range", input_range, 2, "(low, high)")
+    if not high > low:
+        raise ValueError(f"{fn}: `input_range` must be (low, high) with high > low, got {input_range!r}")
+    pooling = check_choice(fn, "pooling", pooling, ("max", "avg"))
+    return network, layers, weights, (low, high), pooling, check_bool(fn, "repeat_grey", repeat_grey)
+
+
+def check_vgg_keywords(fn: str, options: Mapping[str, Any]) -> None:
+    """``options`` (a loss's ``**vgg_options``) name only options of :class:`VGGFeatures`."""
+    unknown = [key for key in options if key not in VGG_OPTIONS]
+    if unknown:
+        raise TypeError(
+            f"{fn}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"the options of VGGFeatures are {', '.join(VGG_OPTIONS)}"
+        )
 
 
 def _features_state_dict(state: Mapping[str, Tensor], source: str) -> dict[str, Tensor]:
@@ -58,13 +117,12 @@ def _features_state_dict(state: Mapping[str, Tensor], source: str) -> dict[str, 
     )
 
 
-def _load_weights(network: str, weights: Union[str, os.PathLike, WeightsEnum, None]) -> Optional[dict[str, Tensor]]:
+def _load_weights(network: str, weights: Weights) -> Optional[dict[str, Tensor]]:
+    """The state dict of ``weights`` (checked by :func:`check_vgg_options`)."""
     if weights is None:
         return None
     if isinstance(weights, WeightsEnum) or weights == "DEFAULT":
         enum = weights if isinstance(weights, WeightsEnum) else _WEIGHTS[network].DEFAULT
-        if not isinstance(enum, _WEIGHTS[network]):
-            raise ValueError(f"VGGFeatures: `weights` {enum} are not weights of {network}")
         url = enum.url
         cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url))
         if os.path.exists(cached):
@@ -78,10 +136,6 @@ def _load_weights(network: str, weights: Union[str, os.PathLike, WeightsEnum, No
                 f"at {cached} (torchvision's '{enum}' weights), or pass weights='/path/to/"
                 f"state_dict.pth' with a saved state dict of torchvision's {network} or of its `features`."
             ) from None
-    if not isinstance(weights, (str, os.PathLike)):
-        raise TypeError(
-            f"VGGFeatures: `weights` must be 'DEFAULT', a torchvision VGG weights enum, a path or None, got {weights!r}"
-        )
     path = os.fspath(weights)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"VGGFeatures: `weights` file {path!r} does not exist")
@@ -135,31 +189,16 @@ class VGGFeatures(nn.Module):
         self,
         network: str = "vgg16",
         layers: Sequence[str] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3"),
-        weights: Union[str, os.PathLike, WeightsEnum, None] = "DEFAULT",
+        weights: Weights = "DEFAULT",
         input_range: tuple[float, float] = (0.0, 1.0),
         pooling: str = "max",
         repeat_grey: bool = False,
     ) -> None:
         super().__init__()
-        if network not in NETWORKS:
-            raise ValueError(f"VGGFeatures: `network` must be one of {', '.join(map(repr, NETWORKS))}, got {network!r}")
+        network, layers, weights, (low, high), pooling, repeat_grey = check_vgg_options(
+            "VGGFeatures", network, layers, weights, input_range, pooling, repeat_grey
+        )
         names = layer_names(network)
-        layers = (layers,) if isinstance(layers, str) else tuple(layers)
-        if len(set(layers)) != len(layers):
-            raise ValueError(f"VGGFeatures: `layers` names a layer twice: {layers}")
-        unknown = [name for name in layers if name not in names]
-        if not layers or unknown:
-            raise ValueError(
-                f"VGGFeatures: unknown layer(s) {unknown or list(layers)} for {network}; "
-                f"valid names: {', '.join(names)}"
-            )
-        if pooling not in ("max", "avg"):
-            raise ValueError(f"VGGFeatures: `pooling` must be 'max' or 'avg', got {pooling!r}")
-        if isinstance(input_range, (str, bytes)) or not isinstance(input_range, Sequence) or len(input_range) != 2:
-            raise ValueError(f"VGGFeatures: `input_range` must be (low, high), got {input_range!r}")
-        low, high = (float(v) for v in input_range)
-        if not high > low:
-            raise ValueError(f"VGGFeatures: `input_range` must be (low, high) with high > low, got {input_range!r}")
         self.network, self.layers, self.input_range, self.pooling, self.repeat_grey = (
             network,
             layers,
@@ -209,7 +248,8 @@ class VGGFeatures(nn.Module):
         # ImageNet normalisation of (x - low) / (high - low), as one affine map x * scale + shift.
         self.register_buffer("scale", (1.0 / ((high - low) * std)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", (-(low / (high - low) + mean) / std).view(1, 3, 1, 1), persistent=False)
-        self._range_checks = {"input": 3, "target": 3}  # the first calls are checked (eager code only)
+        # The first calls per argument are checked (eager code only); emptied by the one warning.
+        self._range_checks = {"input": 3, "target": 3}
         self.register_state_dict_post_hook(_drop_network_state)
         self._register_load_state_dict_pre_hook(self._keep_network_state)
 
@@ -234,36 +274,55 @@ class VGGFeatures(nn.Module):
 
     def check_input(self, x: Tensor, name: str = "input") -> Tensor:
         """Raise for inputs the network cannot take; warn once about values outside ``input_range``."""
-        if not isinstance(x, Tensor):
-            raise TypeError(f"VGGFeatures: `{name}` must be a torch.Tensor, got {type(x).__name__}")
+        x = self.validate("VGGFeatures", name, x)
+        self._check_range(name, x)
+        return x
+
+    def validate(self, fn: str, name: str, x: Any) -> Tensor:
+        """``x`` as the network takes it, checked for ``fn`` (which calls it ``name``): ``(N, 3, H, W)``
+        images (one channel repeated with ``repeat_grey``) large enough for the layers, on the
+        network's device, in its dtype (or one autocast converts)."""
+        x = check_dtype(fn, name, check_tensor(fn, name, x), FLOATING)
         if x.dim() != 4:
-            raise ValueError(f"VGGFeatures: `{name}` must be (N, 3, H, W) images, got shape {tuple(x.shape)}")
-        if not x.dtype.is_floating_point:
-            raise TypeError(f"VGGFeatures: `{name}` must have a floating dtype, got {x.dtype}")
+            raise ValueError(f"{fn}: `{name}` must be (N, 3, H, W) images, got shape {tuple(x.shape)}")
         if x.shape[1] == 1 and self.repeat_grey:
             x = x.expand(-1, 3, -1, -1)
         if x.shape[1] != 3:
             hint = " (pass repeat_grey=True to repeat a grey channel)" if x.shape[1] == 1 else ""
-            raise ValueError(f"VGGFeatures: `{name}` must have 3 channels, got shape {tuple(x.shape)}{hint}")
+            raise ValueError(f"{fn}: `{name}` must have 3 channels, got shape {tuple(x.shape)}{hint}")
         if min(x.shape[-2:]) < self.min_size:
             raise ValueError(
-                f"VGGFeatures: `{name}` must be at least {self.min_size}x{self.min_size} for layer(s) "
+                f"{fn}: `{name}` must be at least {self.min_size}x{self.min_size} for layer(s) "
                 f"{', '.join(self.layers)}, got shape {tuple(x.shape)}"
             )
-        if self._range_checks.get(name, 0) > 0 and x.numel() and not needs_traceable_code(x):
-            self._range_checks[name] -= 1
-            low, high = self.input_range
-            tolerance = 0.05 * (high - low)
-            lo, hi = torch.aminmax(x.detach())
-            if lo.item() < low - tolerance or hi.item() > high + tolerance:
-                self._range_checks = {}
-                warnings.warn(
-                    f"VGGFeatures: `{name}` has values in [{lo.item():.3g}, {hi.item():.3g}], outside input_range="
-                    f"{self.input_range}; set input_range to the images' range (e.g. (-1, 1))",
-                    UserWarning,
-                    stacklevel=3,
-                )
-        return x
+        weight = next(self.net.parameters())  # conv1_1's, where every network begins
+        check_device(fn, name, x, weight.device, "the VGG network")
+        return check_computable_dtype(fn, name, x, weight.dtype, "the VGG network's weights")
+
+    def _check_range(self, name: str, x: Tensor) -> None:
+        """Warn once if ``x`` (checked on the first calls per ``name``) lies outside ``input_range``."""
+        if needs_traceable_code(x) or x.device.type == "meta" or not x.numel() or not self._range_checks.get(name):
+            return
+        with _RANGE_CHECK_LOCK:
+            left = self._range_checks.get(name, 0)
+            if left <= 0:
+                return
+            self._range_checks[name] = left - 1
+        low, high = self.input_range
+        tolerance = 0.05 * (high - low)
+        lo, hi = (v.item() for v in torch.aminmax(x.detach()))
+        if not (lo < low - tolerance or hi > high + tolerance):
+            return
+        with _RANGE_CHECK_LOCK:
+            if not self._range_checks:  # another thread has warned
+                return
+            self._range_checks = {}
+        warnings.warn(
+            f"VGGFeatures: `{name}` has values in [{lo:.3g}, {hi:.3g}], outside input_range="
+            f"{self.input_range}; set input_range to the images' range (e.g. (-1, 1))",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _keep_network_state(self, state: dict[str, Any], prefix: str, *args: Any) -> None:
         """Checkpoints hold no network weights: loading one keeps the network's own."""

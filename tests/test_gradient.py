@@ -181,7 +181,7 @@ def test_errors_are_value_and_runtime_errors() -> None:
         gradient(torch.zeros(3, dtype=torch.uint8))
     with pytest.raises(IndexError, match="Dimension out of range"):
         gradient(x, dim=2)
-    with pytest.raises(TypeError, match="`input` must not be bool"):
+    with pytest.raises(GradientError, match="dtype torch.bool"):  # torch raises NotImplementedError
         gradient(torch.zeros(3, dtype=torch.bool))
     with pytest.raises(TypeError, match="`spacing` must be"):
         gradient(x, spacing=[1.0, torch.arange(4.0)])

@@ -31,8 +31,10 @@ def test_known_values() -> None:
 
 
 def test_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="`padding`"):
+    with pytest.raises(TypeError, match="`padding` must be one of .*, got None"):
         scharr(torch.zeros(3, 3), padding=None)
+    with pytest.raises(ValueError, match="`padding` must be one of .*, got 'edge'"):
+        scharr(torch.zeros(3, 3), padding="edge")
     with pytest.raises(TypeError, match="`image`"):
         scharr(torch.zeros(3, 3, dtype=torch.bool))
 

@@ -2,33 +2,80 @@
 
 Everything else in torchgrad's private modules is private to its file. The losses build a linear
 operator by name, apply it (and its adjoint) through autograd or as plain eager code, cut large
-tensors into slabs along the batch, and ask whether a tensor needs traceable code.
+tensors into slabs along the batch, ask whether a tensor needs traceable code, and validate their
+arguments with the checks the operators use.
 
 - :class:`Separable`: a linear operator ``A`` made of stencil chains. ``op.apply(x)`` is ``A x``
   and ``op.adjoint(grads)`` is ``A^T g``, eager and without autograd; ``op.support()`` is the
   operator with absolute weights (which outputs read which inputs, for masks).
 - :func:`apply_operator` / :func:`apply_adjoint`: the same through autograd, differentiable to any
   order, with forward mode and ``vmap``.
-- :func:`operator_by_name`, :func:`check_operator_options`, :data:`OPERATORS`: ``"diff"``,
-  ``"sobel"``, ``"scharr"``, ``"central"`` as the losses name them.
+- :func:`operator_by_name`, :data:`OPERATORS`: ``"diff"``, ``"sobel"``, ``"scharr"``, ``"central"``
+  as the losses name them.
 - :func:`forward_difference_operator`: :func:`torchgrad.image_gradients` as an operator.
 - :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces.
 - :func:`needs_traceable_code`: whether a tensor needs plain, out-of-place tensor operations (under
   ``torch.compile`` or a ``torch.func`` transform) instead of eager code writing through ``out=``.
+- the ``check_*`` functions of :mod:`torchgrad._validation` (one signature: ``check_xxx(fn, name,
+  value, ...)``), its dtype groups :data:`FLOATING` and :data:`REDUCTIONS`, and
+  :func:`autocast_enabled` (whether autocast runs on a device; never on ``meta``).
 """
 
 from ._linear import LinearOperator, apply_adjoint, apply_operator
-from ._named import OPERATORS, check_operator_options, operator_by_name
+from ._named import OPERATORS, operator_by_name
 from ._separable import Separable, needs_traceable_code, slabs
+from ._validation import (
+    FLOATING,
+    REDUCTIONS,
+    autocast_enabled,
+    check_batch,
+    check_bool,
+    check_choice,
+    check_computable_dtype,
+    check_device,
+    check_dtype,
+    check_int_choice,
+    check_like,
+    check_mask,
+    check_min_size,
+    check_names,
+    check_number,
+    check_numbers,
+    check_operator,
+    check_padding,
+    check_reduction,
+    check_same_device,
+    check_tensor,
+)
 from .image_gradients import forward_difference_operator
 
 __all__ = [
+    "FLOATING",
     "OPERATORS",
+    "REDUCTIONS",
     "LinearOperator",
     "Separable",
     "apply_adjoint",
     "apply_operator",
-    "check_operator_options",
+    "autocast_enabled",
+    "check_batch",
+    "check_bool",
+    "check_choice",
+    "check_computable_dtype",
+    "check_device",
+    "check_dtype",
+    "check_int_choice",
+    "check_like",
+    "check_mask",
+    "check_min_size",
+    "check_names",
+    "check_number",
+    "check_numbers",
+    "check_operator",
+    "check_padding",
+    "check_reduction",
+    "check_same_device",
+    "check_tensor",
     "forward_difference_operator",
     "needs_traceable_code",
     "operator_by_name",

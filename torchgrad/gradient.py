@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_image, check_min_size, check_spatial_dims, check_tensor
 from ._linear import apply_operator
 from ._separable import Separable
 from ._stencil import Row, Stencil
+from ._validation import (
+    GradientError,
+    check_dim_argument,
+    check_dims,
+    check_edge_order,
+    check_gradient_input,
+    check_image,
+    check_min_size,
+    check_spacing,
+    check_spacing_for,
+    check_spatial_dims,
+)
 
-Spacing = Union[int, float, complex, Tensor, Sequence[Union[int, float, complex]], Sequence[Tensor]]
+Spacing = Union[None, int, float, complex, Tensor, Sequence[Union[int, float, complex]], Sequence[Tensor]]
 Dim = Union[int, Sequence[int], None]
-
-
-class GradientError(ValueError, RuntimeError):
-    """An input that ``torch.gradient`` rejects with ``RuntimeError``.
-
-    It is a ``ValueError`` as torchgrad's other errors are, and a ``RuntimeError`` so that code written
-    to catch ``torch.gradient``'s errors keeps working.
-    """
 
 
 def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order: int = 1) -> tuple[Tensor, ...]:
@@ -32,17 +34,22 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
     ``(h_l^2 f(x + h_r) - h_r^2 f(x - h_l) + (h_r^2 - h_l^2) f(x)) / (h_r h_l^2 + h_r^2 h_l)``
     (``(f(x + h) - f(x - h)) / 2h`` on a uniform grid); the two ends use one-sided differences of
     order ``edge_order``. Same arguments, same outputs and dtypes as ``torch.gradient``; where
-    ``torch.gradient`` raises ``RuntimeError`` this raises :class:`GradientError` (both a
-    ``ValueError`` and a ``RuntimeError``), and ``IndexError`` for a dimension out of range. One
-    deliberate difference: coordinates whose length differs from the size of their dimension raise
-    :class:`GradientError` (``torch.gradient`` returns meaningless numbers for them).
+    ``torch.gradient`` raises ``RuntimeError`` (``NotImplementedError`` included) this raises
+    :class:`GradientError` (both a ``ValueError`` and a ``RuntimeError``), ``TypeError`` where it
+    raises ``TypeError`` and ``IndexError`` for a dimension out of range. Two deliberate differences:
+    coordinates whose length differs from the size of their dimension raise :class:`GradientError`
+    (``torch.gradient`` returns meaningless numbers for them), and a bool ``spacing`` raises
+    ``TypeError`` (``torch.gradient`` takes ``True`` for 1).
 
     Args:
-        input: the samples of the function, of any dtype but bool and uint8 (integers give the
-            default floating dtype).
+        input: the samples of the function: floating, complex or signed integer (integers give the
+            default floating dtype, so their differences never wrap around); other dtypes (bool,
+            unsigned, float8, complex32) and layouts (sparse) raise :class:`GradientError`.
         spacing: a scalar (the distance between samples along every dimension), one scalar per
-            dimension, or one 1-D tensor of coordinates per dimension (a non-uniform grid).
-        dim: the dimension(s) to differentiate along; every dimension when ``None``.
+            dimension, or one 1-D tensor of coordinates per dimension (a non-uniform grid); ``None``
+            is 1.
+        dim: the dimension(s) to differentiate along, ints as torch takes them (NumPy integers and
+            0-d integer tensors too); every dimension when ``None``.
         edge_order: 1 or 2, the order of accuracy at the ends.
 
     Returns:
@@ -57,35 +64,24 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
         >>> gradient(torch.tensor([4.0, 1.0, 1.0, 16.0]), spacing=coordinates)
         (tensor([-3., -2.,  2.,  5.]),)
     """
-    input = check_tensor(input, "input", "gradient")
-    if input.dtype == torch.bool:
-        raise TypeError("gradient: `input` must not be bool (differences of bools are undefined), got torch.bool")
-    if input.dtype == torch.uint8:
-        raise GradientError("gradient: `input` must not be uint8 (torch.gradient does not support uint8 input)")
-    ndim = input.dim()
-    dims = _dims(dim, ndim)
-    values = _spacing(spacing)
-    if isinstance(values, list) and dim is None and len(values) != ndim:
-        raise GradientError(
-            f"gradient: `spacing` must be a scalar or a list of length input.dim() = {ndim} when `dim` is "
-            f"not given, got a list of length {len(values)}"
-        )
-    if isinstance(values, list) and dim is not None and len(values) != len(dims):
-        raise GradientError(
-            f"gradient: `spacing` and `dim` must have the same length, got {len(values)} spacings for {len(dims)} dims"
-        )
-    if edge_order not in (1, 2) or isinstance(edge_order, bool):
-        raise GradientError(f"gradient: `edge_order` must be 1 or 2, got {edge_order!r}")
-    _check_no_repeats(dims, ndim)
+    fn = "gradient"
+    # Types first, as torch's argument parser checks them (TypeError), then values (GradientError).
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{fn}: `input` must be a torch.Tensor, got {type(input).__name__}")
+    values = check_spacing(fn, "spacing", spacing)
+    dim_list = check_dim_argument(fn, "dim", dim)
+    edge_order = check_edge_order(fn, "edge_order", edge_order)
+    input = check_gradient_input(fn, "input", input)
+    dims = check_dims(fn, "dim", dim_list, input.dim())
+    steps = check_spacing_for(fn, "spacing", values, input, dims, dim_list is not None)
     for d in dims:
         if input.shape[d] < edge_order + 1:
             raise GradientError(
-                f"gradient: each dimension in `dim` needs at least edge_order + 1 = {edge_order + 1} samples, "
-                f"got size {input.shape[d]} along dim {d + ndim} of an input of shape {tuple(input.shape)}"
+                f"{fn}: each dimension in `dim` needs at least edge_order + 1 = {edge_order + 1} samples, "
+                f"got size {input.shape[d]} along dim {d + input.dim()} of an input of shape {tuple(input.shape)}"
             )
     if not dims:
         return ()
-    steps = values if isinstance(values, list) else [values] * len(dims)
     stencils = [
         _coordinate_stencil(input, d, h, edge_order)
         if isinstance(h, Tensor)
@@ -101,63 +97,10 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
 
 def central_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Separable:
     """Unit-spacing, first-order-edge central differences along the spatial axes (checked for ``fn``)."""
-    spatial_dims = check_spatial_dims(spatial_dims, fn)
-    image = check_image(image, fn, spatial_dims)
-    check_min_size(image, fn, spatial_dims, 2, "a central difference")
+    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims)
+    image = check_image(fn, "image", image, spatial_dims)
+    check_min_size(fn, "image", image, spatial_dims, 2, "a central difference")
     return Separable(tuple((_uniform_stencil(image, d, 1, 1),) for d in range(-spatial_dims, 0)))
-
-
-def _dims(dim: Dim, ndim: int) -> list[int]:
-    """``dim`` as a list of negative dimensions (so that ``vmap``'s leading batch dimension is harmless)."""
-    if dim is None:
-        return [d - ndim for d in range(ndim)]
-    if ndim == 0 and dim != []:
-        raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
-    dims = [dim] if isinstance(dim, int) else dim
-    if (
-        isinstance(dims, (str, bytes))
-        or not isinstance(dims, Sequence)
-        or not all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
-    ):
-        raise TypeError(f"gradient: `dim` must be an int or a list or tuple of ints, got {dim!r}")
-    wrapped = []
-    for d in dims:
-        if not -max(ndim, 1) <= d < max(ndim, 1):
-            raise IndexError(
-                "Dimension out of range "
-                f"(expected to be in range of [{-max(ndim, 1)}, {max(ndim, 1) - 1}], but got {d})"
-            )
-        wrapped.append(d - ndim if d >= 0 else d)
-    return wrapped
-
-
-def _check_no_repeats(dims: list[int], ndim: int) -> None:
-    seen = set()
-    for d in dims:
-        if d in seen:
-            raise GradientError(f"gradient: dim {d + ndim} appears multiple times in the list of dims")
-        seen.add(d)
-
-
-def _spacing(spacing: Spacing) -> Union[int, float, complex, list]:
-    """One scalar for every dim, or a list with one scalar or coordinate tensor per dim."""
-    if isinstance(spacing, Tensor):
-        if spacing.dim() == 0:
-            return spacing.item()
-        raise TypeError(
-            "gradient: `spacing` must be a scalar, a list of scalars or a list of 1-D coordinate tensors, "
-            f"got a tensor of shape {tuple(spacing.shape)} (pass coordinates as a list or tuple of tensors)"
-        )
-    if isinstance(spacing, numbers.Number) and not isinstance(spacing, bool):
-        return spacing  # type: ignore[return-value]
-    if isinstance(spacing, (list, tuple)):
-        if all(isinstance(s, Tensor) for s in spacing):
-            return list(spacing)
-        if all(isinstance(s, numbers.Number) and not isinstance(s, bool) for s in spacing):
-            return list(spacing)
-    raise TypeError(
-        f"gradient: `spacing` must be a scalar, a list of scalars or a list of 1-D coordinate tensors, got {spacing!r}"
-    )
 
 
 def _result_dtype(input: Tensor, weight_dtype: torch.dtype) -> torch.dtype:
@@ -187,20 +130,6 @@ def _uniform_stencil(input: Tensor, dim: int, h: Union[int, float, complex], edg
 
 def _coordinate_stencil(input: Tensor, dim: int, coords: Tensor, edge_order: int) -> Stencil:
     n = input.shape[dim]
-    if coords.device != input.device:
-        raise GradientError(
-            "gradient: every coordinate tensor in `spacing` must be on input's device "
-            f"{input.device}, got {coords.device}"
-        )
-    if coords.dim() != 1:
-        raise GradientError(
-            f"gradient: each coordinate tensor in `spacing` must be 1-D, got shape {tuple(coords.shape)}"
-        )
-    if coords.shape[0] != n:
-        raise GradientError(
-            f"gradient: the coordinates for dim {dim + input.dim()} must have one value per sample ({n}), "
-            f"got {coords.shape[0]}"
-        )
     step = coords.diff()
     dx1, dx2 = step[:-1], step[1:]
     taps = (-dx2 / (dx1 * (dx1 + dx2)), (dx2 - dx1) / (dx1 * dx2), dx1 / (dx2 * (dx1 + dx2)))
@@ -235,8 +164,9 @@ class Gradient(nn.Module):
 
     def __init__(self, *, spacing: Spacing = 1, dim: Dim = None, edge_order: int = 1) -> None:
         super().__init__()
-        if edge_order not in (1, 2) or isinstance(edge_order, bool):
-            raise GradientError(f"Gradient: `edge_order` must be 1 or 2, got {edge_order!r}")
+        check_spacing("Gradient", "spacing", spacing)
+        check_dim_argument("Gradient", "dim", dim)
+        check_edge_order("Gradient", "edge_order", edge_order)
         self.spacing, self.dim, self.edge_order = spacing, dim, edge_order
 
     def forward(self, input: Tensor) -> tuple[Tensor, ...]:

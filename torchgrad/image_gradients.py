@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._checks import check_image, check_spatial_dims
 from ._linear import apply_operator
 from ._separable import Separable
 from ._stencil import padded_stencil
+from ._validation import check_image, check_spatial_dims
 
 
 def image_gradients(image: Tensor, *, spatial_dims: int = 2) -> tuple[Tensor, ...]:
@@ -19,8 +19,10 @@ def image_gradients(image: Tensor, *, spatial_dims: int = 2) -> tuple[Tensor, ..
     :func:`torchgrad.tf_compat.image_gradients`.
 
     Args:
-        image: ``(..., H, W)`` tensor (``(..., D, H, W)`` when ``spatial_dims=3``), floating, complex
-            or signed integer.
+        image: ``(..., H, W)`` tensor (``(..., D, H, W)`` when ``spatial_dims=3``), floating or
+            complex. Integer images are refused: their differences wrap around in the integer dtype
+            (``int8``: ``127 - (-128)`` is ``-1``); convert them first (``image.double()`` is exact
+            for integers up to ``2**53``).
         spatial_dims: 2 for images, 3 for volumes.
 
     Returns:
@@ -43,8 +45,8 @@ def image_gradients(image: Tensor, *, spatial_dims: int = 2) -> tuple[Tensor, ..
 
 def forward_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Separable:
     """The forward differences of ``image`` along its spatial axes; checks the arguments for ``fn``."""
-    spatial_dims = check_spatial_dims(spatial_dims, fn)
-    image = check_image(image, fn, spatial_dims, integer=True)
+    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims)
+    image = check_image(fn, "image", image, spatial_dims)
     chains = tuple((padded_stencil(dim, image.shape[dim], (0, -1, 1), "valid"),) for dim in range(-spatial_dims, 0))
     return Separable(chains)
 
@@ -54,7 +56,7 @@ class ImageGradients(nn.Module):
 
     def __init__(self, *, spatial_dims: int = 2) -> None:
         super().__init__()
-        self.spatial_dims = check_spatial_dims(spatial_dims, "ImageGradients")
+        self.spatial_dims = check_spatial_dims("ImageGradients", "spatial_dims", spatial_dims)
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         return image_gradients(image, spatial_dims=self.spatial_dims)

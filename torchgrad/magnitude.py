@@ -7,11 +7,19 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ._checks import check_tensor
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._linear import cast_like_input as _cast
-from ._named import check_operator_options, operator_by_name
+from ._named import operator_by_name
 from ._separable import Separable, needs_traceable_code
+from ._validation import (
+    FLOATING,
+    check_bool,
+    check_image,
+    check_number,
+    check_operator,
+    check_padding,
+    check_spatial_dims,
+)
 
 OPERATORS = ("sobel", "scharr", "diff")
 
@@ -120,19 +128,22 @@ def _operator(
 ) -> Separable:
     """The linear operator behind ``operator``, its arguments checked."""
     fn = "gradient_magnitude"
-    _check_options(fn, operator, eps, padding, normalized, spatial_dims)
-    image = check_tensor(image, "image", fn)
-    if not image.dtype.is_floating_point:
-        raise TypeError(f"{fn}: `image` must have a real floating dtype, got {image.dtype}")
+    operator, eps, padding, normalized, spatial_dims = _check_options(
+        fn, operator, eps, padding, normalized, spatial_dims
+    )
+    image = check_image(fn, "image", image, spatial_dims, FLOATING)
     return operator_by_name(fn, operator, image, padding, normalized, spatial_dims)
 
 
 def _check_options(
     fn: str, operator: str, eps: float, padding: Optional[str], normalized: bool, spatial_dims: int
-) -> None:
-    check_operator_options(fn, operator, padding, normalized, spatial_dims, allowed=OPERATORS)
-    if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not eps >= 0:
-        raise ValueError(f"{fn}: `eps` must be a non-negative number, got {eps!r}")
+) -> tuple[str, float, Optional[str], bool, int]:
+    """The options, checked for ``fn``."""
+    padding = None if padding is None else check_padding(fn, "padding", padding)
+    normalized = check_bool(fn, "normalized", normalized)
+    operator = check_operator(fn, "operator", operator, OPERATORS, padding, normalized)
+    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims, (2,) if operator == "scharr" else (2, 3))
+    return operator, check_number(fn, "eps", eps, non_negative=True), padding, normalized, spatial_dims
 
 
 class GradientMagnitude(nn.Module):
@@ -148,9 +159,8 @@ class GradientMagnitude(nn.Module):
         spatial_dims: int = 2,
     ) -> None:
         super().__init__()
-        _check_options("GradientMagnitude", operator, eps, padding, normalized, spatial_dims)
-        self.operator, self.eps, self.padding, self.normalized = operator, eps, padding, normalized
-        self.spatial_dims = spatial_dims
+        options = _check_options("GradientMagnitude", operator, eps, padding, normalized, spatial_dims)
+        self.operator, self.eps, self.padding, self.normalized, self.spatial_dims = options
 
     def forward(self, image: Tensor) -> Tensor:
         return gradient_magnitude(

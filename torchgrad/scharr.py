@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._checks import check_padding
 from ._filters import SCHARR, derivative_operator
 from ._linear import apply_operator
+from ._validation import check_bool, check_padding
 
 
 def scharr(image: Tensor, *, padding: str = "reflect", normalized: bool = False) -> tuple[Tensor, Tensor]:
@@ -31,7 +31,7 @@ def scharr(image: Tensor, *, padding: str = "reflect", normalized: bool = False)
                 [0.0000, 0.5000, 0.5000, 0.0000],
                 [0.0000, 0.5000, 0.5000, 0.0000]])
     """
-    dy, dx = apply_operator(derivative_operator(image, "scharr", SCHARR, padding, normalized, 2), image)
+    dy, dx = apply_operator(derivative_operator("scharr", image, SCHARR, padding, normalized, 2), image)
     return dy, dx
 
 
@@ -40,8 +40,8 @@ class Scharr(nn.Module):
 
     def __init__(self, *, padding: str = "reflect", normalized: bool = False) -> None:
         super().__init__()
-        self.padding = check_padding(padding, "Scharr")
-        self.normalized = bool(normalized)
+        self.padding = check_padding("Scharr", "padding", padding)
+        self.normalized = check_bool("Scharr", "normalized", normalized)
 
     def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
         return scharr(image, padding=self.padding, normalized=self.normalized)

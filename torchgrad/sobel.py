@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._checks import check_padding, check_spatial_dims
 from ._filters import SOBEL, derivative_operator
 from ._linear import apply_operator
+from ._validation import check_bool, check_padding, check_spatial_dims
 
 
 def sobel(
@@ -42,8 +42,8 @@ def sobel(
         >>> bool(dy.eq(0).all())
         True
     """
-    spatial_dims = check_spatial_dims(spatial_dims, "sobel")
-    return apply_operator(derivative_operator(image, "sobel", SOBEL, padding, normalized, spatial_dims), image)
+    spatial_dims = check_spatial_dims("sobel", "spatial_dims", spatial_dims)
+    return apply_operator(derivative_operator("sobel", image, SOBEL, padding, normalized, spatial_dims), image)
 
 
 class Sobel(nn.Module):
@@ -51,9 +51,9 @@ class Sobel(nn.Module):
 
     def __init__(self, *, padding: str = "reflect", normalized: bool = False, spatial_dims: int = 2) -> None:
         super().__init__()
-        self.padding = check_padding(padding, "Sobel")
-        self.normalized = bool(normalized)
-        self.spatial_dims = check_spatial_dims(spatial_dims, "Sobel")
+        self.padding = check_padding("Sobel", "padding", padding)
+        self.normalized = check_bool("Sobel", "normalized", normalized)
+        self.spatial_dims = check_spatial_dims("Sobel", "spatial_dims", spatial_dims)
 
     def forward(self, image: Tensor) -> tuple[Tensor, ...]:
         return sobel(image, padding=self.padding, normalized=self.normalized, spatial_dims=self.spatial_dims)

@@ -10,16 +10,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._checks import check_tensor
+from ._validation import COMPLEX, FLOATING, check_dtype, check_tensor
 from .image_gradients import image_gradients as _image_gradients
 from .sobel import sobel as _sobel
 
 
-def _nchw(images: object, fn: str) -> Tensor:
-    images = check_tensor(images, "images", fn)
+def _nchw(fn: str, images: object, minimum: int) -> Tensor:
+    """``images`` checked as TensorFlow's NHWC (at least ``minimum`` pixels high and wide), as NCHW."""
+    images = check_dtype(fn, "images", check_tensor(fn, "images", images), FLOATING + COMPLEX)
     if images.dim() != 4:
         raise ValueError(
             f"{fn}: `images` must be a 4-D [batch, height, width, channels] tensor, got shape {tuple(images.shape)}"
+        )
+    if min(images.shape[1:3]) < minimum:
+        raise ValueError(
+            f"{fn}: `images` must be at least {minimum} pixel{'s' if minimum > 1 else ''} high and wide, "
+            f"got shape {tuple(images.shape)} [batch, height, width, channels]"
         )
     return images.permute(0, 3, 1, 2)
 
@@ -28,7 +34,7 @@ def image_gradients(images: Tensor) -> tuple[Tensor, Tensor]:
     """``tf.image.image_gradients``: forward differences ``(dy, dx)`` of ``[B, H, W, C]`` images.
 
     Args:
-        images: ``[batch, height, width, channels]`` tensor.
+        images: ``[batch, height, width, channels]`` tensor, floating or complex.
 
     Returns:
         ``(dy, dx)``, each ``[batch, height, width, channels]``: ``dy`` is zero in the last row and
@@ -44,7 +50,7 @@ def image_gradients(images: Tensor) -> tuple[Tensor, Tensor]:
                 [5., 5., 5., 5., 5.],
                 [0., 0., 0., 0., 0.]])
     """
-    dy, dx = _image_gradients(_nchw(images, "tf_compat.image_gradients"))
+    dy, dx = _image_gradients(_nchw("tf_compat.image_gradients", images, 1))
     return dy.permute(0, 2, 3, 1), dx.permute(0, 2, 3, 1)
 
 
@@ -66,5 +72,5 @@ def sobel_edges(images: Tensor) -> Tensor:
                 [0., 4., 4., 0.],
                 [0., 4., 4., 0.]])
     """
-    dy, dx = _sobel(_nchw(images, "tf_compat.sobel_edges"))
+    dy, dx = _sobel(_nchw("tf_compat.sobel_edges", images, 2))
     return torch.stack((dy.permute(0, 2, 3, 1), dx.permute(0, 2, 3, 1)), dim=-1)

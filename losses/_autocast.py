@@ -1,0 +1,35 @@
+"""The losses under autocast: computed in at least float32, in one dtype, as torch's own losses are."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import ContextManager, Optional
+
+import torch
+from torch import Tensor
+
+from torchgrad._internal import autocast_enabled
+
+
+def autocast_pair(input: Tensor, target: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
+    """Under autocast, ``input`` and ``target`` in the loss's dtype (:func:`result_dtype`)."""
+    if autocast_enabled(input.device):
+        dtype = result_dtype(input, target)
+        input = input.to(dtype)
+        target = None if target is None else target.to(dtype)
+    return input, target
+
+
+def result_dtype(input: Tensor, target: Optional[Tensor] = None) -> torch.dtype:
+    """The loss's dtype: the input's, or under autocast the inputs' promoted to at least float32."""
+    if not autocast_enabled(input.device):
+        return input.dtype
+    dtype = torch.promote_types(input.dtype, torch.float32)
+    return dtype if target is None else torch.promote_types(dtype, target.dtype)
+
+
+def autocast_off(device: torch.device) -> ContextManager:
+    """A context with autocast disabled on ``device`` (nothing to disable where autocast never runs, ``meta``)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()

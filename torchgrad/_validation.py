@@ -1,0 +1,419 @@
+"""Validation of the arguments of every public function and module of torchgrad and torchgrad.losses.
+
+Every check has one signature, ``check_xxx(fn, name, value, ...)``: ``fn`` is the public function or
+module that was called (``"sobel"``, ``"GradientLoss"``), ``name`` the argument as that caller spells
+it, ``value`` what came. A check returns the value (normalised where it says so) or raises, before
+any work is done:
+
+- ``TypeError`` for a wrong type or dtype: a bool where a number or a name is wanted, a number where
+  a bool is wanted, a sparse tensor, a float8 or integer image;
+- ``ValueError`` for a wrong value, shape or device: NaN or infinity, an unknown name, a tensor of
+  the wrong rank, tensors on different devices.
+
+Messages read ``"fn: `name` must ..., got ..."`` and quote what came: the repr of an option, the
+shape, dtype or device of a tensor. Bools are bools and numbers are finite everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import operator as _operator
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from ._stencil import PADDING_MODES
+
+FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+COMPLEX = (torch.complex64, torch.complex128)
+SIGNED_INTEGERS = (torch.int8, torch.int16, torch.int32, torch.int64)
+REDUCTIONS = ("mean", "sum", "none")
+SMOOTHING_OPERATORS = ("sobel", "scharr")
+
+_AXES = {2: "(..., H, W)", 3: "(..., D, H, W)"}
+_DTYPE_KINDS = {FLOATING: "a real floating", FLOATING + COMPLEX: "a floating or complex"}
+
+
+class GradientError(ValueError, RuntimeError):
+    """An input that ``torch.gradient`` rejects with ``RuntimeError``.
+
+    It is a ``ValueError`` as torchgrad's other errors are, and a ``RuntimeError`` so that code written
+    to catch ``torch.gradient``'s errors keeps working.
+    """
+
+    __module__ = "torchgrad"
+
+
+def _quote(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, shortened to ``limit`` characters."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _float(value: numbers.Real) -> float:
+    """``float(value)``; infinite for an int too large for a float."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
+
+
+def _names(values: Sequence[Any]) -> str:
+    return ", ".join(map(repr, values))
+
+
+def autocast_enabled(device: torch.device) -> bool:
+    """Whether autocast runs on ``device`` (never on devices it does not know, such as ``meta``)."""
+    return torch.amp.is_autocast_available(device.type) and torch.is_autocast_enabled(device.type)
+
+
+# Options -----------------------------------------------------------------------------------------
+
+
+def check_bool(fn: str, name: str, value: Any) -> bool:
+    """``True`` or ``False``: no other truthy or falsy value (``"False"`` would switch an option on)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{fn}: `{name}` must be True or False, got {_quote(value)}")
+    return value
+
+
+def check_choice(fn: str, name: str, value: Any, choices: Sequence[str]) -> str:
+    """One of the names in ``choices``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{fn}: `{name}` must be one of {_names(choices)}, got {_quote(value)}")
+    if value not in choices:
+        raise ValueError(f"{fn}: `{name}` must be one of {_names(choices)}, got {_quote(value)}")
+    return value
+
+
+def check_int_choice(fn: str, name: str, value: Any, choices: Sequence[int]) -> int:
+    """One of the ints in ``choices`` (a Python or NumPy integer; not a bool, not a float)."""
+    listed = " or ".join(map(str, choices))
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: `{name}` must be the int {listed}, got {_quote(value)}")
+    if value not in choices:
+        raise ValueError(f"{fn}: `{name}` must be {listed}, got {_quote(value)}")
+    return int(value)
+
+
+def check_number(fn: str, name: str, value: Any, *, positive: bool = False, non_negative: bool = False) -> float:
+    """A finite real number (not a bool), as a float; ``positive`` or ``non_negative`` where asked."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{fn}: `{name}` must be a real number, got {_quote(value)}")
+    number = _float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{fn}: `{name}` must be finite, got {_quote(value)}")
+    if positive and not number > 0:
+        raise ValueError(f"{fn}: `{name}` must be a positive number, got {_quote(value)}")
+    if non_negative and not number >= 0:
+        raise ValueError(f"{fn}: `{name}` must be a non-negative number, got {_quote(value)}")
+    return number
+
+
+def check_numbers(fn: str, name: str, value: Any, length: Optional[int] = None, what: str = "") -> tuple[float, ...]:
+    """A list or tuple of finite real numbers (``length`` of them when given), as floats."""
+    described = what or "a list or tuple of numbers"
+    if not isinstance(value, (list, tuple)) or any(
+        isinstance(v, bool) or not isinstance(v, numbers.Real) for v in value
+    ):
+        raise TypeError(f"{fn}: `{name}` must be {described}, got {_quote(value)}")
+    if length is not None and len(value) != length:
+        raise ValueError(f"{fn}: `{name}` must be {described}, got {len(value)} values: {_quote(value)}")
+    floats = tuple(_float(v) for v in value)
+    if not all(math.isfinite(v) for v in floats):
+        raise ValueError(f"{fn}: `{name}` must hold finite numbers, got {_quote(value)}")
+    return floats
+
+
+def check_names(fn: str, name: str, value: Any) -> tuple[str, ...]:
+    """One name, or a non-empty list or tuple of names, as a tuple."""
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{fn}: `{name}` must be a name or a list or tuple of names, got {_quote(value)}")
+    if not value:
+        raise ValueError(f"{fn}: `{name}` must not be empty, got {_quote(value)}")
+    return tuple(value)
+
+
+def check_reduction(fn: str, name: str, value: Any) -> str:
+    return check_choice(fn, name, value, REDUCTIONS)
+
+
+def check_padding(fn: str, name: str, value: Any) -> str:
+    return check_choice(fn, name, value, PADDING_MODES)
+
+
+def check_spatial_dims(fn: str, name: str, value: Any, allowed: Sequence[int] = (2, 3)) -> int:
+    return check_int_choice(fn, name, value, allowed)
+
+
+def check_operator(
+    fn: str, name: str, value: Any, choices: Sequence[str], padding: Optional[str] = None, normalized: bool = False
+) -> str:
+    """An operator name of ``choices``; ``padding`` and ``normalized`` (checked already) are given only
+    to the operators that take them, ``"sobel"`` and ``"scharr"``."""
+    value = check_choice(fn, name, value, choices)
+    if value not in SMOOTHING_OPERATORS and (padding is not None or normalized):
+        raise ValueError(f"{fn}: `padding` and `normalized` apply to 'sobel' and 'scharr', not to {value!r}")
+    return value
+
+
+# Tensors -----------------------------------------------------------------------------------------
+
+
+def check_tensor(fn: str, name: str, value: Any) -> Tensor:
+    """A dense (strided) ``torch.Tensor``: no sparse, nested or MKL-DNN layout."""
+    if not isinstance(value, Tensor):
+        got = "None" if value is None else f"{type(value).__name__} {_quote(value, 40)}"
+        raise TypeError(f"{fn}: `{name}` must be a torch.Tensor, got {got}")
+    if value.layout != torch.strided:
+        raise TypeError(f"{fn}: `{name}` must be a dense (strided) tensor, got layout {value.layout}")
+    return value
+
+
+def check_dtype(fn: str, name: str, value: Tensor, allowed: tuple[torch.dtype, ...]) -> Tensor:
+    """A tensor whose dtype is one of ``allowed`` (:data:`FLOATING` or ``FLOATING + COMPLEX``)."""
+    if value.dtype in allowed:
+        return value
+    kind = _DTYPE_KINDS.get(allowed, "a supported")
+    supported = ", ".join(str(d).removeprefix("torch.") for d in allowed)
+    integer = not (value.dtype.is_floating_point or value.dtype.is_complex) and value.dtype != torch.bool
+    hint = "; convert integer images with .float() first" if integer else ""
+    raise TypeError(f"{fn}: `{name}` must have {kind} dtype, got {value.dtype} (supported: {supported}{hint})")
+
+
+def check_image(
+    fn: str, name: str, value: Any, spatial_dims: int, dtypes: tuple[torch.dtype, ...] = FLOATING + COMPLEX
+) -> Tensor:
+    """An operator's input: ``(..., H, W)`` (``(..., D, H, W)``) with non-empty spatial axes."""
+    value = check_dtype(fn, name, check_tensor(fn, name, value), dtypes)
+    if value.dim() < spatial_dims:
+        raise ValueError(
+            f"{fn}: `{name}` must have at least {spatial_dims} dimensions {_AXES[spatial_dims]}, "
+            f"got shape {tuple(value.shape)}"
+        )
+    if 0 in value.shape[-spatial_dims:]:
+        raise ValueError(f"{fn}: the spatial axes of `{name}` must not be empty, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_min_size(fn: str, name: str, value: Tensor, spatial_dims: int, minimum: int, why: str) -> Tensor:
+    """At least ``minimum`` samples along each of the last ``spatial_dims`` axes, as ``why`` needs."""
+    if any(s < minimum for s in value.shape[-spatial_dims:]):
+        raise ValueError(
+            f"{fn}: {why} needs at least {minimum} samples along each spatial axis of `{name}`, "
+            f"got shape {tuple(value.shape)}"
+        )
+    return value
+
+
+def check_batch(fn: str, name: str, value: Any, ranks: Sequence[int] = (4, 5)) -> Tensor:
+    """A loss's input: ``(N, C, H, W)`` images (or ``(N, C, D, H, W)`` volumes where ``ranks`` has 5) of
+    a real floating dtype, with at least 2 pixels along each spatial axis."""
+    value = check_dtype(fn, name, check_tensor(fn, name, value), FLOATING)
+    if value.dim() not in ranks:
+        what = "(N, C, H, W) images" + (" or (N, C, D, H, W) volumes" if 5 in ranks else "")
+        raise ValueError(f"{fn}: `{name}` must be {what}, got shape {tuple(value.shape)}")
+    if any(s < 2 for s in value.shape[2:]):
+        raise ValueError(
+            f"{fn}: `{name}` needs at least 2 pixels along each spatial axis, got shape {tuple(value.shape)}"
+        )
+    return value
+
+
+def check_device(fn: str, name: str, value: Tensor, device: torch.device, owner: str) -> Tensor:
+    """``value`` on ``device``, the device of ``owner`` (another argument, or a module's weights)."""
+    if value.device != device:
+        raise ValueError(f"{fn}: `{name}` must be on {owner}'s device {device}, got {value.device}")
+    return value
+
+
+def check_like(fn: str, name: str, value: Tensor, like_name: str, like: Tensor) -> Tensor:
+    """``value`` with the shape, device and dtype of ``like`` (dtypes may differ under autocast)."""
+    if value.shape != like.shape:
+        raise ValueError(
+            f"{fn}: `{like_name}` and `{name}` must have the same shape, "
+            f"got {tuple(like.shape)} and {tuple(value.shape)}"
+        )
+    check_same_device(fn, name, value, like_name, like)
+    if value.dtype != like.dtype and not autocast_enabled(like.device):
+        raise TypeError(
+            f"{fn}: `{like_name}` and `{name}` must have the same dtype, got {like.dtype} and {value.dtype}"
+        )
+    return value
+
+
+def check_same_device(fn: str, name: str, value: Tensor, like_name: str, like: Tensor) -> Tensor:
+    if value.device != like.device:
+        raise ValueError(
+            f"{fn}: `{like_name}` and `{name}` must be on the same device, got {like.device} and {value.device}"
+        )
+    return value
+
+
+def check_computable_dtype(fn: str, name: str, value: Tensor, dtype: torch.dtype, owner: str) -> Tensor:
+    """``value`` can meet weights of ``dtype`` in a convolution: the same dtype, or under autocast (which
+    casts every floating dtype but float64) any two that are not float64."""
+    if value.dtype == dtype or (autocast_enabled(value.device) and torch.float64 not in (value.dtype, dtype)):
+        return value
+    raise TypeError(
+        f"{fn}: `{name}` must have the dtype of {owner}, {dtype}, got {value.dtype}: convert one to the other "
+        "(e.g. module.to(dtype)), or run under torch.autocast (which does not cast float64)"
+    )
+
+
+def check_mask(fn: str, name: str, value: Any, input: Tensor) -> Optional[Tensor]:
+    """``None``, or a bool mask on ``input``'s device broadcast (as a view) to ``input``'s shape."""
+    if value is None:
+        return None
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{fn}: `{name}` must be a bool torch.Tensor or None, got {type(value).__name__}")
+    check_tensor(fn, name, value)
+    if value.dtype != torch.bool:
+        raise TypeError(f"{fn}: `{name}` must have dtype torch.bool (True where valid), got {value.dtype}")
+    check_device(fn, name, value, input.device, "`input`")
+    try:
+        return value.expand(input.shape)
+    except RuntimeError:
+        raise ValueError(
+            f"{fn}: `{name}` of shape {tuple(value.shape)} does not broadcast to `input`'s shape {tuple(input.shape)}"
+        ) from None
+
+
+# torch.gradient's arguments ----------------------------------------------------------------------
+
+
+def _torch_int(value: Any) -> Optional[int]:
+    """``value`` as an int where torch's argument parser takes it as one (an int, a NumPy integer, a 0-d
+    integer tensor; not a bool, not a float), else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, Tensor):
+        if value.dim() != 0 or value.dtype.is_floating_point or value.dtype.is_complex or value.dtype == torch.bool:
+            return None
+        return int(value)
+    try:
+        return _operator.index(value)
+    except TypeError:
+        return None
+
+
+def check_edge_order(fn: str, name: str, value: Any) -> int:
+    """1 or 2, as ``torch.gradient`` takes it: ``TypeError`` for a non-int, :class:`GradientError` otherwise."""
+    edge_order = _torch_int(value)
+    if edge_order is None:
+        raise TypeError(f"{fn}: `{name}` must be the int 1 or 2, got {_quote(value)}")
+    if edge_order not in (1, 2):
+        raise GradientError(f"{fn}: `{name}` must be 1 or 2, got {_quote(value)}")
+    return edge_order
+
+
+def check_dim_argument(fn: str, name: str, value: Any) -> Optional[list[int]]:
+    """``None``, an int or a list or tuple of ints (as ``torch.gradient`` parses them), as a list."""
+    if value is None:
+        return None
+    single = _torch_int(value)
+    if single is not None:
+        return [single]
+    dims = [_torch_int(d) for d in value] if isinstance(value, (list, tuple)) else [None]
+    if any(d is None for d in dims):
+        raise TypeError(f"{fn}: `{name}` must be an int or a list or tuple of ints, got {_quote(value)}")
+    return dims  # type: ignore[return-value]
+
+
+def check_dims(fn: str, name: str, value: Optional[list[int]], ndim: int) -> list[int]:
+    """The dimensions (from :func:`check_dim_argument`) as negative indices into ``ndim`` dimensions,
+    each in range (``IndexError`` otherwise, as torch raises) and none repeated."""
+    if value is None:
+        return [d - ndim for d in range(ndim)]
+    if ndim == 0 and value:
+        raise IndexError(f"Dimension specified as {value[0]} but tensor has no dimensions")
+    wrapped: list[int] = []
+    for d in value:
+        low, high = -max(ndim, 1), max(ndim, 1) - 1
+        if not low <= d <= high:
+            raise IndexError(f"Dimension out of range (expected to be in range of [{low}, {high}], but got {d})")
+        d = d - ndim if d >= 0 else d
+        if d in wrapped:
+            raise GradientError(f"{fn}: dim {d + ndim} appears multiple times in `{name}`")
+        wrapped.append(d)
+    return wrapped
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, numbers.Number) and not isinstance(value, bool)
+
+
+def check_spacing(fn: str, name: str, value: Any) -> Any:
+    """``torch.gradient``'s spacing: ``None`` (1), a number or 0-d tensor (as a number), or a list or
+    tuple of numbers or of tensors (as a list). Bools are not numbers here."""
+    message = f"{fn}: `{name}` must be a number, a list of numbers or a list of 1-D coordinate tensors"
+    if value is None:
+        return 1
+    if isinstance(value, Tensor):
+        if value.dim() == 0 and value.dtype != torch.bool:
+            return value.item()
+        raise TypeError(f"{message}, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
+    if _is_scalar(value):
+        return value
+    if isinstance(value, (list, tuple)) and (
+        all(isinstance(s, Tensor) for s in value) or all(_is_scalar(s) for s in value)
+    ):
+        return list(value)
+    raise TypeError(f"{message}, got {_quote(value)}")
+
+
+def check_spacing_for(fn: str, name: str, value: Any, input: Tensor, dims: list[int], dim_given: bool) -> list[Any]:
+    """One spacing per dimension in ``dims``: coordinate tensors 1-D, one per sample, on ``input``'s device."""
+    if not isinstance(value, list):
+        return [value] * len(dims)
+    if not dim_given and len(value) != input.dim():
+        raise GradientError(
+            f"{fn}: `{name}` must be a scalar or a list of length input.dim() = {input.dim()} when `dim` is "
+            f"not given, got a list of length {len(value)}"
+        )
+    if dim_given and len(value) != len(dims):
+        raise GradientError(
+            f"{fn}: `{name}` and `dim` must have the same length, got {len(value)} spacings for {len(dims)} dims"
+        )
+    for d, coords in zip(dims, value):
+        if not isinstance(coords, Tensor):
+            continue
+        if coords.layout != torch.strided:
+            raise GradientError(f"{fn}: each coordinate tensor in `{name}` must be dense, got layout {coords.layout}")
+        if coords.device != input.device:
+            raise GradientError(
+                f"{fn}: every coordinate tensor in `{name}` must be on input's device {input.device}, "
+                f"got {coords.device}"
+            )
+        if coords.dim() != 1:
+            raise GradientError(
+                f"{fn}: each coordinate tensor in `{name}` must be 1-D, got shape {tuple(coords.shape)}"
+            )
+        if coords.shape[0] != input.shape[d]:
+            raise GradientError(
+                f"{fn}: the coordinates for dim {d + input.dim()} must have one value per sample "
+                f"({input.shape[d]}), got {coords.shape[0]}"
+            )
+    return value
+
+
+GRADIENT_DTYPES = FLOATING + COMPLEX + SIGNED_INTEGERS
+
+
+def check_gradient_input(fn: str, name: str, value: Any) -> Tensor:
+    """What ``torch.gradient`` computes on: a dense tensor of a floating, complex or signed integer dtype
+    (:class:`GradientError` for the others, where torch raises ``NotImplementedError``)."""
+    if not isinstance(value, Tensor):
+        check_tensor(fn, name, value)
+    if value.layout != torch.strided:
+        raise GradientError(f"{fn}: `{name}` must be a dense (strided) tensor, got layout {value.layout}")
+    if value.dtype not in GRADIENT_DTYPES:
+        supported = ", ".join(str(d).removeprefix("torch.") for d in GRADIENT_DTYPES)
+        raise GradientError(
+            f"{fn}: `{name}` has dtype {value.dtype}, which torch.gradient does not support (supported: {supported})"
+        )
+    return value
