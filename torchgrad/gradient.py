@@ -42,9 +42,11 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
     ``TypeError`` (``torch.gradient`` takes ``True`` for 1).
 
     Args:
-        input: the samples of the function: floating, complex or signed integer (integers give the
-            default floating dtype, so their differences never wrap around); other dtypes (bool,
-            unsigned, float8, complex32) and layouts (sparse) raise :class:`GradientError`.
+        input: the samples of the function: floating, complex or signed integer. Integers give the
+            default floating dtype, but their differences are taken in the integer dtype, as
+            ``torch.gradient`` takes them, and wrap around near its limits (``int8``: ``127 - (-128)``
+            is ``-1``); convert such input first. Other dtypes (bool, unsigned, float8, complex32) and
+            layouts (sparse) raise :class:`GradientError`.
         spacing: a scalar (the distance between samples along every dimension), one scalar per
             dimension, or one 1-D tensor of coordinates per dimension (a non-uniform grid); ``None``
             is 1.
