@@ -21,7 +21,7 @@ def check_feature_options(
     if layer_weights is None:
         weights = (1.0,) * len(layers)
     else:
-        weights = check_numbers(fn, "layer_weights", layer_weights, what="a list or tuple of numbers, one per layer")
+        weights = check_numbers(fn, "layer_weights", layer_weights, what="a sequence of numbers, one per layer")
         if len(weights) != len(layers):
             raise ValueError(
                 f"{fn}: `layer_weights` must have one weight per layer ({len(layers)}), got {len(weights)}: "
@@ -63,7 +63,7 @@ class FeatureLoss(nn.Module):
 
     def set_target(self, target: Tensor) -> None:
         """Compute and keep the target's statistics; ``forward(input)`` then compares against them."""
-        target = self.features.validate(type(self).__name__, "target", target)
+        target = self.features._validate(type(self).__name__, "target", target)
         with torch.no_grad():
             self._cached = self._statistics(target, "target")
         self._cached_shape = tuple(target.shape)
@@ -84,12 +84,12 @@ class FeatureLoss(nn.Module):
     def _statistics(self, x: Tensor, name: str) -> dict[str, Tensor]:
         return {k: self.statistic(v) for k, v in self.features(x, name=name).items()}
 
-    def check_inputs(self, fn: str, input: Any, target: Any) -> None:
+    def _check_inputs(self, fn: str, input: Any, target: Any) -> None:
         """Raise, on behalf of ``fn``, for an ``input`` and ``target`` (or the cached target when it is
         ``None``) this loss cannot compare, before any features are computed."""
         if target is None and (self._cached is None or self._cached_shape is None):
             raise ValueError(f"{fn}: pass a `target`, or call set_target(target) first")
-        input = self.features.validate(fn, "input", input)
+        input = self.features._validate(fn, "input", input)
         if target is None:
             target_shape = cast(tuple[int, ...], self._cached_shape)
         else:
@@ -99,7 +99,7 @@ class FeatureLoss(nn.Module):
                 raise TypeError(
                     f"{fn}: `input` and `target` must have the same dtype, got {input.dtype} and {target.dtype}"
                 )
-            target_shape = tuple(self.features.validate(fn, "target", target).shape)
+            target_shape = tuple(self.features._validate(fn, "target", target).shape)
         shape = tuple(input.shape)
         if target_shape[0] not in (1, shape[0]) or (self.same_size and target_shape[2:] != shape[2:]):
             what = "a batch of 1 or the input's batch" + (
@@ -108,9 +108,9 @@ class FeatureLoss(nn.Module):
             raise ValueError(f"{fn}: `target` must have {what}; got input {shape} and target {target_shape}")
 
     def forward(self, input: Tensor, target: Optional[Tensor] = None) -> Tensor:
-        self.check_inputs(type(self).__name__, input, target)
+        self._check_inputs(type(self).__name__, input, target)
         if target is None:
-            wanted = cast(dict[str, Tensor], self._cached)  # set: check_inputs raises otherwise
+            wanted = cast(dict[str, Tensor], self._cached)  # set: _check_inputs raises otherwise
         else:
             with torch.set_grad_enabled(torch.is_grad_enabled() and target.requires_grad):
                 wanted = self._statistics(target, "target")

@@ -82,7 +82,7 @@ class PerceptualGradientLoss(nn.Module):
         return_parts = check_bool(fn, "return_parts", return_parts)
         # Both terms' conditions, before either runs: the VGG term's, then the gradient term's (which
         # asks for a target of the input's shape and 2 pixels along each axis).
-        self.perceptual.check_inputs(fn, input, target)
+        self.perceptual._check_inputs(fn, input, target)
         check_pair(fn, input, target, self.gradient.operator)
         perceptual = self.perceptual(input, target)
         gradient = self.gradient(input, target)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import warnings
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union, cast
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +37,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG_OPTIONS = ("weights", "input_range", "pooling", "repeat_grey")
 Weights = Union[str, os.PathLike, WeightsEnum, None]
 
-# Guards the first-calls input-range check of every VGGFeatures: forward may run in several threads.
+# The first calls per argument name are checked against input_range (eager code only), until one warns.
+RANGE_CHECKED_CALLS = 3
+# Guards that check's counters in every VGGFeatures: forward may run in several threads at once.
 _RANGE_CHECK_LOCK = threading.Lock()
 
 
@@ -248,8 +250,8 @@ class VGGFeatures(nn.Module):
         # ImageNet normalisation of (x - low) / (high - low), as one affine map x * scale + shift.
         self.register_buffer("scale", (1.0 / ((high - low) * std)).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("shift", (-(low / (high - low) + mean) / std).view(1, 3, 1, 1), persistent=False)
-        # The first calls per argument are checked (eager code only); emptied by the one warning.
-        self._range_checks = {"input": 3, "target": 3}
+        self._range_checks: dict[str, int] = {}  # calls checked against input_range, per argument name
+        self._range_warned = False
         self.register_state_dict_post_hook(_drop_network_state)
         self._register_load_state_dict_pre_hook(self._keep_network_state)
 
@@ -259,7 +261,7 @@ class VGGFeatures(nn.Module):
         self.net.eval()
         return self
 
-    def forward(self, x: Tensor, name: str = "input") -> dict[str, Tensor]:
+    def forward(self, x: Tensor, name: str = "x") -> dict[str, Tensor]:
         """``{layer: features}`` of ``x``; ``name`` is the argument named in error messages."""
         x = self.check_input(x, name)
         recorded: dict[str, Tensor] = {}
@@ -272,13 +274,13 @@ class VGGFeatures(nn.Module):
                 recorded[self._indices[i]] = x
         return {name: recorded[name] for name in self.layers}
 
-    def check_input(self, x: Tensor, name: str = "input") -> Tensor:
+    def check_input(self, x: Tensor, name: str = "x") -> Tensor:
         """Raise for inputs the network cannot take; warn once about values outside ``input_range``."""
-        x = self.validate("VGGFeatures", name, x)
+        x = self._validate("VGGFeatures", name, x)
         self._check_range(name, x)
         return x
 
-    def validate(self, fn: str, name: str, x: Any) -> Tensor:
+    def _validate(self, fn: str, name: str, x: Any) -> Tensor:
         """``x`` as the network takes it, checked for ``fn`` (which calls it ``name``): ``(N, 3, H, W)``
         images (one channel repeated with ``repeat_grey``) large enough for the layers, on the
         network's device, in its dtype (or one autocast converts)."""
@@ -295,28 +297,28 @@ class VGGFeatures(nn.Module):
                 f"{fn}: `{name}` must be at least {self.min_size}x{self.min_size} for layer(s) "
                 f"{', '.join(self.layers)}, got shape {tuple(x.shape)}"
             )
-        weight = next(self.net.parameters())  # conv1_1's, where every network begins
+        weight = cast(Tensor, self.net[0].weight)  # conv1_1's (an attribute, not a Parameter, in replicas)
         check_device(fn, name, x, weight.device, "the VGG network")
         return check_computable_dtype(fn, name, x, weight.dtype, "the VGG network's weights")
 
     def _check_range(self, name: str, x: Tensor) -> None:
         """Warn once if ``x`` (checked on the first calls per ``name``) lies outside ``input_range``."""
-        if needs_traceable_code(x) or x.device.type == "meta" or not x.numel() or not self._range_checks.get(name):
+        if needs_traceable_code(x) or x.device.type == "meta" or not x.numel() or self._range_warned:
             return
         with _RANGE_CHECK_LOCK:
-            left = self._range_checks.get(name, 0)
-            if left <= 0:
+            done = self._range_checks.get(name, 0)
+            if done >= RANGE_CHECKED_CALLS:
                 return
-            self._range_checks[name] = left - 1
+            self._range_checks[name] = done + 1
         low, high = self.input_range
         tolerance = 0.05 * (high - low)
         lo, hi = (v.item() for v in torch.aminmax(x.detach()))
         if not (lo < low - tolerance or hi > high + tolerance):
             return
         with _RANGE_CHECK_LOCK:
-            if not self._range_checks:  # another thread has warned
+            if self._range_warned:  # another thread has warned
                 return
-            self._range_checks = {}
+            self._range_warned = True
         warnings.warn(
             f"VGGFeatures: `{name}` has values in [{lo:.3g}, {hi:.3g}], outside input_range="
             f"{self.input_range}; set input_range to the images' range (e.g. (-1, 1))",

@@ -84,14 +84,14 @@ def test_vgg_losses_refuse_an_input_dtype_other_than_the_modules(cls: type, dtyp
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_vgg_features_refuse_an_input_dtype_other_than_the_modules(dtype: torch.dtype) -> None:
-    _error(TypeError, lambda: _vgg()(IMAGES.to(dtype)), "input", str(dtype), "torch.float32")
+    _error(TypeError, lambda: _vgg()(IMAGES.to(dtype)), "x", str(dtype), "torch.float32")
 
 
 def test_vgg_features_take_other_dtypes_under_autocast_but_not_float64() -> None:
     vgg = _vgg()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert vgg(IMAGES.half())["relu1_1"].dtype == torch.bfloat16
-        _error(TypeError, lambda: vgg(IMAGES.double()), "input", "torch.float64")
+        _error(TypeError, lambda: vgg(IMAGES.double()), "x", "torch.float64")
 
 
 @pytest.mark.parametrize("cls", VGG_LOSSES)
@@ -105,8 +105,8 @@ def test_vgg_losses_refuse_input_and_target_on_different_devices(cls: type) -> N
 def test_vgg_modules_refuse_an_input_off_the_modules_device(cls: type) -> None:
     module = _vgg(cls)
     x = torch.empty(2, 3, 8, 8, device="meta")
-    args = (x,) if cls is VGGFeatures else (x, x)
-    _error(ValueError, lambda: module(*args), "input", "meta", "cpu")
+    args, name = ((x,), "x") if cls is VGGFeatures else ((x, x), "input")
+    _error(ValueError, lambda: module(*args), name, "meta", "cpu")
 
 
 @pytest.mark.parametrize("cls", VGG_LOSSES)
@@ -384,7 +384,7 @@ OPERATOR_CALLS: dict[str, tuple[str, Callable[[torch.Tensor], Any]]] = {
     "TotalVariationLoss": ("input", lambda t: TotalVariationLoss()(t)),
     "edge_aware_smoothness_loss": ("disparity", lambda t: edge_aware_smoothness_loss(t, IMAGES)),
     "EdgeAwareSmoothnessLoss": ("image", lambda t: EdgeAwareSmoothnessLoss()(GREY, t)),
-    "VGGFeatures": ("input", lambda t: _vgg()(t)),
+    "VGGFeatures": ("x", lambda t: _vgg()(t)),
     "PerceptualLoss": ("input", lambda t: _vgg(PerceptualLoss)(t, t)),
     "StyleLoss": ("target", lambda t: _vgg(StyleLoss)(IMAGES, t)),
     "PerceptualGradientLoss": ("input", lambda t: _vgg(PerceptualGradientLoss)(t, t)),
@@ -568,6 +568,12 @@ GRADIENT_CASES = {
     "dim=[1,-1]": dict(dim=[1, -1]),
     "dim=2": dict(dim=2),
     "dim=[]": dict(dim=[]),
+    "coordinates uint8": dict(spacing=[torch.arange(3).to(torch.uint8), torch.arange(4).to(torch.uint8)]),
+    "coordinates int64": dict(spacing=[torch.arange(3), torch.arange(4)]),
+    "coordinates float16": dict(spacing=[torch.arange(3.0).half(), torch.arange(4.0).half()]),
+    "coordinates bool": dict(spacing=[torch.ones(3, dtype=torch.bool), torch.ones(4, dtype=torch.bool)]),
+    "coordinates float8": dict(spacing=[torch.arange(3.0).to(torch.float8_e5m2), torch.arange(4.0)]),
+    "coordinates uint16": dict(spacing=[torch.arange(3).to(torch.uint16), torch.arange(4.0)]),
 }
 
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import math
 import numbers
 import operator as _operator
-from typing import Any, Optional, Sequence
+from collections.abc import Sequence
+from typing import Any, Optional
 
 import torch
 from torch import Tensor
@@ -29,6 +30,7 @@ from ._stencil import PADDING_MODES
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 COMPLEX = (torch.complex64, torch.complex128)
 SIGNED_INTEGERS = (torch.int8, torch.int16, torch.int32, torch.int64)
+GRADIENT_DTYPES = FLOATING + COMPLEX + SIGNED_INTEGERS  # what torch.gradient computes on
 REDUCTIONS = ("mean", "sum", "none")
 SMOOTHING_OPERATORS = ("sobel", "scharr")
 
@@ -58,6 +60,11 @@ def _float(value: numbers.Real) -> float:
         return float(value)
     except OverflowError:
         return math.inf
+
+
+def _is_sequence(value: Any) -> bool:
+    """A sequence of items, such as a list or tuple; not a string."""
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
 
 
 def _names(values: Sequence[Any]) -> str:
@@ -113,11 +120,9 @@ def check_number(fn: str, name: str, value: Any, *, positive: bool = False, non_
 
 
 def check_numbers(fn: str, name: str, value: Any, length: Optional[int] = None, what: str = "") -> tuple[float, ...]:
-    """A list or tuple of finite real numbers (``length`` of them when given), as floats."""
-    described = what or "a list or tuple of numbers"
-    if not isinstance(value, (list, tuple)) or any(
-        isinstance(v, bool) or not isinstance(v, numbers.Real) for v in value
-    ):
+    """A sequence (list, tuple, ...) of finite real numbers (``length`` of them when given), as floats."""
+    described = what or "a sequence of numbers"
+    if not _is_sequence(value) or any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in value):
         raise TypeError(f"{fn}: `{name}` must be {described}, got {_quote(value)}")
     if length is not None and len(value) != length:
         raise ValueError(f"{fn}: `{name}` must be {described}, got {len(value)} values: {_quote(value)}")
@@ -128,11 +133,11 @@ def check_numbers(fn: str, name: str, value: Any, length: Optional[int] = None, 
 
 
 def check_names(fn: str, name: str, value: Any) -> tuple[str, ...]:
-    """One name, or a non-empty list or tuple of names, as a tuple."""
+    """One name, or a non-empty sequence (list, tuple, ...) of names, as a tuple."""
     if isinstance(value, str):
         return (value,)
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-        raise TypeError(f"{fn}: `{name}` must be a name or a list or tuple of names, got {_quote(value)}")
+    if not _is_sequence(value) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{fn}: `{name}` must be a name or a sequence of names, got {_quote(value)}")
     if not value:
         raise ValueError(f"{fn}: `{name}` must not be empty, got {_quote(value)}")
     return tuple(value)
@@ -356,7 +361,10 @@ def check_spacing(fn: str, name: str, value: Any) -> Any:
     if isinstance(value, Tensor):
         if value.dim() == 0 and value.dtype != torch.bool:
             return value.item()
-        raise TypeError(f"{message}, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype}")
+        raise TypeError(
+            f"{message}, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype} "
+            "(pass coordinates as a list or tuple of tensors)"
+        )
     if _is_scalar(value):
         return value
     if isinstance(value, (list, tuple)) and (
@@ -384,6 +392,10 @@ def check_spacing_for(fn: str, name: str, value: Any, input: Tensor, dims: list[
             continue
         if coords.layout != torch.strided:
             raise GradientError(f"{fn}: each coordinate tensor in `{name}` must be dense, got layout {coords.layout}")
+        if coords.dtype not in GRADIENT_DTYPES + (torch.uint8,):
+            raise GradientError(
+                f"{fn}: the coordinate tensors in `{name}` must be floating, complex or integer, got {coords.dtype}"
+            )
         if coords.device != input.device:
             raise GradientError(
                 f"{fn}: every coordinate tensor in `{name}` must be on input's device {input.device}, "
@@ -399,9 +411,6 @@ def check_spacing_for(fn: str, name: str, value: Any, input: Tensor, dims: list[
                 f"({input.shape[d]}), got {coords.shape[0]}"
             )
     return value
-
-
-GRADIENT_DTYPES = FLOATING + COMPLEX + SIGNED_INTEGERS
 
 
 def check_gradient_input(fn: str, name: str, value: Any) -> Tensor:
