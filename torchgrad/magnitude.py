@@ -97,7 +97,9 @@ def gradient_magnitude(
 
     ``eps`` keeps the magnitude and its gradient finite where the image is flat (``sqrt`` of zero
     has an infinite derivative, the NaN trap of hand-rolled versions). The backward is written by
-    hand and saves only a reference to ``image``.
+    hand and saves only a reference to ``image``. For half-precision images the derivatives, their
+    squares and sums (the square of 256 overflows float16) and the gradients are computed in float32
+    and returned in the image's dtype.
 
     Args:
         image: ``(..., H, W)`` tensor (``(..., D, H, W)`` for volumes), floating.
