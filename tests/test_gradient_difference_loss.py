@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from loss_references import naive_gradients
+from references import naive_gradients
 
 from torchgrad.losses import GradientDifferenceLoss
 from torchgrad.losses.functional import gradient_difference_loss

@@ -6,9 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES
-from loss_references import naive_gradients
-from test_sobel import tensorflow_sobel_edges
+from references import DEVICES, naive_gradients, tensorflow_sobel_edges
 
 from torchgrad import sobel, tf_compat
 from torchgrad.losses import GradientLoss

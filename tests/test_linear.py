@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import DEVICES, LINEAR_OPERATORS, coordinate_operator
 from hypothesis import given
 from hypothesis import strategies as st
+from references import DEVICES, LINEAR_OPERATORS, coordinate_operator
 from torch.func import grad, jacfwd, jacrev, jvp, vmap
 
 import torchgrad

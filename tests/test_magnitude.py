@@ -5,7 +5,7 @@ from __future__ import annotations
 import kornia
 import pytest
 import torch
-from torch.func import jacfwd, jacrev, vmap
+from torch.func import jacfwd, jacrev, jvp, vmap
 
 from torchgrad import GradientMagnitude, gradient_magnitude, image_gradients, scharr, sobel
 
@@ -104,3 +104,79 @@ def test_module() -> None:
     module = GradientMagnitude(operator="scharr", eps=1e-4)
     assert torch.equal(module(x), gradient_magnitude(x, operator="scharr", eps=1e-4))
     assert "operator='scharr'" in repr(module)
+
+
+HALF = (torch.float16, torch.bfloat16)
+HALF_CASES = [
+    dict(),
+    dict(operator="scharr", padding="zeros"),
+    dict(operator="diff"),
+    dict(operator="sobel", spatial_dims=3, padding="replicate"),
+]
+
+
+def _assert_close_half(actual: torch.Tensor, expected: torch.Tensor, dtype: torch.dtype, spread: bool = False) -> None:
+    """``actual`` (in ``dtype``) against a float64 ``expected``, to within one rounding to ``dtype`` of a value
+    computed in float32; ``spread`` adds float32's error on sums whose terms cancel, scaled to the largest value."""
+    assert actual.dtype == dtype and torch.isfinite(actual).all()
+    rtol = torch.finfo(dtype).eps  # twice the unit roundoff
+    atol = 1e-2 * rtol * expected.abs().max().item() if spread else 1e-5
+    torch.testing.assert_close(actual.double(), expected, rtol=rtol, atol=atol)
+
+
+def _image(dtype: torch.dtype, spatial_dims: int = 2, seed: int = 0) -> torch.Tensor:
+    """An 8-bit image (0..255, exact in both half dtypes) in ``dtype``."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (2, 3, 9, 10) if spatial_dims == 2 else (2, 5, 6, 7)
+    return torch.randint(0, 256, shape, generator=gen).to(dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("kwargs", HALF_CASES)
+def test_half_precision_forward_and_backward(dtype: torch.dtype, kwargs: dict) -> None:
+    """Squares and sums in float32: no float16 overflow to inf (and all-zero gradients through it)."""
+    x = _image(dtype, kwargs.get("spatial_dims", 2)).requires_grad_()
+    x64 = x.detach().double().requires_grad_()
+    probe = torch.rand(x.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+    out, ref = gradient_magnitude(x, **kwargs), gradient_magnitude(x64, **kwargs)
+    assert ref.max() > 256  # its square is beyond float16's range (65504)
+    _assert_close_half(out, ref.detach(), dtype)
+    (grad,) = torch.autograd.grad(out, x, probe)
+    (grad_ref,) = torch.autograd.grad(ref, x64, probe.double())
+    assert grad.abs().max() > 0.1
+    _assert_close_half(grad, grad_ref, dtype, spread=True)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("flat", [True, False])
+def test_half_precision_double_backward(dtype: torch.dtype, flat: bool) -> None:
+    """gradgrad of GradientMagnitude: where the image is flat 1 / (|A x|^2 + eps) is far beyond float16's range."""
+    module = GradientMagnitude()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.full((1, 2, 7, 8), 3.0) if flat else torch.rand(1, 2, 7, 8, generator=gen)
+    v = torch.rand(x.shape, generator=gen)
+    w = torch.rand(x.shape, generator=gen) * (1e-2 if flat else 1.0)  # a flat image's curvature is 1 / sqrt(eps)
+    x, v, w = x.to(dtype), v.to(dtype), w.to(dtype)
+    results = []
+    for t in (x.clone().requires_grad_(), x.double().requires_grad_()):
+        (g,) = torch.autograd.grad(module(t), t, v.to(t.dtype), create_graph=True)
+        (gg,) = torch.autograd.grad(g, t, w.to(t.dtype))
+        results.append((g, gg))
+    (g, gg), (g_ref, gg_ref) = results
+    assert gg_ref.abs().max() > 1
+    _assert_close_half(g.detach(), g_ref.detach(), dtype, spread=True)
+    _assert_close_half(gg, gg_ref, dtype, spread=True)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_jvp_and_vmap(dtype: torch.dtype) -> None:
+    x = _image(dtype)[0]
+    t = torch.rand(x.shape, generator=torch.Generator().manual_seed(3)).to(dtype)
+    out, tangent = jvp(gradient_magnitude, (x,), (t,))
+    out_ref, tangent_ref = jvp(gradient_magnitude, (x.double(),), (t.double(),))
+    _assert_close_half(out, out_ref, dtype)
+    _assert_close_half(tangent, tangent_ref, dtype, spread=True)
+    _assert_close_half(vmap(gradient_magnitude)(x), out_ref, dtype)
+    small = x[0, :5, :6]
+    jacobian = jacrev(gradient_magnitude)(small)  # vmap over the differentiable backward
+    _assert_close_half(jacobian, jacrev(gradient_magnitude)(small.double()), dtype, spread=True)

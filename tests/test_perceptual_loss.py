@@ -7,8 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import DEVICES
-from vgg_fixtures import reference_features
+from references import DEVICES, reference_features
 
 from torchgrad.losses import GradientLoss, PerceptualGradientLoss, PerceptualLoss, StyleLoss, gram_matrix
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import PADDINGS
-from test_sobel import conv_reference
+from references import PADDINGS, conv_reference
 
 from torchgrad import Scharr, scharr
 

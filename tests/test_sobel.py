@@ -7,34 +7,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import PADDINGS
+from references import PADDINGS, conv_reference, tensorflow_sobel_edges
 
 from torchgrad import Sobel, sobel
-
-
-def tensorflow_sobel_edges(images: np.ndarray) -> np.ndarray:
-    """tf.image.sobel_edges as TensorFlow computes it: reflect-pad by one, then a depthwise
-    correlation with its two 3x3 kernels; NHWC in, [B, H, W, C, 2] out with (dy, dx) last."""
-    kernels = [[[-1, -2, -1], [0, 0, 0], [1, 2, 1]], [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]]
-    _, h, w, _ = images.shape
-    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
-    out = np.zeros(images.shape + (2,), dtype=np.float64)
-    for k, kernel in enumerate(kernels):
-        for a in range(3):
-            for b in range(3):
-                out[..., k] += kernel[a][b] * padded[:, a : a + h, b : b + w, :]
-    return out
-
-
-def conv_reference(x: torch.Tensor, smoothing: list[float], padding: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The 2-D filters as a padded depthwise conv2d, the usual hand-rolled way."""
-    mode = "constant" if padding == "zeros" else padding
-    c = x.shape[1]
-    kx = torch.tensor(smoothing, dtype=x.dtype)[:, None] * torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
-    xp = F.pad(x, (1, 1, 1, 1), mode=mode)
-    dx = F.conv2d(xp, kx.expand(c, 1, 3, 3), groups=c)
-    dy = F.conv2d(xp, kx.t().contiguous().expand(c, 1, 3, 3), groups=c)
-    return dy, dx
 
 
 def test_matches_tensorflow_sobel_edges() -> None:

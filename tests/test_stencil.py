@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import PADDINGS
+from references import PADDINGS
 
 from torchgrad._stencil import Row, Stencil, padded_stencil
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_sobel import tensorflow_sobel_edges
+from references import tensorflow_sobel_edges
 
 from torchgrad import tf_compat
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from loss_references import naive_gradients
+from references import naive_gradients
 
 from torchgrad.losses import TotalVariationLoss
 from torchgrad.losses.functional import total_variation_loss

@@ -7,8 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import DEVICES
-from vgg_fixtures import reference_features
+from references import DEVICES, reference_features
 
 from torchgrad.losses import VGGFeatures, WeightsUnavailableError, layer_names
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import torch
@@ -67,6 +67,10 @@ class Separable:
                     else:
                         stencil.adjoint(y, out=result[rows], accumulate=i > 0)
         return result
+
+    def with_output_dtype(self, dtype: torch.dtype) -> "Separable":
+        """The same operator writing every output in ``dtype`` (each chain's last stage computes in it)."""
+        return Separable(tuple(chain[:-1] + (replace(chain[-1], dtype=dtype),) for chain in self.chains))
 
     def support(self) -> "Separable":
         """The operator with absolute weights: non-zero exactly where an output reads a non-zero sample."""

@@ -17,6 +17,17 @@ handled exactly, without copies of the input.
 
 Eager code writes results into preallocated tensors through ``out=``; under ``torch.compile`` the
 same arithmetic is written with plain tensor operations, which Dynamo traces and Inductor fuses.
+
+Non-finite values follow the taps. Each term ``w * x[k]`` of a row reads one sample; a zero scalar tap
+(the centre of ``[-1, 0, 1]``) is no term, so its sample is never read. An output is therefore
+non-finite exactly when one of its terms reads a non-finite sample (in a chain of stencils, when a
+path of terms leads to one), barring overflow: exactly where :meth:`Stencil.support` applied to an
+indicator of the non-finite samples is non-zero, the same notion of reading that the losses' masks
+use. A convolution multiplies its zero taps too (``0 * NaN = NaN``) and turns a superset of outputs
+non-finite: its whole window. Padding reads the samples it copies, one read per tap, so where two
+taps fold onto one sample (reflect padding's difference in the border row) a non-finite value
+propagates although the weights cancel, as in a padded convolution. Tensor taps (coordinate grids)
+are terms even where they are zero: all three samples are read, as ``torch.gradient`` reads them.
 """
 
 from __future__ import annotations

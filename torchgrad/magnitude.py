@@ -35,11 +35,15 @@ def _norm(components: tuple[Tensor, ...], eps: float, reuse: bool = False) -> Te
 
 
 class _Magnitude(torch.autograd.Function):
-    """``|A x|``. Saves only ``x`` (a reference to the input, no new memory) and recomputes ``A x``."""
+    """``|A x|``. Saves only ``x`` (a reference to the input, no new memory) and recomputes ``A x``.
+
+    ``A`` may write its outputs in a wider dtype than ``x`` (float32 for half precision): the norm is
+    computed in that dtype and returned in ``x``'s, and so are the gradients.
+    """
 
     @staticmethod
     def forward(x: Tensor, op: LinearOperator, eps: float) -> Tensor:
-        return _norm(op.apply(x), eps, reuse=True)
+        return _norm(op.apply(x), eps, reuse=True).to(x.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -79,7 +83,8 @@ class _MagnitudeWithJvp(_Magnitude):
         (x,) = ctx.saved_tensors
         components = apply_operator(ctx.op, x)
         tangents = apply_operator(ctx.op, x_t)
-        return sum(c * t for c, t in zip(components, tangents)) / torch.sqrt(sum(c * c for c in components) + ctx.eps)
+        norm = torch.sqrt(sum(c * c for c in components) + ctx.eps)
+        return (sum(c * t for c, t in zip(components, tangents)) / norm).to(x.dtype)
 
 
 def magnitude(op: LinearOperator, x: Tensor, eps: float) -> Tensor:
@@ -100,7 +105,9 @@ def gradient_magnitude(
 
     ``eps`` keeps the magnitude and its gradient finite where the image is flat (``sqrt`` of zero
     has an infinite derivative, the NaN trap of hand-rolled versions). The backward is written by
-    hand and saves only a reference to ``image``.
+    hand and saves only a reference to ``image``. For half-precision images the derivatives, their
+    squares and sums (the square of 256 overflows float16) and the gradients are computed in float32
+    and returned in the image's dtype.
 
     Args:
         image: ``(..., H, W)`` tensor (``(..., D, H, W)`` for volumes), floating.
@@ -120,7 +127,12 @@ def gradient_magnitude(
                 [0., 4., 4., 0.],
                 [0., 4., 4., 0.]])
     """
-    return magnitude(_operator(image, operator, padding, normalized, spatial_dims, eps), image, eps)
+    op = _operator(image, operator, padding, normalized, spatial_dims, eps)
+    if image.dtype in (torch.float16, torch.bfloat16):
+        # Squares of half-precision components overflow float16 (255^2) and round in bfloat16, and so
+        # does the double backward's 1 / (|A x|^2 + eps) where the image is flat: all in float32.
+        op = op.with_output_dtype(torch.float32)
+    return magnitude(op, image, eps)
 
 
 def _operator(

@@ -1,0 +1,223 @@
+"""Shared test references: straightforward re-implementations of what torchgrad reproduces, and shared registries.
+
+What each one reproduces:
+
+- ``PADDINGS``, ``DEVICES``: the padding modes every filter takes; the devices a test runs on (CUDA when present).
+- ``LINEAR_OPERATORS``, ``coordinate_operator``: the registry of linear operators (and option sets) that the
+  property tests (gradcheck, adjoint identity, torch.func, compile) run over; ``gradient`` on a non-uniform grid.
+- ``tensorflow_sobel_edges``: TensorFlow's ``tf.image.sobel_edges`` (reflect padding, depthwise 3x3 correlation,
+  NHWC in, ``[B, H, W, C, 2]`` out with ``(dy, dx)`` last), in NumPy.
+- ``conv_reference``: the 2-D Sobel/Scharr filters as a padded depthwise ``torch.nn.functional.conv2d``.
+- ``naive_gradients``: every operator the losses use, by slicing (forward differences, TensorFlow's
+  ``image_gradients``), ``torch.gradient`` (central differences) or padded ``conv2d``/``conv3d`` (Sobel, Scharr).
+- ``save_random_weights``, ``reference_features``: random VGG weights saved as torchvision state-dict files, and the
+  features of the full torchvision VGG (``torchvision.models.vgg16`` ...) with explicit ImageNet normalisation.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import torchgrad
+
+PADDINGS = ("reflect", "replicate", "zeros", "circular")
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
+]
+
+
+def _linear_operators() -> dict[str, tuple[Callable[[torch.Tensor], tuple[torch.Tensor, ...]], int, int]]:
+    """name -> (operator, spatial dims, smallest size per spatial axis)."""
+    ops: dict[str, tuple[Callable, int, int]] = {
+        "image_gradients": (torchgrad.image_gradients, 2, 1),
+        "image_gradients_3d": (lambda x: torchgrad.image_gradients(x, spatial_dims=3), 3, 1),
+        "gradient": (lambda x: torchgrad.gradient(x, dim=(-2, -1)), 2, 2),
+        "gradient_edge2_spacing": (
+            lambda x: torchgrad.gradient(x, spacing=[0.5, 2.0], dim=[-2, -1], edge_order=2),
+            2,
+            3,
+        ),
+        "gradient_reversed_dims": (lambda x: torchgrad.gradient(x, spacing=1.5, dim=[-1, -2]), 2, 2),
+    }
+    for padding in PADDINGS:
+        small = 2 if padding == "reflect" else 1
+        for normalized in (False, True):
+            tag = f"{padding}{'_normalized' if normalized else ''}"
+            ops[f"sobel_{tag}"] = (
+                lambda x, p=padding, n=normalized: torchgrad.sobel(x, padding=p, normalized=n),
+                2,
+                small,
+            )
+            ops[f"scharr_{tag}"] = (
+                lambda x, p=padding, n=normalized: torchgrad.scharr(x, padding=p, normalized=n),
+                2,
+                small,
+            )
+        ops[f"sobel_3d_{padding}"] = (lambda x, p=padding: torchgrad.sobel(x, padding=p, spatial_dims=3), 3, small)
+    return ops
+
+
+LINEAR_OPERATORS = _linear_operators()
+
+
+def coordinate_operator(x: torch.Tensor, edge_order: int = 1) -> tuple[torch.Tensor, ...]:
+    """``gradient`` on a non-uniform grid along the last two axes (coordinates derived from the shape)."""
+    coords = [
+        torch.linspace(0, 1, x.shape[d], dtype=torch.float64, device=x.device) ** 2 * 3
+        + torch.arange(x.shape[d], device=x.device)
+        for d in (-2, -1)
+    ]
+    return torchgrad.gradient(x, spacing=coords, dim=(-2, -1), edge_order=edge_order)
+
+
+def tensorflow_sobel_edges(images: np.ndarray) -> np.ndarray:
+    """tf.image.sobel_edges as TensorFlow computes it: reflect-pad by one, then a depthwise
+    correlation with its two 3x3 kernels; NHWC in, [B, H, W, C, 2] out with (dy, dx) last."""
+    kernels = [[[-1, -2, -1], [0, 0, 0], [1, 2, 1]], [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]]
+    _, h, w, _ = images.shape
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+    out = np.zeros(images.shape + (2,), dtype=np.float64)
+    for k, kernel in enumerate(kernels):
+        for a in range(3):
+            for b in range(3):
+                out[..., k] += kernel[a][b] * padded[:, a : a + h, b : b + w, :]
+    return out
+
+
+def conv_reference(x: torch.Tensor, smoothing: list[float], padding: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 2-D filters as a padded depthwise conv2d, the usual hand-rolled way."""
+    mode = "constant" if padding == "zeros" else padding
+    c = x.shape[1]
+    kx = torch.tensor(smoothing, dtype=x.dtype)[:, None] * torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
+    xp = F.pad(x, (1, 1, 1, 1), mode=mode)
+    dx = F.conv2d(xp, kx.expand(c, 1, 3, 3), groups=c)
+    dy = F.conv2d(xp, kx.t().contiguous().expand(c, 1, 3, 3), groups=c)
+    return dy, dx
+
+
+SMOOTHING = {"sobel": [1.0, 2.0, 1.0], "scharr": [3.0, 10.0, 3.0]}
+
+
+def naive_gradients(
+    x: torch.Tensor, operator: str, padding: str = "reflect", normalized: bool = False, absolute: bool = False
+) -> list[torch.Tensor]:
+    """Gradient components (outermost axis first) by slicing, padded convolution or torch.gradient.
+
+    ``absolute`` uses the absolute values of the weights: on an indicator of invalid pixels it is
+    non-zero exactly where a stencil reads one (a pixel read twice, as reflect padding does, counts
+    even when its two weights cancel).
+    """
+    spatial = x.dim() - 2
+    dims = list(range(2, x.dim()))
+    if operator == "central":
+        if absolute:  # interior reads i-1 and i+1, the two edges read their first two samples
+            out = []
+            for d in dims:
+                n = x.shape[d]
+                reads = torch.cat(
+                    [
+                        x.narrow(d, 0, 2).sum(d, keepdim=True),
+                        x.narrow(d, 0, n - 2) + x.narrow(d, 2, n - 2),
+                        x.narrow(d, n - 2, 2).sum(d, keepdim=True),
+                    ],
+                    dim=d,
+                )
+                out.append(reads)
+            return out
+        return list(torch.gradient(x, dim=dims))
+    if operator == "diff":
+        out = []
+        for d in dims:
+            sign = 1 if absolute else -1
+            diff = x.narrow(d, 1, x.shape[d] - 1) + sign * x.narrow(d, 0, x.shape[d] - 1)
+            out.append(torch.cat([diff, torch.zeros_like(x.narrow(d, 0, 1))], dim=d))
+        return out
+    s = torch.tensor(SMOOTHING[operator], dtype=x.dtype)
+    diff = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
+    mode = "constant" if padding == "zeros" else padding
+    xp = F.pad(x, (1, 1) * spatial, mode=mode)
+    c = x.shape[1]
+    out = []
+    for axis in range(spatial):
+        kernel = torch.ones((1,) * spatial, dtype=x.dtype)
+        for a in range(spatial):
+            v = diff if a == axis else s
+            kernel = kernel.unsqueeze(-1) * v.reshape((1,) * a + (3,))
+        kernel = kernel.reshape((3,) * spatial)
+        kernel = kernel.abs() if absolute else kernel
+        conv = F.conv2d if spatial == 2 else F.conv3d
+        y = conv(xp, kernel.expand(c, 1, *kernel.shape), groups=c)
+        out.append(y / (2 * sum(SMOOTHING[operator]) ** (spatial - 1)) if normalized else y)
+    return out
+
+
+# The VGG references import torchvision (and torchgrad.losses) only when called, so that the operator tests,
+# which import this module too, run without them.
+CONFIGS = {"vgg16": "D", "vgg19": "E", "vgg16_bn": "D"}
+
+
+def save_random_weights(network: str, directory: Path, seed: int = 0) -> dict[str, Path]:
+    """A random ``features`` state dict saved as a features-only file and as a full-model file."""
+    from torchvision.models import vgg as tv_vgg
+
+    torch.manual_seed(seed)
+    features = tv_vgg.make_layers(tv_vgg.cfgs[CONFIGS[network]], batch_norm=network.endswith("_bn"))
+    with torch.no_grad():  # non-trivial batch-norm statistics
+        for m in features.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    state = features.state_dict()
+    paths = {"features": directory / f"{network}_features.pth", "full": directory / f"{network}_full.pth"}
+    torch.save(state, paths["features"])
+    full = {f"features.{k}": v for k, v in state.items()}
+    full["classifier.0.weight"] = torch.zeros(4, 4)  # a full model file also holds the classifier
+    torch.save(full, paths["full"])
+    return paths
+
+
+@functools.lru_cache(maxsize=None)
+def _full_model(network: str, weights: Path) -> torch.nn.Module:
+    import torchvision
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = getattr(torchvision.models, network)(weights=None)
+    state = torch.load(weights, weights_only=True)
+    model.features.load_state_dict(
+        {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier")}
+    )
+    return model.eval()
+
+
+def reference_features(
+    network: str, weights: Path, x: torch.Tensor, layers: list[str], pooling: str = "max"
+) -> dict[str, torch.Tensor]:
+    """Full torchvision VGG, explicit normalisation, a loop over every feature layer."""
+    from torchgrad.losses.vgg import IMAGENET_MEAN, IMAGENET_STD, layer_names
+
+    model = _full_model(network, weights).to(x.dtype)
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(1, 3, 1, 1)
+    h = (x - mean) / std
+    out = {}
+    for name, module in zip(layer_names(network), model.features):
+        if pooling == "avg" and isinstance(module, torch.nn.MaxPool2d):
+            module = torch.nn.AvgPool2d(2, 2)
+        if isinstance(module, torch.nn.ReLU):
+            module = torch.nn.ReLU()
+        h = module(h)
+        if name in layers:
+            out[name] = h
+        if all(n in out for n in layers):
+            break
+    return out
