@@ -78,4 +78,4 @@ def test_bad_input() -> None:
         loss(torch.rand(2, 1, 4, 8, 8), torch.rand(2, 3, 4, 8, 8))
     with pytest.raises(TypeError, match="`image` must be a torch.Tensor"):
         loss(torch.rand(2, 1, 8, 8), None)
-    assert repr(loss) == "EdgeAwareSmoothnessLoss(normalize=True)"
+    assert repr(loss) == "EdgeAwareSmoothnessLoss(normalize=True, reduction='mean')"
