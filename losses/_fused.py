@@ -48,7 +48,7 @@ def reduced_penalty(
     x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, reduction: str, dtype: torch.dtype
 ) -> Tensor:
     """The loss as ``torch.nn`` losses reduce it: the stacked per-element map (``"none"``), its sum, or
-    its mean over the elements that count (all of them, or the valid ones under ``mask``)."""
+    its mean over the elements that count (all of them, or the valid ones under ``mask``, of ``x``'s shape)."""
     if reduction == "none":
         return penalty_call(x, y, mask, loss, None).to(dtype)
     total = penalty_call(x, y, mask, loss, 0)
@@ -117,7 +117,7 @@ class _PenaltyFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, keep: Optional[int]) -> Tensor:
-        traceable = needs_traceable_code(x)
+        traceable = any(needs_traceable_code(t) for t in (x, y, mask) if t is not None)
         if keep is None:
             return torch.stack(_values(x, y, mask, loss, traceable), dim=-(loss.op.spatial_dims + 1))
         # A total over everything runs slab by slab, so that no temporary is as large as the input.
