@@ -48,6 +48,8 @@ def edge_aware_smoothness_loss(
         >>> image = torch.rand(2, 3, 8, 8)
         >>> float(edge_aware_smoothness_loss(torch.ones(2, 1, 8, 8), image))  # a flat disparity
         0.0
+        >>> edge_aware_smoothness_loss(torch.rand(2, 1, 8, 8), image, reduction="none").shape
+        torch.Size([2, 1, 2, 8, 8])
     """
     fn = "edge_aware_smoothness_loss"
     reduction = check_reduction(fn, reduction)
@@ -82,7 +84,13 @@ def edge_aware_smoothness_loss(
 
 
 class EdgeAwareSmoothnessLoss(nn.Module):
-    """Module form of :func:`edge_aware_smoothness_loss`; ``forward(disparity, image)``."""
+    """Module form of :func:`edge_aware_smoothness_loss`; ``forward(disparity, image)``.
+
+    Example:
+        >>> criterion = EdgeAwareSmoothnessLoss(reduction="sum")
+        >>> criterion(torch.rand(2, 1, 8, 8), torch.rand(2, 3, 8, 8)).shape
+        torch.Size([])
+    """
 
     def __init__(self, normalize: bool = True, reduction: str = "mean") -> None:
         super().__init__()
