@@ -8,6 +8,7 @@ from typing import Callable, ClassVar, Optional
 
 import pytest
 import torch
+from references import naive_gradients
 from torch import Tensor
 
 import torchgrad._separable
@@ -130,8 +131,6 @@ def _charbonnier(x: Tensor, y: Tensor, mask: Optional[Tensor], reduction: str) -
 
 
 def _plain_charbonnier(x: Tensor, y: Tensor, mask: Optional[Tensor], reduction: str) -> Tensor:
-    from loss_references import naive_gradients
-
     gx, gy = naive_gradients(x, "sobel"), naive_gradients(y, "sobel")
     per = torch.stack([torch.sqrt((a - b) ** 2 + 0.25) for a, b in zip(gx, gy)], 2)
     if mask is None:
