@@ -9,8 +9,9 @@ from torch import Tensor, nn
 
 from torchgrad._internal import check_operator_options, operator_by_name
 
+from ._fused import FusedLoss, reduced_penalty
 from ._inputs import autocast_pair, check_pair, check_reduction, result_dtype
-from ._penalty import Penalty, reduced_penalty
+from ._penalties import GradientDifference
 
 
 def _check_alpha(fn: str, alpha: object) -> float:
@@ -62,8 +63,9 @@ def gradient_difference_loss(
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with torch.autocast(input.device.type, enabled=False):
-        penalty = Penalty(operator_by_name(fn, operator, input, padding, normalized, spatial_dims), "gdl", alpha)
-        return reduced_penalty(input, target, None, penalty, reduction, dtype)
+        op = operator_by_name(fn, operator, input, padding, normalized, spatial_dims)
+        loss = FusedLoss(op, GradientDifference(alpha))
+        return reduced_penalty(input, target, None, loss, reduction, dtype)
 
 
 class GradientDifferenceLoss(nn.Module):

@@ -9,8 +9,9 @@ from torch import Tensor, nn
 
 from torchgrad._internal import check_operator_options, operator_by_name
 
+from ._fused import FusedLoss, reduced_penalty
 from ._inputs import autocast_pair, check_mask, check_pair, check_reduction, result_dtype
-from ._penalty import Penalty, reduced_penalty
+from ._penalties import L1, SquaredL2
 
 
 def _check_p(fn: str, p: object) -> int:
@@ -75,10 +76,9 @@ def gradient_loss(
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with torch.autocast(input.device.type, enabled=False):
-        penalty = Penalty(
-            operator_by_name(fn, operator, input, padding, normalized, spatial_dims), "l1" if p == 1 else "l2"
-        )
-        return reduced_penalty(input, target, mask, penalty, reduction, dtype)
+        op = operator_by_name(fn, operator, input, padding, normalized, spatial_dims)
+        loss = FusedLoss(op, L1() if p == 1 else SquaredL2())
+        return reduced_penalty(input, target, mask, loss, reduction, dtype)
 
 
 class GradientLoss(nn.Module):

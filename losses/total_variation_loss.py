@@ -8,8 +8,9 @@ from torch import Tensor, nn
 from torchgrad import gradient_magnitude
 from torchgrad._internal import forward_difference_operator
 
+from ._fused import FusedLoss, penalty_call
 from ._inputs import autocast_pair, check_image, check_reduction, result_dtype
-from ._penalty import Penalty, penalty_call
+from ._penalties import L1, SquaredL2
 
 
 def _check_options(fn: str, p: object, isotropic: object, eps: object) -> None:
@@ -60,11 +61,11 @@ def total_variation_loss(
             per_pixel = gradient_magnitude(work, operator="diff", eps=eps, spatial_dims=spatial_dims)
             total = per_pixel if reduction == "none" else per_pixel.sum()
         else:
-            penalty = Penalty(forward_difference_operator(input, spatial_dims, fn), "l1" if p == 1 else "l2")
+            loss = FusedLoss(forward_difference_operator(input, spatial_dims, fn), L1() if p == 1 else SquaredL2())
             if reduction == "none":
-                total = penalty_call(input, None, None, penalty, None).sum(dim=-(spatial_dims + 1))
+                total = penalty_call(input, None, None, loss, None).sum(dim=-(spatial_dims + 1))
             else:
-                total = penalty_call(input, None, None, penalty, 0)
+                total = penalty_call(input, None, None, loss, 0)
         if reduction == "mean":
             total = total / input.numel()
         return total.to(dtype)
