@@ -17,7 +17,8 @@ from torchgrad._internal import (
 )
 
 from ._autocast import autocast_off, autocast_pair, result_dtype
-from ._penalty import Penalty, reduced_penalty
+from ._fused import FusedLoss, reduced_penalty
+from ._penalties import GradientDifference
 from .gradient_loss import check_pair
 
 
@@ -76,8 +77,9 @@ def gradient_difference_loss(
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with autocast_off(input.device):
-        penalty = Penalty(operator_by_name(fn, operator, input, padding, normalized, spatial_dims), "gdl", alpha)
-        return reduced_penalty(input, target, None, penalty, reduction, dtype)
+        op = operator_by_name(fn, operator, input, padding, normalized, spatial_dims)
+        loss = FusedLoss(op, GradientDifference(alpha))
+        return reduced_penalty(input, target, None, loss, reduction, dtype)
 
 
 class GradientDifferenceLoss(nn.Module):

@@ -20,7 +20,8 @@ from torchgrad._internal import (
 )
 
 from ._autocast import autocast_off, autocast_pair, result_dtype
-from ._penalty import Penalty, reduced_penalty
+from ._fused import FusedLoss, reduced_penalty
+from ._penalties import L1, SquaredL2
 
 
 def _check_options(
@@ -102,10 +103,9 @@ def gradient_loss(
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with autocast_off(input.device):
-        penalty = Penalty(
-            operator_by_name(fn, operator, input, padding, normalized, spatial_dims), "l1" if p == 1 else "l2"
-        )
-        return reduced_penalty(input, target, mask, penalty, reduction, dtype)
+        op = operator_by_name(fn, operator, input, padding, normalized, spatial_dims)
+        loss = FusedLoss(op, L1() if p == 1 else SquaredL2())
+        return reduced_penalty(input, target, mask, loss, reduction, dtype)
 
 
 class GradientLoss(nn.Module):

@@ -16,7 +16,8 @@ from torchgrad._internal import (
 )
 
 from ._autocast import autocast_off, autocast_pair, result_dtype
-from ._penalty import Penalty, penalty_call
+from ._fused import FusedLoss, penalty_call
+from ._penalties import L1, SquaredL2
 
 
 def _check_options(
@@ -68,11 +69,11 @@ def total_variation_loss(
             per_pixel = gradient_magnitude(work, operator="diff", eps=eps, spatial_dims=spatial_dims)
             total = per_pixel if reduction == "none" else per_pixel.sum()
         else:
-            penalty = Penalty(forward_difference_operator(input, spatial_dims, fn), "l1" if p == 1 else "l2")
+            loss = FusedLoss(forward_difference_operator(input, spatial_dims, fn), L1() if p == 1 else SquaredL2())
             if reduction == "none":
-                total = penalty_call(input, None, None, penalty, None).sum(dim=-(spatial_dims + 1))
+                total = penalty_call(input, None, None, loss, None).sum(dim=-(spatial_dims + 1))
             else:
-                total = penalty_call(input, None, None, penalty, 0)
+                total = penalty_call(input, None, None, loss, 0)
         if reduction == "mean":
             total = total / input.numel()
         return total.to(dtype)

@@ -19,6 +19,20 @@ def monodepth2_smooth_loss(disp: torch.Tensor, img: torch.Tensor) -> torch.Tenso
     return grad_disp_x.mean() + grad_disp_y.mean()
 
 
+def naive_edge_aware(disp: torch.Tensor, img: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Both terms per element, each at the positions where its forward difference exists."""
+    term_y = (disp[:, :, 1:] - disp[:, :, :-1]).abs() * torch.exp(-(img[:, :, 1:] - img[:, :, :-1]).abs().mean(1, True))
+    term_x = (disp[..., 1:] - disp[..., :-1]).abs() * torch.exp(-(img[..., 1:] - img[..., :-1]).abs().mean(1, True))
+    if reduction == "mean":
+        return term_y.mean() + term_x.mean()
+    if reduction == "sum":
+        return term_y.sum() + term_x.sum()
+    # zeros on the last row of the y term and the last column of the x term, stacked as (N, C, 2, H, W)
+    padded_y = torch.cat([term_y, torch.zeros_like(term_y[:, :, :1])], dim=2)
+    padded_x = torch.cat([term_x, torch.zeros_like(term_x[..., :1])], dim=3)
+    return torch.stack([padded_y, padded_x], dim=2)
+
+
 @pytest.mark.parametrize("normalize", [True, False])
 def test_matches_monodepth2(normalize: bool) -> None:
     disp = torch.rand(2, 1, 7, 9, dtype=torch.float64, requires_grad=True)
@@ -29,6 +43,44 @@ def test_matches_monodepth2(normalize: bool) -> None:
     torch.testing.assert_close(ours, ref)
     torch.testing.assert_close(torch.autograd.grad(ours, disp)[0], torch.autograd.grad(ref, disp)[0])
     assert torch.autograd.gradcheck(lambda d: edge_aware_smoothness_loss(d, image, normalize=normalize), (disp,))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("normalize", [True, False])
+def test_reductions_match_plain_autograd(reduction: str, normalize: bool) -> None:
+    gen = torch.Generator().manual_seed(1)
+    disp = torch.rand(3, 2, 6, 9, dtype=torch.float64, generator=gen).requires_grad_()
+    image = torch.rand(3, 3, 6, 9, dtype=torch.float64, generator=gen)
+    ours = edge_aware_smoothness_loss(disp, image, normalize=normalize, reduction=reduction)
+    norm_disp = disp / (disp.mean((2, 3), keepdim=True) + 1e-7) if normalize else disp
+    ref = naive_edge_aware(norm_disp, image, reduction)
+    assert ours.shape == ref.shape == {"none": (3, 2, 2, 6, 9)}.get(reduction, ())
+    torch.testing.assert_close(ours, ref)
+    probe = torch.randn(ours.shape, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(
+        torch.autograd.grad((ours * probe).sum(), disp)[0], torch.autograd.grad((ref * probe).sum(), disp)[0]
+    )
+    module = EdgeAwareSmoothnessLoss(normalize=normalize, reduction=reduction)
+    torch.testing.assert_close(module(disp, image), ours, rtol=0, atol=0)
+    if reduction != "mean":  # "mean" is monodepth2's value, checked above; the map sums to "sum"
+        torch.testing.assert_close(ours.sum(), naive_edge_aware(norm_disp, image, "sum"))
+    assert torch.autograd.gradcheck(
+        lambda d: edge_aware_smoothness_loss(d, image, normalize=normalize, reduction=reduction), (disp,)
+    )
+
+
+def test_mean_is_the_sum_of_the_two_terms_means() -> None:
+    """Not the mean of the stacked map: each term is averaged over its own valid positions."""
+    disp, image = torch.rand(2, 1, 5, 8, dtype=torch.float64), torch.rand(2, 3, 5, 8, dtype=torch.float64)
+    per = edge_aware_smoothness_loss(disp, image, normalize=False, reduction="none")
+    expected = per[:, :, 0, :-1].mean() + per[:, :, 1, :, :-1].mean()
+    torch.testing.assert_close(edge_aware_smoothness_loss(disp, image, normalize=False), expected)
+
+
+def test_empty_batch_per_reduction() -> None:
+    disp, image = torch.rand(0, 1, 6, 6), torch.rand(0, 3, 6, 6)
+    assert edge_aware_smoothness_loss(disp, image, reduction="sum") == 0
+    assert edge_aware_smoothness_loss(disp, image, reduction="none").shape == (0, 1, 2, 6, 6)
 
 
 def test_image_is_a_constant() -> None:
@@ -78,4 +130,9 @@ def test_bad_input() -> None:
         loss(torch.rand(2, 1, 4, 8, 8), torch.rand(2, 3, 4, 8, 8))
     with pytest.raises(TypeError, match="`image` must be a torch.Tensor"):
         loss(torch.rand(2, 1, 8, 8), None)
-    assert repr(loss) == "EdgeAwareSmoothnessLoss(normalize=True)"
+    assert repr(loss) == "EdgeAwareSmoothnessLoss(normalize=True, reduction='mean')"
+    assert repr(EdgeAwareSmoothnessLoss(False, "sum")) == "EdgeAwareSmoothnessLoss(normalize=False, reduction='sum')"
+    with pytest.raises(ValueError, match="`reduction` must be one of"):
+        EdgeAwareSmoothnessLoss(reduction="batchmean")
+    with pytest.raises(ValueError, match="`reduction` must be one of"):
+        edge_aware_smoothness_loss(torch.rand(1, 1, 4, 4), torch.rand(1, 3, 4, 4), reduction="max")

@@ -82,8 +82,9 @@ def _weighted_sum_into(out: Tensor, terms: Sequence[tuple[Weight, Tensor]], divi
     # A unit weight first lets the first two terms share one kernel (add with alpha, or sub).
     terms.sort(key=lambda term: not _is_one(term[0]))
     (w0, t0), rest = terms[0], terms[1:]
-    if rest and _is_one(w0) and not isinstance(rest[0][0], Tensor):
-        w1, t1 = rest.pop(0)
+    w1 = rest[0][0] if rest else None
+    if rest and _is_one(w0) and w1 is not None and not isinstance(w1, Tensor):
+        t1 = rest.pop(0)[1]
         if w1 == -1:
             torch.sub(t0, t1, out=out)
         else:
@@ -98,7 +99,7 @@ def _weighted_sum_into(out: Tensor, terms: Sequence[tuple[Weight, Tensor]], divi
         else:
             out.add_(t, alpha=w)
     if not _is_one(divisor):
-        out.div_(divisor)
+        out.div_(divisor)  # type: ignore[arg-type]  # torch's stubs omit complex divisors, which div_ takes
 
 
 def _accumulate_into(out: Tensor, terms: Sequence[tuple[Weight, Tensor]], divisor: Weight) -> None:
@@ -109,7 +110,7 @@ def _accumulate_into(out: Tensor, terms: Sequence[tuple[Weight, Tensor]], diviso
         if isinstance(w, Tensor):
             out.addcmul_(t, w if _is_one(divisor) else w / divisor)
         else:
-            out.add_(t, alpha=w if _is_one(divisor) else w / divisor)
+            out.add_(t, alpha=w if _is_one(divisor) else w / divisor)  # type: ignore[arg-type]  # w is a scalar here
 
 
 @dataclass(frozen=True)
@@ -187,7 +188,7 @@ class Stencil:
         """Whether border row ``i`` is the interior formula, reading only samples inside the axis."""
         scalars = all(not isinstance(w, Tensor) for w in (*self.taps, self.divisor, row.divisor))
         expected = tuple((i - 1 + t, w) for t, w in enumerate(self.taps) if not _is_zero(w))
-        return (
+        return bool(
             scalars
             and row.divisor == self.divisor
             and row.terms == expected

@@ -134,10 +134,10 @@ def _coordinate_stencil(input: Tensor, dim: int, coords: Tensor, edge_order: int
     n = input.shape[dim]
     step = coords.diff()
     dx1, dx2 = step[:-1], step[1:]
-    taps = (-dx2 / (dx1 * (dx1 + dx2)), (dx2 - dx1) / (dx1 * dx2), dx1 / (dx2 * (dx1 + dx2)))
-    dtype = _result_dtype(input, taps[0].dtype)
+    weights = (-dx2 / (dx1 * (dx1 + dx2)), (dx2 - dx1) / (dx1 * dx2), dx1 / (dx2 * (dx1 + dx2)))
+    dtype = _result_dtype(input, weights[0].dtype)
     shape = (-1,) + (1,) * (-dim - 1)
-    taps = tuple(t.to(dtype).reshape(shape) for t in taps)
+    lower, centre, upper = (w.to(dtype).reshape(shape) for w in weights)
     if edge_order == 1:
         first = Row(((0, -1), (1, 1)), step[0])
         last = Row(((n - 2, -1), (n - 1, 1)), step[-1])
@@ -158,7 +158,7 @@ def _coordinate_stencil(input: Tensor, dim: int, coords: Tensor, edge_order: int
                 (n - 1, (2 * h0 + h1) / (h0 * (h0 + h1))),
             )
         )
-    return Stencil(dim, n, taps, 1, first, last, dtype)
+    return Stencil(dim, n, (lower, centre, upper), 1, first, last, dtype)
 
 
 class Gradient(nn.Module):

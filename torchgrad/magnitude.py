@@ -27,7 +27,10 @@ OPERATORS = ("sobel", "scharr", "diff")
 def _norm(components: tuple[Tensor, ...], eps: float, reuse: bool = False) -> Tensor:
     """``sqrt(sum c^2 + eps)``; eager code with ``reuse`` overwrites the first component."""
     if needs_traceable_code(components[0]):
-        return torch.sqrt(sum(c * c for c in components) + eps)
+        squares = components[0] * components[0]
+        for c in components[1:]:
+            squares = squares + c * c
+        return torch.sqrt(squares + eps)
     total = components[0].square_() if reuse else components[0].square()
     for c in components[1:]:
         total.addcmul_(c, c)

@@ -1,0 +1,260 @@
+"""The fused loss Function: a penalty on a linear operator's outputs, with a hand-written backward.
+
+:class:`FusedLoss` names the operator, the :class:`~._penalties.Penalty` and optional weights per
+output component; :func:`penalty_call` runs it inside one ``torch.autograd.Function`` (returning
+the total, or the per-element map) that saves only references to its inputs (no new memory) and
+recomputes the operator's outputs in backward. The Function reads the penalty's properties only:
+a linear penalty takes one operator pass over ``input - target`` instead of two.
+
+Totals over everything run slab by slab along the batch, so that no temporary is as large as the
+input: each slab's values are computed in place in the operator's output buffers, summed in the
+computation dtype with torch's pairwise summation, and the small partial sums added in float64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Union
+
+import torch
+from torch import Tensor
+
+from torchgrad._internal import Separable, apply_adjoint, apply_operator, needs_traceable_code, slabs
+
+from ._penalties import Penalty
+
+_PARTIALS = torch.float64  # the dtype in which partial sums (slabs, components) are added
+
+
+@dataclass(frozen=True)
+class FusedLoss:
+    """``penalty`` on each output component of ``op``, the component's values multiplied by ``weights[k]``."""
+
+    op: Separable
+    penalty: Penalty
+    weights: Optional[tuple[float, ...]] = None
+
+
+def penalty_call(
+    x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, keep: Optional[int]
+) -> Tensor:
+    """The total over the dims from ``keep`` on, or (``keep=None``) the per-element map, the
+    components stacked before the spatial dims. ``y=None`` (linear penalties) penalises ``A x``."""
+    fn = _PenaltyFunction if torch.compiler.is_compiling() else _PenaltyFunctionWithJvp
+    return fn.apply(x, y, mask, loss, keep)
+
+
+def reduced_penalty(
+    x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, reduction: str, dtype: torch.dtype
+) -> Tensor:
+    """The loss as ``torch.nn`` losses reduce it: the stacked per-element map (``"none"``), its sum, or
+    its mean over the elements that count (all of them, or the valid ones under ``mask``, of ``x``'s shape)."""
+    if reduction == "none":
+        return penalty_call(x, y, mask, loss, None).to(dtype)
+    total = penalty_call(x, y, mask, loss, 0)
+    if reduction == "mean":
+        total = total / _count(loss.op, x, mask)
+    return total.to(dtype)
+
+
+def _count(op: Separable, x: Tensor, mask: Optional[Tensor]) -> Union[Tensor, int]:
+    """The number of gradient elements that count for ``"mean"`` (at least 1 under a mask)."""
+    if mask is None:
+        return len(op.chains) * x.numel()
+    with torch.no_grad():
+        invalid = _invalid_elements(op, mask)
+        return (len(invalid) * mask.numel() - torch.stack([i.sum() for i in invalid]).sum()).clamp_min(1)
+
+
+def _invalid_elements(op: Separable, mask: Tensor) -> tuple[Tensor, ...]:
+    """Per output component, where the stencil reads a sample that is not valid in ``mask``."""
+    return tuple(c != 0 for c in op.support().apply((~mask).to(torch.float32)))
+
+
+def _float32_if_half(t: Tensor) -> Tensor:
+    """Half-precision tensors are computed in float32."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
+_OperatorApply = Callable[[Tensor], tuple[Tensor, ...]]
+
+
+def _outputs(
+    loss: FusedLoss, x: Tensor, y: Optional[Tensor], apply: _OperatorApply
+) -> tuple[tuple[Tensor, ...], tuple[Optional[Tensor], ...]]:
+    """``a`` and ``b`` per component: ``A (x - y)`` and ``None`` for a linear penalty, else ``A x`` and the
+    penalty's reference of ``A y``."""
+    x = _float32_if_half(x)
+    if loss.penalty.linear:
+        a = apply(x if y is None else x - _float32_if_half(y))
+        return a, (None,) * len(a)
+    if y is None:
+        raise ValueError("a penalty that is not linear in input - target needs a target")
+    return apply(x), loss.penalty.reference(apply(_float32_if_half(y)))
+
+
+def _values(x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, traceable: bool) -> list[Tensor]:
+    """Per component, the weighted per-element loss, zero where not valid under ``mask``."""
+    a, b = _outputs(loss, x, y, lambda t: loss.op.apply(t, traceable=traceable))
+    values = [loss.penalty.values(ai, bi, traceable) for ai, bi in zip(a, b)]
+    if loss.weights is not None:
+        values = [v * w if traceable else v.mul_(w) for v, w in zip(values, loss.weights)]
+    if mask is not None:
+        invalid = _invalid_elements(loss.op, mask)
+        values = [torch.where(i, 0.0, v) if traceable else v.masked_fill_(i, 0.0) for v, i in zip(values, invalid)]
+    return values
+
+
+def _partial_total(values: list[Tensor], keep: int) -> Tensor:
+    """The sum over the dims from ``keep`` on of every component: each summed in its own dtype
+    (pairwise), the components' sums added in :data:`_PARTIALS`."""
+    dims = tuple(range(keep, values[0].dim()))
+    return torch.stack([v.sum(dims).to(_PARTIALS) for v in values]).sum(0)
+
+
+class _PenaltyFunction(torch.autograd.Function):
+    """The total over the dims from ``keep`` on, or the stacked map (``keep=None``), of a :class:`FusedLoss`."""
+
+    @staticmethod
+    def forward(x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, keep: Optional[int]) -> Tensor:
+        traceable = any(needs_traceable_code(t) for t in (x, y, mask) if t is not None)
+        if keep is None:
+            return torch.stack(_values(x, y, mask, loss, traceable), dim=-(loss.op.spatial_dims + 1))
+        # A total over everything runs slab by slab, so that no temporary is as large as the input.
+        cuts = slabs(x, loss.op.spatial_dims) if keep == 0 and not traceable else [(slice(None),)]
+        parts = [_partial_total(_values(x[s], _cut(y, s), _cut(mask, s), loss, traceable), keep) for s in cuts]
+        return torch.stack(parts).sum(0).to(_float32_if_half(x).dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, y, mask, ctx.loss, ctx.keep = inputs
+        ctx.save_for_backward(x, y, mask)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Optional[Tensor], ...]:
+        x, y, mask = ctx.saved_tensors
+        loss: FusedLoss = ctx.loss
+        need_x, need_y = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled() or needs_traceable_code(grad):
+            # Differentiable (double backward) or traced: plain operations through the Functions.
+            gx, gy = _pull_back(x, y, mask, loss, grad, ctx.keep, need_x, need_y, traceable=True)
+            return gx, gy, None, None, None
+        # First-order eager backward, slab by slab (a total's gradient is the same scalar for every slab).
+        cuts = slabs(x, loss.op.spatial_dims) if ctx.keep == 0 else [(slice(None),)]
+        if len(cuts) == 1:
+            gx, gy = _pull_back(x, y, mask, loss, grad, ctx.keep, need_x, need_y, traceable=False)
+            return _cast(gx, x), _cast(gy, y), None, None, None
+        grads: list[Optional[Tensor]] = [None, None]
+        for s in cuts:
+            pieces = _pull_back(x[s], _cut(y, s), _cut(mask, s), loss, grad, ctx.keep, need_x, need_y, traceable=False)
+            for k, (like, piece) in enumerate(zip((x, y), pieces)):
+                if piece is not None:
+                    g = grads[k]
+                    if g is None:
+                        g = grads[k] = torch.empty_like(like)
+                    g[s].copy_(piece)
+        return grads[0], grads[1], None, None, None
+
+    @staticmethod
+    def vmap(
+        info: Any,
+        in_dims: tuple[Optional[int], ...],
+        x: Tensor,
+        y: Optional[Tensor],
+        mask: Optional[Tensor],
+        loss: FusedLoss,
+        keep: Optional[int],
+    ) -> Any:
+        def front(t: Tensor, d: Optional[int]) -> Tensor:
+            return t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
+
+        x_dim, y_dim, mask_dim = in_dims[:3]
+        y = None if y is None else front(y, y_dim)
+        mask = None if mask is None else front(mask, mask_dim)
+        return penalty_call(front(x, x_dim), y, mask, loss, None if keep is None else keep + 1), 0
+
+
+class _PenaltyFunctionWithJvp(_PenaltyFunction):
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        _PenaltyFunction.setup_context(ctx, inputs, output)
+        ctx.save_for_forward(*inputs[:3])
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Optional[Tensor], y_t: Optional[Tensor], *_: Any) -> Tensor:
+        x, y, mask = ctx.saved_tensors
+        loss: FusedLoss = ctx.loss
+        a, b = _outputs(loss, x, y, lambda t: apply_operator(loss.op, t))
+        slopes = [loss.penalty.derivatives(ai, bi, traceable=True) for ai, bi in zip(a, b)]
+        if loss.penalty.linear:  # the tangent of A (x - y) is A (x_t - y_t)
+            t = x_t if y_t is None else (y_t.neg() if x_t is None else x_t - y_t)
+            operands: list[tuple[Optional[Tensor], list[Optional[Tensor]]]] = [(t, [da for da, _ in slopes])]
+        else:
+            operands = [(x_t, [da for da, _ in slopes]), (y_t, [db for _, db in slopes])]
+        tangents = [torch.zeros_like(ai) for ai in a]
+        for t, derivatives in operands:
+            if t is not None:
+                for k, (d, t_a) in enumerate(zip(derivatives, apply_operator(loss.op, _float32_if_half(t)))):
+                    if d is not None:  # None: a constant reference
+                        tangents[k] = tangents[k] + d * t_a
+        if loss.weights is not None:
+            tangents = [t * w for t, w in zip(tangents, loss.weights)]
+        if mask is not None:
+            tangents = [torch.where(i, 0.0, t) for i, t in zip(_invalid_elements(loss.op, mask), tangents)]
+        dtype = _float32_if_half(x).dtype
+        if ctx.keep is None:
+            return torch.stack(tangents, dim=-(loss.op.spatial_dims + 1)).to(dtype)
+        return _partial_total(tangents, ctx.keep).to(dtype)
+
+
+def _cut(t: Optional[Tensor], s: tuple[slice, ...]) -> Optional[Tensor]:
+    return None if t is None else t[s]
+
+
+def _cast(g: Optional[Tensor], like: Optional[Tensor]) -> Optional[Tensor]:
+    return None if g is None or like is None else g.to(like.dtype)
+
+
+def _pull_back(
+    x: Tensor,
+    y: Optional[Tensor],
+    mask: Optional[Tensor],
+    loss: FusedLoss,
+    grad: Tensor,
+    keep: Optional[int],
+    need_x: bool,
+    need_y: bool,
+    traceable: bool,
+) -> tuple[Optional[Tensor], Optional[Tensor]]:
+    """Gradients for ``x`` and ``y``: ``A^T`` of ``grad * d value / d output``, zero where not valid.
+
+    A linear penalty's target gets minus the input's gradient; a constant reference gets none.
+    """
+    op, penalty = loss.op, loss.penalty
+    a, b = _outputs(loss, x, y, (lambda t: apply_operator(op, t)) if traceable else op.apply)
+    if keep is None:
+        grads = list(grad.unbind(-(op.spatial_dims + 1)))
+    else:
+        grads = [grad.reshape(grad.shape + (1,) * (a[0].dim() - grad.dim()))] * len(a)
+    if loss.weights is not None:
+        grads = [g * w for g, w in zip(grads, loss.weights)]
+    invalid = _invalid_elements(op, mask) if mask is not None else None
+    slopes = [penalty.derivatives(ai, bi, traceable) for ai, bi in zip(a, b)]
+
+    def back(derivatives: list[Tensor], dtype: torch.dtype) -> Tensor:
+        cotangents = []
+        for k, (d, g) in enumerate(zip(derivatives, grads)):
+            c = d * g if traceable else d.mul_(g)
+            if invalid is not None:
+                c = torch.where(invalid[k], 0.0, c) if traceable else c.masked_fill_(invalid[k], 0.0)
+            cotangents.append(c)
+        return apply_adjoint(op, dtype, cotangents) if traceable else op.adjoint(cotangents)
+
+    da = [d for d, _ in slopes]
+    db = [d for _, d in slopes if d is not None]
+    if penalty.linear:
+        g = back(da, x.dtype) if need_x or need_y else None
+        return (g if need_x else None), (-g if need_y and g is not None else None)
+    gx = back(da, x.dtype) if need_x else None
+    gy = back(db, y.dtype) if need_y and y is not None and db else None
+    return gx, gy

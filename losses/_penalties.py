@@ -1,0 +1,115 @@
+"""Pointwise penalties on image gradients: each a small frozen class stating its values and derivatives.
+
+A penalty compares ``a``, one output component of a linear operator ``A``, with ``b``, the same
+component computed from the target. A ``linear`` penalty depends on ``a - b`` only: the fused
+Function then applies ``A`` once, to ``input - target``, and passes ``b=None``; the target's
+gradient is minus the input's. The others see ``A input`` and :meth:`Penalty.reference` of
+``A target``.
+
+``traceable=True`` asks for plain out-of-place tensor code (autograd, Dynamo and ``torch.func`` can
+trace it, and it is differentiable again for double backward); ``traceable=False`` is eager code that
+may overwrite ``a`` and ``b``, which are then the Function's own temporaries.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Optional
+
+import torch
+from torch import Tensor
+
+
+class Penalty(ABC):
+    """The loss per gradient element; subclasses are frozen dataclasses (hashable, Dynamo constants)."""
+
+    #: Whether the value depends on ``a - b`` only (then ``b`` is ``None``: ``a`` is ``A (input - target)``).
+    linear: ClassVar[bool] = False
+
+    def reference(self, components: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        """What the values compare ``a`` with, from the target's components (by default, themselves)."""
+        return components
+
+    @abstractmethod
+    def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
+        """The per-element loss."""
+
+    @abstractmethod
+    def derivatives(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> tuple[Tensor, Optional[Tensor]]:
+        """``d value / d a`` and ``d value / d b``; ``None`` for ``b`` when linear or when ``b`` is a constant."""
+
+
+@dataclass(frozen=True)
+class L1(Penalty):
+    """``|a - b|``."""
+
+    linear: ClassVar[bool] = True
+
+    def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
+        return a.abs() if traceable else a.abs_()
+
+    def derivatives(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> tuple[Tensor, Optional[Tensor]]:
+        return (a.sign() if traceable else a.sign_()), None
+
+
+@dataclass(frozen=True)
+class SquaredL2(Penalty):
+    """``(a - b)^2``."""
+
+    linear: ClassVar[bool] = True
+
+    def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
+        return a * a if traceable else a.square_()
+
+    def derivatives(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> tuple[Tensor, Optional[Tensor]]:
+        return (2 * a if traceable else a.mul_(2)), None
+
+
+@dataclass(frozen=True)
+class GradientDifference(Penalty):
+    """``||a| - |b||^alpha``, the gradient difference loss of Mathieu et al. (2016)."""
+
+    alpha: float = 1.0
+
+    def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
+        b = _present(b)
+        if traceable:
+            return (a.abs() - b.abs()).abs().pow(self.alpha)
+        r = a.abs_().sub_(b.abs_()).abs_()
+        return r if self.alpha == 1 else r.pow_(self.alpha)
+
+    def derivatives(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> tuple[Tensor, Optional[Tensor]]:
+        b = _present(b)
+        r = a.abs() - b.abs()
+        if self.alpha == 1:
+            slope = r.sign()
+        else:  # the derivative of |r|^alpha, 0 at r = 0 (where the untaken branch stays finite)
+            magnitude = r.abs()
+            safe = magnitude.clamp_min(torch.finfo(magnitude.dtype).tiny)
+            slope = torch.where(magnitude == 0, 0.0, self.alpha * safe.pow(self.alpha - 1)) * r.sign()
+        if traceable:
+            return slope * a.sign(), -slope * b.sign()
+        return a.sign_().mul_(slope), b.sign_().mul_(slope).neg_()
+
+
+@dataclass(frozen=True)
+class EdgeAware(Penalty):
+    """``|a| exp(-mean_channels |b|)`` with ``b`` the image's gradient, a constant (edge-aware smoothness)."""
+
+    def reference(self, components: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        with torch.no_grad():
+            return tuple(torch.exp(-c.abs().mean(-3, keepdim=True)) for c in components)
+
+    def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
+        return a.abs() * _present(b) if traceable else a.abs_().mul_(_present(b))
+
+    def derivatives(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> tuple[Tensor, Optional[Tensor]]:
+        return (a.sign() * _present(b) if traceable else a.sign_().mul_(_present(b))), None
+
+
+def _present(b: Optional[Tensor]) -> Tensor:
+    """``b`` of a penalty that is not linear, which the Function always passes."""
+    if b is None:
+        raise ValueError("a penalty that is not linear in input - target needs the target's components")
+    return b
