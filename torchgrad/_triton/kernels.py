@@ -52,9 +52,14 @@ def _sources(i, n, MODE: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr):
         s0 = tl.where(i == 0, FK[0], tl.where(i == n - 1, n + LK[0], s0))
         s1 = tl.where(i == 0, FK[1], tl.where(i == n - 1, n + LK[1], s1))
         s2 = tl.where(i == 0, FK[2], tl.where(i == n - 1, n + LK[2], s2))
-    m0 = (s0 >= 0) & (s0 < n)
-    m1 = (s1 >= 0) & (s1 < n)
-    m2 = (s2 >= 0) & (s2 < n)
+    if MODE == _ZEROS or MODE == _VALID:
+        m0 = (s0 >= 0) & (s0 < n)
+        m1 = (s1 >= 0) & (s1 < n)
+        m2 = (s2 >= 0) & (s2 < n)
+    else:
+        m0 = s1 >= 0  # every sample is inside the axis (for the lanes that are)
+        m1 = m0
+        m2 = m0
     hi = n - 1
     s0 = tl.minimum(tl.maximum(s0, 0), hi)
     s1 = tl.minimum(tl.maximum(s1, 0), hi)
@@ -88,8 +93,14 @@ def _combine(v0, v1, v2, i, n, MODE: tl.constexpr, W: tl.constexpr, NZ: tl.const
 
 @triton.jit
 def _tile(B0, D, H, W, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """This program's tile: the batch item (outer and inner index) and the indices along z, y and x."""
-    pid = tl.program_id(0)
+    """This program's tile: the batch item (outer and inner index), the indices along z, y and x,
+    their first values, and the sizes. Index arithmetic is int64 (also spares the interpreter its
+    int32 overflow checks)."""
+    pid = tl.program_id(0).to(tl.int64)
+    B0 = tl.cast(B0, tl.int64)
+    D = tl.cast(D, tl.int64)
+    H = tl.cast(H, tl.int64)
+    W = tl.cast(W, tl.int64)
     tiles_w = tl.cdiv(W, BLOCK_W)
     tiles_h = tl.cdiv(H, BLOCK_H)
     tiles_d = tl.cdiv(D, BLOCK_D)
@@ -99,10 +110,10 @@ def _tile(B0, D, H, W, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl
     rest = rest // tiles_h
     z0 = (rest % tiles_d) * BLOCK_D
     b = rest // tiles_d
-    zi = z0 + tl.arange(0, BLOCK_D)[:, None, None]
-    rows = row0 + tl.arange(0, BLOCK_H)[None, :, None]
-    cols = col0 + tl.arange(0, BLOCK_W)[None, None, :]
-    return (b // B0).to(tl.int64), (b % B0).to(tl.int64), zi, rows, cols, z0, row0, col0
+    zi = z0 + tl.arange(0, BLOCK_D).to(tl.int64)[:, None, None]
+    rows = row0 + tl.arange(0, BLOCK_H).to(tl.int64)[None, :, None]
+    cols = col0 + tl.arange(0, BLOCK_W).to(tl.int64)[None, None, :]
+    return b // B0, b % B0, zi, rows, cols, z0, row0, col0, D, H, W
 
 
 @triton.jit
@@ -182,7 +193,7 @@ def _forward_kernel(
 
     Each sample of the tile and its halo is loaded once per slot and serves every component, which
     is reduced along x, then y, then z, and divided once by its divisor."""
-    bo, bi, zi, rows, cols, z0, row0, col0 = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
+    bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
     MASKED: tl.constexpr = MODES[0] == _ZEROS or MODES[1] == _ZEROS or MODES[2] == _ZEROS
     zs, zm = _sources(zi, D, MODES[0], FK[0], LK[0])
     ys, ym = _sources(rows, H, MODES[1], FK[1], LK[1])
@@ -190,20 +201,20 @@ def _forward_kernel(
     x_base = x_ptr + bo * xs1 + bi * xs0
     zero = tl.zeros([BLOCK_D, BLOCK_H, BLOCK_W], ACC)
     if MODES[0] == _NONE:
-        acc0, acc1, acc2 = _plane(x_base + zs[1].to(tl.int64) * xsz, zm[1], zero, ys, ym, xs, xm, rows, cols, H, W,
+        acc0, acc1, acc2 = _plane(x_base + zs[1] * xsz, zm[1], zero, ys, ym, xs, xm, rows, cols, H, W,
                                   xsy, xsx, MODES, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
     else:
         a0, b0, c0 = zero, zero, zero  # z slot 0 of components 0, 1, 2
         a1, b1, c1 = zero, zero, zero
         a2, b2, c2 = zero, zero, zero
         if USED[0][0]:
-            a0, b0, c0 = _plane(x_base + zs[0].to(tl.int64) * xsz, zm[0], zero, ys, ym, xs, xm, rows, cols, H, W,
+            a0, b0, c0 = _plane(x_base + zs[0] * xsz, zm[0], zero, ys, ym, xs, xm, rows, cols, H, W,
                                  xsy, xsx, MODES, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
         if USED[0][1]:
-            a1, b1, c1 = _plane(x_base + zs[1].to(tl.int64) * xsz, zm[1], zero, ys, ym, xs, xm, rows, cols, H, W,
+            a1, b1, c1 = _plane(x_base + zs[1] * xsz, zm[1], zero, ys, ym, xs, xm, rows, cols, H, W,
                                  xsy, xsx, MODES, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
         if USED[0][2]:
-            a2, b2, c2 = _plane(x_base + zs[2].to(tl.int64) * xsz, zm[2], zero, ys, ym, xs, xm, rows, cols, H, W,
+            a2, b2, c2 = _plane(x_base + zs[2] * xsz, zm[2], zero, ys, ym, xs, xm, rows, cols, H, W,
                                  xsy, xsx, MODES, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
         acc0 = _combine(a0, a1, a2, zi, D, MODES[0], WTS[0][0], NZ[0][0])
         acc1 = zero
@@ -222,7 +233,7 @@ def _forward_kernel(
             acc2 = acc2 / DIVS[2]
 
     mask = (zi < D) & (rows < H) & (cols < W)
-    y_off = bo * ys1 + bi * ys0 + zi.to(tl.int64) * ysz + rows * ysy + cols * ysx
+    y_off = bo * ys1 + bi * ys0 + zi * ysz + rows * ysy + cols * ysx
     if OUTPUT == COMPONENTS:
         tl.store(y0_ptr + y_off, acc0.to(y0_ptr.dtype.element_ty), mask=mask)
         if NC > 1:
@@ -235,11 +246,14 @@ def _forward_kernel(
             total += acc1 * acc1
         if NC > 2:
             total += acc2 * acc2
-        norm = tl.sqrt_rn(total + EPS)
+        if ACC == tl.float64:
+            norm = tl.sqrt(total + EPS)
+        else:
+            norm = tl.sqrt_rn(total + EPS)
         if OUTPUT == MAGNITUDE:
             tl.store(y0_ptr + y_off, norm.to(y0_ptr.dtype.element_ty), mask=mask)
         else:
-            g_off = bo * gs1 + bi * gs0 + zi.to(tl.int64) * gsz + rows * gsy + cols * gsx
+            g_off = bo * gs1 + bi * gs0 + zi * gsz + rows * gsy + cols * gsx
             scale = tl.load(g_ptr + g_off, mask=mask, other=0.0).to(ACC) / norm
             tl.store(y0_ptr + y_off, (acc0 * scale).to(y0_ptr.dtype.element_ty), mask=mask)
             if NC > 1:
@@ -253,13 +267,15 @@ def _adjoint_rows(j, n):
     """The rows of ``g`` that the five slots of ``A^T`` read at columns ``j`` (clamped into the axis):
     ``j - 1, j, j + 1``, then the border rows 0 and ``n - 1``."""
     top = n - 1
-    return (tl.maximum(j - 1, 0), j, tl.minimum(j + 1, top), j * 0, j * 0 + top)
+    jc = tl.minimum(j, top)  # lanes past the end of the axis read its last row
+    return (tl.maximum(jc - 1, 0), jc, tl.minimum(jc + 1, top), j * 0, j * 0 + top)
 
 
 @triton.jit
 def _adjoint_weights(
-    j, n, start, BLOCK: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr, first, first_in, last, last_in
-):
+    j, n, start, BLOCK: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr, SLOTS: tl.constexpr,
+    first, first_in, last, last_in,
+):  # fmt: skip
     """One component's 1-D ``A^T`` along one axis, as five weights per column ``j``.
 
     Slot ``k < 3`` reads row ``i = j + k - 1``: an interior row reads ``x[j]`` with tap ``2 - k``, a
@@ -289,10 +305,12 @@ def _adjoint_weights(
                 wl = tl.zeros_like(wl)
         f += tl.where(j == first[t], wf, 0.0)
         l += tl.where(j == last[t], wl, 0.0)
-        far = (first[t] >= 2) & (first[t] >= start) & (first[t] < start + BLOCK)
-        near_first = near_first | ((wf != 0) & far)
-        far = (last[t] <= n - 3) & (last[t] >= start) & (last[t] < start + BLOCK)
-        near_last = near_last | ((wl != 0) & far)
+        if SLOTS[3]:
+            far = (first[t] >= 2) & (first[t] >= start) & (first[t] < start + BLOCK)
+            near_first = near_first | ((wf != 0) & far)
+        if SLOTS[4]:
+            far = (last[t] <= n - 3) & (last[t] >= start) & (last[t] < start + BLOCK)
+            near_last = near_last | ((wl != 0) & far)
     # With one sample, row 0 is the only row.
     l = tl.where(n > 1, l, 0.0)
     weights = ()
@@ -302,8 +320,13 @@ def _adjoint_weights(
         w = tl.where(i == n - 1, l, w)
         w = tl.where(i == 0, f, w)
         weights = weights + (w,)
-    weights = weights + (tl.where(j >= 2, f, 0.0), tl.where(j <= n - 3, l, 0.0))
-    return weights, near_first, near_last & (n > 1)
+    far_first = f
+    far_last = l
+    if SLOTS[3]:
+        far_first = tl.where(j >= 2, f, 0.0)
+    if SLOTS[4]:
+        far_last = tl.where(j <= n - 3, l, 0.0)
+    return weights + (far_first, far_last), near_first, near_last & (n > 1)
 
 
 @triton.jit
@@ -364,11 +387,11 @@ def _adjoint_part(
     yw, near_y3, near_y4 = (zero, zero, zero, zero, zero), never, never
     xw, near_x3, near_x4 = (zero, zero, zero, zero, zero), never, never
     if MODES[0] != _NONE:
-        zw, near_z3, near_z4 = _adjoint_weights(zi, D, z0, BLOCK_D, MODES[0], WC[0], zb[0], zb[1], zb[2], zb[3])
+        zw, near_z3, near_z4 = _adjoint_weights(zi, D, z0, BLOCK_D, MODES[0], WC[0], SLOTS[0], zb[0], zb[1], zb[2], zb[3])
     if MODES[1] != _NONE:
-        yw, near_y3, near_y4 = _adjoint_weights(rows, H, row0, BLOCK_H, MODES[1], WC[1], yb[0], yb[1], yb[2], yb[3])
+        yw, near_y3, near_y4 = _adjoint_weights(rows, H, row0, BLOCK_H, MODES[1], WC[1], SLOTS[1], yb[0], yb[1], yb[2], yb[3])
     if MODES[2] != _NONE:
-        xw, near_x3, near_x4 = _adjoint_weights(cols, W, col0, BLOCK_W, MODES[2], WC[2], xb[0], xb[1], xb[2], xb[3])
+        xw, near_x3, near_x4 = _adjoint_weights(cols, W, col0, BLOCK_W, MODES[2], WC[2], SLOTS[2], xb[0], xb[1], xb[2], xb[3])
     base = g_ptr + bo * s1 + bi * s0
     part = zero
     for kz in tl.static_range(5):
@@ -380,7 +403,7 @@ def _adjoint_part(
             else:
                 go_z = D > 0
             if go_z:
-                hz = _adjoint_plane(base + zr[kz].to(tl.int64) * sz, zero, yr, xr, sy, sx, yw, near_y3, near_y4,
+                hz = _adjoint_plane(base + zr[kz] * sz, zero, yr, xr, sy, sx, yw, near_y3, near_y4,
                                     xw, near_x3, near_x4, H, W, MODES, SLOTS, ACC)  # fmt: skip
                 if MODES[0] == _NONE:
                     part += hz
@@ -412,7 +435,7 @@ def _adjoint_kernel(
     BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     """``A^T g = sum_c A_c^T g_c`` on one tile, each cotangent read with its own strides."""
-    bo, bi, zi, rows, cols, z0, row0, col0 = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
+    bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
     zero = tl.zeros([BLOCK_D, BLOCK_H, BLOCK_W], ACC)
     zr = _adjoint_rows(zi, D)
     yr = _adjoint_rows(rows, H)
@@ -439,5 +462,5 @@ def _adjoint_kernel(
                              D, H, W, zr, yr, xr, zb, yb, xb, MODES, WTS[2], SLOTS[2], DIVS[2], ACC,
                              BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     mask = (zi < D) & (rows < H) & (cols < W)
-    out_off = bo * os1 + bi * os0 + zi.to(tl.int64) * osz + rows * osy + cols * osx
+    out_off = bo * os1 + bi * os0 + zi * osz + rows * osy + cols * osx
     tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
