@@ -263,12 +263,17 @@ def _forward_kernel(
 
 
 @triton.jit
-def _adjoint_rows(j, n):
+def _adjoint_rows(j, n, MODE: tl.constexpr):
     """The rows of ``g`` that the five slots of ``A^T`` read at columns ``j`` (clamped into the axis):
-    ``j - 1, j, j + 1``, then the border rows 0 and ``n - 1``."""
+    ``j - 1, j, j + 1`` (wrapped around for circular padding), then the border rows 0 and ``n - 1``."""
     top = n - 1
     jc = tl.minimum(j, top)  # lanes past the end of the axis read its last row
-    return (tl.maximum(jc - 1, 0), jc, tl.minimum(jc + 1, top), j * 0, j * 0 + top)
+    r0 = jc - 1
+    r2 = jc + 1
+    if MODE == _CIRCULAR:
+        r0 = tl.where(r0 < 0, r0 + n, r0)
+        r2 = tl.where(r2 > top, r2 - n, r2)
+    return (tl.maximum(r0, 0), jc, tl.minimum(r2, top), j * 0, j * 0 + top)
 
 
 @triton.jit
@@ -281,8 +286,9 @@ def _adjoint_weights(
     Slot ``k < 3`` reads row ``i = j + k - 1``: an interior row reads ``x[j]`` with tap ``2 - k``, a
     border row with the sum of its weights on ``x[j]`` (``first``, ``last``: the samples that rows 0
     and ``n - 1`` read in their three slots), a row outside the axis not at all. Slots 3 and 4 read
-    rows 0 and ``n - 1`` for the columns they reach from afar (circular wrap, second-order edges);
-    ``near_first`` / ``near_last`` say whether columns ``start .. start + BLOCK - 1`` hold any."""
+    rows 0 and ``n - 1`` for the columns they reach from afar (second-order edges of ``ROWS``);
+    ``near_first`` / ``near_last`` say whether columns ``start .. start + BLOCK - 1`` hold any.
+    (Circular padding needs none of this: its ``A`` is circulant, ``A^T`` the reversed taps wrapped.)"""
     T = W[0]
     f = tl.zeros(j.shape, tl.float32)
     l = tl.zeros(j.shape, tl.float32)
@@ -330,47 +336,61 @@ def _adjoint_weights(
 
 
 @triton.jit
-def _weighted(v, w):
-    """``w * v`` where ``w`` is non-zero: a sample that a column does not read never reaches it."""
-    return tl.where(w != 0, w * v, 0.0)
+def _adjoint_term(v, k: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr, weights):
+    """``v``, read by slot ``k`` along one axis, times its weight there; a zero weight never
+    touches ``v`` (a sample that a column does not read never reaches it, inf included)."""
+    if MODE == _NONE:
+        out = v
+    elif MODE == _CIRCULAR:
+        out = v * W[0][2 - k]
+    else:
+        out = tl.where(weights[k] != 0, weights[k] * v, 0.0)
+    return out
+
+
+@triton.jit
+def _adjoint_row(
+    ptrs, zero, xr, sx, xw, near_x3, near_x4,
+    MODE: tl.constexpr, W: tl.constexpr, SLOTS: tl.constexpr, ACC: tl.constexpr,
+):  # fmt: skip
+    """One component's x part of ``A^T`` along the row of ``g`` that one (z, y) slot pair reads.
+    The far slots run only on tiles that hold the columns they reach (a uniform branch)."""
+    out = zero
+    for k in tl.static_range(5):
+        if SLOTS[k]:
+            if k < 3:
+                out += _adjoint_term(tl.load(ptrs + xr[k] * sx).to(ACC), k, MODE, W, xw)
+            elif k == 3:
+                if near_x3:
+                    out += _adjoint_term(tl.load(ptrs + xr[3] * sx).to(ACC), 3, MODE, W, xw)
+            else:
+                if near_x4:
+                    out += _adjoint_term(tl.load(ptrs + xr[4] * sx).to(ACC), 4, MODE, W, xw)
+    return out
 
 
 @triton.jit
 def _adjoint_plane(
     ptrs, zero, yr, xr, sy, sx, yw, near_y3, near_y4, xw, near_x3, near_x4,
-    H, W, MODES: tl.constexpr, SLOTS: tl.constexpr, ACC: tl.constexpr,
+    MODES: tl.constexpr, WC: tl.constexpr, SLOTS: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    """One component's y and x parts of ``A^T`` on the rows of ``g`` that one z slot reads. The far
-    slots run only on tiles that hold the columns they reach (a uniform branch)."""
+    """One component's y and x parts of ``A^T`` on the rows of ``g`` that one z slot reads."""
     out = zero
-    for ky in tl.static_range(5):
-        if SLOTS[1][ky]:
-            if ky == 3:
-                go_y = near_y3
-            elif ky == 4:
-                go_y = near_y4
+    for k in tl.static_range(5):
+        if SLOTS[1][k]:
+            if k < 3:
+                h = _adjoint_row(ptrs + yr[k] * sy, zero, xr, sx, xw, near_x3, near_x4, MODES[2], WC[2], SLOTS[2], ACC)
+                out += _adjoint_term(h, k, MODES[1], WC[1], yw)
+            elif k == 3:
+                if near_y3:
+                    h = _adjoint_row(ptrs + yr[3] * sy, zero, xr, sx, xw, near_x3, near_x4, MODES[2], WC[2], SLOTS[2],
+                                     ACC)  # fmt: skip
+                    out += _adjoint_term(h, 3, MODES[1], WC[1], yw)
             else:
-                go_y = H > 0
-            if go_y:
-                hy = zero
-                for kx in tl.static_range(5):
-                    if SLOTS[2][kx]:
-                        if kx == 3:
-                            go_x = near_x3
-                        elif kx == 4:
-                            go_x = near_x4
-                        else:
-                            go_x = W > 0
-                        if go_x:
-                            v = tl.load(ptrs + yr[ky] * sy + xr[kx] * sx).to(ACC)
-                            if MODES[2] == _NONE:
-                                hy += v
-                            else:
-                                hy += _weighted(v, xw[kx])
-                if MODES[1] == _NONE:
-                    out += hy
-                else:
-                    out += _weighted(hy, yw[ky])
+                if near_y4:
+                    h = _adjoint_row(ptrs + yr[4] * sy, zero, xr, sx, xw, near_x3, near_x4, MODES[2], WC[2], SLOTS[2],
+                                     ACC)  # fmt: skip
+                    out += _adjoint_term(h, 4, MODES[1], WC[1], yw)
     return out
 
 
@@ -386,29 +406,32 @@ def _adjoint_part(
     zw, near_z3, near_z4 = (zero, zero, zero, zero, zero), never, never
     yw, near_y3, near_y4 = (zero, zero, zero, zero, zero), never, never
     xw, near_x3, near_x4 = (zero, zero, zero, zero, zero), never, never
-    if MODES[0] != _NONE:
+    if MODES[0] != _NONE and MODES[0] != _CIRCULAR:
         zw, near_z3, near_z4 = _adjoint_weights(zi, D, z0, BLOCK_D, MODES[0], WC[0], SLOTS[0], zb[0], zb[1], zb[2], zb[3])
-    if MODES[1] != _NONE:
-        yw, near_y3, near_y4 = _adjoint_weights(rows, H, row0, BLOCK_H, MODES[1], WC[1], SLOTS[1], yb[0], yb[1], yb[2], yb[3])
-    if MODES[2] != _NONE:
-        xw, near_x3, near_x4 = _adjoint_weights(cols, W, col0, BLOCK_W, MODES[2], WC[2], SLOTS[2], xb[0], xb[1], xb[2], xb[3])
+    if MODES[1] != _NONE and MODES[1] != _CIRCULAR:
+        yw, near_y3, near_y4 = _adjoint_weights(rows, H, row0, BLOCK_H, MODES[1], WC[1], SLOTS[1],
+                                                yb[0], yb[1], yb[2], yb[3])  # fmt: skip
+    if MODES[2] != _NONE and MODES[2] != _CIRCULAR:
+        xw, near_x3, near_x4 = _adjoint_weights(cols, W, col0, BLOCK_W, MODES[2], WC[2], SLOTS[2],
+                                                xb[0], xb[1], xb[2], xb[3])  # fmt: skip
     base = g_ptr + bo * s1 + bi * s0
     part = zero
-    for kz in tl.static_range(5):
-        if SLOTS[0][kz]:
-            if kz == 3:
-                go_z = near_z3
-            elif kz == 4:
-                go_z = near_z4
+    for k in tl.static_range(5):
+        if SLOTS[0][k]:
+            if k < 3:
+                h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y3, near_y4, xw, near_x3, near_x4,
+                                   MODES, WC, SLOTS, ACC)  # fmt: skip
+                part += _adjoint_term(h, k, MODES[0], WC[0], zw)
+            elif k == 3:
+                if near_z3:
+                    h = _adjoint_plane(base + zr[3] * sz, zero, yr, xr, sy, sx, yw, near_y3, near_y4, xw, near_x3,
+                                       near_x4, MODES, WC, SLOTS, ACC)  # fmt: skip
+                    part += _adjoint_term(h, 3, MODES[0], WC[0], zw)
             else:
-                go_z = D > 0
-            if go_z:
-                hz = _adjoint_plane(base + zr[kz] * sz, zero, yr, xr, sy, sx, yw, near_y3, near_y4,
-                                    xw, near_x3, near_x4, H, W, MODES, SLOTS, ACC)  # fmt: skip
-                if MODES[0] == _NONE:
-                    part += hz
-                else:
-                    part += _weighted(hz, zw[kz])
+                if near_z4:
+                    h = _adjoint_plane(base + zr[4] * sz, zero, yr, xr, sy, sx, yw, near_y3, near_y4, xw, near_x3,
+                                       near_x4, MODES, WC, SLOTS, ACC)  # fmt: skip
+                    part += _adjoint_term(h, 4, MODES[0], WC[0], zw)
     if DIV != 1:
         part = part / DIV
     return part
@@ -437,18 +460,18 @@ def _adjoint_kernel(
     """``A^T g = sum_c A_c^T g_c`` on one tile, each cotangent read with its own strides."""
     bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
     zero = tl.zeros([BLOCK_D, BLOCK_H, BLOCK_W], ACC)
-    zr = _adjoint_rows(zi, D)
-    yr = _adjoint_rows(rows, H)
-    xr = _adjoint_rows(cols, W)
+    zr = _adjoint_rows(zi, D, MODES[0])
+    yr = _adjoint_rows(rows, H, MODES[1])
+    xr = _adjoint_rows(cols, W, MODES[2])
     unused = ((D, D, D), (D > 0, D > 0, D > 0), (D, D, D), (D > 0, D > 0, D > 0))  # for axes without stencils
     zb = unused
     yb = unused
     xb = unused
-    if MODES[0] != _NONE:
+    if MODES[0] != _NONE and MODES[0] != _CIRCULAR:
         zb = _border_sources(D, MODES[0], FK[0], LK[0])
-    if MODES[1] != _NONE:
+    if MODES[1] != _NONE and MODES[1] != _CIRCULAR:
         yb = _border_sources(H, MODES[1], FK[1], LK[1])
-    if MODES[2] != _NONE:
+    if MODES[2] != _NONE and MODES[2] != _CIRCULAR:
         xb = _border_sources(W, MODES[2], FK[2], LK[2])
     acc = _adjoint_part(g0_ptr, bo, bi, g0s1, g0s0, g0sz, g0sy, g0sx, zero, zi, rows, cols, z0, row0, col0, D, H, W,
                         zr, yr, xr, zb, yb, xb, MODES, WTS[0], SLOTS[0], DIVS[0], ACC,

@@ -197,10 +197,13 @@ def _adjoint_slots(stencil: Optional[Stencil], mode: int, n: int) -> tuple[bool,
     and ``n - 1`` for columns two or more samples away."""
     if stencil is None or mode == NONE:
         return (False, True, False, False, False)
+    taps = stencil.taps
+    if mode == CIRCULAR:
+        # A circulant matrix: its transpose is the reversed taps, wrapped around, at every size.
+        return (taps[2] != 0, taps[1] != 0, taps[0] != 0, False, False)
     first = _net_weights(stencil.first)
     last = _net_weights(stencil.last) if n > 1 else {}
     interior = n >= 3
-    taps = stencil.taps
     return (
         (interior and taps[2] != 0) or first.get(1, 0) != 0,
         (interior and taps[1] != 0) or first.get(0, 0) != 0 or last.get(n - 1, 0) != 0,
