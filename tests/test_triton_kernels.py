@@ -13,6 +13,7 @@ os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported anyw
 
 from typing import Callable, Optional  # noqa: E402
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from conftest import PADDINGS  # noqa: E402
@@ -160,6 +161,38 @@ def test_sizes_1_2_3_in_3d(name: str) -> None:
         _check_operator(name, _input(size))
 
 
+@pytest.fixture
+def addresses_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every address a kernel loads from (in the lanes its mask leaves on) lies inside a tensor of its
+    launch: the sample indices are clamped into each axis, so tiles past the edge read inside too."""
+    from triton.runtime import interpreter
+
+    spans: list[tuple[int, int]] = []
+    original_launch = launch.launch_kernel
+    original_load = interpreter.InterpreterBuilder.create_masked_load
+
+    def tracking(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
+        spans.clear()
+        for t in args:
+            if isinstance(t, torch.Tensor):
+                extent = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride())) + 1
+                spans.append((t.data_ptr(), t.data_ptr() + extent * t.element_size()))
+        original_launch(kernel, programs, *args, **meta)
+
+    def checked_load(self, ptrs, mask, other, cache_policy, is_volatile):  # type: ignore[no-untyped-def]
+        addresses = ptrs.data[mask.data.astype(bool)].ravel()
+        inside = np.zeros(addresses.shape, dtype=bool)
+        for lo, hi in spans:
+            inside |= (addresses >= lo) & (addresses < hi)
+        if not inside.all():
+            raise IndexError(f"a load outside the launch's tensors: {addresses[~inside][:4]}, tensors {spans}")
+        return original_load(self, ptrs, mask, other, cache_policy, is_volatile)
+
+    monkeypatch.setattr(launch, "launch_kernel", tracking)
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_masked_load", checked_load)
+
+
+@pytest.mark.usefixtures("addresses_checked")
 @pytest.mark.parametrize(
     "name", ["sobel_reflect", "scharr_circular_normalized", "gradient_edge2_spacing", "image_gradients"]
 )
@@ -168,8 +201,22 @@ def test_tiles_that_do_not_divide_the_tensor(name: str) -> None:
     _check_operator(name, _input((3, 7, 9)), block=(2, 4, 4))
 
 
-def test_tiles_in_3d() -> None:
-    _check_operator("sobel_3d_circular", _input((3, 5, 6)), block=(2, 4, 4))
+@pytest.mark.usefixtures("addresses_checked")
+@pytest.mark.parametrize("name", ["sobel_3d_circular", "gradient_3d_edge2"])
+def test_tiles_in_3d(name: str) -> None:
+    _check_operator(name, _input((3, 5, 6)), block=(2, 4, 4))
+
+
+@pytest.mark.usefixtures("addresses_checked")
+def test_magnitude_tiles() -> None:
+    x = _input((3, 7, 9))
+    op = OPERATORS["sobel_replicate"][0](x)
+    grad = _input((3, 7, 9), seed=3)
+    components = op.apply(x)
+    norm = torch.sqrt(sum(c * c for c in components) + 1e-6)
+    _close(triton_magnitude(op, x, 1e-6, block=(2, 4, 4)), norm)
+    expected = op.adjoint([grad * c / norm for c in components])
+    _close(triton_magnitude_backward(op, x, grad, 1e-6, block=(2, 4, 4)), expected)
 
 
 def test_strided_channels_last_and_expanded() -> None:
@@ -251,13 +298,13 @@ def test_magnitude(name: str, dtype: torch.dtype) -> None:
 def _count_launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Wraps the executor's one launch function; the list grows by the kernel's name at each launch."""
     calls: list[str] = []
-    original = launch.launch
+    original = launch.launch_kernel
 
     def counting(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
-        calls.append(kernel.fn.__name__ if hasattr(kernel, "fn") else str(kernel))
+        calls.append(kernel.fn.__name__)
         original(kernel, programs, *args, **meta)
 
-    monkeypatch.setattr(launch, "launch", counting)
+    monkeypatch.setattr(launch, "launch_kernel", counting)
     return calls
 
 

@@ -5,12 +5,14 @@ The kernels are written once for every operator: the plan arrives as compile-tim
 drop out, so an operator's code is its description.
 
 A program computes one ``BLOCK_D x BLOCK_H x BLOCK_W`` tile of one batch item of the
-``(b1, b0, D, H, W)`` view. Along each axis, an output of ``A`` reads three slots (rows ``i - 1, i,
-i + 1``, remapped at the border) and an output of ``A^T`` five (the interior rows ``j + 1, j, j - 1``
-with the taps reversed, then the border rows ``0`` and ``n - 1`` with the weights that fold the
-padding back). Every address is clamped into the tensor, masked-off lanes included (the interpreter
-dereferences what it is given); masks only zero the samples that zero padding leaves out and the
-rows that ``A^T`` takes from the border slots instead.
+``(b1, b0, D, H, W)`` view. Along each axis, an output of ``A`` reads three slots (samples ``i - 1,
+i, i + 1``, remapped at the border) and an output of ``A^T`` reads rows ``j - 1, j, j + 1`` of ``g``
+with per-column weights: the taps reversed inside, the border rows' weights folded back near the
+edges (circular padding is circulant: its transpose is the reversed taps, wrapped). Explicit border
+rows that read two or more samples away add two far slots, rows ``0`` and ``n - 1``, which run only
+on the tiles they reach. Every sample index is clamped into its axis, so the loads of a tile that reaches past
+the edge stay inside the tensor without a mask; masks only zero the samples that zero padding leaves
+out, and keep stores (and the cotangent's load) to the tile's own elements.
 """
 
 from __future__ import annotations
@@ -291,7 +293,7 @@ def _adjoint_weights(
     (Circular padding needs none of this: its ``A`` is circulant, ``A^T`` the reversed taps wrapped.)"""
     T = W[0]
     f = tl.zeros(j.shape, tl.float32)
-    l = tl.zeros(j.shape, tl.float32)
+    g = tl.zeros(j.shape, tl.float32)
     near_first = n < 0
     near_last = n < 0
     for t in tl.static_range(3):
@@ -310,7 +312,7 @@ def _adjoint_weights(
                 wf = tl.where(n >= 2, wf, 0.0)
                 wl = tl.zeros_like(wl)
         f += tl.where(j == first[t], wf, 0.0)
-        l += tl.where(j == last[t], wl, 0.0)
+        g += tl.where(j == last[t], wl, 0.0)
         if SLOTS[3]:
             far = (first[t] >= 2) & (first[t] >= start) & (first[t] < start + BLOCK)
             near_first = near_first | ((wf != 0) & far)
@@ -318,20 +320,20 @@ def _adjoint_weights(
             far = (last[t] <= n - 3) & (last[t] >= start) & (last[t] < start + BLOCK)
             near_last = near_last | ((wl != 0) & far)
     # With one sample, row 0 is the only row.
-    l = tl.where(n > 1, l, 0.0)
+    g = tl.where(n > 1, g, 0.0)
     weights = ()
     for k in tl.static_range(3):
         i = j + (k - 1)
         w = tl.where((i >= 1) & (i <= n - 2), T[2 - k], 0.0)
-        w = tl.where(i == n - 1, l, w)
+        w = tl.where(i == n - 1, g, w)
         w = tl.where(i == 0, f, w)
         weights = weights + (w,)
     far_first = f
-    far_last = l
+    far_last = g
     if SLOTS[3]:
         far_first = tl.where(j >= 2, f, 0.0)
     if SLOTS[4]:
-        far_last = tl.where(j <= n - 3, l, 0.0)
+        far_last = tl.where(j <= n - 3, g, 0.0)
     return weights + (far_first, far_last), near_first, near_last & (n > 1)
 
 
@@ -407,7 +409,9 @@ def _adjoint_part(
     yw, near_y3, near_y4 = (zero, zero, zero, zero, zero), never, never
     xw, near_x3, near_x4 = (zero, zero, zero, zero, zero), never, never
     if MODES[0] != _NONE and MODES[0] != _CIRCULAR:
-        zw, near_z3, near_z4 = _adjoint_weights(zi, D, z0, BLOCK_D, MODES[0], WC[0], SLOTS[0], zb[0], zb[1], zb[2], zb[3])
+        zw, near_z3, near_z4 = _adjoint_weights(
+            zi, D, z0, BLOCK_D, MODES[0], WC[0], SLOTS[0], zb[0], zb[1], zb[2], zb[3]
+        )
     if MODES[1] != _NONE and MODES[1] != _CIRCULAR:
         yw, near_y3, near_y4 = _adjoint_weights(rows, H, row0, BLOCK_H, MODES[1], WC[1], SLOTS[1],
                                                 yb[0], yb[1], yb[2], yb[3])  # fmt: skip

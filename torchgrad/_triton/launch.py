@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .._separable import Separable
 from . import kernels
-from .layout import Layout, kernel_layout
+from .layout import INT32_MAX, Layout, kernel_layout
 from .plan import KernelPlan, Unsupported, kernel_plan
 
 NUM_WARPS = 4
@@ -23,8 +23,8 @@ Block = Optional[tuple[int, int, int]]
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def launch(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
-    """Every kernel launch of the executor goes through here."""
+def launch_kernel(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
+    """Every kernel launch of the executor goes through here (a one-dimensional grid)."""
     kernel[(programs,)](*args, num_warps=NUM_WARPS, **meta)
 
 
@@ -50,8 +50,8 @@ def unsupported_reason(op: Separable, x: Tensor) -> Optional[str]:
         return str(error)
     if any(stencil.dtype not in (None, x.dtype) for chain in op.chains for stencil in chain):
         return "the operator's result dtype differs from the input's"
-    if kernel_layout([x.contiguous(memory_format=torch.contiguous_format)], plan.ndim) is None:
-        return f"a plane of shape {tuple(x.shape)} is beyond int32 offsets"
+    if x.shape[-1] * (x.shape[-2] if plan.ndim > 1 else 1) > INT32_MAX:
+        return f"an image plane of shape {tuple(x.shape)} is beyond int32 offsets"
     return None
 
 
@@ -73,7 +73,9 @@ def _layout(tensors: list[Tensor], ndim: int) -> tuple[list[Tensor], Layout]:
     if layout is None:
         tensors = [t.contiguous() for t in tensors]
         layout = kernel_layout(tensors, ndim)
-    return tensors, layout  # type: ignore[return-value]
+    if layout is None:
+        raise Unsupported(f"an image plane of shape {tuple(tensors[0].shape)} is beyond int32 offsets")
+    return tensors, layout
 
 
 def _accumulator(dtype: torch.dtype) -> Any:
@@ -114,7 +116,7 @@ def _forward(
     ys = outputs + [outputs[0]] * (3 - len(outputs))
     meta = plan.constexprs()
     tile = _block(layout, block)
-    launch(
+    launch_kernel(
         kernels._forward_kernel,
         _programs(layout, tile),
         x, *ys, x if grad is None else tensors[2],
@@ -138,15 +140,13 @@ def triton_apply(op: Separable, x: Tensor, *, block: Block = None) -> tuple[Tens
     return tuple(outputs)
 
 
-def triton_adjoint(
-    op: Separable, grads: Sequence[Optional[Tensor]], *, block: Block = None
-) -> Tensor:
+def triton_adjoint(op: Separable, grads: Sequence[Optional[Tensor]], *, block: Block = None) -> Tensor:
     """``A^T g`` from one kernel launch; ``None`` stands for a zero cotangent. Shaped, typed and laid
     out like the first cotangent given."""
     given = [c for c, g in enumerate(grads) if g is not None]
     if not given:
         raise ValueError("the adjoint needs a cotangent for at least one output")
-    present: list[Tensor] = [grads[c] for c in given]  # type: ignore[misc]
+    present = [g for g in grads if g is not None]
     first = present[0]
     plan = _plan(op, first).select(given)
     out = torch.empty_like(first)
@@ -159,7 +159,7 @@ def triton_adjoint(
     strides = list(layout.strides[:-1]) + [layout.strides[0]] * (3 - len(present))
     meta = plan.constexprs()
     tile = _block(layout, block)
-    launch(
+    launch_kernel(
         kernels._adjoint_kernel,
         _programs(layout, tile),
         *pointers, out,
@@ -183,9 +183,7 @@ def triton_magnitude(op: Separable, x: Tensor, eps: float, *, block: Block = Non
     return out
 
 
-def triton_magnitude_backward(
-    op: Separable, x: Tensor, grad: Tensor, eps: float, *, block: Block = None
-) -> Tensor:
+def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: float, *, block: Block = None) -> Tensor:
     """The gradient of :func:`triton_magnitude` w.r.t. ``x``: ``A^T (grad * A x / |A x|)``, two launches.
 
     The first recomputes the components and scales them (float32 intermediates for half precision),
@@ -194,8 +192,9 @@ def triton_magnitude_backward(
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     if x.numel() == 0:
         return torch.empty_like(x)
-    if kernel_layout([x, grad], plan.ndim) is None:
+    scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.components)]
+    if kernel_layout([x, scaled[0], grad], plan.ndim) is None:
         x, grad = x.contiguous(), grad.contiguous()
-    scaled = [torch.empty(x.shape, dtype=work, device=x.device) for _ in range(plan.components)]
+        scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.components)]
     _forward(plan, x, scaled, kernels.SCALED, block, grad=grad, eps=eps)
     return triton_adjoint(op, scaled, block=block).to(x.dtype)

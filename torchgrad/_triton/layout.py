@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from torch import Tensor
 
-_INT32 = 2**31 - 1
+INT32_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,6 @@ class Layout:
 
     sizes: tuple[int, int, int, int, int]
     strides: tuple[tuple[int, int, int, int, int], ...]
-
 
 
 def kernel_layout(tensors: Sequence[Tensor], ndim: int) -> Optional[Layout]:
@@ -54,8 +53,8 @@ def kernel_layout(tensors: Sequence[Tensor], ndim: int) -> Optional[Layout]:
         sy = t.stride(-2) if ndim >= 2 else 0
         sx = t.stride(-1)
         # In-plane offsets are int32 in the kernels; batch and z offsets are int64.
-        if (h - 1) * sy + (w - 1) * sx > _INT32:
+        if (h - 1) * sy + (w - 1) * sx > INT32_MAX:
             return None
         per_tensor.append((groups[0][1][k], groups[1][1][k], groups[2][1][k], sy, sx))
     sizes = (groups[0][0], groups[1][0], groups[2][0], h, w)
-    return Layout(sizes, tuple(per_tensor))  # type: ignore[arg-type]
+    return Layout(sizes, tuple(per_tensor))

@@ -20,10 +20,11 @@ This file reads the description only; it never imports Triton.
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 from .._separable import Separable
 from .._stencil import PADDING_MODES, Row, Stencil, padded_stencil
@@ -36,7 +37,6 @@ _AXES = 3
 _NO_TERMS = (0.0, 0.0, 0.0)
 
 Triple = tuple[float, float, float]
-Scalar = Union[int, float]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class KernelPlan:
     modes: tuple[int, int, int]
     first_index: tuple[tuple[int, int, int], ...]
     last_index: tuple[tuple[int, int, int], ...]
-    weights: tuple[tuple[AxisWeights, AxisWeights, AxisWeights], ...]
+    weights: tuple[tuple[AxisWeights, ...], ...]
     divisors: tuple[float, ...]
     adjoint_slots: tuple[tuple[tuple[bool, bool, bool, bool, bool], ...], ...]
 
@@ -85,9 +85,7 @@ class KernelPlan:
 
     def forward_slots(self) -> tuple[tuple[tuple[bool, bool, bool], ...], ...]:
         """Per component and axis: which of the three slots can carry a non-zero weight."""
-        return tuple(
-            tuple(self._forward_slots(self.modes[a], w) for a, w in enumerate(axes)) for axes in self.weights
-        )
+        return tuple(tuple(self._forward_slots(self.modes[a], w) for a, w in enumerate(axes)) for axes in self.weights)
 
     def constexprs(self) -> dict[str, object]:
         """The description as the kernels' compile-time arguments (plain nested tuples)."""
@@ -109,89 +107,101 @@ class KernelPlan:
     def _forward_slots(mode: int, w: AxisWeights) -> tuple[bool, bool, bool]:
         if mode == NONE:
             return (False, True, False)
-        if mode == ROWS:
-            return tuple(a != 0 or b != 0 or c != 0 for a, b, c in zip(w.taps, w.first, w.last))  # type: ignore[return-value]
-        return tuple(t != 0 for t in w.taps)  # type: ignore[return-value]
+        s0, s1, s2 = (w.taps[t] != 0 or (mode == ROWS and (w.first[t] != 0 or w.last[t] != 0)) for t in range(3))
+        return (s0, s1, s2)
 
 
 class Unsupported(ValueError):
     """A description the Triton kernels do not run; the message says why."""
 
 
+@dataclass(frozen=True)
+class _Real:
+    """A stencil whose weights are real scalars, as floats: what the kernels can take as constants."""
+
+    stencil: Stencil
+    taps: Triple
+    divisor: float
+    first: tuple[tuple[int, float], ...]
+    first_divisor: float
+    last: tuple[tuple[int, float], ...]
+    last_divisor: float
+
+    @property
+    def size(self) -> int:
+        return self.stencil.size
+
+    @property
+    def dim(self) -> int:
+        return self.stencil.dim
+
+
+def _real(stencil: Stencil) -> _Real:
+    def real(w: object) -> float:
+        if not isinstance(w, (int, float)) or isinstance(w, bool):
+            raise Unsupported("per-row, tensor or complex weights (non-uniform coordinates) are not served")
+        return float(w)
+
+    def terms(row: Row) -> tuple[tuple[int, float], ...]:
+        return tuple((k, real(w)) for k, w in row.terms)
+
+    t0, t1, t2 = (real(t) for t in stencil.taps)
+    divisor = real(stencil.divisor)
+    if divisor == 0:
+        raise Unsupported("a zero divisor")
+    first, last = terms(stencil.first), terms(stencil.last)
+    return _Real(stencil, (t0, t1, t2), divisor, first, real(stencil.first.divisor), last, real(stencil.last.divisor))
+
+
 def kernel_plan(op: Separable, shape: Sequence[int]) -> KernelPlan:
     """The plan of ``op`` for an input of ``shape``; :class:`Unsupported` when the kernels cannot run it."""
     if not isinstance(op, Separable):
         raise Unsupported(f"the Triton executor runs Separable operators, got {type(op).__name__}")
-    for chain in op.chains:
-        for stencil in chain:
-            _check_scalar_stencil(stencil)
-    return _plan(op, tuple(shape))
+    return _plan(tuple(tuple(_real(s) for s in chain) for chain in op.chains), op.spatial_dims, tuple(shape))
 
 
-def _is_real_scalar(w: object) -> bool:
-    return isinstance(w, (int, float)) and not isinstance(w, bool)
-
-
-def _exact_in_float32(w: Scalar) -> bool:
+def _exact_in_float32(w: float) -> bool:
     return struct.unpack("f", struct.pack("f", w))[0] == w
 
 
-def _check_scalar_stencil(stencil: Stencil) -> None:
-    weights = [*stencil.taps, stencil.divisor, stencil.first.divisor, stencil.last.divisor]
-    weights += [w for row in (stencil.first, stencil.last) for _, w in row.terms]
-    if not all(_is_real_scalar(w) for w in weights):
-        raise Unsupported("per-row, tensor or complex weights (non-uniform coordinates) are not served")
-
-
 @lru_cache(maxsize=256)
-def _plan(op: Separable, shape: tuple[int, ...]) -> KernelPlan:
-    chains = op.chains
+def _plan(chains: tuple[tuple[_Real, ...], ...], ndim: int, shape: tuple[int, ...]) -> KernelPlan:
     if not 1 <= len(chains) <= 3:
         raise Unsupported(f"the kernels write 1 to 3 components, the operator has {len(chains)}")
-    ndim = op.spatial_dims
     if ndim > _AXES or ndim > len(shape):
         raise Unsupported(f"the kernels run up to 3 spatial dims, the operator has {ndim} for shape {shape}")
     # stencils[c][a]: component c's stencil along kernel axis a (None: identity).
-    stencils: list[list[Optional[Stencil]]] = []
+    stencils: list[list[Optional[_Real]]] = []
     for chain in chains:
-        per_axis: list[Optional[Stencil]] = [None] * _AXES
+        per_axis: list[Optional[_Real]] = [None] * _AXES
         for stencil in chain:
             axis = _AXES + stencil.dim
             if per_axis[axis] is not None:
                 raise Unsupported(f"two stencils along dim {stencil.dim} in one chain are not served")
             if stencil.size != shape[stencil.dim]:
                 raise Unsupported(f"the operator is built for size {stencil.size} along dim {stencil.dim}, got {shape}")
-            if stencil.divisor == 0:
-                raise Unsupported("a zero divisor")
             per_axis[axis] = stencil
         stencils.append(per_axis)
-    modes, firsts, lasts = [], [], []
-    for a in range(_AXES):
-        along = [per_axis[a] for per_axis in stencils if per_axis[a] is not None]
-        mode, first, last = _axis_rule(along)  # type: ignore[arg-type]
-        modes.append(mode)
-        firsts.append(first)
-        lasts.append(last)
-    weights = tuple(
-        tuple(_axis_weights(s, modes[a], firsts[a], lasts[a]) for a, s in enumerate(per_axis)) for per_axis in stencils
-    )
+    rules = [_axis_rule([s for per_axis in stencils if (s := per_axis[a]) is not None]) for a in range(_AXES)]
+    weights = tuple(tuple(_axis_weights(s, *rules[a]) for a, s in enumerate(per_axis)) for per_axis in stencils)
     # Taps and border-row weights become float32 constants in the kernels (divisors keep full precision).
     if not all(_exact_in_float32(v) for axes in weights for w in axes for v in w.taps + w.first + w.last):
         raise Unsupported("weights that float32 does not hold exactly are not served")
-    divisors = []
-    for chain in chains:
-        divisor: Scalar = 1
-        for stencil in chain:
-            divisor *= stencil.divisor  # type: ignore[assignment, operator]
-        divisors.append(float(divisor))
+    divisors = tuple(math.prod(s.divisor for s in chain) for chain in chains)
+    sizes = (1,) * (_AXES - ndim) + tuple(shape[-ndim:])
     adjoint = tuple(
-        tuple(_adjoint_slots(s, modes[a], shape[a - _AXES] if a >= _AXES - ndim else 1) for a, s in enumerate(per_axis))
-        for per_axis in stencils
+        tuple(_adjoint_slots(s, rules[a][0], sizes[a]) for a, s in enumerate(per_axis)) for per_axis in stencils
     )
-    return KernelPlan(ndim, tuple(modes), tuple(firsts), tuple(lasts), weights, tuple(divisors), adjoint)  # type: ignore[arg-type]
+    modes = (rules[0][0], rules[1][0], rules[2][0])
+    firsts = tuple(rule[1] for rule in rules)
+    lasts = tuple(rule[2] for rule in rules)
+    return KernelPlan(ndim, modes, firsts, lasts, weights, tuple(float(d) for d in divisors), adjoint)
 
 
-def _adjoint_slots(stencil: Optional[Stencil], mode: int, n: int) -> tuple[bool, bool, bool, bool, bool]:
+Slots5 = tuple[bool, bool, bool, bool, bool]
+
+
+def _adjoint_slots(stencil: Optional[_Real], mode: int, n: int) -> Slots5:
     """Which slots of the 1-D ``A^T`` carry a weight: slot ``k < 3`` reads row ``j + k - 1`` (interior
     rows with tap ``2 - k``, border rows with their net weight on ``x[j]``), slots 3 and 4 read rows 0
     and ``n - 1`` for columns two or more samples away."""
@@ -205,51 +215,54 @@ def _adjoint_slots(stencil: Optional[Stencil], mode: int, n: int) -> tuple[bool,
     last = _net_weights(stencil.last) if n > 1 else {}
     interior = n >= 3
     return (
-        (interior and taps[2] != 0) or first.get(1, 0) != 0,
-        (interior and taps[1] != 0) or first.get(0, 0) != 0 or last.get(n - 1, 0) != 0,
-        (interior and taps[0] != 0) or last.get(n - 2, 0) != 0,
+        (interior and taps[2] != 0) or first.get(1, 0.0) != 0,
+        (interior and taps[1] != 0) or first.get(0, 0.0) != 0 or last.get(n - 1, 0.0) != 0,
+        (interior and taps[0] != 0) or last.get(n - 2, 0.0) != 0,
         any(w != 0 for k, w in first.items() if k >= 2),
         any(w != 0 for k, w in last.items() if k <= n - 3),
     )
 
 
-def _net_weights(row: Row) -> dict[int, Scalar]:
+def _net_weights(terms: tuple[tuple[int, float], ...]) -> dict[int, float]:
     """The weight a border row gives each sample (terms on one sample summed)."""
-    net: dict[int, Scalar] = {}
-    for k, w in row.terms:
-        net[k] = net.get(k, 0) + w  # type: ignore[operator]
+    net: dict[int, float] = {}
+    for k, w in terms:
+        net[k] = net.get(k, 0.0) + w
     return net
 
 
-def _padding_modes(stencil: Stencil) -> list[int]:
+def _padding_modes(stencil: _Real) -> set[int]:
     """Every padding rule that reproduces the stencil's border rows exactly."""
-    found = []
+    found = set()
+    source = stencil.stencil
     for name, mode in _PADDED.items():
         if mode == REFLECT and stencil.size < 2:
             continue
-        candidate = padded_stencil(stencil.dim, stencil.size, stencil.taps, name, stencil.divisor)  # type: ignore[arg-type]
-        if replace(candidate, dtype=stencil.dtype) == stencil:
-            found.append(mode)
+        candidate = padded_stencil(source.dim, source.size, source.taps, name, source.divisor)  # type: ignore[arg-type]
+        if replace(candidate, dtype=source.dtype) == source:
+            found.add(mode)
     return found
 
 
-def _row_indices(row: Row, n: int, from_end: bool) -> Optional[tuple[int, int, int]]:
+Indices = tuple[int, int, int]
+
+
+def _row_indices(terms: tuple[tuple[int, float], ...], n: int, from_end: bool) -> Optional[Indices]:
     """The samples a border row reads, in slots (at most three terms), or ``None``."""
-    if len(row.terms) > 3 or not all(0 <= k < n for k, _ in row.terms):
+    if len(terms) > 3 or not all(0 <= k < n for k, _ in terms):
         return None
-    indices = [k - n if from_end else k for k, _ in row.terms]
+    indices = [k - n if from_end else k for k, _ in terms]
     own = -1 if from_end else 0
-    return tuple(indices + [own] * (3 - len(indices)))  # type: ignore[return-value]
+    i0, i1, i2 = indices + [own] * (3 - len(indices))
+    return (i0, i1, i2)
 
 
-def _axis_rule(along: list[Stencil]) -> tuple[int, tuple[int, int, int], tuple[int, int, int]]:
+def _axis_rule(along: list[_Real]) -> tuple[int, Indices, Indices]:
     """The border rule shared by every stencil along one axis: (mode, first-row, last-row samples)."""
     unused = (0, 0, 0)
     if not along:
         return NONE, unused, unused
-    common = set(_padding_modes(along[0]))
-    for stencil in along[1:]:
-        common &= set(_padding_modes(stencil))
+    common = set.intersection(*(_padding_modes(s) for s in along))
     if common:
         return min(common), unused, unused
     n = along[0].size
@@ -266,32 +279,28 @@ def _axis_rule(along: list[Stencil]) -> tuple[int, tuple[int, int, int], tuple[i
     return ROWS, first, last
 
 
-def _axis_weights(
-    stencil: Optional[Stencil], mode: int, first: tuple[int, int, int], last: tuple[int, int, int]
-) -> AxisWeights:
+def _axis_weights(stencil: Optional[_Real], mode: int, first: Indices, last: Indices) -> AxisWeights:
     if stencil is None:
         if mode != ROWS:
             return IDENTITY
         # The identity's border rows on the samples the axis reads: weight 1 on the row's own sample.
-        return AxisWeights(IDENTITY.taps, _one_hot(first, 0), _one_hot(last, -1))
-    taps = tuple(float(t) for t in stencil.taps)
+        return AxisWeights(IDENTITY.taps, _one_hot(first.index(0)), _one_hot(last.index(-1)))
     if mode != ROWS:
-        return AxisWeights(taps)  # type: ignore[arg-type]
+        return AxisWeights(stencil.taps)
+    # Border rows scaled to the stencil's divisor, applied once at the end. The ratio first: (2 h) / h
+    # is exactly 2, so gradient's one-sided rows keep exact weights.
     return AxisWeights(
-        taps,  # type: ignore[arg-type]
-        _row_weights(stencil.first, stencil.divisor),
-        _row_weights(stencil.last, stencil.divisor),
+        stencil.taps,
+        _slots(stencil.first, stencil.divisor / stencil.first_divisor),
+        _slots(stencil.last, stencil.divisor / stencil.last_divisor),
     )
 
 
-def _one_hot(indices: tuple[int, int, int], own: int) -> Triple:
-    slot = indices.index(own)
-    return tuple(1.0 if t == slot else 0.0 for t in range(3))  # type: ignore[return-value]
+def _one_hot(slot: int) -> Triple:
+    w0, w1, w2 = (1.0 if t == slot else 0.0 for t in range(3))
+    return (w0, w1, w2)
 
 
-def _row_weights(row: Row, divisor: Scalar) -> Triple:
-    """A border row's weights in its slots, scaled to the stencil's divisor (applied once at the end)."""
-    # The ratio first: (2 h) / h is exactly 2, so gradient's one-sided rows keep exact weights.
-    scale = float(divisor) / float(row.divisor)  # type: ignore[arg-type]
-    weights = [float(w) * scale for _, w in row.terms]  # type: ignore[arg-type]
-    return tuple(weights + [0.0] * (3 - len(weights)))  # type: ignore[return-value]
+def _slots(terms: tuple[tuple[int, float], ...], scale: float) -> Triple:
+    w0, w1, w2 = [w * scale for _, w in terms] + [0.0] * (3 - len(terms))
+    return (w0, w1, w2)
