@@ -34,7 +34,11 @@ from torchgrad.gradient import _coordinate_stencil, _uniform_stencil  # noqa: E4
 from torchgrad.image_gradients import forward_difference_operator  # noqa: E402
 
 if not launch.interpreting():
-    pytest.skip("the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
+    pytest.skip(
+        "the kernels were defined without TRITON_INTERPRET=1 (imported before this module, or the variable is set "
+        "to something else)",
+        allow_module_level=True,
+    )
 
 Builder = Callable[[torch.Tensor], Separable]
 

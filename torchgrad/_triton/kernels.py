@@ -10,9 +10,13 @@ i, i + 1``, remapped at the border) and an output of ``A^T`` reads rows ``j - 1,
 with per-column weights: the taps reversed inside, the border rows' weights folded back near the
 edges (circular padding is circulant: its transpose is the reversed taps, wrapped). Explicit border
 rows that read two or more samples away add two far slots, rows ``0`` and ``n - 1``, which run only
-on the tiles they reach. Every sample index is clamped into its axis, so the loads of a tile that reaches past
-the edge stay inside the tensor without a mask; masks only zero the samples that zero padding leaves
-out, and keep stores (and the cotangent's load) to the tile's own elements.
+on the tiles they reach. Every sample index is clamped into its axis, so the loads of a tile that
+reaches past the edge stay inside the tensor without a mask; masks only zero the samples that zero
+padding leaves out, and keep stores (and the cotangent's load) to the tile's own elements.
+
+Only Triton's builtins are used, none of its standard library (``tl.cdiv``, ``tl.zeros``): those are
+jitted when ``triton.language`` is first imported, so the interpreter could not run them if Triton
+was imported before ``TRITON_INTERPRET`` was set (torchvision imports it).
 """
 
 from __future__ import annotations
@@ -75,7 +79,7 @@ def _combine(v0, v1, v2, i, n, MODE: tl.constexpr, W: tl.constexpr, NZ: tl.const
     ``W = (taps, row 0, row n - 1)``. A zero weight never touches its sample (an infinite sample it
     does not read stays out); ``VALID`` zeroes the rows whose non-zero taps read past the edge."""
     vs = (v0, v1, v2)
-    out = tl.zeros_like(v1)
+    out = tl.full(v1.shape, 0, v1.dtype)
     for t in tl.static_range(3):
         if NZ[t]:
             if MODE == _ROWS:
@@ -103,9 +107,9 @@ def _tile(B0, D, H, W, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl
     D = tl.cast(D, tl.int64)
     H = tl.cast(H, tl.int64)
     W = tl.cast(W, tl.int64)
-    tiles_w = tl.cdiv(W, BLOCK_W)
-    tiles_h = tl.cdiv(H, BLOCK_H)
-    tiles_d = tl.cdiv(D, BLOCK_D)
+    tiles_w = (W + BLOCK_W - 1) // BLOCK_W
+    tiles_h = (H + BLOCK_H - 1) // BLOCK_H
+    tiles_d = (D + BLOCK_D - 1) // BLOCK_D
     col0 = (pid % tiles_w) * BLOCK_W
     rest = pid // tiles_w
     row0 = (rest % tiles_h) * BLOCK_H
@@ -201,7 +205,7 @@ def _forward_kernel(
     ys, ym = _sources(rows, H, MODES[1], FK[1], LK[1])
     xs, xm = _sources(cols, W, MODES[2], FK[2], LK[2])
     x_base = x_ptr + bo * xs1 + bi * xs0
-    zero = tl.zeros([BLOCK_D, BLOCK_H, BLOCK_W], ACC)
+    zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
     if MODES[0] == _NONE:
         acc0, acc1, acc2 = _plane(x_base + zs[1] * xsz, zm[1], zero, ys, ym, xs, xm, rows, cols, H, W,
                                   xsy, xsx, MODES, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
@@ -292,8 +296,8 @@ def _adjoint_weights(
     ``near_first`` / ``near_last`` say whether columns ``start .. start + BLOCK - 1`` hold any.
     (Circular padding needs none of this: its ``A`` is circulant, ``A^T`` the reversed taps wrapped.)"""
     T = W[0]
-    f = tl.zeros(j.shape, tl.float32)
-    g = tl.zeros(j.shape, tl.float32)
+    f = tl.full(j.shape, 0, tl.float32)
+    g = tl.full(j.shape, 0, tl.float32)
     near_first = n < 0
     near_last = n < 0
     for t in tl.static_range(3):
@@ -306,11 +310,11 @@ def _adjoint_weights(
         if MODE == _VALID:
             # Row 0 is zero when its first tap reads past the edge (or its last one does, n = 1), likewise row n - 1.
             if T[0] != 0:
-                wf = tl.zeros_like(wf)
+                wf = wf * 0.0
                 wl = tl.where(n >= 2, wl, 0.0)
             if T[2] != 0:
                 wf = tl.where(n >= 2, wf, 0.0)
-                wl = tl.zeros_like(wl)
+                wl = wl * 0.0
         f += tl.where(j == first[t], wf, 0.0)
         g += tl.where(j == last[t], wl, 0.0)
         if SLOTS[3]:
@@ -463,7 +467,7 @@ def _adjoint_kernel(
 ):  # fmt: skip
     """``A^T g = sum_c A_c^T g_c`` on one tile, each cotangent read with its own strides."""
     bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
-    zero = tl.zeros([BLOCK_D, BLOCK_H, BLOCK_W], ACC)
+    zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
     zr = _adjoint_rows(zi, D, MODES[0])
     yr = _adjoint_rows(rows, H, MODES[1])
     xr = _adjoint_rows(cols, W, MODES[2])

@@ -16,8 +16,10 @@ from .layout import INT32_MAX, Layout, kernel_layout
 from .plan import KernelPlan, Unsupported, kernel_plan
 
 NUM_WARPS = 4
-TILE = 1024
-"""Elements of one program's tile: at most ``(16, 64)`` in a plane, more planes where planes are small."""
+TILE = {2: 512, 3: 256}
+"""Elements of one program's tile (four or two per thread: the 3-D adjoint holds many partial sums);
+at most ``(8, 64)`` in a plane (``(8, 32)`` for volumes), more planes where planes are small. A
+starting point for tuning on a GPU."""
 
 Block = Optional[tuple[int, int, int]]
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -82,14 +84,15 @@ def _accumulator(dtype: torch.dtype) -> Any:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
-def _block(layout: Layout, block: Block) -> tuple[int, int, int]:
+def _block(layout: Layout, ndim: int, block: Block) -> tuple[int, int, int]:
     """The tile ``(BLOCK_D, BLOCK_H, BLOCK_W)``: ``block`` when given, else sized to the tensor."""
     if block is not None:
         return block
     _, _, d, h, w = layout.sizes
-    bw = min(64, triton.next_power_of_2(w))
-    bh = min(16, triton.next_power_of_2(h))
-    return min(triton.next_power_of_2(d), max(1, TILE // (bh * bw))), bh, bw
+    volume = ndim == 3
+    bw = min(32 if volume else 64, triton.next_power_of_2(w))
+    bh = min(8, triton.next_power_of_2(h))
+    return min(triton.next_power_of_2(d), max(1, TILE[3 if volume else 2] // (bh * bw))), bh, bw
 
 
 def _programs(layout: Layout, block: tuple[int, int, int]) -> int:
@@ -115,7 +118,7 @@ def _forward(
     g_strides = layout.strides[2] if grad is not None else x_strides
     ys = outputs + [outputs[0]] * (3 - len(outputs))
     meta = plan.constexprs()
-    tile = _block(layout, block)
+    tile = _block(layout, plan.ndim, block)
     launch_kernel(
         kernels._forward_kernel,
         _programs(layout, tile),
@@ -158,7 +161,7 @@ def triton_adjoint(op: Separable, grads: Sequence[Optional[Tensor]], *, block: B
     pointers = tensors[:-1] + [tensors[0]] * (3 - len(present))
     strides = list(layout.strides[:-1]) + [layout.strides[0]] * (3 - len(present))
     meta = plan.constexprs()
-    tile = _block(layout, block)
+    tile = _block(layout, plan.ndim, block)
     launch_kernel(
         kernels._adjoint_kernel,
         _programs(layout, tile),
