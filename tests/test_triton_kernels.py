@@ -368,3 +368,43 @@ def test_what_is_not_served() -> None:
     third = Stencil(-1, 6, (0.1, 0, 0.1), 1, Row(((0, 1),)), Row(((5, 1),)))
     assert "float32" in unsupported_reason(Separable(((third,),)), x)
     assert "built for size" in unsupported_reason(sobel, _input((2, 5, 7)))
+
+
+_COMPILE = """
+import triton, triton.language as tl, torch
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from torchgrad._triton import kernels
+from torchgrad._triton.plan import kernel_plan
+from torchgrad._filters import SOBEL, derivative_operator
+from torchgrad.gradient import _uniform_stencil
+from torchgrad._separable import Separable
+
+x = torch.zeros(2, 3, 64, 64)
+for op in (derivative_operator(x, "t", SOBEL, "reflect", False, 2),
+           Separable(tuple((_uniform_stencil(x, d, 0.5, 2),) for d in (-2, -1)))):
+    meta = kernel_plan(op, x.shape).constexprs()
+    meta.update(OUTPUT=0, EPS=0.0, ACC=tl.float32, BLOCK_D=1, BLOCK_H=8, BLOCK_W=64)
+    for fn in (kernels._forward_kernel, kernels._adjoint_kernel):
+        names = fn.arg_names
+        signature = {n: "constexpr" if n in meta else "*bf16" if n.endswith("_ptr") else "i32" for n in names}
+        constants = {n: meta[n] for n in names if n in meta}
+        triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants), target=GPUTarget("cuda", 90, 32))
+print("compiled")
+"""
+
+
+def test_kernels_compile_for_a_gpu() -> None:
+    """The interpreter is lenient; the kernels also go through Triton's compiler to sm_90 machine code
+    (no GPU needed), in a process without TRITON_INTERPRET."""
+    import subprocess
+    import sys
+
+    from triton.backends import backends
+
+    if "nvidia" not in backends:
+        pytest.skip("this Triton has no NVIDIA backend")
+    environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    environment["TRITON_DEFAULT_FP_FUSION"] = "1"
+    result = subprocess.run([sys.executable, "-c", _COMPILE], env=environment, capture_output=True, text=True)
+    assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-3000:]
