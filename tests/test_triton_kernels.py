@@ -316,7 +316,7 @@ def _count_launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def test_launch_counts(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """One launch forward and one for the adjoint, whatever the batch; two for the magnitude's backward."""
     calls = _count_launches(monkeypatch)
-    for name in ("image_gradients", "sobel_reflect", "scharr_circular", "gradient_edge2_spacing", "sobel_3d_zeros"):
+    for name in ("image_gradients", "sobel_reflect", "scharr_circular", "gradient_edge2_spacing", "image_gradients_3d"):
         nd = OPERATORS[name][1]
         x = _input((batch,) + ((2, 3, 4) if nd == 3 else (3, 4)), torch.float32)
         op = OPERATORS[name][0](x)
