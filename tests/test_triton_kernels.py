@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported anywhere
+# Before the kernels are defined. Triton itself may be imported already (torchvision imports it): the
+# kernels use its builtins only, which the interpreter patches at each launch.
+os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from typing import Callable, Optional  # noqa: E402
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from conftest import PADDINGS  # noqa: E402
 
 pytest.importorskip("triton")
 
 from torchgrad._filters import SCHARR, SOBEL, derivative_operator  # noqa: E402
 from torchgrad._separable import Separable  # noqa: E402
+from torchgrad._stencil import PADDING_MODES as PADDINGS  # noqa: E402
 from torchgrad._stencil import Row, Stencil  # noqa: E402
 from torchgrad._triton import can_serve, launch, unsupported_reason  # noqa: E402
 from torchgrad._triton.launch import (  # noqa: E402
