@@ -23,7 +23,10 @@ from torchgrad._internal import Separable, apply_adjoint, apply_operator, needs_
 
 from ._penalties import Penalty
 
-_PARTIALS = torch.float64  # the dtype in which partial sums (slabs, components) are added
+
+def _partials_dtype(device: torch.device) -> torch.dtype:
+    """The dtype in which partial sums (slabs, components) are added: float64, where the device has it."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,10 @@ def _values(x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedL
 
 def _partial_total(values: list[Tensor], keep: int) -> Tensor:
     """The sum over the dims from ``keep`` on of every component: each summed in its own dtype
-    (pairwise), the components' sums added in :data:`_PARTIALS`."""
+    (pairwise), the components' sums added in :func:`_partials_dtype`."""
     dims = tuple(range(keep, values[0].dim()))
-    return torch.stack([v.sum(dims).to(_PARTIALS) for v in values]).sum(0)
+    dtype = _partials_dtype(values[0].device)
+    return torch.stack([v.sum(dims).to(dtype) for v in values]).sum(0)
 
 
 class _PenaltyFunction(torch.autograd.Function):

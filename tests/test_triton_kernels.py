@@ -1,0 +1,412 @@
+"""The Triton executor against the CPU executor, under Triton's interpreter on CPU tensors.
+
+Every operator x padding x normalized x dtype, forward and adjoint; sizes 1, 2, 3 and tiles that
+do not divide the tensor; strided, channels_last and expanded tensors; batch 0; the adjoint
+identity in float64; the fused magnitude; and the number of kernel launches per call.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before the kernels are defined. Triton itself may be imported already (torchvision imports it): the
+# kernels use its builtins only, which the interpreter patches at each launch.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from typing import Callable, Optional  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+pytest.importorskip("triton")
+
+from torchgrad._filters import SCHARR, SOBEL, derivative_operator  # noqa: E402
+from torchgrad._separable import Separable  # noqa: E402
+from torchgrad._stencil import PADDING_MODES as PADDINGS  # noqa: E402
+from torchgrad._stencil import Row, Stencil  # noqa: E402
+from torchgrad._triton import can_serve, launch, unsupported_reason  # noqa: E402
+from torchgrad._triton.launch import (  # noqa: E402
+    triton_adjoint,
+    triton_apply,
+    triton_magnitude,
+    triton_magnitude_backward,
+)
+from torchgrad.gradient import _coordinate_stencil, _uniform_stencil  # noqa: E402
+from torchgrad.image_gradients import forward_difference_operator  # noqa: E402
+
+if not launch.interpreting():
+    pytest.skip(
+        "the kernels were defined without TRITON_INTERPRET=1 (imported before this module, or the variable is set "
+        "to something else)",
+        allow_module_level=True,
+    )
+
+Builder = Callable[[torch.Tensor], Separable]
+
+
+def _gradient(spacing: tuple[float, ...], dims: tuple[int, ...], edge_order: int) -> Builder:
+    return lambda x: Separable(tuple((_uniform_stencil(x, d, h, edge_order),) for d, h in zip(dims, spacing)))
+
+
+def _operators() -> dict[str, tuple[Builder, int, int]]:
+    """name -> (operator for an input, spatial dims, smallest size per spatial axis)."""
+    ops: dict[str, tuple[Builder, int, int]] = {
+        "image_gradients": (lambda x: forward_difference_operator(x, 2, "t"), 2, 1),
+        "image_gradients_3d": (lambda x: forward_difference_operator(x, 3, "t"), 3, 1),
+        "gradient": (_gradient((1.0, 1.0), (-2, -1), 1), 2, 2),
+        "gradient_edge2_spacing": (_gradient((0.5, 2.0), (-2, -1), 2), 2, 3),
+        "gradient_reversed_dims": (_gradient((1.5, 1.5), (-1, -2), 1), 2, 2),
+        "gradient_3d_edge2": (_gradient((1.0, 0.25, 1.0), (-3, -2, -1), 2), 3, 3),
+    }
+    for padding in PADDINGS:
+        small = 2 if padding == "reflect" else 1
+        for normalized in (False, True):
+            tag = f"{padding}{'_normalized' if normalized else ''}"
+            for name, smoothing in (("sobel", SOBEL), ("scharr", SCHARR)):
+                ops[f"{name}_{tag}"] = (
+                    lambda x, s=smoothing, p=padding, n=normalized: derivative_operator(x, "t", s, p, n, 2),
+                    2,
+                    small,
+                )
+        ops[f"sobel_3d_{padding}"] = (lambda x, p=padding: derivative_operator(x, "t", SOBEL, p, False, 3), 3, small)
+    ops["sobel_3d_zeros_normalized"] = (lambda x: derivative_operator(x, "t", SOBEL, "zeros", True, 3), 3, 1)
+    return ops
+
+
+OPERATORS = _operators()
+NAMES_2D = [name for name, (_, nd, _) in OPERATORS.items() if nd == 2]
+NAMES_3D = [name for name, (_, nd, _) in OPERATORS.items() if nd == 3]
+# Half precision: compared with the CPU executor on the same input, relative to the output's scale.
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+
+
+def _input(shape: tuple[int, ...], dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal to the CPU executor within the dtype's tolerance, relative to the output's scale."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    tol = TOLERANCE[expected.dtype]
+    scale = max(float(expected.double().abs().max()), 1.0)
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=tol, atol=tol * scale)
+
+
+def _shape(name: str, batch: tuple[int, ...] = (2,)) -> tuple[int, ...]:
+    return batch + ((3, 4, 5) if OPERATORS[name][1] == 3 else (6, 7))
+
+
+def _check_operator(name: str, x: torch.Tensor, block: Optional[tuple[int, int, int]] = None) -> None:
+    """Forward and adjoint equal the CPU executor's."""
+    op = OPERATORS[name][0](x)
+    assert can_serve(op, x), unsupported_reason(op, x)
+    expected = op.apply(x)
+    got = triton_apply(op, x, block=block)
+    assert len(got) == len(expected)
+    for a, e in zip(got, expected):
+        _close(a, e)
+    grads = [_input(tuple(x.shape), x.dtype, seed=1 + k) for k in range(len(expected))]
+    _close(triton_adjoint(op, grads, block=block), op.adjoint(grads))
+
+
+@pytest.mark.parametrize("name", list(OPERATORS))
+def test_float64_forward_adjoint_and_identity(name: str) -> None:
+    """Equal to the CPU executor, and ``<A x, g> == <x, A^T g>`` to rounding."""
+    x = _input(_shape(name))
+    op = OPERATORS[name][0](x)
+    ys = triton_apply(op, x)
+    for a, e in zip(ys, op.apply(x)):
+        _close(a, e)
+    grads = [_input(tuple(x.shape), seed=1 + k) for k in range(len(ys))]
+    gx = triton_adjoint(op, grads)
+    _close(gx, op.adjoint(grads))
+    lhs = sum(float((y * g).sum()) for y, g in zip(ys, grads))
+    assert abs(lhs - float((x * gx).sum())) <= 1e-12 * max(1.0, abs(lhs))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", NAMES_2D)
+def test_dtypes_2d(name: str, dtype: torch.dtype) -> None:
+    _check_operator(name, _input(_shape(name), dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", NAMES_3D)
+def test_dtypes_3d_forward(name: str, dtype: torch.dtype) -> None:
+    x = _input(_shape(name, batch=()), dtype)
+    op = OPERATORS[name][0](x)
+    for a, e in zip(triton_apply(op, x), op.apply(x)):
+        _close(a, e)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16], ids=str)
+def test_dtypes_3d_adjoint(dtype: torch.dtype) -> None:
+    x = _input((3, 4, 5), dtype)
+    op = OPERATORS["sobel_3d_reflect"][0](x)
+    grads = [_input((3, 4, 5), dtype, seed=1 + k) for k in range(3)]
+    _close(triton_adjoint(op, grads), op.adjoint(grads))
+
+
+SMALL_2D = [(1, 2), (3, 1), (2, 3), (3, 2), (3, 3)]
+
+
+@pytest.mark.parametrize(
+    "name", ["image_gradients", "gradient", "gradient_edge2_spacing"] + [f"sobel_{p}" for p in PADDINGS]
+)
+def test_sizes_1_2_3(name: str) -> None:
+    """Axes of one, two and three samples, where the border rows meet or are the only rows."""
+    smallest = OPERATORS[name][2]
+    for size in [s for s in SMALL_2D if min(s) >= smallest][:3]:
+        _check_operator(name, _input((2,) + size))
+
+
+@pytest.mark.parametrize("name", ["image_gradients_3d", "sobel_3d_circular", "sobel_3d_replicate"])
+def test_sizes_1_2_3_in_3d(name: str) -> None:
+    for size in [(1, 2, 3), (3, 1, 2)]:
+        _check_operator(name, _input(size))
+
+
+@pytest.fixture
+def addresses_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every address a kernel loads from (in the lanes its mask leaves on) lies inside a tensor of its
+    launch: the sample indices are clamped into each axis, so tiles past the edge read inside too."""
+    from triton.runtime import interpreter
+
+    spans: list[tuple[int, int]] = []
+    original_launch = launch.launch_kernel
+    original_load = interpreter.InterpreterBuilder.create_masked_load
+
+    def tracking(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
+        spans.clear()
+        for t in args:
+            if isinstance(t, torch.Tensor):
+                extent = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride())) + 1
+                spans.append((t.data_ptr(), t.data_ptr() + extent * t.element_size()))
+        original_launch(kernel, programs, *args, **meta)
+
+    def checked_load(self, ptrs, mask, other, cache_policy, is_volatile):  # type: ignore[no-untyped-def]
+        addresses = ptrs.data[mask.data.astype(bool)].ravel()
+        inside = np.zeros(addresses.shape, dtype=bool)
+        for lo, hi in spans:
+            inside |= (addresses >= lo) & (addresses < hi)
+        if not inside.all():
+            raise IndexError(f"a load outside the launch's tensors: {addresses[~inside][:4]}, tensors {spans}")
+        return original_load(self, ptrs, mask, other, cache_policy, is_volatile)
+
+    monkeypatch.setattr(launch, "launch_kernel", tracking)
+    monkeypatch.setattr(interpreter.InterpreterBuilder, "create_masked_load", checked_load)
+
+
+@pytest.mark.usefixtures("addresses_checked")
+@pytest.mark.parametrize(
+    "name", ["sobel_reflect", "scharr_circular_normalized", "gradient_edge2_spacing", "image_gradients"]
+)
+def test_tiles_that_do_not_divide_the_tensor(name: str) -> None:
+    """Tiles of (2, 4, 4) over (3, 7, 9): every axis has a partial tile, border rows in tiles of their own."""
+    _check_operator(name, _input((3, 7, 9)), block=(2, 4, 4))
+
+
+@pytest.mark.usefixtures("addresses_checked")
+@pytest.mark.parametrize("name", ["sobel_3d_circular", "gradient_3d_edge2"])
+def test_tiles_in_3d(name: str) -> None:
+    _check_operator(name, _input((3, 5, 6)), block=(2, 4, 4))
+
+
+@pytest.mark.usefixtures("addresses_checked")
+def test_magnitude_tiles() -> None:
+    x = _input((3, 7, 9))
+    op = OPERATORS["sobel_replicate"][0](x)
+    grad = _input((3, 7, 9), seed=3)
+    components = op.apply(x)
+    norm = torch.sqrt(sum(c * c for c in components) + 1e-6)
+    _close(triton_magnitude(op, x, 1e-6, block=(2, 4, 4)), norm)
+    expected = op.adjoint([grad * c / norm for c in components])
+    _close(triton_magnitude_backward(op, x, grad, 1e-6, block=(2, 4, 4)), expected)
+
+
+def test_strided_channels_last_and_expanded() -> None:
+    """Inputs and cotangents of any strides are read in place; outputs keep the input's layout."""
+    base = _input((2, 3, 7, 8))
+    op = OPERATORS["sobel_zeros"][0](base)
+    calls = []
+    for x in (
+        base.to(memory_format=torch.channels_last),
+        _input((2, 3, 7, 16))[..., ::2],  # strided width
+        _input((3, 2, 8, 7)).transpose(0, 1).transpose(-1, -2),  # permuted batch and spatial axes
+    ):
+        expected = op.apply(x.contiguous())
+        got = triton_apply(op, x)
+        calls.append(got)
+        for a, e in zip(got, expected):
+            _close(a, e)
+    assert calls[0][0].is_contiguous(memory_format=torch.channels_last)
+    # A cotangent of zeros expanded over the batch, and one transposed.
+    g0 = torch.ones(1, 1, 7, 8, dtype=torch.float64).expand(2, 3, 7, 8)
+    g1 = _input((2, 3, 8, 7)).transpose(-1, -2)
+    _close(triton_adjoint(op, [g0, g1]), op.adjoint([g0.contiguous(), g1.contiguous()]))
+    _close(triton_adjoint(op, [None, g1]), op.adjoint([None, g1.contiguous()]))
+
+
+def test_batch_dims_that_do_not_merge() -> None:
+    """Three batch groups that no stride merges: copied contiguous, still right."""
+    x = _input((2, 3, 2, 5, 6)).permute(1, 0, 2, 3, 4)[:, :, ::2]
+    op = OPERATORS["image_gradients"][0](x)
+    for a, e in zip(triton_apply(op, x), op.apply(x.contiguous())):
+        _close(a, e)
+
+
+def test_batch_zero_launches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    counts = _count_launches(monkeypatch)
+    x = torch.zeros(0, 3, 5, 6, dtype=torch.float32)
+    op = OPERATORS["sobel_reflect"][0](x)
+    ys = triton_apply(op, x)
+    assert len(ys) == 2 and all(y.shape == x.shape and y.dtype == x.dtype for y in ys)
+    assert triton_adjoint(op, list(ys)).shape == x.shape
+    assert triton_magnitude(op, x, 1e-6).shape == x.shape
+    assert triton_magnitude_backward(op, x, x, 1e-6).shape == x.shape
+    assert counts == []
+
+
+def test_zero_weights_never_read_inf() -> None:
+    """A sample a row does not read (zero tap, valid border, zero padding) never reaches it: inf stays out."""
+    x = _input((1, 5, 6))
+    x[0, 0, 0] = float("inf")
+    for name in ("image_gradients", "sobel_zeros", "gradient_edge2_spacing"):
+        op = OPERATORS[name][0](x)
+        for a, e in zip(triton_apply(op, x), op.apply(x)):
+            assert torch.equal(a.isnan(), e.isnan()) and torch.equal(a.isinf(), e.isinf())
+            finite = e.isfinite()
+            _close(a[finite], e[finite])
+
+
+@pytest.mark.parametrize("name", ["sobel_reflect", "scharr_zeros_normalized", "image_gradients", "sobel_3d_replicate"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=str)
+def test_magnitude(name: str, dtype: torch.dtype) -> None:
+    """The fused magnitude and its backward against the same formulas on the CPU executor."""
+    x = _input(_shape(name, batch=(1,)), dtype)
+    op = OPERATORS[name][0](x)
+    eps = 1e-3
+    components = [c.double() for c in op.apply(x.double())]
+    norm = torch.sqrt(sum(c * c for c in components) + eps)
+    grad = _input(tuple(x.shape), dtype, seed=5)
+    expected_grad = op.adjoint([grad.double() * c / norm for c in components])
+    tol = {torch.float64: 1e-12, torch.bfloat16: 2e-2}[dtype]
+    got = triton_magnitude(op, x, eps)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), norm, rtol=tol, atol=tol)
+    gx = triton_magnitude_backward(op, x, grad, eps)
+    assert gx.dtype == dtype
+    scale = float(expected_grad.abs().max())
+    torch.testing.assert_close(gx.double(), expected_grad, rtol=tol, atol=tol * scale)
+
+
+def _count_launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Wraps the executor's one launch function; the list grows by the kernel's name at each launch."""
+    calls: list[str] = []
+    original = launch.launch_kernel
+
+    def counting(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
+        calls.append(kernel.fn.__name__)
+        original(kernel, programs, *args, **meta)
+
+    monkeypatch.setattr(launch, "launch_kernel", counting)
+    return calls
+
+
+@pytest.mark.parametrize("batch", [2, 32])
+def test_launch_counts(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One launch forward and one for the adjoint, whatever the batch; two for the magnitude's backward."""
+    calls = _count_launches(monkeypatch)
+    for name in ("image_gradients", "sobel_reflect", "scharr_circular", "gradient_edge2_spacing", "image_gradients_3d"):
+        nd = OPERATORS[name][1]
+        x = _input((batch,) + ((2, 3, 4) if nd == 3 else (3, 4)), torch.float32)
+        op = OPERATORS[name][0](x)
+        calls.clear()
+        ys = triton_apply(op, x)
+        assert len(calls) == 1, (name, calls)
+        calls.clear()
+        triton_adjoint(op, list(ys))
+        assert len(calls) == 1, (name, calls)
+    x = _input((batch, 3, 4), torch.float32)
+    op = OPERATORS["sobel_reflect"][0](x)
+    calls.clear()
+    triton_magnitude(op, x, 1e-6)
+    assert len(calls) == 1
+    calls.clear()
+    triton_magnitude_backward(op, x, x, 1e-6)
+    assert len(calls) == 2
+
+
+def test_border_rows_that_read_afar() -> None:
+    """Border rows are read from the description: here row 0 reads the last sample, row n - 1 the first."""
+    x = _input((2, 5, 6))
+    far = Stencil(-1, 6, (1, -2, 1), 2, Row(((0, 1), (5, -3)), 4), Row(((0, 0.5), (5, 1))))
+    op = Separable(((far,), (_uniform_stencil(x, -2, 1.0, 2),)))
+    assert can_serve(op, x)
+    for a, e in zip(triton_apply(op, x), op.apply(x)):
+        _close(a, e)
+    grads = [_input((2, 5, 6), seed=k) for k in range(2)]
+    _close(triton_adjoint(op, grads), op.adjoint(grads))
+
+
+def test_what_is_not_served() -> None:
+    """Coordinates, complex and integer inputs, and axes beyond three keep the other executors."""
+    x = _input((2, 5, 6))
+    coords = torch.linspace(0, 1, 6, dtype=torch.float64) ** 2
+    coordinate = Separable(((_coordinate_stencil(x, -1, coords, 1),),))
+    assert "tensor or complex weights" in unsupported_reason(coordinate, x)
+    sobel = OPERATORS["sobel_reflect"][0](x)
+    assert can_serve(sobel, x)
+    assert not can_serve(sobel, x.to(torch.complex128))
+    assert not can_serve(OPERATORS["image_gradients"][0](x), x.to(torch.int64))
+    y = _input((2, 3, 4, 5))
+    four_axes = Separable(tuple((_uniform_stencil(y, d, 1.0, 1),) for d in range(-4, 0)))
+    assert "1 to 3 components" in unsupported_reason(four_axes, y)
+    twice = Separable(((_uniform_stencil(x, -1, 1.0, 1), _uniform_stencil(x, -1, 1.0, 1)),))
+    assert "two stencils" in unsupported_reason(twice, x)
+    four = Stencil(-1, 6, (1, 2, 1), 1, Row(((0, 1), (1, 1), (2, 1), (3, 1))), Row(((4, 1), (5, 1))))
+    assert "no padding mode" in unsupported_reason(Separable(((four,),)), x)
+    third = Stencil(-1, 6, (0.1, 0, 0.1), 1, Row(((0, 1),)), Row(((5, 1),)))
+    assert "float32" in unsupported_reason(Separable(((third,),)), x)
+    assert "built for size" in unsupported_reason(sobel, _input((2, 5, 7)))
+
+
+_COMPILE = """
+import triton, triton.language as tl, torch
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from torchgrad._triton import kernels
+from torchgrad._triton.plan import kernel_plan
+from torchgrad._filters import SOBEL, derivative_operator
+from torchgrad.gradient import _uniform_stencil
+from torchgrad._separable import Separable
+
+x = torch.zeros(2, 3, 64, 64)
+for op in (derivative_operator(x, "t", SOBEL, "reflect", False, 2),
+           Separable(tuple((_uniform_stencil(x, d, 0.5, 2),) for d in (-2, -1)))):
+    meta = kernel_plan(op, x.shape).constexprs()
+    meta.update(OUTPUT=0, EPS=0.0, ACC=tl.float32, BLOCK_D=1, BLOCK_H=8, BLOCK_W=64)
+    for fn in (kernels._forward_kernel, kernels._adjoint_kernel):
+        names = fn.arg_names
+        signature = {n: "constexpr" if n in meta else "*bf16" if n.endswith("_ptr") else "i32" for n in names}
+        constants = {n: meta[n] for n in names if n in meta}
+        triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants), target=GPUTarget("cuda", 90, 32))
+print("compiled")
+"""
+
+
+def test_kernels_compile_for_a_gpu() -> None:
+    """The interpreter is lenient; the kernels also go through Triton's compiler to sm_90 machine code
+    (no GPU needed), in a process without TRITON_INTERPRET."""
+    import subprocess
+    import sys
+
+    from triton.backends import backends
+
+    if "nvidia" not in backends:
+        pytest.skip("this Triton has no NVIDIA backend")
+    environment = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    environment["TRITON_DEFAULT_FP_FUSION"] = "1"
+    result = subprocess.run([sys.executable, "-c", _COMPILE], env=environment, capture_output=True, text=True)
+    assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-3000:]

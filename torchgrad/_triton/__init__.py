@@ -1,0 +1,58 @@
+"""The Triton executor: the operators' descriptions (:class:`~torchgrad._separable.Separable`) run as
+Triton kernels, one launch forward and one for the adjoint, whatever the batch.
+
+- :func:`unsupported_reason` / :func:`can_serve`: whether the kernels run a given operator on a given
+  tensor (which descriptions, dtypes, devices); the one place that says so.
+- :func:`triton_apply`: ``A x``; :func:`triton_adjoint`: ``A^T g``; :func:`triton_magnitude` and
+  :func:`triton_magnitude_backward`: the fused gradient magnitude.
+
+Triton is imported only when one of these is used; without it, :func:`can_serve` is ``False``.
+CPU tensors are served under Triton's interpreter (``TRITON_INTERPRET=1`` set before Triton is
+imported), which is how the kernels are tested without a GPU.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any, Optional
+
+from torch import Tensor
+
+from .._separable import Separable
+
+__all__ = [
+    "available",
+    "can_serve",
+    "triton_adjoint",
+    "triton_apply",
+    "triton_magnitude",
+    "triton_magnitude_backward",
+    "unsupported_reason",
+]
+
+
+def available() -> bool:
+    """Whether Triton is installed."""
+    return importlib.util.find_spec("triton") is not None
+
+
+def unsupported_reason(op: Separable, x: Tensor) -> Optional[str]:
+    """Why the Triton executor cannot compute ``op`` on ``x``, or ``None`` when it can."""
+    if not available():
+        return "Triton is not installed"
+    from .launch import unsupported_reason as reason
+
+    return reason(op, x)
+
+
+def can_serve(op: Separable, x: Tensor) -> bool:
+    """Whether the Triton executor runs ``op`` on ``x`` (forward, adjoint and magnitude alike)."""
+    return unsupported_reason(op, x) is None
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("triton_apply", "triton_adjoint", "triton_magnitude", "triton_magnitude_backward"):
+        from . import launch
+
+        return getattr(launch, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,203 @@
+"""The Triton executor's entry points: ``A x``, ``A^T g`` and the fused magnitude, one launch each
+(two for the magnitude's backward), whatever the batch."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from .._separable import Separable
+from . import kernels
+from .layout import INT32_MAX, Layout, kernel_layout
+from .plan import KernelPlan, Unsupported, kernel_plan
+
+NUM_WARPS = 4
+TILE = {2: 512, 3: 256}
+"""Elements of one program's tile (four or two per thread: the 3-D adjoint holds many partial sums);
+at most ``(8, 64)`` in a plane (``(8, 32)`` for volumes), more planes where planes are small. A
+starting point for tuning on a GPU."""
+
+Block = Optional[tuple[int, int, int]]
+FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def launch_kernel(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
+    """Every kernel launch of the executor goes through here (a one-dimensional grid)."""
+    kernel[(programs,)](*args, num_warps=NUM_WARPS, **meta)
+
+
+def interpreting() -> bool:
+    """Whether the kernels run under Triton's interpreter (``TRITON_INTERPRET=1`` when they were defined)."""
+    return not isinstance(kernels._forward_kernel, triton.runtime.JITFunction)
+
+
+def unsupported_reason(op: Separable, x: Tensor) -> Optional[str]:
+    """Why the kernels cannot compute ``op`` on ``x``, or ``None`` when they can."""
+    if not isinstance(x, Tensor):
+        return f"the input must be a tensor, got {type(x).__name__}"
+    if x.dtype not in FLOATING:
+        return f"the kernels read float16, bfloat16, float32 and float64, got {x.dtype}"
+    if x.device.type != "cuda" and not (x.device.type == "cpu" and interpreting()):
+        return f"the kernels run on CUDA tensors (CPU tensors under TRITON_INTERPRET=1), got device {x.device}"
+    functorch = torch._C._functorch
+    if functorch.is_functorch_wrapped_tensor(x) or functorch.is_legacy_batchedtensor(x):
+        return "tensors wrapped by a torch.func transform are not served by raw kernel launches"
+    try:
+        plan = kernel_plan(op, x.shape)
+    except Unsupported as error:
+        return str(error)
+    if any(stencil.dtype not in (None, x.dtype) for chain in op.chains for stencil in chain):
+        return "the operator's result dtype differs from the input's"
+    if x.shape[-1] * (x.shape[-2] if plan.ndim > 1 else 1) > INT32_MAX:
+        return f"an image plane of shape {tuple(x.shape)} is beyond int32 offsets"
+    return None
+
+
+def can_serve(op: Separable, x: Tensor) -> bool:
+    """Whether :func:`triton_apply` (and the adjoint and magnitude) run ``op`` on ``x``."""
+    return unsupported_reason(op, x) is None
+
+
+def _plan(op: Separable, x: Tensor) -> KernelPlan:
+    reason = unsupported_reason(op, x)
+    if reason is not None:
+        raise Unsupported(f"the Triton executor cannot serve this call: {reason}")
+    return kernel_plan(op, x.shape)
+
+
+def _layout(tensors: list[Tensor], ndim: int) -> tuple[list[Tensor], Layout]:
+    """The layout of ``tensors``, copying them contiguous if their strides do not fit one."""
+    layout = kernel_layout(tensors, ndim)
+    if layout is None:
+        tensors = [t.contiguous() for t in tensors]
+        layout = kernel_layout(tensors, ndim)
+    if layout is None:
+        raise Unsupported(f"an image plane of shape {tuple(tensors[0].shape)} is beyond int32 offsets")
+    return tensors, layout
+
+
+def _accumulator(dtype: torch.dtype) -> Any:
+    return tl.float64 if dtype == torch.float64 else tl.float32
+
+
+def _block(layout: Layout, ndim: int, block: Block) -> tuple[int, int, int]:
+    """The tile ``(BLOCK_D, BLOCK_H, BLOCK_W)``: ``block`` when given, else sized to the tensor."""
+    if block is not None:
+        return block
+    _, _, d, h, w = layout.sizes
+    volume = ndim == 3
+    bw = min(32 if volume else 64, triton.next_power_of_2(w))
+    bh = min(8, triton.next_power_of_2(h))
+    return min(triton.next_power_of_2(d), max(1, TILE[3 if volume else 2] // (bh * bw))), bh, bw
+
+
+def _programs(layout: Layout, block: tuple[int, int, int]) -> int:
+    b1, b0, d, h, w = layout.sizes
+    return b1 * b0 * triton.cdiv(d, block[0]) * triton.cdiv(h, block[1]) * triton.cdiv(w, block[2])
+
+
+def _forward(
+    plan: KernelPlan,
+    x: Tensor,
+    outputs: list[Tensor],
+    output: int,
+    block: Block,
+    grad: Optional[Tensor] = None,
+    eps: float = 0.0,
+) -> None:
+    tensors = [x, outputs[0]] + ([] if grad is None else [grad])
+    tensors, layout = _layout(tensors, plan.ndim)
+    x = tensors[0]
+    if tensors[1] is not outputs[0]:
+        raise Unsupported("the outputs must share the input's layout")
+    x_strides, y_strides = layout.strides[0], layout.strides[1]
+    g_strides = layout.strides[2] if grad is not None else x_strides
+    ys = outputs + [outputs[0]] * (3 - len(outputs))
+    meta = plan.constexprs()
+    tile = _block(layout, plan.ndim, block)
+    launch_kernel(
+        kernels._forward_kernel,
+        _programs(layout, tile),
+        x, *ys, x if grad is None else tensors[2],
+        *layout.sizes[1:], *x_strides, *y_strides, *g_strides,
+        NC=meta["NC"], MODES=meta["MODES"], FK=meta["FK"], LK=meta["LK"], WTS=meta["WTS"], NZ=meta["NZ"],
+        USED=meta["USED"], DIVS=meta["DIVS"], OUTPUT=output, EPS=float(eps), ACC=_accumulator(x.dtype),
+        BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
+    )  # fmt: skip
+
+
+def triton_apply(op: Separable, x: Tensor, *, block: Block = None) -> tuple[Tensor, ...]:
+    """``A x``, every component from one kernel launch; each output is shaped, typed and laid out like ``x``."""
+    plan = _plan(op, x)
+    outputs = [torch.empty_like(x) for _ in range(plan.components)]
+    if x.numel() == 0:
+        return tuple(outputs)
+    if kernel_layout([x] + outputs, plan.ndim) is None:
+        x = x.contiguous()
+        outputs = [torch.empty_like(x) for _ in outputs]
+    _forward(plan, x, outputs, kernels.COMPONENTS, block)
+    return tuple(outputs)
+
+
+def triton_adjoint(op: Separable, grads: Sequence[Optional[Tensor]], *, block: Block = None) -> Tensor:
+    """``A^T g`` from one kernel launch; ``None`` stands for a zero cotangent. Shaped, typed and laid
+    out like the first cotangent given."""
+    given = [c for c, g in enumerate(grads) if g is not None]
+    if not given:
+        raise ValueError("the adjoint needs a cotangent for at least one output")
+    present = [g for g in grads if g is not None]
+    first = present[0]
+    plan = _plan(op, first).select(given)
+    out = torch.empty_like(first)
+    if out.numel() == 0:
+        return out
+    tensors, layout = _layout(present + [out], plan.ndim)
+    if tensors[-1] is not out:
+        out = tensors[-1]
+    pointers = tensors[:-1] + [tensors[0]] * (3 - len(present))
+    strides = list(layout.strides[:-1]) + [layout.strides[0]] * (3 - len(present))
+    meta = plan.constexprs()
+    tile = _block(layout, plan.ndim, block)
+    launch_kernel(
+        kernels._adjoint_kernel,
+        _programs(layout, tile),
+        *pointers, out,
+        *layout.sizes[1:], *strides[0], *strides[1], *strides[2], *layout.strides[-1],
+        NC=meta["NC"], MODES=meta["MODES"], FK=meta["FK"], LK=meta["LK"], WTS=meta["WTS"], SLOTS=meta["SLOTS"],
+        DIVS=meta["DIVS"], ACC=_accumulator(first.dtype), BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
+    )  # fmt: skip
+    return out
+
+
+def triton_magnitude(op: Separable, x: Tensor, eps: float, *, block: Block = None) -> Tensor:
+    """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written."""
+    plan = _plan(op, x)
+    out = torch.empty_like(x)
+    if x.numel() == 0:
+        return out
+    if kernel_layout([x, out], plan.ndim) is None:
+        x = x.contiguous()
+        out = torch.empty_like(x)
+    _forward(plan, x, [out], kernels.MAGNITUDE, block, eps=eps)
+    return out
+
+
+def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: float, *, block: Block = None) -> Tensor:
+    """The gradient of :func:`triton_magnitude` w.r.t. ``x``: ``A^T (grad * A x / |A x|)``, two launches.
+
+    The first recomputes the components and scales them (float32 intermediates for half precision),
+    the second is the adjoint."""
+    plan = _plan(op, x)
+    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    if x.numel() == 0:
+        return torch.empty_like(x)
+    scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.components)]
+    if kernel_layout([x, scaled[0], grad], plan.ndim) is None:
+        x, grad = x.contiguous(), grad.contiguous()
+        scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.components)]
+    _forward(plan, x, scaled, kernels.SCALED, block, grad=grad, eps=eps)
+    return triton_adjoint(op, scaled, block=block).to(x.dtype)
