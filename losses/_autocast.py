@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import ContextManager, Optional
+from typing import ContextManager, Optional, overload
 
 import torch
 from torch import Tensor
@@ -11,6 +11,10 @@ from torch import Tensor
 from torchgrad._internal import autocast_enabled
 
 
+@overload
+def autocast_pair(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]: ...
+@overload
+def autocast_pair(input: Tensor, target: None) -> tuple[Tensor, None]: ...
 def autocast_pair(input: Tensor, target: Optional[Tensor]) -> tuple[Tensor, Optional[Tensor]]:
     """Under autocast, ``input`` and ``target`` in the loss's dtype (:func:`result_dtype`)."""
     if autocast_enabled(input.device):

@@ -75,8 +75,8 @@ class FeatureLoss(nn.Module):
     def cached_target(self) -> Optional[dict[str, Tensor]]:
         return self._cached
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], *args, **kwargs) -> "FeatureLoss":  # type: ignore[override]
-        super()._apply(fn, *args, **kwargs)
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "FeatureLoss":
+        super()._apply(fn, recurse)
         if self._cached is not None:  # the cached target follows .to(), .cuda(), .half()
             self._cached = {k: fn(v) for k, v in self._cached.items()}
         return self

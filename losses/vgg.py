@@ -265,7 +265,8 @@ class VGGFeatures(nn.Module):
         """``{layer: features}`` of ``x``; ``name`` is the argument named in error messages."""
         x = self.check_input(x, name)
         recorded: dict[str, Tensor] = {}
-        x = torch.addcmul(self.shift.to(x.dtype), x, self.scale.to(x.dtype))
+        shift, scale = self.get_buffer("shift"), self.get_buffer("scale")
+        x = torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
         if not needs_traceable_code(x):  # under torch.func transforms the layout is left alone
             x = _ChannelsLast.apply(x)
         for i, module in enumerate(self.net):
