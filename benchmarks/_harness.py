@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import re
 import statistics
+import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
+# the libraries the benchmarks compare against (torchvision builds the VGG networks)
+COMPARED = ("torchvision", "torchmetrics", "kornia", "piq", "lpips")
 
 
 def synchronize(device: torch.device) -> None:
@@ -59,8 +63,10 @@ def saved_bytes(fn: Callable[[], object], exclude: Sequence[torch.Tensor] = ()) 
 
 
 def environment(device: torch.device) -> str:
+    """torch's version, the device, and the version of each reference library this process imported."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    return f"torch {torch.__version__}, {name}"
+    compared = [f"{lib} {metadata.version(lib)}" for lib in COMPARED if lib in sys.modules]
+    return ", ".join([f"torch {torch.__version__}", name, *compared])
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

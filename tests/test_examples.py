@@ -43,7 +43,8 @@ def test_deblur_gradient_loss_sharpens(tmp_path) -> None:
     )
     assert (tmp_path / "comparison.png").stat().st_size > 1000
     assert json.loads((tmp_path / "results.json").read_text()) == results
-    assert set(results) == {"l1", "l1+gradient", "degraded"} and set(results["l1"]) == {"psnr", "gradient_error"}
+    assert set(results) == {"l1", "l1+gradient", "degraded"}
+    assert set(results["l1"]) == {"psnr", "gradient_error", "ssim"}
     # both runs learned (better than the degraded input), and the gradient loss sharpened more
     assert (
         results["l1"]["psnr"] > results["degraded"]["psnr"]
@@ -63,18 +64,61 @@ def test_deblur_data_is_deterministic_and_reads_a_folder(tmp_path) -> None:
     import deblur
     from PIL import Image
 
-    a, b = deblur.DegradedImages(4, 24, seed=5), deblur.DegradedImages(4, 24, seed=5)
+    a, b = deblur.DegradedImages(4, 24, seed=5), deblur.DegradedImages(4, 24, seed=5)  # procedural
     assert all(torch.equal(x, y) for x, y in zip(a[2], b[2]))
     assert not torch.equal(a[1][1], deblur.DegradedImages(4, 24, seed=6)[1][1])
     Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "a_red.png")
     Image.new("L", (16, 12), 30).save(tmp_path / "b_grey.png")  # grey, and smaller than the crop
-    held_out = deblur.DegradedImages(2, 24, seed=0, folder=tmp_path, split="eval")
-    train = deblur.DegradedImages(2, 24, seed=0, folder=tmp_path)
-    assert [f.name for f in held_out.files] == ["a_red.png"] and [f.name for f in train.files] == ["b_grey.png"]
-    _, clean = held_out[0]
+    held_out, train = deblur.folder_files(tmp_path, "eval"), deblur.folder_files(tmp_path, "train")
+    assert [f.name for f in held_out] == ["a_red.png"] and [f.name for f in train] == ["b_grey.png"]
+    _, clean = deblur.DegradedImages(2, 24, seed=0, photos=held_out)[0]
     assert clean.shape == (3, 24, 24) and clean[0].min() > 0.7 and clean[1].max() < 0.1
-    _, grey = train[0]
+    _, grey = deblur.DegradedImages(2, 24, seed=0, photos=train)[0]
     assert grey.shape == (3, 24, 24) and torch.allclose(grey[0], grey[1])
+    with pytest.raises(SystemExit):
+        deblur.main(["--data", "procedural", "--data-dir", str(tmp_path)])
+
+
+def test_deblur_photographs_load_offline_and_train_apart_from_held_out() -> None:
+    import deblur
+
+    assert not set(deblur.TRAIN_PHOTOS) & set(deblur.HELD_OUT_PHOTOS) and deblur.FIGURE_PHOTO in deblur.HELD_OUT_PHOTOS
+    for name in deblur.TRAIN_PHOTOS + deblur.HELD_OUT_PHOTOS:  # bundled in scikit-image's wheel: no download
+        photo = deblur.skimage_photo(name)
+        assert photo.dtype == torch.float32 and photo.shape[0] == 3 and min(photo.shape[1:]) >= 150
+        assert 0 <= float(photo.min()) and float(photo.max()) <= 1 and float(photo.std()) > 0.05
+    data = deblur.DegradedImages(3, 32, seed=1, photos=deblur.TRAIN_PHOTOS, blur=(1.5, 1.5), noise=0.0)
+    degraded, clean = data[2]
+    assert torch.equal(clean, deblur.DegradedImages(3, 32, seed=1, photos=deblur.TRAIN_PHOTOS)[2][1])
+    assert clean.shape == degraded.shape == (3, 32, 32) and 0 <= float(clean.min()) and float(clean.max()) <= 1
+    # the degradation blurs: less gradient energy, the same mean
+    assert float(deblur.sobel_magnitude(degraded[None]).mean()) < 0.8 * float(
+        deblur.sobel_magnitude(clean[None]).mean()
+    )
+    assert abs(float(degraded.mean() - clean.mean())) < 0.02
+
+
+def test_deblur_ssim_matches_scikit_image() -> None:
+    import deblur
+    from skimage.metrics import structural_similarity
+
+    torch.manual_seed(0)
+    x = torch.rand(3, 3, 40, 48, dtype=torch.float64)
+    y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    reference = [
+        structural_similarity(
+            a.numpy(),
+            b.numpy(),
+            gaussian_weights=True,
+            sigma=1.5,
+            use_sample_covariance=False,
+            data_range=1.0,
+            channel_axis=0,
+        )
+        for a, b in zip(x, y)
+    ]
+    torch.testing.assert_close(deblur.ssim(x, y), torch.tensor(reference, dtype=torch.float64))
+    assert torch.allclose(deblur.ssim(x, x), torch.ones(3, dtype=torch.float64))
 
 
 def test_style_transfer_smoke(tmp_path) -> None:

@@ -1,0 +1,82 @@
+"""mkdocs hooks: the API sources in their installed layout, the gallery and the included tables.
+
+- ``on_config``: the repository keeps the losses in ``losses/``; the wheel installs them as
+  ``torchgrad/losses/``. mkdocstrings reads the sources statically, so they are staged in that layout
+  under ``build/docs-api/`` (a copy, made afresh by every build), whatever the installation.
+- ``on_files``: the gallery's figures, drawn by ``docs/gallery.py`` from the photographs bundled with
+  scikit-image, so they never go stale.
+- ``on_page_markdown``: ``benchmarks/RESULTS.md`` in the performance page, and the table of the
+  deblurring example's committed results (``docs/deblur_results.json``) in the gallery.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.plugins import event_priority
+from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
+
+DOCS = Path(__file__).resolve().parent
+ROOT = DOCS.parent
+# [tool.setuptools.package-dir] of pyproject.toml: where each installed package lives in the repository
+PACKAGES = {"torchgrad": ROOT / "torchgrad", "torchgrad/losses": ROOT / "losses"}
+STAGED = ROOT / "build" / "docs-api"
+INCLUDE = re.compile(r"<!-- include (?P<path>[\w./-]+) -->")
+log = logging.getLogger("mkdocs.hooks.torchgrad")
+
+
+@event_priority(100)  # before mkdocstrings reads its search paths, in its own on_config
+def on_config(config: MkDocsConfig, **kwargs: Any) -> None:
+    shutil.rmtree(STAGED, ignore_errors=True)
+    for installed, source in PACKAGES.items():
+        target = STAGED / installed
+        target.mkdir(parents=True)
+        for path in source.glob("*.py"):
+            shutil.copy2(path, target / path.name)
+
+
+def _gallery() -> Any:
+    spec = importlib.util.spec_from_file_location("torchgrad_docs_gallery", DOCS / "gallery.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def on_files(files: Files, config: MkDocsConfig, **kwargs: Any) -> Files:
+    start = time.perf_counter()
+    figures = _gallery().figures()
+    for name, png in figures.items():
+        files.append(File.generated(config, f"gallery/{name}.png", content=png))
+    log.info(f"gallery: {len(figures)} figures drawn in {time.perf_counter() - start:.1f} s")
+    return files
+
+
+def _include(match: re.Match) -> str:
+    """A Markdown file of the repository, its headings one level down (its title becomes a section)."""
+    text = (ROOT / match["path"]).read_text()
+    return re.sub(r"^(#+) ", r"#\1 ", text, flags=re.M)
+
+
+def _deblur_table() -> str:
+    results = json.loads((DOCS / "deblur_results.json").read_text())
+    names = {"degraded": "degraded input", "l1": "L1", "l1+gradient": "L1 + gradient loss"}
+    rows = ["| run | PSNR (dB) | gradient-magnitude error | SSIM |", "|---|---|---|---|"]
+    for key in ("degraded", "l1", "l1+gradient"):
+        r = results[key]
+        rows.append(f"| {names[key]} | {r['psnr']:.2f} | {r['gradient_error']:.4f} | {r['ssim']:.3f} |")
+    return "\n".join(rows)
+
+
+def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files, **kwargs: Any) -> str:
+    markdown = INCLUDE.sub(_include, markdown)
+    return markdown.replace("<!-- deblur-table -->", _deblur_table())
