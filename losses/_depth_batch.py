@@ -2,23 +2,42 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
-# Eager code handles a few whole images at a time, so that its per-pixel temporaries stay in cache.
-SLAB_BYTES = 2**20
+from torchgrad._internal import needs_traceable_code
+
+# Eager code on the CPU handles a few whole images at a time, so that its per-pixel temporaries stay in cache.
+SLAB_BYTES = 2 * 2**20
 
 
 def image_slabs(x: Tensor) -> list[slice]:
-    """Slices of dim 0 of ``(N, H, W)`` ``x``, each about ``SLAB_BYTES`` of whole images (at least one)."""
+    """Slices of dim 0 of ``(N, H, W)`` ``x``: on the CPU each about ``SLAB_BYTES`` of whole images (at least one),
+    elsewhere the whole batch (a GPU wants few large kernels)."""
+    if x.device.type != "cpu":
+        return [slice(None)]
     per_image = max(x[0].numel() * 4, 1) if x.shape[0] else 1  # the work is float32 or wider
     step = max(1, SLAB_BYTES // per_image)
     return [slice(start, start + step) for start in range(0, x.shape[0], step)]
 
 
 def valid_counts(mask: Tensor, scales: int) -> Tensor:
-    """``(scales, N)``: the valid pixels of each image at each scale (``mask[:, ::2**s, ::2**s]``)."""
-    return torch.stack([mask[:, :: 2**s, :: 2**s].sum((1, 2)) for s in range(scales)])
+    """``(scales, N)`` int32: the valid pixels of each image at each scale (``mask[:, ::2**s, ::2**s]``).
+
+    Eager code converts the mask slab by slab into one reused buffer (a sum of the whole mask first converts all of
+    it, into new memory).
+    """
+    if needs_traceable_code(mask) or mask.device.type != "cpu":
+        return torch.stack([mask[:, :: 2**s, :: 2**s].sum((1, 2), dtype=torch.int32) for s in range(scales)])
+    work = Workspace(mask.device)
+    parts = []
+    for cut in image_slabs(mask):
+        m = mask[cut]
+        ones = work.get("ones", tuple(m.shape), torch.int32).copy_(m.view(torch.uint8))
+        parts.append(torch.stack([ones[:, :: 2**s, :: 2**s].sum((1, 2), dtype=torch.int32) for s in range(scales)]))
+    return torch.cat(parts, 1) if parts else mask.new_zeros((scales, 0), dtype=torch.int32)
 
 
 def reduction_weights(counts: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
@@ -45,9 +64,29 @@ _SAME_WIDTH = {
 }
 
 
-def valid_bits(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """``mask`` as integers of ``dtype``'s width: every bit set where valid, none elsewhere (for :func:`keep_valid`)."""
-    return mask.to(_SAME_WIDTH[dtype]).neg_()
+class Workspace:
+    """The temporaries of one call, allocated at the first slab and reused by the next (fresh buffers of a slab's size
+    cost page faults on every slab)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """A contiguous, uninitialised tensor of ``shape`` (valid until ``get`` is asked for ``name`` again)."""
+        numel = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.numel() < numel or buffer.dtype != dtype:
+            buffer = self._buffers[name] = torch.empty(numel, dtype=dtype, device=self.device)
+        return buffer[:numel].view(shape)
+
+    def valid(self, mask: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(weights, bits)``: ``mask`` as 1.0 / 0.0 in ``dtype`` and as integers of its width with every bit set where
+        valid (for :func:`keep_valid_`); converted through uint8, several times faster than from bool."""
+        as_bytes = mask.view(torch.uint8)
+        weights = self.get("valid", tuple(mask.shape), dtype).copy_(as_bytes)
+        bits = self.get("bits", tuple(mask.shape), _SAME_WIDTH[dtype]).copy_(as_bytes).neg_()
+        return weights, bits
 
 
 def keep_valid_(x: Tensor, bits: Tensor) -> Tensor:
@@ -57,13 +96,6 @@ def keep_valid_(x: Tensor, bits: Tensor) -> Tensor:
     return x
 
 
-def as_weights(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """``mask`` as 1.0 / 0.0 in ``dtype`` (through uint8: the direct bool conversion is several times slower)."""
-    return mask.view(torch.uint8).to(dtype)
-
-
 def row_dots(a: Tensor, b: Tensor) -> Tensor:
-    """``(k,)``: the dot product of each image of the contiguous ``(k, ...)`` ``a`` and ``b``."""
-    if a.shape[0] == 1:
-        return torch.dot(a.view(-1), b.view(-1)).view(1)
-    return torch.linalg.vecdot(a.flatten(1), b.flatten(1))
+    """``(k,)``: the dot product of each image of the contiguous ``(k, ...)`` ``a`` and ``b``, without a temporary."""
+    return torch.stack([torch.dot(x.view(-1), y.view(-1)) for x, y in zip(a, b)])

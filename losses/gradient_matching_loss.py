@@ -9,37 +9,43 @@ from torch import Tensor, nn
 
 from torchgrad._internal import needs_traceable_code
 
-from ._depth_batch import as_weights, image_slabs, keep_valid_, reduction_weights, valid_bits, valid_counts
+from ._depth_batch import Workspace, image_slabs, keep_valid_, reduction_weights, row_dots, valid_counts
 from ._depth_inputs import DEPTH_REDUCTIONS, check_choice, check_depth_batch, check_int, depth_dtypes
 
 
-def matching_sums(residual: Tensor, valid: Tensor, weights: Tensor, grad: Optional[Tensor]) -> Tensor:
+def matching_sums(residual: Tensor, valid: Tensor, weights: Tensor, grad: Optional[Tensor], work: Workspace) -> Tensor:
     """``(k,)``: per image, ``sum_s weights[s] * sum |R[x+1] - R[x]|`` over the pairs of valid pixels along x and y of
     the residual subsampled with step ``2**s``; adds its gradient to ``grad`` when given.
 
     ``residual`` ``(k, H, W)`` is 0 at invalid pixels, ``valid`` is the mask as 0/1 in its dtype, ``weights``
-    ``(scales, k)`` (0 where a scale has no valid pixel, so an empty image adds nothing). Eager code: each scale is
-    first copied out contiguously (from the one before), its gradient gathered unweighted and weighted once.
-    ``grad`` must hold nothing else yet (its scale-0 part is weighted in place).
+    ``(scales, k)`` (0 where a scale has no valid pixel, so an empty image adds nothing). Eager code in ``work``'s
+    buffers: each scale is first copied out contiguously (from the one before), its gradient gathered unweighted and
+    weighted once. ``grad`` must hold nothing else yet (its scale-0 part is weighted in place).
     """
     total = residual.new_zeros(residual.shape[0])
     r, v = residual, valid
     for s, weight in enumerate(weights):
         if s > 0:
-            r, v = r[:, ::2, ::2].contiguous(), v[:, ::2, ::2].contiguous()
-        g = grad if s == 0 or grad is None else torch.zeros_like(r)
+            shape = tuple(r[:, ::2, ::2].shape)
+            r = work.get(f"residual{s}", shape, r.dtype).copy_(r[:, ::2, ::2])
+            v = work.get(f"valid{s}", shape, v.dtype).copy_(v[:, ::2, ::2])
+        g = grad if s == 0 or grad is None else work.get(f"grad{s}", tuple(r.shape), r.dtype).zero_()
         raw = torch.zeros_like(total)
         for dim in (-2, -1):
             n = r.shape[dim]
             if n < 2:  # one row or column at this scale: no differences along it
                 continue
-            d = r.narrow(dim, 1, n - 1) - r.narrow(dim, 0, n - 1)
-            d.mul_(v.narrow(dim, 1, n - 1)).mul_(v.narrow(dim, 0, n - 1))
-            if g is not None:
-                sign = torch.sign(d)
-                g.narrow(dim, 1, n - 1).add_(sign)
-                g.narrow(dim, 0, n - 1).sub_(sign)
-            raw += d.abs_().sum((1, 2))
+            hi, lo = r.narrow(dim, 1, n - 1), r.narrow(dim, 0, n - 1)
+            # hi - lo where both are valid, else 0: the residual is 0 at invalid pixels
+            d = torch.mul(hi, v.narrow(dim, 0, n - 1), out=work.get("difference", tuple(hi.shape), r.dtype))
+            d.addcmul_(lo, v.narrow(dim, 1, n - 1), value=-1)
+            if g is None:
+                raw += d.abs_().sum((1, 2))
+                continue
+            sign = torch.sign(d, out=work.get("sign", tuple(d.shape), d.dtype))
+            raw += row_dots(d, sign)
+            g.narrow(dim, 1, n - 1).add_(sign)
+            g.narrow(dim, 0, n - 1).sub_(sign)
         total += raw * weight
         if g is not None:
             g.mul_(weight.view(-1, 1, 1))
@@ -68,13 +74,15 @@ def _matching_pass(
     prediction: Tensor, target: Tensor, mask: Tensor, weights: Tensor, need_grad: bool
 ) -> tuple[Tensor, Optional[Tensor]]:
     """The loss and (when ``need_grad``) its gradient for ``prediction``, slab by slab."""
-    grad = torch.zeros_like(prediction) if need_grad else None
+    grad = torch.empty_like(prediction, memory_format=torch.contiguous_format) if need_grad else None
     total = prediction.new_zeros(())
+    work = Workspace(prediction.device)
     for cut in image_slabs(prediction):
-        m = mask[cut]
-        residual = keep_valid_(prediction[cut] - target[cut], valid_bits(m, prediction.dtype))
-        g = None if grad is None else grad[cut]
-        total += matching_sums(residual, as_weights(m, residual.dtype), weights[:, cut], g).sum()
+        p, t, m = prediction[cut], target[cut], mask[cut]
+        valid, bits = work.valid(m, p.dtype)
+        residual = keep_valid_(torch.sub(p, t, out=work.get("residual", tuple(p.shape), p.dtype)), bits)
+        g = None if grad is None else grad[cut].zero_()
+        total += matching_sums(residual, valid, weights[:, cut], g, work).sum()
     return total, grad
 
 

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from torchgrad._internal import needs_traceable_code
 
-from ._depth_batch import as_weights, image_slabs, keep_valid_, row_dots, valid_bits
+from ._depth_batch import Workspace, image_slabs, keep_valid_, row_dots, valid_counts
 from ._depth_inputs import check_depth_batch, depth_dtypes
 
 
@@ -43,12 +43,15 @@ def anchors(prediction: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, T
         return torch.where(some, prediction[rows, ys, xs], 0), torch.where(some, target[rows, ys, xs], 0)
 
 
-def centred(prediction: Tensor, target: Tensor, mask: Tensor, bits: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def centred(
+    prediction: Tensor, target: Tensor, mask: Tensor, bits: Tensor, work: Workspace
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(q, r, p0, t0)``: ``prediction - p0`` and ``target - t0`` at valid pixels, 0 elsewhere (``bits`` from
-    :func:`valid_bits`); eager code, no graph."""
+    :meth:`Workspace.valid`), in ``work``'s buffers ``"q"`` and ``"r"``; eager code, no graph."""
     p0, t0 = anchors(prediction, target, mask)
-    q = keep_valid_(prediction - p0.view(-1, 1, 1), bits)
-    r = keep_valid_(target - t0.view(-1, 1, 1), bits)
+    shape = tuple(mask.shape)
+    q = keep_valid_(torch.sub(prediction, p0.view(-1, 1, 1), out=work.get("q", shape, prediction.dtype)), bits)
+    r = keep_valid_(torch.sub(target, t0.view(-1, 1, 1), out=work.get("r", shape, prediction.dtype)), bits)
     return q, r, p0, t0
 
 
@@ -91,11 +94,13 @@ class _ScaleAndShift(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, prediction: Tensor, target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         fits = []
+        work = Workspace(prediction.device)
+        counts = valid_counts(mask, 1)[0]
         for cut in image_slabs(prediction):
             p, t, m = prediction[cut], target[cut], mask[cut]
-            valid = as_weights(m, p.dtype)
-            q, r, p0, t0 = centred(p, t, m, valid_bits(m, p.dtype))
-            fits.append(fit_sums(q, r, valid.sum((1, 2)), p0, t0))
+            _, bits = work.valid(m, p.dtype)
+            q, r, p0, t0 = centred(p, t, m, bits, work)
+            fits.append(fit_sums(q, r, counts[cut], p0, t0))
         fit = Fit(*(torch.cat(parts) for parts in zip(*fits))) if fits else None
         ctx.save_for_backward(prediction, target, mask)
         # the outputs, detached: the originals get this node as their grad_fn (no reference cycle through ctx)
@@ -116,14 +121,14 @@ class _ScaleAndShift(torch.autograd.Function):
         u_all, v_all = pull_back(
             fit, zeros if grad_scale is None else grad_scale, zeros if grad_shift is None else grad_shift
         )
-        grad_p = torch.empty_like(prediction) if need_p else None
-        grad_t = torch.empty_like(target) if need_t else None
-        dtype = prediction.dtype
+        grad_p = torch.empty_like(prediction, memory_format=torch.contiguous_format) if need_p else None
+        grad_t = torch.empty_like(target, memory_format=torch.contiguous_format) if need_t else None
+        work = Workspace(prediction.device)
         for cut in image_slabs(prediction):
             p, t, m = prediction[cut], target[cut], mask[cut]
-            q, r, _, _ = centred(p, t, m, valid_bits(m, dtype))
+            valid, bits = work.valid(m, p.dtype)
+            q, r, _, _ = centred(p, t, m, bits, work)
             u, v, s, offset = (c[cut].view(-1, 1, 1) for c in (u_all, v_all, fit.scale, fit.offset))
-            valid = as_weights(m, dtype)
             if grad_p is not None:  # u (r - 2 s q - offset) - v s at valid pixels
                 out = torch.mul(r, u, out=grad_p[cut])
                 out.addcmul_(q, -2 * u * s).addcmul_(valid, -(u * offset + v * s))
@@ -138,7 +143,14 @@ def fit_traceable(prediction: Tensor, target: Tensor, mask: Tensor) -> tuple[Ten
     q = torch.where(mask, prediction - p0.view(-1, 1, 1), 0)
     r = torch.where(mask, target - t0.view(-1, 1, 1), 0)
     fit = solve(
-        mask.sum((1, 2)), p0, t0, q.sum((1, 2)), r.sum((1, 2)), (q * q).sum((1, 2)), (q * r).sum((1, 2)), q.dtype
+        valid_counts(mask, 1)[0],
+        p0,
+        t0,
+        q.sum((1, 2)),
+        r.sum((1, 2)),
+        (q * q).sum((1, 2)),
+        (q * r).sum((1, 2)),
+        q.dtype,
     )
     return fit.scale, fit.shift
 

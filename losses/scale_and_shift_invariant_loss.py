@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from torchgrad._internal import needs_traceable_code
 
-from ._depth_batch import as_weights, image_slabs, reduction_weights, row_dots, valid_bits, valid_counts
+from ._depth_batch import Workspace, image_slabs, reduction_weights, row_dots, valid_counts
 from ._depth_inputs import (
     DEPTH_REDUCTIONS,
     check_bool,
@@ -27,6 +27,7 @@ def _invariant_pass(
     prediction: Tensor,
     target: Tensor,
     mask: Tensor,
+    counts: Tensor,
     data_weights: Tensor,
     matching_weights: Tensor,
     need_p: bool,
@@ -40,27 +41,28 @@ def _invariant_pass(
     ``sum h``); the data term's share of that is zero at the least-squares optimum, up to rounding. ``h`` is built in
     the gradient's own buffer.
     """
-    dtype = prediction.dtype
-    grad_p = torch.empty_like(prediction) if need_p else None
-    grad_t = torch.empty_like(target) if need_t else None
+    grad_p = torch.empty_like(prediction, memory_format=torch.contiguous_format) if need_p else None
+    grad_t = torch.empty_like(target, memory_format=torch.contiguous_format) if need_t else None
     total = prediction.new_zeros(())
     scales, shifts = [], []
+    work = Workspace(prediction.device)
     for cut in image_slabs(prediction):
         p, t, m = prediction[cut], target[cut], mask[cut]
-        valid = as_weights(m, dtype)
-        q, r, p0, t0 = centred(p, t, m, valid_bits(m, dtype))
-        fit = fit_sums(q, r, valid.sum((1, 2)), p0, t0)
+        valid, bits = work.valid(m, p.dtype)
+        q, r, p0, t0 = centred(p, t, m, bits, work)
+        fit = fit_sums(q, r, counts[cut], p0, t0)
         scales.append(fit.scale)
         shifts.append(fit.shift)
         s, offset = fit.scale.view(-1, 1, 1), fit.offset.view(-1, 1, 1)
-        e = torch.mul(q, s).addcmul_(valid, offset).sub_(r)  # aligned - target at valid pixels, else 0
+        # aligned - target at valid pixels, else 0
+        e = torch.mul(q, s, out=work.get("residual", tuple(q.shape), q.dtype)).addcmul_(valid, offset).sub_(r)
         wd = data_weights[cut]
         total += (row_dots(e, e) * wd).sum()
         if not (need_p or need_t):
-            total += matching_sums(e, valid, matching_weights[:, cut], None).sum()
+            total += matching_sums(e, valid, matching_weights[:, cut], None, work).sum()
             continue
-        h = grad_p[cut].zero_() if grad_p is not None else torch.zeros_like(e)
-        total += matching_sums(e, valid, matching_weights[:, cut], h).sum()
+        h = grad_p[cut] if grad_p is not None else work.get("h", tuple(e.shape), e.dtype)
+        total += matching_sums(e, valid, matching_weights[:, cut], h.zero_(), work).sum()
         h.addcmul_(e, 2 * wd.view(-1, 1, 1))
         u, v = pull_back(fit, row_dots(h, q), h.sum((1, 2)))
         u, v = u.view(-1, 1, 1), v.view(-1, 1, 1)
@@ -83,15 +85,16 @@ class _ScaleAndShiftInvariant(torch.autograd.Function):
         prediction: Tensor,
         target: Tensor,
         mask: Tensor,
+        counts: Tensor,
         data_weights: Tensor,
         matching_weights: Tensor,
         grad_mode: bool,
     ) -> tuple[Tensor, Tensor, Tensor]:
         need_p, need_t = (grad_mode and need for need in ctx.needs_input_grad[:2])
         total, scale, shift, *ctx.grads = _invariant_pass(
-            prediction, target, mask, data_weights, matching_weights, need_p, need_t
+            prediction, target, mask, counts, data_weights, matching_weights, need_p, need_t
         )
-        ctx.save_for_backward(prediction, target, mask, data_weights, matching_weights)
+        ctx.save_for_backward(prediction, target, mask, counts, data_weights, matching_weights)
         ctx.mark_non_differentiable(scale, shift)
         return total, scale, shift
 
@@ -102,7 +105,7 @@ class _ScaleAndShiftInvariant(torch.autograd.Function):
         if grads is None:
             grads = _invariant_pass(*ctx.saved_tensors, *ctx.needs_input_grad[:2])[3:]
         grad_p, grad_t = (None if g is None else g.mul_(grad_output) for g in grads)
-        return grad_p, grad_t, None, None, None, None
+        return grad_p, grad_t, None, None, None, None, None
 
 
 def _traceable(
@@ -173,7 +176,7 @@ def scale_and_shift_invariant_loss(
             loss, scale, shift = _traceable(p, t, m, data_weights, matching_weights)
         else:
             loss, scale, shift = _ScaleAndShiftInvariant.apply(
-                p, t, m, data_weights, matching_weights, torch.is_grad_enabled()
+                p, t, m, counts[0], data_weights, matching_weights, torch.is_grad_enabled()
             )
         loss = loss.to(result)
         if not return_aligned:

@@ -262,12 +262,12 @@ def test_module_equals_functional() -> None:
 def test_non_contiguous_inputs() -> None:
     p, t, m = batch(torch.float64, h=9, w=9)
     pt, tt, mt = (x.transpose(1, 2) for x in (p, t, m))
-    expected = (
-        scale_and_shift_invariant_loss(pt.contiguous(), tt.contiguous(), mt.contiguous()),
-        gradient_matching_loss(pt.contiguous(), tt.contiguous(), mt.contiguous()),
-    )
-    torch.testing.assert_close(scale_and_shift_invariant_loss(pt, tt, mt), expected[0])
-    torch.testing.assert_close(gradient_matching_loss(pt, tt, mt), expected[1])
+    for fn in (scale_and_shift_invariant_loss, gradient_matching_loss):
+        ours = fn(pt, tt, mt)
+        expected = fn(pt.contiguous(), tt.contiguous(), mt.contiguous())
+        torch.testing.assert_close(ours, expected)
+        for a, b in zip(grads(ours, (p, t)), grads(expected, (p, t))):
+            torch.testing.assert_close(a, b)
     last = p.detach()[:, None].contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(scale_and_shift_invariant_loss(last, t[:, None], m[:, None]), midas_loss(p, t, m)[0])
 
