@@ -9,17 +9,18 @@ from torch import Tensor
 
 from torchgrad._internal import needs_traceable_code
 
-# Eager code on the CPU handles a few whole images at a time, so that its per-pixel temporaries stay in cache.
+# Eager code on the CPU handles a few whole images at a time, so that its per-pixel temporaries stay in cache: about
+# this many bytes of float32 per slab for each of torch's threads.
 SLAB_BYTES = 2 * 2**20
 
 
 def image_slabs(x: Tensor) -> list[slice]:
-    """Slices of dim 0 of ``(N, H, W)`` ``x``: on the CPU each about ``SLAB_BYTES`` of whole images (at least one),
-    elsewhere the whole batch (a GPU wants few large kernels)."""
+    """Slices of dim 0 of ``(N, H, W)`` ``x``: on the CPU each about ``SLAB_BYTES`` per thread of whole images (at least
+    one), elsewhere the whole batch (a GPU wants few large kernels)."""
     if x.device.type != "cpu":
         return [slice(None)]
     per_image = max(x[0].numel() * 4, 1) if x.shape[0] else 1  # the work is float32 or wider
-    step = max(1, SLAB_BYTES // per_image)
+    step = max(1, SLAB_BYTES * torch.get_num_threads() // per_image)
     return [slice(start, start + step) for start in range(0, x.shape[0], step)]
 
 

@@ -42,10 +42,11 @@ def matching_sums(residual: Tensor, valid: Tensor, weights: Tensor, grad: Option
             if g is None:
                 raw += d.abs_().sum((1, 2))
                 continue
-            sign = torch.sign(d, out=work.get("sign", tuple(d.shape), d.dtype))
-            raw += row_dots(d, sign)
-            g.narrow(dim, 1, n - 1).add_(sign)
-            g.narrow(dim, 0, n - 1).sub_(sign)
+            d.sign_()
+            g.narrow(dim, 1, n - 1).add_(d)
+            g.narrow(dim, 0, n - 1).sub_(d)
+        if g is not None:  # sum |d| = <d, sign d> = <r, D^T sign d>: the scale's gradient so far, read against r
+            raw = row_dots(r, g)
         total += raw * weight
         if g is not None:
             g.mul_(weight.view(-1, 1, 1))

@@ -145,12 +145,14 @@ def test_scales_larger_than_the_image_allows(shape: tuple, reduction: str) -> No
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_slabs_of_several_images_and_uneven_cuts(monkeypatch, reduction: str) -> None:
     p, t, m = batch(torch.float64, n=7, h=6, w=5)
-    monkeypatch.setattr(depth_batch, "SLAB_BYTES", 3 * 6 * 5 * 4)  # three images a slab: 3 + 3 + 1
+    # three images a slab (per thread: the slabs grow with torch's threads): 3 + 3 + 1
+    monkeypatch.setattr(depth_batch, "SLAB_BYTES", math.ceil(3 * 6 * 5 * 4 / torch.get_num_threads()))
     assert [s.indices(7) for s in depth_batch.image_slabs(p)] == [(0, 3, 1), (3, 6, 1), (6, 7, 1)]
     for ours, ref in (
         (scale_and_shift_invariant_loss(p, t, m, reduction=reduction), midas_loss(p, t, m, reduction=reduction)[0]),
         (gradient_matching_loss(p, t, m, reduction=reduction), midas_gradient_matching(p, t, m, 4, reduction)),
         (sum(scale_and_shift(p, t, m)).sum(), sum(compute_scale_and_shift(p, t, m)).sum()),
+        (scale_invariant_log_loss(p, t, m), silog_loss(p, t, m)),
     ):
         torch.testing.assert_close(ours, ref)
         for a, b in zip(grads(ours, (p, t)), grads(ref, (p, t))):
@@ -210,6 +212,7 @@ def test_holes_never_leak_and_nan_in_valid_pixels_propagates() -> None:
         scale_and_shift_invariant_loss(*holes()),
         gradient_matching_loss(*holes()),
         sum(scale_and_shift(*holes())).sum(),
+        scale_invariant_log_loss(*holes()),
     ]
     for a, b, ga in zip(dirty, clean, clean_grads):
         torch.testing.assert_close(a, b)
@@ -218,8 +221,16 @@ def test_holes_never_leak_and_nan_in_valid_pixels_propagates() -> None:
     p2 = p.detach().clone()
     y, x = m[0].nonzero()[0]
     p2[0, y, x] = math.nan
-    assert scale_and_shift_invariant_loss(p2, t, m).isnan()
-    assert gradient_matching_loss(p2, t, m).isnan()
+    references = (
+        (scale_and_shift_invariant_loss, lambda *a: midas_loss(*a)[0]),
+        (gradient_matching_loss, midas_gradient_matching),  # sign(NaN) = 0: its gradient stays finite
+        (scale_invariant_log_loss, silog_loss),
+    )
+    for fn, reference in references:
+        nan = p2.clone().requires_grad_()
+        loss, ref = fn(nan, t, m), reference(nan, t, m)
+        assert loss.isnan() and ref.isnan()
+        torch.testing.assert_close(grads(loss, nan)[0], grads(ref, nan)[0], equal_nan=True)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
