@@ -2,27 +2,47 @@
 
     python benchmarks/bench_losses.py                 # (16, 3, 512, 512) float32 on the CPU
     python benchmarks/bench_losses.py --device cuda
+    python benchmarks/bench_losses.py --only depth    # the depth losses alone, (16, 1, 384, 384)
 
 Times forward+backward (medians, interleaved across cases), reports the bytes saved for backward
 per input element beyond references to the inputs themselves, checks the project's targets and
-writes its section of benchmarks/RESULTS.md.
+writes its section of benchmarks/RESULTS.md. The depth losses (against MiDaS's and BTS's code, as
+tests/depth_references.py keeps it) get a section of their own, with the peak memory of a step.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import environment, markdown_table, median_ms, publish, saved_bytes, verdict_rows  # noqa: E402
+from _harness import (  # noqa: E402
+    environment,
+    markdown_table,
+    median_ms,
+    publish,
+    saved_bytes,
+    synchronize,
+    verdict_rows,
+)
 
-from torchgrad.losses import EdgeAwareSmoothnessLoss, GradientDifferenceLoss, GradientLoss, TotalVariationLoss  # noqa: E402
+from torchgrad.losses import (  # noqa: E402
+    EdgeAwareSmoothnessLoss,
+    GradientDifferenceLoss,
+    GradientLoss,
+    GradientMatchingLoss,
+    ScaleAndShiftInvariantLoss,
+    ScaleInvariantLogLoss,
+    TotalVariationLoss,
+)
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -47,9 +67,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--shape", type=int, nargs=4, default=[16, 3, 512, 512])
+    parser.add_argument("--depth-shape", type=int, nargs=4, default=[16, 1, 384, 384])
     parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--only", choices=["gradient", "depth"], help="one of the two sections")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        help="torch.set_num_threads: the gradient losses take the first; the depth losses run each, interleaved",
+    )
+    parser.add_argument("--note", help="a sentence on the machine, for the notes of the depth section")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
+    args.threads = args.threads or [torch.get_num_threads()]
+    torch.set_num_threads(args.threads[0])
+    if args.only != "depth":
+        gradient_losses(args)
+    if args.only != "gradient":
+        depth_losses(args)
+
+
+def gradient_losses(args: argparse.Namespace) -> None:
     device = torch.device(args.device)
     torch.manual_seed(0)
     x = torch.rand(*args.shape, device=device, requires_grad=True)
@@ -101,6 +139,142 @@ def main() -> None:
         f"{environment(device)}; medians of {args.repeats} runs, interleaved. Saved bytes exclude references to the"
         " inputs themselves (they exist anyway); the edge-aware loss is measured on a one-channel disparity with the"
         " same batch and size",
+        [table, summary],
+        write=not args.no_write,
+    )
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks")
+        + ("keepcost",)
+    ]
+
+
+def _heap_in_use() -> Optional[Callable[[], int]]:
+    """glibc's bytes in use (heap and mmap), or None where there is no ``mallinfo2``."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return None
+
+    def in_use() -> int:
+        info = libc.mallinfo2()
+        return int(info.uordblks + info.hblkhd)
+
+    return in_use
+
+
+def peak_bytes(fn: Callable[[], object], device: torch.device) -> Optional[int]:
+    """The peak of memory in use while ``fn`` runs, above what was in use before it (the inputs): on CUDA the
+    allocator's peak, on the CPU glibc's bytes in use read before and after every ATen operation (what an operation
+    allocates and frees inside itself is not seen); None where neither is available."""
+    if device.type == "cuda":
+        synchronize(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    in_use = _heap_in_use()
+    if in_use is None:
+        return None
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Peak(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.before = self.top = in_use()
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            self.top = max(self.top, in_use())
+            out = func(*args, **(kwargs or {}))
+            self.top = max(self.top, in_use())
+            return out
+
+    with Peak() as peak:
+        fn()
+    return peak.top - peak.before
+
+
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
+
+
+def depth_losses(args: argparse.Namespace) -> None:
+    """The depth losses against the code their authors published, on depth maps with ~90% valid pixels."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from depth_references import midas_gradient_matching, midas_loss, silog_loss
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    shape = args.depth_shape
+    prediction = (torch.rand(*shape, device=device) + 0.1).requires_grad_()
+    target = torch.rand(*shape, device=device) + 0.1
+    mask = torch.rand(*shape, device=device) < 0.9
+    p, t, m = prediction[:, 0], target[:, 0], mask[:, 0]  # MiDaS's and BTS's code take (N, H, W)
+    ssi, matching, silog = ScaleAndShiftInvariantLoss(), GradientMatchingLoss(), ScaleInvariantLogLoss()
+    losses: list[tuple[str, Callable[[], torch.Tensor]]] = [
+        ("ScaleAndShiftInvariantLoss()", lambda: ssi(prediction, target, mask)),
+        ("MiDaS ScaleAndShiftInvariantLoss (reference)", lambda: midas_loss(p, t, m)[0]),
+        ("GradientMatchingLoss()", lambda: matching(prediction, target, mask)),
+        ("MiDaS GradientLoss (reference)", lambda: midas_gradient_matching(p, t, m)),
+        ("ScaleInvariantLogLoss()", lambda: silog(prediction, target, mask)),
+        ("BTS silog_loss (reference)", lambda: silog_loss(p, t, m)),
+    ]
+    cases = [(name, loss, threads) for threads in args.threads for name, loss in losses]
+
+    def step(loss: Callable[[], torch.Tensor], threads: int) -> Callable[[], None]:
+        def run() -> None:
+            torch.set_num_threads(threads)
+            loss().backward()
+            prediction.grad = None
+
+        return run
+
+    times = median_ms([step(loss, threads) for _, loss, threads in cases], device, args.repeats)
+    peaks = []
+    for _, loss, threads in cases:
+        step(loss, threads)()  # once before, so that one-time allocations are not counted
+        peaks.append(peak_bytes(lambda: loss().backward(), device))  # noqa: B023
+        prediction.grad = None
+    rows = []
+    for (name, _, threads), ms, peak in zip(cases, times, peaks):
+        mib = "n/a" if peak is None else f"{peak / 2**20:.1f}"
+        print(f"{name:45s} {threads:2d} threads  fwd+bwd {ms:8.1f} ms   peak above the inputs {mib} MiB")
+        rows.append([name, str(threads), f"{ms:.1f}", mib])
+    ms_of = {(name, threads): ms for (name, _, threads), ms in zip(cases, times)}
+    peak_of = {(name, threads): peak for (name, _, threads), peak in zip(cases, peaks)}
+    ours, reference = "ScaleAndShiftInvariantLoss()", "MiDaS ScaleAndShiftInvariantLoss (reference)"
+    checks = []
+    for threads in args.threads:
+        checks.append(
+            (
+                f"MiDaS reference form / {ours}, fwd+bwd, {threads} threads",
+                ms_of[reference, threads] / ms_of[ours, threads],
+                ">= 3",
+            )
+        )
+        our_peak, reference_peak = peak_of[ours, threads], peak_of[reference, threads]
+        if our_peak is not None and reference_peak:
+            checks.append(
+                (f"peak above the inputs, {ours} / reference, {threads} threads", our_peak / reference_peak, "<= 0.5")
+            )
+    table = markdown_table(["loss", "threads", "forward+backward ms", "peak MiB above the inputs"], rows)
+    summary = markdown_table(["ratio (same run)", "measured", "target", "met"], verdict_rows(checks))
+    input_mib = prediction.numel() * prediction.element_size() / 2**20
+    publish(
+        f"depth-losses-{device.type}",
+        f"Depth losses, {'x'.join(map(str, shape))} float32, ~90% valid pixels, {device.type}",
+        f"python benchmarks/bench_losses.py --only depth --device {args.device} --threads "
+        + " ".join(map(str, args.threads)),
+        f"torch {torch.__version__}, {device_name(device)}; medians of {args.repeats} runs, interleaved (threads"
+        f" too). {args.note + ' ' if args.note else ''}Peak: memory in use during one"
+        f" forward+backward above what was in use before it (the inputs, {input_mib:.0f} MiB each), the gradient"
+        " included; on the CPU glibc's bytes in use read around every ATen operation. The references are MiDaS's"
+        " published loss and BTS's silog_loss as tests/depth_references.py keeps them",
         [table, summary],
         write=not args.no_write,
     )

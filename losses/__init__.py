@@ -3,15 +3,20 @@
 Gradient losses (``GradientLoss``, ``GradientDifferenceLoss``, ``TotalVariationLoss``,
 ``EdgeAwareSmoothnessLoss``, each with a functional twin in :mod:`torchgrad.losses.functional`) and VGG
 losses on a frozen, truncated torchvision network (``VGGFeatures``, ``PerceptualLoss``,
-``StyleLoss``, ``PerceptualGradientLoss``).
+``StyleLoss``, ``PerceptualGradientLoss``). Depth losses with the field's masks and reductions
+(``ScaleAndShiftInvariantLoss``, ``GradientMatchingLoss``, ``ScaleInvariantLogLoss``, and ``scale_and_shift``).
 """
 
 from . import functional
 from .edge_aware_smoothness_loss import EdgeAwareSmoothnessLoss
 from .gradient_difference_loss import GradientDifferenceLoss
 from .gradient_loss import GradientLoss
+from .gradient_matching_loss import GradientMatchingLoss
 from .perceptual_gradient_loss import PerceptualGradientLoss
 from .perceptual_loss import PerceptualLoss
+from .scale_and_shift import scale_and_shift
+from .scale_and_shift_invariant_loss import ScaleAndShiftInvariantLoss
+from .scale_invariant_log_loss import ScaleInvariantLogLoss
 from .style_loss import StyleLoss, gram_matrix
 from .total_variation_loss import TotalVariationLoss
 from .vgg import VGGFeatures, WeightsUnavailableError, layer_names
@@ -20,8 +25,11 @@ __all__ = [
     "EdgeAwareSmoothnessLoss",
     "GradientDifferenceLoss",
     "GradientLoss",
+    "GradientMatchingLoss",
     "PerceptualGradientLoss",
     "PerceptualLoss",
+    "ScaleAndShiftInvariantLoss",
+    "ScaleInvariantLogLoss",
     "StyleLoss",
     "TotalVariationLoss",
     "VGGFeatures",
@@ -29,4 +37,5 @@ __all__ = [
     "functional",
     "gram_matrix",
     "layer_names",
+    "scale_and_shift",
 ]

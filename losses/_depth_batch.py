@@ -1,0 +1,102 @@
+"""How the depth losses walk a batch: slabs of whole images, valid pixels per scale, the field's two reductions."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from torchgrad._internal import needs_traceable_code
+
+# Eager code on the CPU handles a few whole images at a time, so that its per-pixel temporaries stay in cache: about
+# this many bytes of float32 per slab for each of torch's threads.
+SLAB_BYTES = 2 * 2**20
+
+
+def image_slabs(x: Tensor) -> list[slice]:
+    """Slices of dim 0 of ``(N, H, W)`` ``x``: on the CPU each about ``SLAB_BYTES`` per thread of whole images (at least
+    one), elsewhere the whole batch (a GPU wants few large kernels)."""
+    if x.device.type != "cpu":
+        return [slice(None)]
+    per_image = max(x[0].numel() * 4, 1) if x.shape[0] else 1  # the work is float32 or wider
+    step = max(1, SLAB_BYTES * torch.get_num_threads() // per_image)
+    return [slice(start, start + step) for start in range(0, x.shape[0], step)]
+
+
+def valid_counts(mask: Tensor, scales: int) -> Tensor:
+    """``(scales, N)`` int32: the valid pixels of each image at each scale (``mask[:, ::2**s, ::2**s]``).
+
+    Eager code converts the mask slab by slab into one reused buffer (a sum of the whole mask first converts all of
+    it, into new memory).
+    """
+    if needs_traceable_code(mask) or mask.device.type != "cpu":
+        return torch.stack([mask[:, :: 2**s, :: 2**s].sum((1, 2), dtype=torch.int32) for s in range(scales)])
+    work = Workspace(mask.device)
+    parts = []
+    for cut in image_slabs(mask):
+        m = mask[cut]
+        ones = work.get("ones", tuple(m.shape), torch.int32).copy_(m.view(torch.uint8))
+        parts.append(torch.stack([ones[:, :: 2**s, :: 2**s].sum((1, 2), dtype=torch.int32) for s in range(scales)]))
+    return torch.cat(parts, 1) if parts else mask.new_zeros((scales, 0), dtype=torch.int32)
+
+
+def reduction_weights(counts: Tensor, reduction: str, dtype: torch.dtype) -> Tensor:
+    """Per-image weights ``w`` (shaped like ``counts``, ``(..., N)``) so that the reduced loss is
+    ``sum_n w[n] * (the sum over image n)``; 0 where there is nothing to divide by.
+
+    ``"batch-based"``: the batch's sum divided by the batch's count; ``"image-based"``: each image's sum
+    divided by its own count, then the mean over the ``N`` images (an image without valid pixels counts as 0).
+    """
+    counts = counts.to(torch.float64)
+    if reduction == "batch-based":
+        counts = counts.sum(-1, keepdim=True).expand(counts.shape)
+    else:
+        counts = counts * counts.shape[-1]
+    weights = torch.where(counts > 0, 1 / torch.where(counts > 0, counts, 1), 0)
+    return weights.to(dtype)
+
+
+_SAME_WIDTH = {
+    torch.float64: torch.int64,
+    torch.float32: torch.int32,
+    torch.float16: torch.int16,
+    torch.bfloat16: torch.int16,
+}
+
+
+class Workspace:
+    """The temporaries of one call, allocated at the first slab and reused by the next (fresh buffers of a slab's size
+    cost page faults on every slab)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self._buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """A contiguous, uninitialised tensor of ``shape`` (valid until ``get`` is asked for ``name`` again)."""
+        numel = math.prod(shape)
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.numel() < numel or buffer.dtype != dtype:
+            buffer = self._buffers[name] = torch.empty(numel, dtype=dtype, device=self.device)
+        return buffer[:numel].view(shape)
+
+    def valid(self, mask: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """``(weights, bits)``: ``mask`` as 1.0 / 0.0 in ``dtype`` and as integers of its width with every bit set where
+        valid (for :func:`keep_valid_`); converted through uint8, several times faster than from bool."""
+        as_bytes = mask.view(torch.uint8)
+        weights = self.get("valid", tuple(mask.shape), dtype).copy_(as_bytes)
+        bits = self.get("bits", tuple(mask.shape), _SAME_WIDTH[dtype]).copy_(as_bytes).neg_()
+        return weights, bits
+
+
+def keep_valid_(x: Tensor, bits: Tensor) -> Tensor:
+    """``x`` kept where valid and +0 elsewhere, in place: ``torch.where(mask, x, 0)`` as one bitwise and, several
+    times faster on the CPU; NaN and inf at invalid pixels become 0, at valid ones they stay."""
+    x.view(bits.dtype).bitwise_and_(bits)
+    return x
+
+
+def row_dots(a: Tensor, b: Tensor) -> Tensor:
+    """``(k,)``: the dot product of each image of the contiguous ``(k, ...)`` ``a`` and ``b``, without a temporary."""
+    return torch.stack([torch.dot(x.view(-1), y.view(-1)) for x, y in zip(a, b)])

@@ -1,0 +1,491 @@
+"""The depth losses against MiDaS's loss and BTS's silog_loss (tests/depth_references.py): values and gradients on
+random inputs with random masks, images without valid pixels, singular fits, scales beyond the image, both dtypes;
+holes, slabs, the second backward, autocast, compile, torch.func and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import DEVICES
+from depth_references import compute_scale_and_shift, midas_gradient_matching, midas_loss, silog_loss
+
+import torchgrad.losses._depth_batch as depth_batch
+from torchgrad.losses import GradientMatchingLoss, ScaleAndShiftInvariantLoss, ScaleInvariantLogLoss, scale_and_shift
+from torchgrad.losses.functional import (
+    gradient_matching_loss,
+    scale_and_shift_invariant_loss,
+    scale_invariant_log_loss,
+)
+
+REDUCTIONS = ["batch-based", "image-based"]
+DTYPES = [torch.float64, torch.float32]
+
+
+def tolerances(dtype: torch.dtype) -> dict:
+    # float32: the reference's own rounding (its normal equations are not centred) is the larger part
+    return {"rtol": 1e-4, "atol": 1e-5} if dtype == torch.float32 else {"rtol": 1e-9, "atol": 1e-12}
+
+
+def batch(dtype: torch.dtype, n: int = 7, h: int = 11, w: int = 13, seed: int = 0, channel: bool = False):
+    """Random maps and a ~70% mask with the hard cases: image 1 without valid pixels, 2 all valid, 3 one valid
+    pixel, 4 a constant prediction (an exact value, so that MiDaS's det is exactly 0 too)."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(n, h, w, generator=g, dtype=dtype) * 2 + 0.5
+    t = torch.rand(n, h, w, generator=g, dtype=dtype) * 3 + 1
+    m = torch.rand(n, h, w, generator=g) > 0.3
+    m[1] = False
+    m[2] = True
+    m[3] = False
+    m[3, h // 2, w // 2] = True
+    p[4] = 2.0
+    if channel:
+        p, t, m = p[:, None], t[:, None], m[:, None]
+    return p.requires_grad_(), t.requires_grad_(), m
+
+
+def squeeze(*tensors):
+    return [x[:, 0] if x.dim() == 4 else x for x in tensors]
+
+
+def grads(value, inputs):
+    return torch.autograd.grad(value, inputs, allow_unused=True)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("channel", [False, True])
+def test_scale_and_shift_matches_midas(dtype: torch.dtype, channel: bool) -> None:
+    p, t, m = batch(dtype, channel=channel)
+    scale, shift = scale_and_shift(p, t, m)
+    ref_scale, ref_shift = compute_scale_and_shift(*squeeze(p, t, m))
+    torch.testing.assert_close(scale, ref_scale, **tolerances(dtype))
+    torch.testing.assert_close(shift, ref_shift, **tolerances(dtype))
+    assert (scale[[1, 3, 4]] == 0).all() and (shift[[1, 3, 4]] == 0).all()  # no, one valid value; constant
+    weights = torch.randn(2, p.shape[0], dtype=dtype)
+    ours = grads((scale * weights[0] + shift * weights[1]).sum(), (p, t))
+    ref = grads((ref_scale * weights[0] + ref_shift * weights[1]).sum(), (p, t))
+    for a, b in zip(ours, ref):
+        torch.testing.assert_close(a, b, **tolerances(dtype))
+
+
+def test_scale_and_shift_recovers_an_affine_map_and_stays_accurate_with_an_offset() -> None:
+    g = torch.Generator().manual_seed(1)
+    truth = torch.rand(3, 20, 30, generator=g, dtype=torch.float64)
+    mask = torch.rand(3, 20, 30, generator=g) > 0.5
+    prediction = 1000 + 0.01 * truth  # float32 resolution at 1000 is 6e-5: a hard case for the raw normal equations
+    target = 2 * truth - 1
+    exact_scale, exact_shift = scale_and_shift(prediction, target, mask)
+    scale, shift = scale_and_shift(prediction.float(), target.float(), mask)
+    torch.testing.assert_close(exact_scale, torch.full((3,), 200.0, dtype=torch.float64))
+    torch.testing.assert_close(scale.double(), exact_scale, rtol=1e-3, atol=0)
+    ref_scale, _ = compute_scale_and_shift(prediction.float(), target.float(), mask)
+    assert not torch.allclose(ref_scale.double(), exact_scale, rtol=0.1)  # the raw normal equations cancel out
+
+
+def test_a_nearly_constant_prediction_is_singular_only_when_exactly_constant() -> None:
+    target = torch.rand(2, 5, 5, dtype=torch.float64)
+    mask = torch.ones(2, 5, 5, dtype=torch.bool)
+    prediction = torch.full((2, 5, 5), 0.1, dtype=torch.float64)  # 0.1 is inexact: MiDaS's det need not be 0
+    prediction[1, 2, 2] = math.nextafter(0.1, 1.0)  # one value a single ulp higher
+    scale, shift = scale_and_shift(prediction, target, mask)
+    assert scale[0] == 0 and shift[0] == 0
+    assert scale[1] != 0 and torch.isfinite(scale[1]) and torch.isfinite(shift[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("alpha, scales", [(0.5, 4), (0.0, 4), (2.0, 1), (1.0, 6)])
+def test_scale_and_shift_invariant_loss_matches_midas(dtype, reduction: str, alpha: float, scales: int) -> None:
+    p, t, m = batch(dtype, channel=True)
+    ours, aligned = ScaleAndShiftInvariantLoss(alpha, scales, reduction)(p, t, m, return_aligned=True)
+    ref, ref_aligned = midas_loss(*squeeze(p, t, m), alpha=alpha, scales=scales, reduction=reduction)
+    torch.testing.assert_close(ours, ref, **tolerances(dtype))
+    torch.testing.assert_close(aligned[:, 0], ref_aligned.detach(), **tolerances(dtype))
+    assert aligned.shape == p.shape and not aligned.requires_grad
+    for a, b in zip(grads(ours, (p, t)), grads(ref, (p, t))):
+        assert torch.isfinite(a).all()
+        torch.testing.assert_close(a, b, **tolerances(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("scales", [1, 4, 6])
+def test_gradient_matching_loss_matches_midas(dtype: torch.dtype, reduction: str, scales: int) -> None:
+    p, t, m = batch(dtype)
+    ours = GradientMatchingLoss(scales, reduction)(p, t, m)
+    ref = midas_gradient_matching(p, t, m, scales, reduction)
+    torch.testing.assert_close(ours, ref, **tolerances(dtype))
+    for a, b in zip(grads(ours, (p, t)), grads(ref, (p, t))):
+        torch.testing.assert_close(a, b, **tolerances(dtype))
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 3), (3, 1, 9), (2, 9, 1), (1, 1, 1), (2, 16, 16)])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_scales_larger_than_the_image_allows(shape: tuple, reduction: str) -> None:
+    g = torch.Generator().manual_seed(2)
+    p = torch.rand(shape, generator=g, dtype=torch.float64, requires_grad=True)
+    t = torch.rand(shape, generator=g, dtype=torch.float64)
+    m = torch.rand(shape, generator=g) > 0.2
+    for loss, ref in (
+        (
+            gradient_matching_loss(p, t, m, scales=6, reduction=reduction),
+            midas_gradient_matching(p, t, m, 6, reduction),
+        ),
+        (
+            scale_and_shift_invariant_loss(p, t, m, alpha=1.0, scales=6, reduction=reduction),
+            midas_loss(p, t, m, alpha=1.0, scales=6, reduction=reduction)[0],
+        ),
+    ):
+        torch.testing.assert_close(loss, torch.as_tensor(ref, dtype=torch.float64))
+        if isinstance(ref, torch.Tensor) and ref.requires_grad:
+            torch.testing.assert_close(grads(loss, p)[0], grads(ref, p)[0])
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_slabs_of_several_images_and_uneven_cuts(monkeypatch, reduction: str) -> None:
+    p, t, m = batch(torch.float64, n=7, h=6, w=5)
+    # three images a slab (per thread: the slabs grow with torch's threads): 3 + 3 + 1
+    monkeypatch.setattr(depth_batch, "SLAB_BYTES", math.ceil(3 * 6 * 5 * 4 / torch.get_num_threads()))
+    assert [s.indices(7) for s in depth_batch.image_slabs(p)] == [(0, 3, 1), (3, 6, 1), (6, 7, 1)]
+    for ours, ref in (
+        (scale_and_shift_invariant_loss(p, t, m, reduction=reduction), midas_loss(p, t, m, reduction=reduction)[0]),
+        (gradient_matching_loss(p, t, m, reduction=reduction), midas_gradient_matching(p, t, m, 4, reduction)),
+        (sum(scale_and_shift(p, t, m)).sum(), sum(compute_scale_and_shift(p, t, m)).sum()),
+        (scale_invariant_log_loss(p, t, m), silog_loss(p, t, m)),
+    ):
+        torch.testing.assert_close(ours, ref)
+        for a, b in zip(grads(ours, (p, t)), grads(ref, (p, t))):
+            torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gradcheck(reduction: str) -> None:
+    g = torch.Generator().manual_seed(3)
+    p = torch.rand(3, 1, 5, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    t = (torch.rand(3, 1, 5, 6, generator=g, dtype=torch.float64) + 0.5).requires_grad_()
+    m = torch.rand(3, 1, 5, 6, generator=g) > 0.25
+    m[1] = False
+    checks = [
+        lambda a, b: scale_and_shift(a, b, m),
+        lambda a, b: gradient_matching_loss(a, b, m, scales=3, reduction=reduction),
+        lambda a, b: scale_and_shift_invariant_loss(a, b, m, alpha=0.7, scales=3, reduction=reduction),
+        lambda a, b: scale_invariant_log_loss(a + 0.1, b, m),
+    ]
+    for fn in checks:
+        assert torch.autograd.gradcheck(fn, (p, t), fast_mode=True)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_invalid_images_give_zero_and_never_nan(reduction: str) -> None:
+    p = torch.rand(3, 1, 8, 8, requires_grad=True)
+    t = torch.rand(3, 1, 8, 8, requires_grad=True)
+    none = torch.zeros(3, 1, 8, 8, dtype=torch.bool)
+    for loss in (
+        scale_and_shift_invariant_loss(p, t, none, reduction=reduction),
+        gradient_matching_loss(p, t, none, reduction=reduction),
+        scale_invariant_log_loss(p, t, none),
+        sum(scale_and_shift(p, t, none)).sum(),
+    ):
+        assert loss.item() == 0
+        for gradient in grads(loss, (p, t)):
+            assert torch.equal(gradient, torch.zeros_like(gradient))
+    empty = torch.rand(0, 8, 8, requires_grad=True)
+    loss = scale_and_shift_invariant_loss(empty, empty.detach(), torch.zeros(0, 8, 8, dtype=torch.bool))
+    assert loss.item() == 0 and grads(loss, empty)[0].shape == (0, 8, 8)
+
+
+def test_holes_never_leak_and_nan_in_valid_pixels_propagates() -> None:
+    p, t, m = batch(torch.float64)
+    clean = [
+        scale_and_shift_invariant_loss(p, t, m),
+        gradient_matching_loss(p, t, m),
+        sum(scale_and_shift(p, t, m)).sum(),
+    ]
+    clean_grads = [grads(loss, (p, t)) for loss in clean]
+    pattern = torch.tensor([math.nan, math.inf, -math.inf], dtype=p.dtype)[torch.arange(p.numel()) % 3]
+
+    def holes():  # a fresh graph for each loss
+        return torch.where(m, p, pattern.view(p.shape)), torch.where(m, t, math.inf), m
+
+    dirty = [
+        scale_and_shift_invariant_loss(*holes()),
+        gradient_matching_loss(*holes()),
+        sum(scale_and_shift(*holes())).sum(),
+        scale_invariant_log_loss(*holes()),
+    ]
+    for a, b, ga in zip(dirty, clean, clean_grads):
+        torch.testing.assert_close(a, b)
+        for x, y in zip(grads(a, (p, t)), ga):
+            torch.testing.assert_close(x, y)
+    p2 = p.detach().clone()
+    y, x = m[0].nonzero()[0]
+    p2[0, y, x] = math.nan
+    references = (
+        (scale_and_shift_invariant_loss, lambda *a: midas_loss(*a)[0]),
+        (gradient_matching_loss, midas_gradient_matching),  # sign(NaN) = 0: its gradient stays finite
+        (scale_invariant_log_loss, silog_loss),
+    )
+    for fn, reference in references:
+        nan = p2.clone().requires_grad_()
+        loss, ref = fn(nan, t, m), reference(nan, t, m)
+        assert loss.isnan() and ref.isnan()
+        torch.testing.assert_close(grads(loss, nan)[0], grads(ref, nan)[0], equal_nan=True)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_second_backward_and_a_scaled_loss(reduction: str) -> None:
+    p, t, m = batch(torch.float64)
+    for fn in (scale_and_shift_invariant_loss, gradient_matching_loss):
+        ref = grads(fn(p, t, m, reduction=reduction), (p, t))
+        loss = 3 * fn(p, t, m, reduction=reduction)
+        first = torch.autograd.grad(loss, (p, t), retain_graph=True)
+        second = torch.autograd.grad(loss, (p, t))
+        for a, b, r in zip(first, second, ref):
+            torch.testing.assert_close(a, 3 * r)
+            torch.testing.assert_close(b, 3 * r)
+        (only_p,) = torch.autograd.grad(fn(p, t.detach(), m, reduction=reduction), p)
+        torch.testing.assert_close(only_p, ref[0])
+    loss = scale_invariant_log_loss(p + 1, t, m)
+    first = torch.autograd.grad(loss, p, retain_graph=True)[0]
+    torch.testing.assert_close(torch.autograd.grad(loss, p)[0], first)
+
+
+def test_module_equals_functional() -> None:
+    p, t, m = batch(torch.float64, channel=True)
+    options = dict(alpha=1.5, scales=2, reduction="image-based")
+    torch.testing.assert_close(
+        ScaleAndShiftInvariantLoss(**options)(p, t, m), scale_and_shift_invariant_loss(p, t, m, **options)
+    )
+    torch.testing.assert_close(
+        GradientMatchingLoss(3, "image-based")(p, t, m),
+        gradient_matching_loss(p, t, m, scales=3, reduction="image-based"),
+    )
+    options = dict(variance_focus=0.5, scale=2.0, eps=1e-3)
+    torch.testing.assert_close(ScaleInvariantLogLoss(**options)(p, t, m), scale_invariant_log_loss(p, t, m, **options))
+    assert (
+        repr(ScaleAndShiftInvariantLoss()) == "ScaleAndShiftInvariantLoss(alpha=0.5, scales=4, reduction='batch-based')"
+    )
+    assert repr(GradientMatchingLoss(2)) == "GradientMatchingLoss(scales=2, reduction='batch-based')"
+    assert repr(ScaleInvariantLogLoss(eps=0.5)) == "ScaleInvariantLogLoss(variance_focus=0.85, scale=10.0, eps=0.5)"
+
+
+def test_non_contiguous_inputs() -> None:
+    p, t, m = batch(torch.float64, h=9, w=9)
+    pt, tt, mt = (x.transpose(1, 2) for x in (p, t, m))
+    for fn in (scale_and_shift_invariant_loss, gradient_matching_loss):
+        ours = fn(pt, tt, mt)
+        expected = fn(pt.contiguous(), tt.contiguous(), mt.contiguous())
+        torch.testing.assert_close(ours, expected)
+        for a, b in zip(grads(ours, (p, t)), grads(expected, (p, t))):
+            torch.testing.assert_close(a, b)
+    last = p.detach()[:, None].contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(scale_and_shift_invariant_loss(last, t[:, None], m[:, None]), midas_loss(p, t, m)[0])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variance_focus", [0.85, 0.0, 1.0])
+def test_scale_invariant_log_loss_matches_bts(dtype: torch.dtype, variance_focus: float) -> None:
+    p, t, m = batch(dtype, channel=True)
+    p = (p.detach() + 0.1).requires_grad_()
+    ours = ScaleInvariantLogLoss(variance_focus)(p, t, m)
+    ref = silog_loss(p, t, m, variance_focus)
+    torch.testing.assert_close(ours, ref, **tolerances(dtype))
+    for a, b in zip(grads(ours, (p, t)), grads(ref, (p, t))):
+        torch.testing.assert_close(a, b, **tolerances(dtype))
+    scaled = scale_invariant_log_loss(p, t, m, variance_focus=variance_focus, scale=2.5)
+    torch.testing.assert_close(scaled, ref / 10 * 2.5, **tolerances(dtype))
+
+
+def test_scale_invariant_log_loss_eps_and_positivity() -> None:
+    p, t, m = batch(torch.float64)
+    zeros = torch.where(m, p, 0).detach().requires_grad_()
+    zeros.data[0][m[0]] = torch.linspace(0, 1, int(m[0].sum()), dtype=torch.float64)  # a zero at a valid pixel
+    with pytest.raises(ValueError, match=r"`prediction` must be positive at valid pixels .* got 1 values <= 0"):
+        scale_invariant_log_loss(zeros, t, m)
+    with pytest.raises(ValueError, match=r"`target` must be positive .* got 538 values <= 0 there, the smallest -3.99"):
+        scale_invariant_log_loss(p, torch.where(m, -t, -1), m)
+    ours = scale_invariant_log_loss(zeros, t, m, eps=1e-3)
+    ref = silog_loss(zeros + 1e-3, t + 1e-3, m)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(grads(ours, zeros)[0], grads(ref, zeros)[0])
+    # non-positive values at invalid pixels are never read
+    loss = scale_invariant_log_loss(torch.where(m, p, -5), torch.where(m, t, 0), m)
+    torch.testing.assert_close(loss, silog_loss(p, t, m))
+
+
+def test_scale_invariant_log_loss_has_a_finite_gradient_at_zero() -> None:
+    t = torch.rand(2, 6, 6, dtype=torch.float64) + 0.5
+    m = torch.rand(2, 6, 6) > 0.3
+    p = t.clone().requires_grad_()
+    loss = scale_invariant_log_loss(p, t, m)
+    assert loss.item() == 0 and torch.equal(grads(loss, p)[0], torch.zeros_like(p))
+    assert torch.isnan(grads(silog_loss(p, t, m), p)[0]).any()  # BTS's: sqrt'(0) = inf times 0
+    # fully scale-invariant, a scaled prediction: a root of (almost) zero, still a finite gradient
+    p = (3 * t).requires_grad_()
+    loss = scale_invariant_log_loss(p, t, m, variance_focus=1.0)
+    assert loss.item() < 1e-6 and torch.isfinite(grads(loss, p)[0]).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32(dtype: torch.dtype) -> None:
+    p, t, m = batch(torch.float32, channel=True)
+    expected = scale_and_shift_invariant_loss(p.double(), t.double(), m)
+    ph = p.detach().to(dtype).requires_grad_()
+    got = scale_and_shift_invariant_loss(ph, t.detach().to(dtype), m)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), expected, rtol=3e-2, atol=1e-3)
+    got.backward()
+    assert ph.grad.dtype == dtype and torch.isfinite(ph.grad.float()).all()
+
+
+def test_autocast_runs_in_float32() -> None:
+    model = torch.nn.Conv2d(1, 1, 3, padding=1)
+    x, target = torch.rand(2, 1, 12, 12), torch.rand(2, 1, 12, 12) + 0.5
+    mask = torch.rand(2, 1, 12, 12) > 0.2
+    criteria = (ScaleAndShiftInvariantLoss(), GradientMatchingLoss(), ScaleInvariantLogLoss(eps=1.0))
+    for criterion in criteria:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            output = model(x)
+            assert output.dtype == torch.bfloat16
+            loss = criterion(output, target, mask)
+        assert loss.dtype == torch.float32
+        expected = criterion(output.float(), target, mask)
+        torch.testing.assert_close(loss, expected)
+        (gradient,) = torch.autograd.grad(loss, model.weight)
+        assert torch.isfinite(gradient).all()
+
+
+def test_compiled_training_step() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(1, 1, 3, padding=1)
+    x, target = torch.rand(3, 1, 10, 12), torch.rand(3, 1, 10, 12) + 0.5
+    mask = torch.rand(3, 1, 10, 12) > 0.2
+    mask[1] = False
+    ssi, matching, silog = (
+        ScaleAndShiftInvariantLoss(),
+        GradientMatchingLoss(reduction="image-based"),
+        ScaleInvariantLogLoss(),
+    )
+
+    def loss_fn(x: torch.Tensor) -> torch.Tensor:
+        prediction = model(x)
+        return (
+            ssi(prediction, target, mask) + matching(prediction, target, mask) + silog(prediction.exp(), target, mask)
+        )
+
+    torch._dynamo.reset()
+    compiled = torch.compile(loss_fn, fullgraph=True)
+    loss = compiled(x)
+    eager = loss_fn(x)
+    torch.testing.assert_close(loss, eager)
+    for a, b in zip(
+        torch.autograd.grad(loss, list(model.parameters())), torch.autograd.grad(eager, list(model.parameters()))
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_torch_func_per_sample_gradients() -> None:
+    from torch.func import grad, vmap
+
+    p, t, m = batch(torch.float64, n=5, channel=True)
+    p, t = p.detach(), t.detach()
+    fns = (
+        lambda a, b, c: scale_and_shift_invariant_loss(a[None], b[None], c[None]),
+        lambda a, b, c: gradient_matching_loss(a[None], b[None], c[None]),
+        lambda a, b, c: scale_invariant_log_loss(a[None] + 1, b[None], c[None]),
+    )
+    for fn in fns:
+        values = vmap(fn)(p, t, m)
+        per_sample = vmap(grad(fn))(p, t, m)
+        for i in range(5):
+            pi = p[i].clone().requires_grad_()
+            value = fn(pi, t[i], m[i])
+            torch.testing.assert_close(values[i], value)
+            torch.testing.assert_close(per_sample[i], grads(value, pi)[0])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_devices(device: str) -> None:
+    p, t, m = (x.to(device) for x in batch(torch.float32, channel=True))
+    loss = scale_and_shift_invariant_loss(p, t, m)
+    torch.testing.assert_close(loss.cpu(), midas_loss(*squeeze(*(x.cpu() for x in (p, t, m))))[0], rtol=1e-4, atol=1e-6)
+
+
+def test_constructors_reject_bad_options() -> None:
+    cases = [
+        (
+            lambda: ScaleAndShiftInvariantLoss(alpha=-1),
+            ValueError,
+            r"ScaleAndShiftInvariantLoss: `alpha` must be a finite number in \[0, inf\], got -1.0",
+        ),
+        (lambda: ScaleAndShiftInvariantLoss(alpha=math.nan), ValueError, "`alpha` must be a finite number"),
+        (lambda: ScaleAndShiftInvariantLoss(alpha=True), TypeError, "`alpha` must be a number, got True of type bool"),
+        (lambda: ScaleAndShiftInvariantLoss(scales=0), ValueError, "`scales` must be at least 1, got 0"),
+        (lambda: GradientMatchingLoss(scales=2.0), TypeError, "`scales` must be an int, got 2.0 of type float"),
+        (
+            lambda: GradientMatchingLoss(reduction="mean"),
+            ValueError,
+            "`reduction` must be one of 'batch-based', 'image-based', got 'mean'",
+        ),
+        (
+            lambda: ScaleInvariantLogLoss(variance_focus=1.5),
+            ValueError,
+            r"`variance_focus` must be a finite number in \[0, 1\], got 1.5",
+        ),
+        (lambda: ScaleInvariantLogLoss(scale=0), ValueError, r"`scale` must be a finite number in \(0, inf\], got 0.0"),
+        (lambda: ScaleInvariantLogLoss(eps=-1e-3), ValueError, "`eps` must be a finite number"),
+        (lambda: ScaleInvariantLogLoss(eps=math.inf), ValueError, "`eps` must be a finite number"),
+        (lambda: ScaleInvariantLogLoss(eps="1"), TypeError, "`eps` must be a number, got '1' of type str"),
+    ]
+    for make, error, message in cases:
+        with pytest.raises(error, match=message):
+            make()
+
+
+def test_calls_reject_bad_input() -> None:
+    p, t, m = batch(torch.float32, channel=True)
+    fn = "scale_and_shift_invariant_loss"
+    cases = [
+        ((p.tolist(), t, m), {}, TypeError, f"{fn}: `prediction` must be a torch.Tensor, got list"),
+        ((p, t, None), {}, TypeError, "`mask` must be a bool torch.Tensor .*, got NoneType"),
+        ((p, t, m.float()), {}, TypeError, "`mask` must have dtype torch.bool .*, got torch.float32"),
+        (
+            (p, t, m[:, 0]),
+            {},
+            ValueError,
+            r"`mask` must have the shape of `prediction` \(7, 1, 11, 13\), got \(7, 11, 13\)",
+        ),
+        (
+            (p.expand(7, 2, 11, 13), t, m),
+            {},
+            ValueError,
+            r"`prediction` must be \(N, H, W\) or \(N, 1, H, W\) depth maps, got shape \(7, 2, 11, 13\)",
+        ),
+        ((p[0, 0], t, m), {}, ValueError, r"got shape \(11, 13\)"),
+        (
+            (p, t[:, :, :5], m),
+            {},
+            ValueError,
+            r"`prediction` and `target` must have the same shape, got \(7, 1, 11, 13\) and \(7, 1, 5, 13\)",
+        ),
+        (
+            (p, t.double(), m),
+            {},
+            TypeError,
+            "`prediction` and `target` must have the same dtype, got torch.float32 and torch.float64",
+        ),
+        ((p.long(), t.long(), m), {}, TypeError, "`prediction` must have a floating dtype, got torch.int64"),
+        ((p[:, :, :0], t[:, :, :0], m[:, :, :0]), {}, ValueError, "`prediction` must have at least one pixel"),
+        ((p, t, m), {"return_aligned": 1}, TypeError, "`return_aligned` must be a bool, got 1 of type int"),
+        ((p, t, m), {"reduction": "sum"}, ValueError, "`reduction` must be one of"),
+    ]
+    for args, kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            scale_and_shift_invariant_loss(*args, **kwargs)
+    with pytest.raises(TypeError, match="gradient_matching_loss: `target` must be a torch.Tensor, got float"):
+        gradient_matching_loss(p, 1.0, m)
+    with pytest.raises(ValueError, match=r"scale_and_shift: `mask` must have the shape"):
+        scale_and_shift(p, t, m[:1])
+    with pytest.raises(ValueError, match="scale_invariant_log_loss: `variance_focus`"):
+        scale_invariant_log_loss(p, t, m, variance_focus=-0.1)
