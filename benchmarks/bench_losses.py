@@ -7,7 +7,7 @@
 Times forward+backward (medians, interleaved across cases), reports the bytes saved for backward
 per input element beyond references to the inputs themselves, checks the project's targets and
 writes its section of benchmarks/RESULTS.md. The depth losses (against MiDaS's and BTS's code, as
-tests/depth_references.py keeps it) get a section of their own, with the peak memory of a step.
+tests/references.py keeps it) get a section of their own, with the peak memory of a step.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def device_name(device: torch.device) -> str:
 def depth_losses(args: argparse.Namespace) -> None:
     """The depth losses against the code their authors published, on depth maps with ~90% valid pixels."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from depth_references import midas_gradient_matching, midas_loss, silog_loss
+    from references import midas_gradient_matching, midas_loss, silog_loss
 
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -274,7 +274,7 @@ def depth_losses(args: argparse.Namespace) -> None:
         f" too). {args.note + ' ' if args.note else ''}Peak: memory in use during one"
         f" forward+backward above what was in use before it (the inputs, {input_mib:.0f} MiB each), the gradient"
         " included; on the CPU glibc's bytes in use read around every ATen operation. The references are MiDaS's"
-        " published loss and BTS's silog_loss as tests/depth_references.py keeps them",
+        " published loss and BTS's silog_loss as tests/references.py keeps them",
         [table, summary],
         write=not args.no_write,
     )

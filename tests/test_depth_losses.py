@@ -1,4 +1,4 @@
-"""The depth losses against MiDaS's loss and BTS's silog_loss (tests/depth_references.py): values and gradients on
+"""The depth losses against MiDaS's loss and BTS's silog_loss (tests/references.py): values and gradients on
 random inputs with random masks, images without valid pixels, singular fits, scales beyond the image, both dtypes;
 holes, slabs, the second backward, autocast, compile, torch.func and bad input."""
 
@@ -8,8 +8,7 @@ import math
 
 import pytest
 import torch
-from conftest import DEVICES
-from depth_references import compute_scale_and_shift, midas_gradient_matching, midas_loss, silog_loss
+from references import DEVICES, compute_scale_and_shift, midas_gradient_matching, midas_loss, silog_loss
 
 import torchgrad.losses._depth_batch as depth_batch
 from torchgrad.losses import GradientMatchingLoss, ScaleAndShiftInvariantLoss, ScaleInvariantLogLoss, scale_and_shift

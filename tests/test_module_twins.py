@@ -26,8 +26,11 @@ from torchgrad.losses import (
     EdgeAwareSmoothnessLoss,
     GradientDifferenceLoss,
     GradientLoss,
+    GradientMatchingLoss,
     PerceptualGradientLoss,
     PerceptualLoss,
+    ScaleAndShiftInvariantLoss,
+    ScaleInvariantLogLoss,
     StyleLoss,
     TotalVariationLoss,
     VGGFeatures,
@@ -37,6 +40,9 @@ from torchgrad.losses.functional import (
     edge_aware_smoothness_loss,
     gradient_difference_loss,
     gradient_loss,
+    gradient_matching_loss,
+    scale_and_shift_invariant_loss,
+    scale_invariant_log_loss,
     total_variation_loss,
 )
 
@@ -197,6 +203,11 @@ GREY = (
 STYLE = _rand(1, 1, 12, 12, seed=12, low=-1.0, dtype=torch.float32)
 RANDOM = {"weights": None}  # random VGG weights, the same for every build under SEED
 
+DEPTH_PREDICTION = _rand(3, 1, 9, 11, seed=13, low=0.2, high=2.0)
+DEPTH_TARGET = _rand(3, 1, 9, 11, seed=14, low=0.2, high=2.0)
+DEPTH_MASK = _rand(3, 1, 9, 11, seed=15) > 0.3
+DEPTH = (DEPTH_PREDICTION, DEPTH_TARGET, DEPTH_MASK)
+
 _EDGE_AWARE: dict[str, Any] = {"normalize": False}
 if "reduction" in inspect.signature(EdgeAwareSmoothnessLoss).parameters:
     _EDGE_AWARE["reduction"] = "sum"
@@ -259,6 +270,24 @@ CASES = [
     ),
     Case(TotalVariationLoss, {"p": 2, "reduction": "none"}, VOLUMES[:1], _functional(total_variation_loss)),
     Case(EdgeAwareSmoothnessLoss, _EDGE_AWARE, (DISPARITY, COLOUR), _functional(edge_aware_smoothness_loss)),
+    Case(
+        GradientMatchingLoss,
+        {"scales": 2, "reduction": "image-based"},
+        DEPTH,
+        _functional(gradient_matching_loss),
+    ),
+    Case(
+        ScaleAndShiftInvariantLoss,
+        {"alpha": 2.0, "scales": 3, "reduction": "image-based"},
+        DEPTH,
+        _functional(scale_and_shift_invariant_loss),
+    ),
+    Case(
+        ScaleInvariantLogLoss,
+        {"variance_focus": 0.5, "scale": 3.0, "eps": 0.25},
+        DEPTH,
+        _functional(scale_invariant_log_loss),
+    ),
     # The VGG losses against their definitions: a batch-norm network from a weights file with shallow layers
     # (random batch-norm statistics make the network matter) and grey images in [-1, 1] (input_range, repeat_grey).
     Case(

@@ -65,12 +65,12 @@ def _operators() -> dict[str, tuple[Builder, int, int]]:
             tag = f"{padding}{'_normalized' if normalized else ''}"
             for name, smoothing in (("sobel", SOBEL), ("scharr", SCHARR)):
                 ops[f"{name}_{tag}"] = (
-                    lambda x, s=smoothing, p=padding, n=normalized: derivative_operator(x, "t", s, p, n, 2),
+                    lambda x, s=smoothing, p=padding, n=normalized: derivative_operator("t", x, s, p, n, 2),
                     2,
                     small,
                 )
-        ops[f"sobel_3d_{padding}"] = (lambda x, p=padding: derivative_operator(x, "t", SOBEL, p, False, 3), 3, small)
-    ops["sobel_3d_zeros_normalized"] = (lambda x: derivative_operator(x, "t", SOBEL, "zeros", True, 3), 3, 1)
+        ops[f"sobel_3d_{padding}"] = (lambda x, p=padding: derivative_operator("t", x, SOBEL, p, False, 3), 3, small)
+    ops["sobel_3d_zeros_normalized"] = (lambda x: derivative_operator("t", x, SOBEL, "zeros", True, 3), 3, 1)
     return ops
 
 
@@ -383,7 +383,7 @@ from torchgrad.gradient import _uniform_stencil
 from torchgrad._separable import Separable
 
 x = torch.zeros(2, 3, 64, 64)
-for op in (derivative_operator(x, "t", SOBEL, "reflect", False, 2),
+for op in (derivative_operator("t", x, SOBEL, "reflect", False, 2),
            Separable(tuple((_uniform_stencil(x, d, 0.5, 2),) for d in (-2, -1)))):
     meta = kernel_plan(op, x.shape).constexprs()
     meta.update(OUTPUT=0, EPS=0.0, ACC=tl.float32, BLOCK_D=1, BLOCK_H=8, BLOCK_W=64)
