@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -70,17 +69,12 @@ def main() -> None:
     parser.add_argument("--depth-shape", type=int, nargs=4, default=[16, 1, 384, 384])
     parser.add_argument("--repeats", type=int, default=11)
     parser.add_argument("--only", choices=["gradient", "depth"], help="one of the two sections")
-    parser.add_argument(
-        "--threads",
-        type=int,
-        nargs="+",
-        help="torch.set_num_threads: the gradient losses take the first; the depth losses run each, interleaved",
-    )
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
     parser.add_argument("--note", help="a sentence on the machine, for the notes of the depth section")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
-    args.threads = args.threads or [torch.get_num_threads()]
-    torch.set_num_threads(args.threads[0])
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.only != "depth":
         gradient_losses(args)
     if args.only != "gradient":
@@ -199,10 +193,6 @@ def peak_bytes(fn: Callable[[], object], device: torch.device) -> Optional[int]:
     return peak.top - peak.before
 
 
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)"
-
-
 def depth_losses(args: argparse.Namespace) -> None:
     """The depth losses against the code their authors published, on depth maps with ~90% valid pixels."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -224,54 +214,41 @@ def depth_losses(args: argparse.Namespace) -> None:
         ("ScaleInvariantLogLoss()", lambda: silog(prediction, target, mask)),
         ("BTS silog_loss (reference)", lambda: silog_loss(p, t, m)),
     ]
-    cases = [(name, loss, threads) for threads in args.threads for name, loss in losses]
 
-    def step(loss: Callable[[], torch.Tensor], threads: int) -> Callable[[], None]:
+    def step(loss: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def run() -> None:
-            torch.set_num_threads(threads)
             loss().backward()
             prediction.grad = None
 
         return run
 
-    times = median_ms([step(loss, threads) for _, loss, threads in cases], device, args.repeats)
+    times = median_ms([step(loss) for _, loss in losses], device, args.repeats)
     peaks = []
-    for _, loss, threads in cases:
-        step(loss, threads)()  # once before, so that one-time allocations are not counted
+    for _, loss in losses:
+        step(loss)()  # once before, so that one-time allocations are not counted
         peaks.append(peak_bytes(lambda: loss().backward(), device))  # noqa: B023
         prediction.grad = None
     rows = []
-    for (name, _, threads), ms, peak in zip(cases, times, peaks):
+    for (name, _), ms, peak in zip(losses, times, peaks):
         mib = "n/a" if peak is None else f"{peak / 2**20:.1f}"
-        print(f"{name:45s} {threads:2d} threads  fwd+bwd {ms:8.1f} ms   peak above the inputs {mib} MiB")
-        rows.append([name, str(threads), f"{ms:.1f}", mib])
-    ms_of = {(name, threads): ms for (name, _, threads), ms in zip(cases, times)}
-    peak_of = {(name, threads): peak for (name, _, threads), peak in zip(cases, peaks)}
+        print(f"{name:45s} fwd+bwd {ms:8.1f} ms   peak above the inputs {mib} MiB")
+        rows.append([name, f"{ms:.1f}", mib])
+    ms_of = dict(zip([name for name, _ in losses], times))
+    peak_of = dict(zip([name for name, _ in losses], peaks))
     ours, reference = "ScaleAndShiftInvariantLoss()", "MiDaS ScaleAndShiftInvariantLoss (reference)"
-    checks = []
-    for threads in args.threads:
-        checks.append(
-            (
-                f"MiDaS reference form / {ours}, fwd+bwd, {threads} threads",
-                ms_of[reference, threads] / ms_of[ours, threads],
-                ">= 3",
-            )
-        )
-        our_peak, reference_peak = peak_of[ours, threads], peak_of[reference, threads]
-        if our_peak is not None and reference_peak:
-            checks.append(
-                (f"peak above the inputs, {ours} / reference, {threads} threads", our_peak / reference_peak, "<= 0.5")
-            )
-    table = markdown_table(["loss", "threads", "forward+backward ms", "peak MiB above the inputs"], rows)
+    checks = [(f"MiDaS reference form / {ours}, fwd+bwd", ms_of[reference] / ms_of[ours], ">= 3")]
+    if peak_of[ours] is not None and peak_of[reference]:
+        checks.append((f"peak above the inputs, {ours} / reference", peak_of[ours] / peak_of[reference], "<= 0.5"))
+    table = markdown_table(["loss", "forward+backward ms", "peak MiB above the inputs"], rows)
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], verdict_rows(checks))
     input_mib = prediction.numel() * prediction.element_size() / 2**20
     publish(
         f"depth-losses-{device.type}",
         f"Depth losses, {'x'.join(map(str, shape))} float32, ~90% valid pixels, {device.type}",
-        f"python benchmarks/bench_losses.py --only depth --device {args.device} --threads "
-        + " ".join(map(str, args.threads)),
-        f"torch {torch.__version__}, {device_name(device)}; medians of {args.repeats} runs, interleaved (threads"
-        f" too). {args.note + ' ' if args.note else ''}Peak: memory in use during one"
+        f"python benchmarks/bench_losses.py --only depth --device {args.device}"
+        + (f" --threads {args.threads}" if args.threads else ""),
+        f"{environment(device)}; medians of {args.repeats} runs, interleaved. {args.note + ' ' if args.note else ''}"
+        "Peak: memory in use during one"
         f" forward+backward above what was in use before it (the inputs, {input_mib:.0f} MiB each), the gradient"
         " included; on the CPU glibc's bytes in use read around every ATen operation. The references are MiDaS's"
         " published loss and BTS's silog_loss as tests/references.py keeps them",

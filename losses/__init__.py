@@ -8,13 +8,13 @@ losses on a frozen, truncated torchvision network (``VGGFeatures``, ``Perceptual
 """
 
 from . import functional
+from .alignment import scale_and_shift
 from .edge_aware_smoothness_loss import EdgeAwareSmoothnessLoss
 from .gradient_difference_loss import GradientDifferenceLoss
 from .gradient_loss import GradientLoss
 from .gradient_matching_loss import GradientMatchingLoss
 from .perceptual_gradient_loss import PerceptualGradientLoss
 from .perceptual_loss import PerceptualLoss
-from .scale_and_shift import scale_and_shift
 from .scale_and_shift_invariant_loss import ScaleAndShiftInvariantLoss
 from .scale_invariant_log_loss import ScaleInvariantLogLoss
 from .style_loss import StyleLoss, gram_matrix

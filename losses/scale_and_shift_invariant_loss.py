@@ -19,8 +19,8 @@ from ._depth_inputs import (
     check_int,
     depth_dtypes,
 )
+from .alignment import centred, fit_sums, fit_traceable, pull_back
 from .gradient_matching_loss import matching_sums, matching_traceable
-from .scale_and_shift import centred, fit_sums, fit_traceable, pull_back
 
 
 def _invariant_pass(

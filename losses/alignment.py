@@ -1,4 +1,4 @@
-"""The per-image least-squares scale and shift that align a relative depth prediction with its ground truth."""
+"""Least-squares alignment: the per-image scale and shift that align a relative depth prediction with the truth."""
 
 from __future__ import annotations
 
