@@ -1,6 +1,6 @@
 """What gradient matching buys in monocular depth: MiDaS's loss with and without its gradient term, on real data.
 
-    python examples/depth.py                    # about two minutes on a 2-core CPU
+    python examples/depth.py                    # about a minute on a quiet 2-core CPU
     python examples/depth.py --steps 1500 --alpha 1.0
 
 The data is the Middlebury 2014 "motorcycle" stereo pair that ships with scikit-image

@@ -81,6 +81,13 @@ class Workspace:
             buffer = self._buffers[name] = torch.empty(numel, dtype=dtype, device=self.device)
         return buffer[:numel].view(shape)
 
+    def dots(self, a: Tensor, b: Tensor) -> Tensor:
+        """``(k,)``: the dot product of each image of ``(k, ...)`` ``a`` and ``b``, summed as torch sums (cascaded),
+        through one reused buffer (not BLAS's dot, whose threads may come from another OpenMP runtime and spin
+        against torch's)."""
+        product = torch.mul(a, b, out=self.get("product", tuple(a.shape), a.dtype))
+        return product.flatten(1).sum(1)
+
     def valid(self, mask: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
         """``(weights, bits)``: ``mask`` as 1.0 / 0.0 in ``dtype`` and as integers of its width with every bit set where
         valid (for :func:`keep_valid_`); converted through uint8, several times faster than from bool."""
@@ -95,8 +102,3 @@ def keep_valid_(x: Tensor, bits: Tensor) -> Tensor:
     times faster on the CPU; NaN and inf at invalid pixels become 0, at valid ones they stay."""
     x.view(bits.dtype).bitwise_and_(bits)
     return x
-
-
-def row_dots(a: Tensor, b: Tensor) -> Tensor:
-    """``(k,)``: the dot product of each image of the contiguous ``(k, ...)`` ``a`` and ``b``, without a temporary."""
-    return torch.stack([torch.dot(x.view(-1), y.view(-1)) for x, y in zip(a, b)])

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from torchgrad._internal import needs_traceable_code
 
-from ._depth_batch import Workspace, image_slabs, keep_valid_, row_dots, valid_counts
+from ._depth_batch import Workspace, image_slabs, keep_valid_, valid_counts
 from ._depth_inputs import check_depth_batch, depth_dtypes
 
 
@@ -68,9 +68,9 @@ def solve(count: Tensor, p0: Tensor, t0: Tensor, sq: Tensor, sr: Tensor, sqq: Te
     return Fit(n, p0, t0, sq, sqq, det, singular, scale_, shift_, offset_)
 
 
-def fit_sums(q: Tensor, r: Tensor, count: Tensor, p0: Tensor, t0: Tensor) -> Fit:
-    """:func:`solve` with the sums of centred ``q``, ``r`` (contiguous ``(k, H, W)``, zero at invalid pixels)."""
-    return solve(count, p0, t0, q.sum((1, 2)), r.sum((1, 2)), row_dots(q, q), row_dots(q, r), dtype=q.dtype)
+def fit_sums(q: Tensor, r: Tensor, count: Tensor, p0: Tensor, t0: Tensor, work: Workspace) -> Fit:
+    """:func:`solve` with the sums of centred ``q``, ``r`` (``(k, H, W)``, zero at invalid pixels)."""
+    return solve(count, p0, t0, q.sum((1, 2)), r.sum((1, 2)), work.dots(q, q), work.dots(q, r), dtype=q.dtype)
 
 
 def pull_back(fit: Fit, grad_scale: Tensor, grad_shift: Tensor) -> tuple[Tensor, Tensor]:
@@ -100,7 +100,7 @@ class _ScaleAndShift(torch.autograd.Function):
             p, t, m = prediction[cut], target[cut], mask[cut]
             _, bits = work.valid(m, p.dtype)
             q, r, p0, t0 = centred(p, t, m, bits, work)
-            fits.append(fit_sums(q, r, counts[cut], p0, t0))
+            fits.append(fit_sums(q, r, counts[cut], p0, t0, work))
         fit = Fit(*(torch.cat(parts) for parts in zip(*fits))) if fits else None
         ctx.save_for_backward(prediction, target, mask)
         # the outputs, detached: the originals get this node as their grad_fn (no reference cycle through ctx)

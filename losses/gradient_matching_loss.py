@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from torchgrad._internal import needs_traceable_code
 
-from ._depth_batch import Workspace, image_slabs, keep_valid_, reduction_weights, row_dots, valid_counts
+from ._depth_batch import Workspace, image_slabs, keep_valid_, reduction_weights, valid_counts
 from ._depth_inputs import DEPTH_REDUCTIONS, check_choice, check_depth_batch, check_int, depth_dtypes
 
 
@@ -46,7 +46,7 @@ def matching_sums(residual: Tensor, valid: Tensor, weights: Tensor, grad: Option
             g.narrow(dim, 1, n - 1).add_(d)
             g.narrow(dim, 0, n - 1).sub_(d)
         if g is not None:  # sum |d| = <d, sign d> = <r, D^T sign d>: the scale's gradient so far, read against r
-            raw = row_dots(r, g)
+            raw = work.dots(r, g)
         total += raw * weight
         if g is not None:
             g.mul_(weight.view(-1, 1, 1))

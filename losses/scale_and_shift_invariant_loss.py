@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from torchgrad._internal import needs_traceable_code
 
-from ._depth_batch import Workspace, image_slabs, reduction_weights, row_dots, valid_counts
+from ._depth_batch import Workspace, image_slabs, reduction_weights, valid_counts
 from ._depth_inputs import (
     DEPTH_REDUCTIONS,
     check_bool,
@@ -50,21 +50,21 @@ def _invariant_pass(
         p, t, m = prediction[cut], target[cut], mask[cut]
         valid, bits = work.valid(m, p.dtype)
         q, r, p0, t0 = centred(p, t, m, bits, work)
-        fit = fit_sums(q, r, counts[cut], p0, t0)
+        fit = fit_sums(q, r, counts[cut], p0, t0, work)
         scales.append(fit.scale)
         shifts.append(fit.shift)
         s, offset = fit.scale.view(-1, 1, 1), fit.offset.view(-1, 1, 1)
         # aligned - target at valid pixels, else 0
         e = torch.mul(q, s, out=work.get("residual", tuple(q.shape), q.dtype)).addcmul_(valid, offset).sub_(r)
         wd = data_weights[cut]
-        total += (row_dots(e, e) * wd).sum()
+        total += (work.dots(e, e) * wd).sum()
         if not (need_p or need_t):
             total += matching_sums(e, valid, matching_weights[:, cut], None, work).sum()
             continue
         h = grad_p[cut] if grad_p is not None else work.get("h", tuple(e.shape), e.dtype)
         total += matching_sums(e, valid, matching_weights[:, cut], h.zero_(), work).sum()
         h.addcmul_(e, 2 * wd.view(-1, 1, 1))
-        u, v = pull_back(fit, row_dots(h, q), h.sum((1, 2)))
+        u, v = pull_back(fit, work.dots(h, q), h.sum((1, 2)))
         u, v = u.view(-1, 1, 1), v.view(-1, 1, 1)
         if grad_t is not None:  # -h + u q + v at valid pixels
             torch.mul(q, u, out=grad_t[cut]).sub_(h).addcmul_(valid, v)

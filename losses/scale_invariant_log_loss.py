@@ -93,7 +93,7 @@ def _log_pass(
     for cut in cuts:
         valid, _, _ = prepared(cut)
         centred = torch.sub(d[cut], mean, out=work.get("centred", tuple(valid.shape), dtype)).mul_(valid)
-        var += torch.dot(centred.view(-1), centred.view(-1))
+        var += work.dots(centred, centred).sum()
     second = var / count.clamp_min(1) + (1 - variance_focus) * mean * mean
     root = second.sqrt()
     if need_p or need_t:
