@@ -37,3 +37,16 @@ def autocast_off(device: torch.device) -> ContextManager:
     if torch.amp.is_autocast_available(device.type):
         return torch.autocast(device.type, enabled=False)
     return contextlib.nullcontext()
+
+
+def depth_dtypes(prediction: Tensor, target: Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """``(work, result)`` of the depth losses: they compute in ``work`` (at least float32) and return ``result``.
+
+    Under autocast both are the inputs' dtypes promoted to at least float32; otherwise half precision
+    is computed in float32 and returned in its own dtype.
+    """
+    if autocast_enabled(prediction.device):
+        work = torch.promote_types(torch.promote_types(prediction.dtype, target.dtype), torch.float32)
+        return work, work
+    work = torch.promote_types(prediction.dtype, torch.float32)
+    return work, prediction.dtype

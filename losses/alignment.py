@@ -7,10 +7,10 @@ from typing import Any, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from torchgrad._internal import needs_traceable_code
+from torchgrad._internal import check_depth_batch, needs_traceable_code
 
+from ._autocast import depth_dtypes
 from ._depth_batch import Workspace, image_slabs, keep_valid_, valid_counts
-from ._depth_inputs import check_depth_batch, depth_dtypes
 
 
 class Fit(NamedTuple):

@@ -7,10 +7,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from torchgrad._internal import needs_traceable_code
+from torchgrad._internal import DEPTH_REDUCTIONS, check_choice, check_depth_batch, check_int, needs_traceable_code
 
+from ._autocast import depth_dtypes
 from ._depth_batch import Workspace, image_slabs, keep_valid_, reduction_weights, valid_counts
-from ._depth_inputs import DEPTH_REDUCTIONS, check_choice, check_depth_batch, check_int, depth_dtypes
 
 
 def matching_sums(residual: Tensor, valid: Tensor, weights: Tensor, grad: Optional[Tensor], work: Workspace) -> Tensor:

@@ -7,18 +7,18 @@ from typing import Any, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from torchgrad._internal import needs_traceable_code
-
-from ._depth_batch import Workspace, image_slabs, reduction_weights, valid_counts
-from ._depth_inputs import (
+from torchgrad._internal import (
     DEPTH_REDUCTIONS,
     check_bool,
     check_choice,
     check_depth_batch,
-    check_float,
     check_int,
-    depth_dtypes,
+    check_number,
+    needs_traceable_code,
 )
+
+from ._autocast import depth_dtypes
+from ._depth_batch import Workspace, image_slabs, reduction_weights, valid_counts
 from .alignment import centred, fit_sums, fit_traceable, pull_back
 from .gradient_matching_loss import matching_sums, matching_traceable
 
@@ -161,7 +161,7 @@ def scale_and_shift_invariant_loss(
         (0.0, True)
     """
     fn = "scale_and_shift_invariant_loss"
-    alpha = check_float(fn, "alpha", alpha, minimum=0)
+    alpha = check_number(fn, "alpha", alpha, non_negative=True)
     scales = check_int(fn, "scales", scales, 1)
     reduction = check_choice(fn, "reduction", reduction, DEPTH_REDUCTIONS)
     return_aligned = check_bool(fn, "return_aligned", return_aligned)
@@ -195,7 +195,7 @@ class ScaleAndShiftInvariantLoss(nn.Module):
     def __init__(self, alpha: float = 0.5, scales: int = 4, reduction: str = "batch-based") -> None:
         super().__init__()
         name = type(self).__name__
-        self.alpha = check_float(name, "alpha", alpha, minimum=0)
+        self.alpha = check_number(name, "alpha", alpha, non_negative=True)
         self.scales = check_int(name, "scales", scales, 1)
         self.reduction = check_choice(name, "reduction", reduction, DEPTH_REDUCTIONS)
 

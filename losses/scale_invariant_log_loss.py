@@ -7,17 +7,17 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from torchgrad._internal import needs_traceable_code
+from torchgrad._internal import check_depth_batch, check_number, needs_traceable_code
 
+from ._autocast import depth_dtypes
 from ._depth_batch import Workspace, image_slabs, keep_valid_, valid_counts
-from ._depth_inputs import check_depth_batch, check_float, check_optional_float, depth_dtypes
 
 
 def _check_options(fn: str, variance_focus: Any, scale: Any, eps: Any) -> tuple[float, float, Optional[float]]:
     return (
-        check_float(fn, "variance_focus", variance_focus, minimum=0, maximum=1),
-        check_float(fn, "scale", scale, minimum=0, open_low=True),
-        check_optional_float(fn, "eps", eps, minimum=0, open_low=True),
+        check_number(fn, "variance_focus", variance_focus, non_negative=True, maximum=1),
+        check_number(fn, "scale", scale, positive=True),
+        None if eps is None else check_number(fn, "eps", eps, positive=True),
     )
 
 

@@ -416,12 +416,12 @@ def test_constructors_reject_bad_options() -> None:
         (
             lambda: ScaleAndShiftInvariantLoss(alpha=-1),
             ValueError,
-            r"ScaleAndShiftInvariantLoss: `alpha` must be a finite number in \[0, inf\], got -1.0",
+            "ScaleAndShiftInvariantLoss: `alpha` must be a non-negative number, got -1",
         ),
-        (lambda: ScaleAndShiftInvariantLoss(alpha=math.nan), ValueError, "`alpha` must be a finite number"),
-        (lambda: ScaleAndShiftInvariantLoss(alpha=True), TypeError, "`alpha` must be a number, got True of type bool"),
+        (lambda: ScaleAndShiftInvariantLoss(alpha=math.nan), ValueError, "`alpha` must be finite, got nan"),
+        (lambda: ScaleAndShiftInvariantLoss(alpha=True), TypeError, "`alpha` must be a real number, got True"),
         (lambda: ScaleAndShiftInvariantLoss(scales=0), ValueError, "`scales` must be at least 1, got 0"),
-        (lambda: GradientMatchingLoss(scales=2.0), TypeError, "`scales` must be an int, got 2.0 of type float"),
+        (lambda: GradientMatchingLoss(scales=2.0), TypeError, "`scales` must be an int, got 2.0"),
         (
             lambda: GradientMatchingLoss(reduction="mean"),
             ValueError,
@@ -430,12 +430,12 @@ def test_constructors_reject_bad_options() -> None:
         (
             lambda: ScaleInvariantLogLoss(variance_focus=1.5),
             ValueError,
-            r"`variance_focus` must be a finite number in \[0, 1\], got 1.5",
+            "`variance_focus` must be at most 1, got 1.5",
         ),
-        (lambda: ScaleInvariantLogLoss(scale=0), ValueError, r"`scale` must be a finite number in \(0, inf\], got 0.0"),
-        (lambda: ScaleInvariantLogLoss(eps=-1e-3), ValueError, "`eps` must be a finite number"),
-        (lambda: ScaleInvariantLogLoss(eps=math.inf), ValueError, "`eps` must be a finite number"),
-        (lambda: ScaleInvariantLogLoss(eps="1"), TypeError, "`eps` must be a number, got '1' of type str"),
+        (lambda: ScaleInvariantLogLoss(scale=0), ValueError, "`scale` must be a positive number, got 0"),
+        (lambda: ScaleInvariantLogLoss(eps=-1e-3), ValueError, "`eps` must be a positive number, got -0.001"),
+        (lambda: ScaleInvariantLogLoss(eps=math.inf), ValueError, "`eps` must be finite, got inf"),
+        (lambda: ScaleInvariantLogLoss(eps="1"), TypeError, "`eps` must be a real number, got '1'"),
     ]
     for make, error, message in cases:
         with pytest.raises(error, match=message):
@@ -448,7 +448,7 @@ def test_calls_reject_bad_input() -> None:
     cases = [
         ((p.tolist(), t, m), {}, TypeError, f"{fn}: `prediction` must be a torch.Tensor, got list"),
         ((p, t, None), {}, TypeError, "`mask` must be a bool torch.Tensor .*, got NoneType"),
-        ((p, t, m.float()), {}, TypeError, "`mask` must have dtype torch.bool .*, got torch.float32"),
+        ((p, t, m.float()), {}, TypeError, "`mask` must be a bool torch.Tensor .*, got torch.float32"),
         (
             (p, t, m[:, 0]),
             {},
@@ -474,9 +474,9 @@ def test_calls_reject_bad_input() -> None:
             TypeError,
             "`prediction` and `target` must have the same dtype, got torch.float32 and torch.float64",
         ),
-        ((p.long(), t.long(), m), {}, TypeError, "`prediction` must have a floating dtype, got torch.int64"),
+        ((p.long(), t.long(), m), {}, TypeError, "`prediction` must have a real floating dtype, got torch.int64"),
         ((p[:, :, :0], t[:, :, :0], m[:, :, :0]), {}, ValueError, "`prediction` must have at least one pixel"),
-        ((p, t, m), {"return_aligned": 1}, TypeError, "`return_aligned` must be a bool, got 1 of type int"),
+        ((p, t, m), {"return_aligned": 1}, TypeError, "`return_aligned` must be True or False, got 1"),
         ((p, t, m), {"reduction": "sum"}, ValueError, "`reduction` must be one of"),
     ]
     for args, kwargs, error, message in cases:

@@ -17,7 +17,7 @@ arguments with the checks the operators use.
 - :func:`needs_traceable_code`: whether a tensor needs plain, out-of-place tensor operations (under
   ``torch.compile`` or a ``torch.func`` transform) instead of eager code writing through ``out=``.
 - the ``check_*`` functions of :mod:`torchgrad._validation` (one signature: ``check_xxx(fn, name,
-  value, ...)``), its dtype groups :data:`FLOATING` and :data:`REDUCTIONS`, and
+  value, ...)``), its dtype groups :data:`FLOATING`, :data:`REDUCTIONS` and :data:`DEPTH_REDUCTIONS`, and
   :func:`autocast_enabled` (whether autocast runs on a device; never on ``meta``).
 """
 
@@ -25,6 +25,7 @@ from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._named import OPERATORS, operator_by_name
 from ._separable import Separable, needs_traceable_code, slabs
 from ._validation import (
+    DEPTH_REDUCTIONS,
     FLOATING,
     REDUCTIONS,
     autocast_enabled,
@@ -32,8 +33,10 @@ from ._validation import (
     check_bool,
     check_choice,
     check_computable_dtype,
+    check_depth_batch,
     check_device,
     check_dtype,
+    check_int,
     check_int_choice,
     check_like,
     check_mask,
@@ -50,6 +53,7 @@ from ._validation import (
 from .image_gradients import forward_difference_operator
 
 __all__ = [
+    "DEPTH_REDUCTIONS",
     "FLOATING",
     "OPERATORS",
     "REDUCTIONS",
@@ -62,8 +66,10 @@ __all__ = [
     "check_bool",
     "check_choice",
     "check_computable_dtype",
+    "check_depth_batch",
     "check_device",
     "check_dtype",
+    "check_int",
     "check_int_choice",
     "check_like",
     "check_mask",

@@ -32,6 +32,7 @@ COMPLEX = (torch.complex64, torch.complex128)
 SIGNED_INTEGERS = (torch.int8, torch.int16, torch.int32, torch.int64)
 GRADIENT_DTYPES = FLOATING + COMPLEX + SIGNED_INTEGERS  # what torch.gradient computes on
 REDUCTIONS = ("mean", "sum", "none")
+DEPTH_REDUCTIONS = ("batch-based", "image-based")
 SMOOTHING_OPERATORS = ("sobel", "scharr")
 
 _AXES = {2: "(..., H, W)", 3: "(..., D, H, W)"}
@@ -105,8 +106,17 @@ def check_int_choice(fn: str, name: str, value: Any, choices: Sequence[int]) -> 
     return int(value)
 
 
-def check_number(fn: str, name: str, value: Any, *, positive: bool = False, non_negative: bool = False) -> float:
-    """A finite real number (not a bool), as a float; ``positive`` or ``non_negative`` where asked."""
+def check_number(
+    fn: str,
+    name: str,
+    value: Any,
+    *,
+    positive: bool = False,
+    non_negative: bool = False,
+    maximum: Optional[float] = None,
+) -> float:
+    """A finite real number (not a bool), as a float; ``positive`` or ``non_negative`` and at most
+    ``maximum`` where asked."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: `{name}` must be a real number, got {_quote(value)}")
     number = _float(value)
@@ -116,7 +126,18 @@ def check_number(fn: str, name: str, value: Any, *, positive: bool = False, non_
         raise ValueError(f"{fn}: `{name}` must be a positive number, got {_quote(value)}")
     if non_negative and not number >= 0:
         raise ValueError(f"{fn}: `{name}` must be a non-negative number, got {_quote(value)}")
+    if maximum is not None and not number <= maximum:
+        raise ValueError(f"{fn}: `{name}` must be at most {maximum:g}, got {_quote(value)}")
     return number
+
+
+def check_int(fn: str, name: str, value: Any, minimum: int) -> int:
+    """An int (a Python or NumPy integer; not a bool, not a float) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{fn}: `{name}` must be an int, got {_quote(value)}")
+    if value < minimum:
+        raise ValueError(f"{fn}: `{name}` must be at least {minimum}, got {_quote(value)}")
+    return int(value)
 
 
 def check_numbers(fn: str, name: str, value: Any, length: Optional[int] = None, what: str = "") -> tuple[float, ...]:
@@ -289,6 +310,41 @@ def check_mask(fn: str, name: str, value: Any, input: Tensor) -> Optional[Tensor
 
 
 # torch.gradient's arguments ----------------------------------------------------------------------
+
+
+def _check_depth_map(fn: str, name: str, value: Any) -> Tensor:
+    """An ``(N, H, W)`` or ``(N, 1, H, W)`` floating tensor with at least one pixel."""
+    value = check_tensor(fn, name, value)
+    if value.dim() not in (3, 4) or (value.dim() == 4 and value.shape[1] != 1):
+        raise ValueError(f"{fn}: `{name}` must be (N, H, W) or (N, 1, H, W) depth maps, got shape {tuple(value.shape)}")
+    if 0 in value.shape[-2:]:
+        raise ValueError(f"{fn}: `{name}` must have at least one pixel, got shape {tuple(value.shape)}")
+    return check_dtype(fn, name, value, FLOATING)
+
+
+def check_depth_batch(fn: str, prediction: Any, target: Any, mask: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """The depth losses' ``prediction``, ``target`` and bool ``mask`` (True where the ground truth is
+    valid) of one shape and device, as ``(N, H, W)`` views. Dtypes must agree, except under autocast."""
+    prediction = _check_depth_map(fn, "prediction", prediction)
+    target = _check_depth_map(fn, "target", target)
+    shape = tuple(prediction.shape)
+    if tuple(target.shape) != shape:
+        raise ValueError(
+            f"{fn}: `prediction` and `target` must have the same shape, got {shape} and {tuple(target.shape)}"
+        )
+    check_same_device(fn, "target", target, "prediction", prediction)
+    if target.dtype != prediction.dtype and not autocast_enabled(prediction.device):
+        raise TypeError(
+            f"{fn}: `prediction` and `target` must have the same dtype, got {prediction.dtype} and {target.dtype}"
+        )
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+        raise TypeError(f"{fn}: `mask` must be a bool torch.Tensor (True where the ground truth is valid), got {got}")
+    if tuple(mask.shape) != shape:
+        raise ValueError(f"{fn}: `mask` must have the shape of `prediction` {shape}, got {tuple(mask.shape)}")
+    check_same_device(fn, "mask", mask, "prediction", prediction)
+    n, h, w = shape[0], shape[-2], shape[-1]
+    return prediction.reshape(n, h, w), target.reshape(n, h, w), mask.reshape(n, h, w)
 
 
 def _torch_int(value: Any) -> Optional[int]:
