@@ -157,6 +157,8 @@ def kernel_plan(op: Separable, shape: Sequence[int]) -> KernelPlan:
     """The plan of ``op`` for an input of ``shape``; :class:`Unsupported` when the kernels cannot run it."""
     if not isinstance(op, Separable):
         raise Unsupported(f"the Triton executor runs Separable operators, got {type(op).__name__}")
+    if op.summed:
+        raise Unsupported("outputs that are sums of chains (the Laplacian) are not served")
     return _plan(tuple(tuple(_real(s) for s in chain) for chain in op.chains), op.spatial_dims, tuple(shape))
 
 
