@@ -2,9 +2,11 @@
 
 What each one reproduces:
 
-- ``PADDINGS``, ``DEVICES``: the padding modes every filter takes; the devices a test runs on (CUDA when present).
-- ``LINEAR_OPERATORS``, ``coordinate_operator``: the registry of linear operators (and option sets) that the
-  property tests (gradcheck, adjoint identity, torch.func, compile) run over; ``gradient`` on a non-uniform grid.
+- ``PADDINGS``, ``DEVICES``: the padding modes every filter takes (torchgrad's own list); the devices a test runs
+  on (CUDA when present).
+- ``LINEAR_OPERATORS``, ``coordinate_operator``: the linear operators (and option sets) that the property tests
+  (gradcheck, adjoint identity, torch.func, compile) run over, generated from torchgrad's operator registry;
+  ``gradient`` on a non-uniform grid.
 - ``tensorflow_sobel_edges``: TensorFlow's ``tf.image.sobel_edges`` (reflect padding, depthwise 3x3 correlation,
   NHWC in, ``[B, H, W, C, 2]`` out with ``(dy, dx)`` last), in NumPy.
 - ``conv_reference``: the 2-D Sobel/Scharr filters as a padded depthwise ``torch.nn.functional.conv2d``.
@@ -27,16 +29,34 @@ import torch
 import torch.nn.functional as F
 
 import torchgrad
+from torchgrad._registry import REGISTRY
+from torchgrad._stencil import PADDING_MODES
 
-PADDINGS = ("reflect", "replicate", "zeros", "circular")
+PADDINGS = PADDING_MODES
 DEVICES = [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
 ]
 
 
+def _registered(name: str, **options: object) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """The public function of registry entry ``name`` with ``options``, its result always a tuple."""
+    fn = getattr(torchgrad, name)
+
+    def operator(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = fn(x, **options)
+        return out if isinstance(out, tuple) else (out,)
+
+    return operator
+
+
 def _linear_operators() -> dict[str, tuple[Callable[[torch.Tensor], tuple[torch.Tensor, ...]], int, int]]:
-    """name -> (operator, spatial dims, smallest size per spatial axis)."""
+    """name -> (operator, spatial dims, smallest size per spatial axis).
+
+    Every operator of the registry that takes a padding, for each of its forms (spatial dims, ksize), padding
+    mode and ``normalized`` (where it divides), named ``{name}[_3d][_ksize{k}]_{padding}[_normalized]``; plus
+    the operators with fixed border rules (forward and central differences) and options of ``gradient``.
+    """
     ops: dict[str, tuple[Callable, int, int]] = {
         "image_gradients": (torchgrad.image_gradients, 2, 1),
         "image_gradients_3d": (lambda x: torchgrad.image_gradients(x, spatial_dims=3), 3, 1),
@@ -48,21 +68,27 @@ def _linear_operators() -> dict[str, tuple[Callable[[torch.Tensor], tuple[torch.
         ),
         "gradient_reversed_dims": (lambda x: torchgrad.gradient(x, spacing=1.5, dim=[-1, -2]), 2, 2),
     }
-    for padding in PADDINGS:
-        small = 2 if padding == "reflect" else 1
-        for normalized in (False, True):
-            tag = f"{padding}{'_normalized' if normalized else ''}"
-            ops[f"sobel_{tag}"] = (
-                lambda x, p=padding, n=normalized: torchgrad.sobel(x, padding=p, normalized=n),
-                2,
-                small,
-            )
-            ops[f"scharr_{tag}"] = (
-                lambda x, p=padding, n=normalized: torchgrad.scharr(x, padding=p, normalized=n),
-                2,
-                small,
-            )
-        ops[f"sobel_3d_{padding}"] = (lambda x, p=padding: torchgrad.sobel(x, padding=p, spatial_dims=3), 3, small)
+    for spec in REGISTRY.values():
+        if not spec.takes_padding:
+            continue
+        for (spatial_dims, ksize), form in spec.forms:
+            options: dict[str, object] = {}
+            tag = spec.name
+            if len(spec.spatial_dims) > 1:
+                options["spatial_dims"] = spatial_dims
+                tag += "_3d" if spatial_dims == 3 else ""
+            if len(spec.ksizes) > 1:
+                options["ksize"] = ksize
+                tag += f"_ksize{ksize}" if ksize != 1 else ""
+            for padding in PADDINGS:
+                small = 2 if padding == "reflect" else 1
+                for normalized in (False, True) if form.divisor != 1 else (False,):
+                    name = f"{tag}_{padding}{'_normalized' if normalized else ''}"
+                    ops[name] = (
+                        _registered(spec.name, padding=padding, normalized=normalized, **options),
+                        spatial_dims,
+                        small,
+                    )
     return ops
 
 

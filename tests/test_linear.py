@@ -140,7 +140,17 @@ def test_empty_batch(op: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "op", ["image_gradients", "sobel_reflect", "scharr_zeros_normalized", "sobel_3d_circular", "gradient_edge2_spacing"]
+    "op",
+    [
+        "image_gradients",
+        "sobel_reflect",
+        "scharr_zeros_normalized",
+        "sobel_3d_circular",
+        "gradient_edge2_spacing",
+        "prewitt_3d_reflect_normalized",
+        "laplacian_ksize3_replicate",
+        "hessian_circular_normalized",
+    ],
 )
 def test_torch_func(op: str) -> None:
     """vmap, jvp, jacrev/jacfwd and per-sample gradients agree with plain autograd."""
@@ -192,6 +202,11 @@ def test_torch_func_grad_of_grad() -> None:
         "scharr_circular",
         "sobel_3d_replicate",
         "gradient_edge2_spacing",
+        "prewitt_zeros",
+        "laplacian_reflect",
+        "laplacian_ksize3_zeros_normalized",
+        "laplacian_3d_circular",
+        "hessian_replicate",
     ],
 )
 def test_torch_compile_fullgraph(op: str) -> None:
@@ -226,7 +241,17 @@ def test_devices(op: str, device: str) -> None:
     torch.testing.assert_close(xd.grad.cpu(), xc.grad)
 
 
-@pytest.mark.parametrize("op", ["sobel_reflect", "scharr_zeros_normalized", "sobel_3d_circular"])
+@pytest.mark.parametrize(
+    "op",
+    [
+        "sobel_reflect",
+        "scharr_zeros_normalized",
+        "sobel_3d_circular",
+        "laplacian_replicate",
+        "laplacian_ksize3_reflect",
+        "hessian_zeros",
+    ],
+)
 def test_slab_by_slab_execution(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Multi-stage chains run in slabs along dim 0 (uneven last slab included): same numbers."""
     import torchgrad._separable as separable
@@ -259,7 +284,9 @@ def test_torch_compile_dynamic_shapes() -> None:
         torch.testing.assert_close(x.grad, xe.grad)
 
 
-@pytest.mark.parametrize("op", ["image_gradients", "sobel_reflect", "sobel_3d_zeros", "gradient_edge2_spacing"])
+@pytest.mark.parametrize(
+    "op", ["image_gradients", "sobel_reflect", "sobel_3d_zeros", "gradient_edge2_spacing", "laplacian_3d_reflect"]
+)
 def test_batched_gradients(op: str) -> None:
     """torch.autograd.grad(is_grads_batched=True), as jacobian(vectorize=True) uses it."""
     fn = LINEAR_OPERATORS[op][0]
