@@ -11,7 +11,8 @@ What each one reproduces:
   NHWC in, ``[B, H, W, C, 2]`` out with ``(dy, dx)`` last), in NumPy.
 - ``conv_reference``: the 2-D Sobel/Scharr filters as a padded depthwise ``torch.nn.functional.conv2d``.
 - ``naive_gradients``: every operator the losses use, by slicing (forward differences, TensorFlow's
-  ``image_gradients``), ``torch.gradient`` (central differences) or padded ``conv2d``/``conv3d`` (Sobel, Scharr).
+  ``image_gradients``), ``torch.gradient`` (central differences) or padded ``conv2d``/``conv3d`` (Sobel, Scharr,
+  Prewitt, and the Laplacian and Hessian with their explicit kernels, ``second_order_kernels``).
 - ``save_random_weights``, ``reference_features``: random VGG weights saved as torchvision state-dict files, and the
   features of the full torchvision VGG (``torchvision.models.vgg16`` ...) with explicit ImageNet normalisation.
 """
@@ -130,7 +131,26 @@ def conv_reference(x: torch.Tensor, smoothing: list[float], padding: str) -> tup
     return dy, dx
 
 
-SMOOTHING = {"sobel": [1.0, 2.0, 1.0], "scharr": [3.0, 10.0, 3.0]}
+SMOOTHING = {"sobel": [1.0, 2.0, 1.0], "scharr": [3.0, 10.0, 3.0], "prewitt": [1.0, 1.0, 1.0]}
+
+
+def second_order_kernels(operator: str, spatial_dims: int, dtype: torch.dtype) -> list[torch.Tensor]:
+    """The explicit 3x3 (3x3x3) correlation kernels of ``"laplacian"`` (ksize 1) and ``"hessian"`` (dyy, dyx, dxx),
+    unnormalised."""
+    second = torch.tensor([1.0, -2.0, 1.0], dtype=dtype)
+    if operator == "laplacian":
+        kernel = torch.zeros((3,) * spatial_dims, dtype=dtype)
+        centre = (1,) * spatial_dims
+        for axis in range(spatial_dims):
+            for t in range(3):
+                kernel[centre[:axis] + (t,) + centre[axis + 1 :]] += second[t]
+        return [kernel]
+    smooth = torch.tensor([1.0, 2.0, 1.0], dtype=dtype)
+    diff = torch.tensor([-1.0, 0.0, 1.0], dtype=dtype)
+    return [second[:, None] * smooth[None, :], diff[:, None] * diff[None, :], smooth[:, None] * second[None, :]]
+
+
+NORMALIZERS = {"laplacian": 1, "hessian": 4}
 
 
 def naive_gradients(
@@ -167,11 +187,19 @@ def naive_gradients(
             diff = x.narrow(d, 1, x.shape[d] - 1) + sign * x.narrow(d, 0, x.shape[d] - 1)
             out.append(torch.cat([diff, torch.zeros_like(x.narrow(d, 0, 1))], dim=d))
         return out
-    s = torch.tensor(SMOOTHING[operator], dtype=x.dtype)
-    diff = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
     mode = "constant" if padding == "zeros" else padding
     xp = F.pad(x, (1, 1) * spatial, mode=mode)
     c = x.shape[1]
+    conv = F.conv2d if spatial == 2 else F.conv3d
+    if operator in NORMALIZERS:
+        out = []
+        for kernel in second_order_kernels(operator, spatial, x.dtype):
+            kernel = kernel.abs() if absolute else kernel
+            y = conv(xp, kernel.expand(c, 1, *kernel.shape), groups=c)
+            out.append(y / NORMALIZERS[operator] if normalized else y)
+        return out
+    s = torch.tensor(SMOOTHING[operator], dtype=x.dtype)
+    diff = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
     out = []
     for axis in range(spatial):
         kernel = torch.ones((1,) * spatial, dtype=x.dtype)
@@ -180,7 +208,6 @@ def naive_gradients(
             kernel = kernel.unsqueeze(-1) * v.reshape((1,) * a + (3,))
         kernel = kernel.reshape((3,) * spatial)
         kernel = kernel.abs() if absolute else kernel
-        conv = F.conv2d if spatial == 2 else F.conv3d
         y = conv(xp, kernel.expand(c, 1, *kernel.shape), groups=c)
         out.append(y / (2 * sum(SMOOTHING[operator]) ** (spatial - 1)) if normalized else y)
     return out

@@ -2,10 +2,10 @@
 
 Forward differences (TensorFlow's ``image_gradients``), Sobel, Scharr and Prewitt filters,
 ``torch.gradient`` compatible central differences, the Laplacian, the Hessian and the gradient
-magnitude, as functions and modules. Every operator saves no tensors for backward, supports double backward, ``torch.func`` and
-``torch.compile``. TensorFlow's NHWC forms live in :mod:`torchgrad.tf_compat`; the losses built on
-the operators in :mod:`torchgrad.losses` (imported on first use, so that the operators alone never
-import torchvision).
+magnitude, as functions and modules. Every operator saves no tensors for backward, supports double
+backward, ``torch.func`` and ``torch.compile``. TensorFlow's NHWC forms live in
+:mod:`torchgrad.tf_compat`; the losses built on the operators in :mod:`torchgrad.losses` (imported on
+first use, so that the operators alone never import torchvision).
 """
 
 import importlib
