@@ -1,11 +1,12 @@
-"""laplacian: ksize 1 and 3 against padded convolutions with the explicit kernels and against cv2.Laplacian,
-volumes, the polynomial test of ``normalized``, errors, the module."""
+"""laplacian: ksize 1 and 3 against padded convolutions with the explicit kernels, cv2.Laplacian and
+scipy.ndimage.laplace, volumes, the polynomial test of ``normalized``, errors, the module."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 import pytest
+import scipy.ndimage
 import torch
 import torch.nn.functional as F
 from references import PADDINGS
@@ -52,6 +53,14 @@ def test_matches_opencv(padding: str, ksize: int) -> None:
     image = np.random.default_rng(ksize).normal(size=(8, 11))
     ref = cv2.Laplacian(image, cv2.CV_64F, ksize=ksize, borderType=CV2_BORDERS[padding])
     torch.testing.assert_close(laplacian(torch.from_numpy(image), padding=padding, ksize=ksize), torch.from_numpy(ref))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_matches_scipy_laplace(spatial_dims: int) -> None:
+    image = np.random.default_rng(spatial_dims).normal(size=(5, 6, 7)[-spatial_dims:])
+    for padding, mode in (("reflect", "mirror"), ("replicate", "nearest"), ("zeros", "constant"), ("circular", "wrap")):
+        ref = torch.from_numpy(scipy.ndimage.laplace(image, mode=mode))
+        torch.testing.assert_close(laplacian(torch.from_numpy(image), padding=padding, spatial_dims=spatial_dims), ref)
 
 
 @pytest.mark.parametrize("ksize", [1, 3])
