@@ -100,7 +100,9 @@ _SPECS = (
         (
             ((2, 1), Form((_sum_over_axes(SECOND, 2),))),
             ((3, 1), Form((_sum_over_axes(SECOND, 3),))),
-            # OpenCV's ksize=3 kernel [[2, 0, 2], [0, -8, 0], [2, 0, 2]]: the corners, and the centre times -8.
+            # OpenCV's ksize=3 kernel [[2, 0, 2], [0, -8, 0], [2, 0, 2]] (d2/dx2 with [1, 2, 1] across plus
+            # d2/dy2 likewise) as its corners plus -8 times the centre: three stages instead of four, and the
+            # terms read exactly the kernel's non-zero taps (masks and NaN follow them, not the 3x3 window).
             ((2, 3), Form(((((0, (2, 0, 2)), (1, (1, 0, 1))), ((0, (0, -8, 0)),)),), divisor=4)),
         ),
         first_order=False,
