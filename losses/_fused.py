@@ -63,7 +63,7 @@ def reduced_penalty(
 def _count(op: Separable, x: Tensor, mask: Optional[Tensor]) -> Union[Tensor, int]:
     """The number of gradient elements that count for ``"mean"`` (at least 1 under a mask)."""
     if mask is None:
-        return len(op.chains) * x.numel()
+        return op.n_outputs * x.numel()
     with torch.no_grad():
         invalid = _invalid_elements(op, mask)
         return (len(invalid) * mask.numel() - torch.stack([i.sum() for i in invalid]).sum()).clamp_min(1)

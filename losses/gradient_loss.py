@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from torchgrad._internal import (
     OPERATORS,
+    REGISTRY,
     check_batch,
     check_bool,
     check_int_choice,
@@ -41,9 +42,9 @@ def _check_options(
 
 
 def check_pair(fn: str, input: object, target: object, operator: str) -> tuple[Tensor, Tensor]:
-    """``input`` and ``target`` as the gradient losses take them: images (volumes but for ``"scharr"``) of
-    one shape, device and dtype."""
-    ranks = (4,) if operator == "scharr" else (4, 5)
+    """``input`` and ``target`` as the gradient losses take them: images (volumes where ``operator`` takes
+    them) of one shape, device and dtype."""
+    ranks = (4, 5) if 3 in REGISTRY[operator].spatial_dims else (4,)
     input = check_batch(fn, "input", input, ranks)
     return input, check_like(fn, "target", check_batch(fn, "target", target, ranks), "input", input)
 
@@ -64,29 +65,36 @@ def gradient_loss(
     .. math:: \ell = \operatorname{reduce}_{c, d, \text{pixels}} |g_d(\text{input}) - g_d(\text{target})|^p
 
     with ``g_d`` the components of ``operator`` (``"diff"``: :func:`torchgrad.image_gradients`,
-    ``"sobel"``, ``"scharr"``, ``"central"``: :func:`torchgrad.gradient` over the spatial axes). The
-    operators are linear, so this is ``|A (input - target)|^p``: one operator pass, inside one
-    autograd Function whose backward (``A^T sign(A d)`` or ``A^T 2 A d``) is written by hand and
-    saves only references to ``input``, ``target`` and ``mask``. ``"mean"`` averages over every
-    element of every component: ``gradient_loss(x, y)`` equals TensorFlow's
-    ``reduce_mean(abs(sobel_edges(x) - sobel_edges(y)))``.
+    ``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"central"``: :func:`torchgrad.gradient` over the spatial
+    axes), or its second derivatives: ``"laplacian"`` (one component, :func:`torchgrad.laplacian` with
+    ``ksize=1``; MegaDepth's second-order matching is ``GradientLoss("laplacian")`` with a mask),
+    ``"hessian"`` (three, :func:`torchgrad.hessian`). The operators are linear, so this is
+    ``|A (input - target)|^p``: one operator pass, inside one autograd Function whose backward
+    (``A^T sign(A d)`` or ``A^T 2 A d``) is written by hand and saves only references to ``input``,
+    ``target`` and ``mask``. ``"mean"`` averages over every element of every component:
+    ``gradient_loss(x, y)`` equals TensorFlow's ``reduce_mean(abs(sobel_edges(x) - sobel_edges(y)))``.
 
     Args:
-        input: ``(N, C, H, W)`` images or ``(N, C, D, H, W)`` volumes (``"scharr"``: images only).
+        input: ``(N, C, H, W)`` images or ``(N, C, D, H, W)`` volumes (``"scharr"``, ``"hessian"``: images
+            only).
         target: same shape, device and dtype as ``input``; gradients flow to it when it requires grad.
         mask: bool, broadcastable to ``input``, True where a pixel is valid (depth maps with holes). A
             gradient element counts only where every pixel its stencil reads is valid; ``"mean"``
             divides by the number that count (a batch where none counts gives 0).
-        operator: ``"diff"``, ``"sobel"``, ``"scharr"`` or ``"central"``.
+        operator: ``"diff"``, ``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"central"``, ``"laplacian"`` or
+            ``"hessian"``.
         p: 1 for L1, 2 for the squared error.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
-        padding: border mode of ``"sobel"``/``"scharr"``; ``None`` takes their default, reflect.
-        normalized: divide the Sobel/Scharr kernel by its L1 norm.
+        padding: border mode of the filters (``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"laplacian"``,
+            ``"hessian"``); ``None`` takes their default, reflect.
+        normalized: divide the filter so that it returns the derivative itself of a polynomial of its
+            order (Sobel by 8, Scharr by 32, Prewitt by 6, the Hessian by 4, ``"laplacian"`` by 1).
 
     Returns:
-        A scalar, or with ``reduction="none"`` the per-element loss stacked as ``(N, C, 2, H, W)``
-        (``(N, C, 3, D, H, W)`` for volumes). Half-precision inputs are accumulated in float32 and the
-        result returned in the input's dtype; under autocast the result is float32.
+        A scalar, or with ``reduction="none"`` the per-element loss stacked as ``(N, C, K, H, W)``
+        (``(N, C, K, D, H, W)`` for volumes), ``K`` the number of components: one per spatial axis for
+        the gradients, 1 for ``"laplacian"``, 3 for ``"hessian"``. Half-precision inputs are accumulated
+        in float32 and the result returned in the input's dtype; under autocast the result is float32.
 
     Example:
         >>> target = torch.zeros(1, 1, 4, 4)

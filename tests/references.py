@@ -4,13 +4,15 @@ What each one reproduces:
 
 - ``PADDINGS``, ``DEVICES``: the padding modes every filter takes (torchgrad's ``PADDING_MODES``); the devices a test
   runs on (CUDA when present). ``pad``: ``numpy.pad`` on tensors, every mode by its torchgrad name.
-- ``LINEAR_OPERATORS``, ``coordinate_operator``: the registry of linear operators (and option sets) that the
-  property tests (gradcheck, adjoint identity, torch.func, compile) run over; ``gradient`` on a non-uniform grid.
+- ``LINEAR_OPERATORS``, ``coordinate_operator``: the linear operators (and option sets) that the property tests
+  (gradcheck, adjoint identity, torch.func, compile) run over, generated from torchgrad's operator registry;
+  ``gradient`` on a non-uniform grid.
 - ``tensorflow_sobel_edges``: TensorFlow's ``tf.image.sobel_edges`` (reflect padding, depthwise 3x3 correlation,
   NHWC in, ``[B, H, W, C, 2]`` out with ``(dy, dx)`` last), in NumPy.
 - ``conv_reference``: the 2-D Sobel/Scharr filters as a padded depthwise ``torch.nn.functional.conv2d``.
 - ``naive_gradients``: every operator the losses use, by slicing (forward differences, TensorFlow's
-  ``image_gradients``), ``torch.gradient`` (central differences) or padded ``conv2d``/``conv3d`` (Sobel, Scharr).
+  ``image_gradients``), ``torch.gradient`` (central differences) or padded ``conv2d``/``conv3d`` (Sobel, Scharr,
+  Prewitt, and the Laplacian and Hessian with their explicit kernels, ``second_order_kernels``).
 - ``save_random_weights``, ``reference_features``: random VGG weights saved as torchvision state-dict files, and the
   features of the full torchvision VGG (``torchvision.models.vgg16`` ...) with explicit ImageNet normalisation.
 """
@@ -28,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import torchgrad
+from torchgrad._registry import REGISTRY
 from torchgrad._stencil import PADDING_MODES
 
 PADDINGS = PADDING_MODES
@@ -37,8 +40,24 @@ DEVICES = [
 ]
 
 
+def _registered(name: str, **options: object) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
+    """The public function of registry entry ``name`` with ``options``, its result always a tuple."""
+    fn = getattr(torchgrad, name)
+
+    def operator(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = fn(x, **options)
+        return out if isinstance(out, tuple) else (out,)
+
+    return operator
+
+
 def _linear_operators() -> dict[str, tuple[Callable[[torch.Tensor], tuple[torch.Tensor, ...]], int, int]]:
-    """name -> (operator, spatial dims, smallest size per spatial axis)."""
+    """name -> (operator, spatial dims, smallest size per spatial axis).
+
+    Every operator of the registry that takes a padding, for each of its forms (spatial dims, ksize), padding
+    mode and ``normalized`` (where it divides), named ``{name}[_3d][_ksize{k}]_{padding}[_normalized]``; plus
+    the operators with fixed border rules (forward and central differences) and options of ``gradient``.
+    """
     ops: dict[str, tuple[Callable, int, int]] = {
         "image_gradients": (torchgrad.image_gradients, 2, 1),
         "image_gradients_3d": (lambda x: torchgrad.image_gradients(x, spatial_dims=3), 3, 1),
@@ -50,21 +69,27 @@ def _linear_operators() -> dict[str, tuple[Callable[[torch.Tensor], tuple[torch.
         ),
         "gradient_reversed_dims": (lambda x: torchgrad.gradient(x, spacing=1.5, dim=[-1, -2]), 2, 2),
     }
-    for padding in PADDINGS:
-        small = 2 if padding == "reflect" else 1
-        for normalized in (False, True):
-            tag = f"{padding}{'_normalized' if normalized else ''}"
-            ops[f"sobel_{tag}"] = (
-                lambda x, p=padding, n=normalized: torchgrad.sobel(x, padding=p, normalized=n),
-                2,
-                small,
-            )
-            ops[f"scharr_{tag}"] = (
-                lambda x, p=padding, n=normalized: torchgrad.scharr(x, padding=p, normalized=n),
-                2,
-                small,
-            )
-        ops[f"sobel_3d_{padding}"] = (lambda x, p=padding: torchgrad.sobel(x, padding=p, spatial_dims=3), 3, small)
+    for spec in REGISTRY.values():
+        if not spec.takes_padding:
+            continue
+        for (spatial_dims, ksize), form in spec.forms:
+            options: dict[str, object] = {}
+            tag = spec.name
+            if len(spec.spatial_dims) > 1:
+                options["spatial_dims"] = spatial_dims
+                tag += "_3d" if spatial_dims == 3 else ""
+            if len(spec.ksizes) > 1:
+                options["ksize"] = ksize
+                tag += f"_ksize{ksize}" if ksize != 1 else ""
+            for padding in PADDINGS:
+                small = 2 if padding == "reflect" else 1
+                for normalized in (False, True) if form.divisor != 1 else (False,):
+                    name = f"{tag}_{padding}{'_normalized' if normalized else ''}"
+                    ops[name] = (
+                        _registered(spec.name, padding=padding, normalized=normalized, **options),
+                        spatial_dims,
+                        small,
+                    )
     return ops
 
 
@@ -128,7 +153,26 @@ def conv_reference(x: torch.Tensor, smoothing: list[float], padding: str) -> tup
     return dy, dx
 
 
-SMOOTHING = {"sobel": [1.0, 2.0, 1.0], "scharr": [3.0, 10.0, 3.0]}
+SMOOTHING = {"sobel": [1.0, 2.0, 1.0], "scharr": [3.0, 10.0, 3.0], "prewitt": [1.0, 1.0, 1.0]}
+
+
+def second_order_kernels(operator: str, spatial_dims: int, dtype: torch.dtype) -> list[torch.Tensor]:
+    """The explicit 3x3 (3x3x3) correlation kernels of ``"laplacian"`` (ksize 1) and ``"hessian"`` (dyy, dyx, dxx),
+    unnormalised."""
+    second = torch.tensor([1.0, -2.0, 1.0], dtype=dtype)
+    if operator == "laplacian":
+        kernel = torch.zeros((3,) * spatial_dims, dtype=dtype)
+        centre = (1,) * spatial_dims
+        for axis in range(spatial_dims):
+            for t in range(3):
+                kernel[centre[:axis] + (t,) + centre[axis + 1 :]] += second[t]
+        return [kernel]
+    smooth = torch.tensor([1.0, 2.0, 1.0], dtype=dtype)
+    diff = torch.tensor([-1.0, 0.0, 1.0], dtype=dtype)
+    return [second[:, None] * smooth[None, :], diff[:, None] * diff[None, :], smooth[:, None] * second[None, :]]
+
+
+NORMALIZERS = {"laplacian": 1, "hessian": 4}
 
 
 def naive_gradients(
@@ -165,10 +209,18 @@ def naive_gradients(
             diff = x.narrow(d, 1, x.shape[d] - 1) + sign * x.narrow(d, 0, x.shape[d] - 1)
             out.append(torch.cat([diff, torch.zeros_like(x.narrow(d, 0, 1))], dim=d))
         return out
-    s = torch.tensor(SMOOTHING[operator], dtype=x.dtype)
-    diff = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
     xp = pad(x, 1, padding, spatial)
     c = x.shape[1]
+    conv = F.conv2d if spatial == 2 else F.conv3d
+    if operator in NORMALIZERS:
+        out = []
+        for kernel in second_order_kernels(operator, spatial, x.dtype):
+            kernel = kernel.abs() if absolute else kernel
+            y = conv(xp, kernel.expand(c, 1, *kernel.shape), groups=c)
+            out.append(y / NORMALIZERS[operator] if normalized else y)
+        return out
+    s = torch.tensor(SMOOTHING[operator], dtype=x.dtype)
+    diff = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
     out = []
     for axis in range(spatial):
         kernel = torch.ones((1,) * spatial, dtype=x.dtype)
@@ -177,7 +229,6 @@ def naive_gradients(
             kernel = kernel.unsqueeze(-1) * v.reshape((1,) * a + (3,))
         kernel = kernel.reshape((3,) * spatial)
         kernel = kernel.abs() if absolute else kernel
-        conv = F.conv2d if spatial == 2 else F.conv3d
         y = conv(xp, kernel.expand(c, 1, *kernel.shape), groups=c)
         out.append(y / (2 * sum(SMOOTHING[operator]) ** (spatial - 1)) if normalized else y)
     return out

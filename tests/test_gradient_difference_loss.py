@@ -82,7 +82,7 @@ def test_bad_arguments() -> None:
         with pytest.raises(TypeError, match="`alpha` must be a real number"):
             GradientDifferenceLoss(alpha=alpha)
     with pytest.raises(ValueError, match="`operator`"):
-        GradientDifferenceLoss(operator="laplacian")
+        GradientDifferenceLoss(operator="canny")
     with pytest.raises(ValueError, match="`reduction`"):
         GradientDifferenceLoss(reduction="max")
     with pytest.raises(ValueError, match="same shape"):

@@ -12,7 +12,7 @@ from torchgrad import sobel, tf_compat
 from torchgrad.losses import GradientLoss
 from torchgrad.losses.functional import gradient_loss
 
-OPERATORS = ["diff", "sobel", "scharr", "central"]
+OPERATORS = ["diff", "sobel", "scharr", "central", "prewitt", "laplacian", "hessian"]
 
 
 def naive_loss(x, y, operator, p, reduction, mask=None, padding="reflect", normalized=False):
@@ -61,6 +61,32 @@ def test_volumes_and_paddings(operator: str, padding) -> None:
     torch.testing.assert_close(ours, ref)
     g = torch.autograd.grad(ours.sum(), x)[0]
     torch.testing.assert_close(g, torch.autograd.grad(ref.sum(), x)[0])
+
+
+@pytest.mark.parametrize("operator", ["prewitt", "laplacian", "hessian"])
+@pytest.mark.parametrize("padding", ["replicate", "zeros", "circular"])
+def test_second_order_and_prewitt_options(operator: str, padding: str) -> None:
+    """The filters added to the registry with their options, under a mask, against padded convolutions."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 2, 6, 7, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randn(2, 2, 6, 7, dtype=torch.float64, generator=gen)
+    mask = torch.rand(2, 1, 6, 7, generator=gen) > 0.1
+    ours = gradient_loss(x, y, mask, operator=operator, p=1, reduction="none", padding=padding, normalized=True)
+    assert ours.shape == (2, 2, {"prewitt": 2, "laplacian": 1, "hessian": 3}[operator], 6, 7)
+    ref = naive_loss(x, y, operator, 1, "none", mask=mask, padding=padding, normalized=True)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad(ours.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0])
+
+
+@pytest.mark.parametrize("operator", ["prewitt", "laplacian"])
+def test_second_order_and_prewitt_volumes(operator: str) -> None:
+    x = torch.randn(2, 1, 4, 5, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 1, 4, 5, 6, dtype=torch.float64)
+    mask = torch.rand(2, 1, 4, 5, 6, generator=torch.Generator().manual_seed(2)) > 0.1
+    ours = gradient_loss(x, y, mask, operator=operator, p=2)
+    ref = naive_loss(x, y, operator, 2, "mean", mask=mask)
+    torch.testing.assert_close(ours, ref)
+    torch.testing.assert_close(torch.autograd.grad(ours, x)[0], torch.autograd.grad(ref, x)[0])
 
 
 @pytest.mark.parametrize("operator", OPERATORS)
@@ -269,17 +295,23 @@ def test_devices(device: str) -> None:
 
 def test_constructor_rejects_bad_options() -> None:
     with pytest.raises(
-        ValueError, match="`operator` must be one of 'diff', 'sobel', 'scharr', 'central', got 'prewitt'"
+        ValueError,
+        match="`operator` must be one of 'diff', 'sobel', 'scharr', 'central', 'prewitt', 'laplacian', 'hessian', "
+        "got 'canny'",
     ):
-        GradientLoss("prewitt")
+        GradientLoss("canny")
     with pytest.raises(ValueError, match="`p` must be 1"):
         GradientLoss(p=3)
     with pytest.raises(ValueError, match="`reduction` must be one of"):
         GradientLoss(reduction="avg")
     with pytest.raises(ValueError, match="`padding` must be one of"):
         GradientLoss("sobel", padding="edge")
-    with pytest.raises(ValueError, match="apply to 'sobel' and 'scharr', not to 'diff'"):
+    with pytest.raises(
+        ValueError, match="apply to 'sobel', 'scharr', 'prewitt', 'laplacian', 'hessian', not to 'diff'"
+    ):
         GradientLoss("diff", padding="zeros")
+    with pytest.raises(ValueError, match=r"`input` must be \(N, C, H, W\) images, got shape \(1, 1, 4, 4, 4\)"):
+        GradientLoss("hessian")(torch.rand(1, 1, 4, 4, 4), torch.rand(1, 1, 4, 4, 4))
 
 
 def test_call_rejects_bad_input() -> None:

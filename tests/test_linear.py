@@ -70,6 +70,21 @@ def test_adjoint_identity(op: str, batch: list[int], extra: list[int], seed: int
 
 
 @pytest.mark.parametrize("op", OPS)
+def test_adjoint_identity_of_every_operator(op: str) -> None:
+    """The identity once per operator (the random search above samples from all of them), on a shape with
+    sizes 1 to 3 beyond the smallest so that border rows and the interior meet differently along each axis."""
+    fn, spatial, small = LINEAR_OPERATORS[op]
+    gen = torch.Generator().manual_seed(len(op))
+    x = torch.randn((2,) + (small + 3, small + 1, small + 2)[-spatial:], dtype=torch.float64, generator=gen)
+    x.requires_grad_()
+    outputs = fn(x)
+    gs = [torch.randn(o.shape, dtype=o.dtype, generator=gen) for o in outputs]
+    (gx,) = torch.autograd.grad(outputs, x, gs)
+    lhs = sum((o * g).sum() for o, g in zip(outputs, gs))
+    torch.testing.assert_close(lhs, (x * gx).sum(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("op", OPS)
 def test_backward_of_one_output(op: str) -> None:
     """Outputs that do not reach the loss get no cotangent; the others are still right."""
     fn = LINEAR_OPERATORS[op][0]
@@ -140,7 +155,17 @@ def test_empty_batch(op: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "op", ["image_gradients", "sobel_reflect", "scharr_zeros_normalized", "sobel_3d_circular", "gradient_edge2_spacing"]
+    "op",
+    [
+        "image_gradients",
+        "sobel_reflect",
+        "scharr_zeros_normalized",
+        "sobel_3d_circular",
+        "gradient_edge2_spacing",
+        "prewitt_3d_reflect_normalized",
+        "laplacian_ksize3_replicate",
+        "hessian_circular_normalized",
+    ],
 )
 def test_torch_func(op: str) -> None:
     """vmap, jvp, jacrev/jacfwd and per-sample gradients agree with plain autograd."""
@@ -192,6 +217,11 @@ def test_torch_func_grad_of_grad() -> None:
         "scharr_circular",
         "sobel_3d_replicate",
         "gradient_edge2_spacing",
+        "prewitt_zeros",
+        "laplacian_reflect",
+        "laplacian_ksize3_zeros_normalized",
+        "laplacian_3d_circular",
+        "hessian_replicate",
     ],
 )
 def test_torch_compile_fullgraph(op: str) -> None:
@@ -226,7 +256,17 @@ def test_devices(op: str, device: str) -> None:
     torch.testing.assert_close(xd.grad.cpu(), xc.grad)
 
 
-@pytest.mark.parametrize("op", ["sobel_reflect", "scharr_zeros_normalized", "sobel_3d_circular"])
+@pytest.mark.parametrize(
+    "op",
+    [
+        "sobel_reflect",
+        "scharr_zeros_normalized",
+        "sobel_3d_circular",
+        "laplacian_replicate",
+        "laplacian_ksize3_reflect",
+        "hessian_zeros",
+    ],
+)
 def test_slab_by_slab_execution(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Multi-stage chains run in slabs along dim 0 (uneven last slab included): same numbers."""
     import torchgrad._separable as separable
@@ -259,7 +299,9 @@ def test_torch_compile_dynamic_shapes() -> None:
         torch.testing.assert_close(x.grad, xe.grad)
 
 
-@pytest.mark.parametrize("op", ["image_gradients", "sobel_reflect", "sobel_3d_zeros", "gradient_edge2_spacing"])
+@pytest.mark.parametrize(
+    "op", ["image_gradients", "sobel_reflect", "sobel_3d_zeros", "gradient_edge2_spacing", "laplacian_3d_reflect"]
+)
 def test_batched_gradients(op: str) -> None:
     """torch.autograd.grad(is_grads_batched=True), as jacobian(vectorize=True) uses it."""
     fn = LINEAR_OPERATORS[op][0]

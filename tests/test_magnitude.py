@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch.func import jacfwd, jacrev, jvp, vmap
 
-from torchgrad import GradientMagnitude, gradient_magnitude, image_gradients, scharr, sobel
+from torchgrad import GradientMagnitude, gradient, gradient_magnitude, image_gradients, prewitt, scharr, sobel
 
 
 def _reference(components: tuple[torch.Tensor, ...], eps: float) -> torch.Tensor:
@@ -28,6 +28,11 @@ def _reference(components: tuple[torch.Tensor, ...], eps: float) -> torch.Tensor
             lambda x: sobel(x, padding="circular", spatial_dims=3),
         ),
         (dict(operator="diff", spatial_dims=3), lambda x: image_gradients(x, spatial_dims=3)),
+        (
+            dict(operator="prewitt", padding="replicate", normalized=True),
+            lambda x: prewitt(x, padding="replicate", normalized=True),
+        ),
+        (dict(operator="central"), lambda x: gradient(x, dim=(-2, -1))),
     ],
 )
 def test_values_and_gradients(kwargs: dict, components) -> None:
@@ -77,11 +82,20 @@ def test_torch_func_and_compile() -> None:
 
 def test_bad_arguments() -> None:
     x = torch.randn(4, 4)
-    with pytest.raises(ValueError, match="`operator` must be one of 'sobel', 'scharr', 'diff', got 'canny'"):
+    with pytest.raises(
+        ValueError, match="`operator` must be one of 'diff', 'sobel', 'scharr', 'central', 'prewitt', got 'canny'"
+    ):
         gradient_magnitude(x, operator="canny")
+    for second_order in ("laplacian", "hessian"):
+        with pytest.raises(
+            ValueError, match=f"`operator` must be a first-order operator.*got the second-order '{second_order}'"
+        ):
+            gradient_magnitude(x, operator=second_order)
     with pytest.raises(ValueError, match="`eps` must be a non-negative number"):
         gradient_magnitude(x, eps=-1.0)
-    with pytest.raises(ValueError, match="`padding` and `normalized` apply to 'sobel' and 'scharr'"):
+    with pytest.raises(
+        ValueError, match="`padding` and `normalized` apply to 'sobel', 'scharr', 'prewitt', not to 'diff'"
+    ):
         gradient_magnitude(x, operator="diff", padding="zeros")
     with pytest.raises(ValueError, match="`spatial_dims` must be 2"):
         gradient_magnitude(torch.randn(4, 4, 4), operator="scharr", spatial_dims=3)

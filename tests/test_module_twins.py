@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 import torchgrad
 import torchgrad.losses
-from torchgrad import Gradient, GradientMagnitude, ImageGradients, Scharr, Sobel
+from torchgrad import Gradient, GradientMagnitude, Hessian, ImageGradients, Laplacian, Prewitt, Scharr, Sobel
 from torchgrad.losses import (
     EdgeAwareSmoothnessLoss,
     GradientDifferenceLoss,
@@ -217,6 +217,16 @@ CASES = [
     Case(Sobel, {"padding": "zeros", "normalized": True}, IMAGES[:1], _functional(torchgrad.sobel)),
     Case(Sobel, {"padding": "circular", "spatial_dims": 3}, VOLUMES[:1], _functional(torchgrad.sobel)),
     Case(Scharr, {"padding": "replicate", "normalized": True}, IMAGES[:1], _functional(torchgrad.scharr)),
+    Case(Prewitt, {"padding": "zeros", "normalized": True}, IMAGES[:1], _functional(torchgrad.prewitt)),
+    Case(Prewitt, {"padding": "circular", "spatial_dims": 3}, VOLUMES[:1], _functional(torchgrad.prewitt)),
+    Case(
+        Laplacian,
+        {"padding": "replicate", "ksize": 3, "normalized": True},
+        IMAGES[:1],
+        _functional(torchgrad.laplacian),
+    ),
+    Case(Laplacian, {"padding": "zeros", "spatial_dims": 3}, VOLUMES[:1], _functional(torchgrad.laplacian)),
+    Case(Hessian, {"padding": "circular", "normalized": True}, IMAGES[:1], _functional(torchgrad.hessian)),
     Case(
         Gradient,
         {"spacing": [0.5, 2.0], "dim": [-1, -2], "edge_order": 2},
@@ -237,6 +247,12 @@ CASES = [
     ),
     Case(
         GradientMagnitude,
+        {"operator": "prewitt", "spatial_dims": 3, "padding": "replicate"},
+        VOLUMES[:1],
+        _functional(torchgrad.gradient_magnitude),
+    ),
+    Case(
+        GradientMagnitude,
         {"operator": "diff", "spatial_dims": 3, "eps": 0.0},
         VOLUMES[:1],
         _functional(torchgrad.gradient_magnitude),
@@ -249,6 +265,19 @@ CASES = [
     ),
     Case(GradientLoss, {"operator": "central", "reduction": "none"}, (*IMAGES, MASK), _functional(gradient_loss)),
     Case(GradientLoss, {"operator": "diff", "p": 2}, VOLUMES, _functional(gradient_loss)),
+    Case(
+        GradientLoss,
+        {"operator": "laplacian", "reduction": "none", "padding": "zeros"},
+        (*IMAGES, MASK),
+        _functional(gradient_loss),
+    ),
+    Case(
+        GradientLoss,
+        {"operator": "hessian", "p": 2, "normalized": True},
+        (*IMAGES, MASK),
+        _functional(gradient_loss),
+    ),
+    Case(GradientLoss, {"operator": "prewitt", "reduction": "sum"}, VOLUMES, _functional(gradient_loss)),
     Case(
         GradientDifferenceLoss,
         {"alpha": 1.5, "operator": "sobel", "reduction": "none", "padding": "replicate", "normalized": True},

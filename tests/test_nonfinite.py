@@ -233,10 +233,11 @@ def test_gradient_magnitude(operator: str, spatial_dims: int, padding: str, valu
 
 LOSS_CASES = [
     (operator, padding, spatial_dims)
-    for operator, padding in [("diff", None), ("central", None), ("scharr", "reflect")]
+    for operator, padding in [("diff", None), ("central", None), ("scharr", "reflect"), ("prewitt", "zeros")]
     + [("sobel", p) for p in PADDINGS]
+    + [("laplacian", "reflect"), ("laplacian", "replicate"), ("hessian", "reflect"), ("hessian", "circular")]
     for spatial_dims in (2, 3)
-    if not (operator == "scharr" and spatial_dims == 3)
+    if not (operator in ("scharr", "hessian") and spatial_dims == 3)
 ]
 
 

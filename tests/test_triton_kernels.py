@@ -21,7 +21,8 @@ import torch  # noqa: E402
 
 pytest.importorskip("triton")
 
-from torchgrad._filters import SCHARR, SOBEL, derivative_operator  # noqa: E402
+from torchgrad._filters import build_operator  # noqa: E402
+from torchgrad._registry import REGISTRY  # noqa: E402
 from torchgrad._separable import Separable  # noqa: E402
 from torchgrad._stencil import PADDING_MODES as PADDINGS  # noqa: E402
 from torchgrad._stencil import Row, Stencil, padded_stencil  # noqa: E402
@@ -63,14 +64,29 @@ def _operators() -> dict[str, tuple[Builder, int, int]]:
         small = 2 if padding == "reflect" else 1
         for normalized in (False, True):
             tag = f"{padding}{'_normalized' if normalized else ''}"
-            for name, smoothing in (("sobel", SOBEL), ("scharr", SCHARR)):
+            for name in ("sobel", "scharr"):
                 ops[f"{name}_{tag}"] = (
-                    lambda x, s=smoothing, p=padding, n=normalized: derivative_operator("t", x, s, p, n, 2),
+                    lambda x, s=REGISTRY[name], p=padding, n=normalized: build_operator("t", s, x, p, n, 2),
                     2,
                     small,
                 )
-        ops[f"sobel_3d_{padding}"] = (lambda x, p=padding: derivative_operator("t", x, SOBEL, p, False, 3), 3, small)
-    ops["sobel_3d_zeros_normalized"] = (lambda x: derivative_operator("t", x, SOBEL, "zeros", True, 3), 3, 1)
+        ops[f"sobel_3d_{padding}"] = (
+            lambda x, p=padding: build_operator("t", REGISTRY["sobel"], x, p, False, 3),
+            3,
+            small,
+        )
+    ops["sobel_3d_zeros_normalized"] = (lambda x: build_operator("t", REGISTRY["sobel"], x, "zeros", True, 3), 3, 1)
+    ops["prewitt_3d_reflect_normalized"] = (
+        lambda x: build_operator("t", REGISTRY["prewitt"], x, "reflect", True, 3),
+        3,
+        2,
+    )
+    for padding in ("reflect", "circular"):
+        ops[f"hessian_{padding}_normalized"] = (
+            lambda x, p=padding: build_operator("t", REGISTRY["hessian"], x, p, True, 2),
+            2,
+            2 if padding == "reflect" else 1,
+        )
     return ops
 
 
@@ -372,6 +388,8 @@ def test_what_is_not_served() -> None:
     assert can_serve(sobel, _input((2, 5, 7)))  # descriptions hold no size: one operator serves every shape
     five = Separable(((padded_stencil(-1, (1, 4, 6, 4, 1), "reflect"),),))
     assert "three-tap" in unsupported_reason(five, x)
+    laplacian = build_operator("t", REGISTRY["laplacian"], x, "reflect", False, 2)
+    assert "sums of chains" in unsupported_reason(laplacian, x)
 
 
 _COMPILE = """
@@ -380,12 +398,13 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from torchgrad._triton import kernels
 from torchgrad._triton.plan import kernel_plan
-from torchgrad._filters import SOBEL, derivative_operator
+from torchgrad._filters import build_operator
+from torchgrad._registry import REGISTRY
 from torchgrad.gradient import _uniform_stencil
 from torchgrad._separable import Separable
 
 x = torch.zeros(2, 3, 64, 64)
-for op in (derivative_operator("t", x, SOBEL, "reflect", False, 2),
+for op in (build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2),
            Separable(tuple((_uniform_stencil(x, d, 0.5, 2),) for d in (-2, -1)))):
     meta = kernel_plan(op, x.shape).constexprs()
     meta.update(OUTPUT=0, EPS=0.0, ACC=tl.float32, BLOCK_D=1, BLOCK_H=8, BLOCK_W=64)

@@ -196,7 +196,7 @@ def test_perceptual_gradient_loss_wants_a_target_of_the_input_shape_before_any_w
     [
         ("gradient_p", 3, ValueError, "3"),
         ("gradient_p", 2.0, TypeError, "2.0"),
-        ("gradient_operator", "prewitt", ValueError, "'prewitt'"),
+        ("gradient_operator", "canny", ValueError, "'canny'"),
         ("gradient_weight", math.nan, ValueError, "nan"),
         ("perceptual_weight", math.inf, ValueError, "inf"),
         ("perceptual_weight", "1", TypeError, "'1'"),

@@ -1,11 +1,11 @@
 """torchgrad: image-gradient operators for PyTorch, each with a hand-written backward.
 
-Forward differences (TensorFlow's ``image_gradients``), Sobel and Scharr filters, ``torch.gradient``
-compatible central differences and the gradient magnitude, as functions and modules. Every
-operator saves no tensors for backward, supports double backward, ``torch.func`` and
-``torch.compile``. TensorFlow's NHWC forms live in :mod:`torchgrad.tf_compat`; the losses built on
-the operators in :mod:`torchgrad.losses` (imported on first use, so that the operators alone never
-import torchvision).
+Forward differences (TensorFlow's ``image_gradients``), Sobel, Scharr and Prewitt filters,
+``torch.gradient`` compatible central differences, the Laplacian, the Hessian and the gradient
+magnitude, as functions and modules. Every operator saves no tensors for backward, supports double
+backward, ``torch.func`` and ``torch.compile``. TensorFlow's NHWC forms live in
+:mod:`torchgrad.tf_compat`; the losses built on the operators in :mod:`torchgrad.losses` (imported on
+first use, so that the operators alone never import torchvision).
 """
 
 import importlib
@@ -13,8 +13,11 @@ from types import ModuleType
 
 from . import tf_compat
 from .gradient import Gradient, GradientError, gradient
+from .hessian import Hessian, hessian
 from .image_gradients import ImageGradients, image_gradients
+from .laplacian import Laplacian, laplacian
 from .magnitude import GradientMagnitude, gradient_magnitude
+from .prewitt import Prewitt, prewitt
 from .scharr import Scharr, scharr
 from .sobel import Sobel, sobel
 
@@ -22,12 +25,18 @@ __all__ = [
     "Gradient",
     "GradientError",
     "GradientMagnitude",
+    "Hessian",
     "ImageGradients",
+    "Laplacian",
+    "Prewitt",
     "Scharr",
     "Sobel",
     "gradient",
     "gradient_magnitude",
+    "hessian",
     "image_gradients",
+    "laplacian",
+    "prewitt",
     "scharr",
     "sobel",
     "losses",

@@ -1,36 +1,58 @@
-"""Separable derivative filters: a central difference along one axis, smoothing along the others."""
+"""The one builder of the named operators: a registry description becomes stencil chains."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 from torch import Tensor
 
+from ._registry import OperatorSpec
 from ._separable import Separable
 from ._stencil import padded_stencil
-from ._validation import check_bool, check_image, check_min_size, check_padding
-
-DIFFERENCE = (-1, 0, 1)
-SOBEL = (1, 2, 1)
-SCHARR = (3, 10, 3)
+from ._validation import check_bool, check_image, check_int_choice, check_min_size, check_padding, check_spatial_dims
+from .gradient import central_difference_operator
 
 
-def derivative_operator(
-    fn: str, image: Tensor, smoothing: tuple[int, int, int], padding: str, normalized: bool, spatial_dims: int
+def build_operator(
+    fn: str,
+    spec: OperatorSpec,
+    image: Tensor,
+    padding: Optional[str],
+    normalized: bool,
+    spatial_dims: int,
+    ksize: int = 1,
 ) -> Separable:
-    """The filter bank for ``image``: per spatial axis (outermost first), ``DIFFERENCE`` along it and
-    ``smoothing`` along the others. Checks the arguments on behalf of ``fn``.
+    """The operator ``spec`` for ``image``; checks the arguments on behalf of ``fn``.
 
-    ``normalized`` divides by the kernel's L1 norm: ``2 * sum(smoothing) ** (spatial_dims - 1)``.
+    ``padding`` is the border mode of an operator that takes one (else ignored); ``normalized``
+    divides every output by the form's divisor. Each output's terms become chains of stencils, the
+    divisor on each chain's last stage.
     """
+    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims, spec.spatial_dims)
+    if spec.border == "one-sided":
+        return central_difference_operator(image, spatial_dims, fn)
     image = check_image(fn, "image", image, spatial_dims)
-    padding = check_padding(fn, "padding", padding)
-    normalized = check_bool(fn, "normalized", normalized)
-    if padding == "reflect":
-        check_min_size(fn, "image", image, spatial_dims, 2, "reflect padding")
-    norm = 2 * sum(smoothing) ** (spatial_dims - 1) if normalized else 1
-    axes = range(-spatial_dims, 0)
-    chains = []
-    for axis in axes:
-        stages = [padded_stencil(a, smoothing, padding) for a in axes if a != axis]
-        stages.append(padded_stencil(axis, DIFFERENCE, padding, divisor=norm))
-        chains.append(tuple(stages))
-    return Separable(tuple(chains))
+    ksize = check_int_choice(fn, "ksize", ksize, spec.ksizes)
+    form = spec.form(spatial_dims, ksize)
+    if form is None:
+        dims = " or ".join(str(d) for d in spec.spatial_dims if spec.form(d, ksize) is not None)
+        raise ValueError(f"{fn}: `ksize={ksize}` needs spatial_dims={dims}, got spatial_dims={spatial_dims}")
+    border = spec.border
+    if border is None:
+        border = check_padding(fn, "padding", padding)
+        normalized = check_bool(fn, "normalized", normalized)
+        if border == "reflect":
+            check_min_size(fn, "image", image, spatial_dims, 2, "reflect padding")
+    divisor = form.divisor if normalized else 1
+    chains, output_of = [], []
+    for o, output in enumerate(form.outputs):
+        for term in output:
+            chain = []
+            for k, (axis, taps) in enumerate(term):
+                dim = axis - spatial_dims
+                last = k == len(term) - 1
+                chain.append(padded_stencil(dim, taps, border, divisor=divisor if last else 1))
+            chains.append(tuple(chain))
+            output_of.append(o)
+    summed = len(chains) > len(form.outputs)
+    return Separable(tuple(chains), tuple(output_of) if summed else ())

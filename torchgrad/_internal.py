@@ -10,8 +10,9 @@ arguments with the checks the operators use.
   operator with absolute weights (which outputs read which inputs, for masks).
 - :func:`apply_operator` / :func:`apply_adjoint`: the same through autograd, differentiable to any
   order, with forward mode and ``vmap``.
-- :func:`operator_by_name`, :data:`OPERATORS`: ``"diff"``, ``"sobel"``, ``"scharr"``, ``"central"``
-  as the losses name them.
+- :func:`operator_by_name`, :data:`OPERATORS`: ``"diff"``, ``"sobel"``, ``"scharr"``, ``"central"``,
+  ``"prewitt"``, ``"laplacian"``, ``"hessian"`` as the losses name them, and :data:`REGISTRY`, their
+  descriptions (which spatial dims each takes, whether it takes ``padding``).
 - :func:`forward_difference_operator`: :func:`torchgrad.image_gradients` as an operator.
 - :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces.
 - :func:`needs_traceable_code`: whether a tensor needs plain, out-of-place tensor operations (under
@@ -23,6 +24,7 @@ arguments with the checks the operators use.
 
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._named import OPERATORS, operator_by_name
+from ._registry import REGISTRY
 from ._separable import Separable, needs_traceable_code, slabs
 from ._validation import (
     DEPTH_REDUCTIONS,
@@ -57,6 +59,7 @@ __all__ = [
     "FLOATING",
     "OPERATORS",
     "REDUCTIONS",
+    "REGISTRY",
     "LinearOperator",
     "Separable",
     "apply_adjoint",

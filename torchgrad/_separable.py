@@ -1,4 +1,5 @@
-"""Operators made of stencil chains: each output is a few 1-D stencils applied one after another."""
+"""Operators made of stencil chains: each output is a few 1-D stencils applied one after another, or a
+sum of such chains (the Laplacian: ``d2/dy2 + d2/dx2``)."""
 
 from __future__ import annotations
 
@@ -18,33 +19,69 @@ SLAB_BYTES = 8 * 2**20
 
 @dataclass(frozen=True)
 class Separable:
-    """``y[c] = chains[c][-1](... chains[c][0](x))``; a :class:`~torchgrad._linear.LinearOperator`."""
+    """``y[o] = sum(chain[-1](... chain[0](x)) for the chains of output o)``; a
+    :class:`~torchgrad._linear.LinearOperator`.
+
+    ``output_of[k]`` is the output that chain ``k`` adds into, in increasing order; empty (the
+    default) when every chain is an output of its own.
+    """
 
     chains: tuple[tuple[Stencil, ...], ...]
+    output_of: tuple[int, ...] = ()
+
+    @property
+    def n_outputs(self) -> int:
+        """The number of outputs (at most the number of chains)."""
+        return self.output_of[-1] + 1 if self.output_of else len(self.chains)
+
+    @property
+    def summed(self) -> bool:
+        """Whether some output is the sum of several chains."""
+        return self.n_outputs < len(self.chains)
+
+    def _owners(self) -> tuple[int, ...]:
+        return self.output_of or tuple(range(len(self.chains)))
 
     def apply(self, x: Tensor, traceable: bool = False) -> tuple[Tensor, ...]:
         """``A x``; ``traceable`` forces plain tensor code (else chosen by :func:`needs_traceable_code`)."""
+        owners = self._owners()
         if traceable or needs_traceable_code(x):
-            outputs = []
-            for chain in self.chains:
+            sums: dict[int, Tensor] = {}
+            for chain, o in zip(self.chains, owners):
                 y = _float32_for_chain(x, chain)
                 for stencil in chain:
                     y = stencil.apply(y, traceable=True)
-                outputs.append(y.to(chain[-1].dtype or x.dtype))
-            return tuple(outputs)
-        outputs = [torch.empty_like(x, dtype=chain[-1].dtype or x.dtype) for chain in self.chains]
+                y = y.to(chain[-1].dtype or x.dtype)
+                sums[o] = sums[o] + y if o in sums else y
+            return tuple(sums[o] for o in range(self.n_outputs))
+        firsts: dict[int, int] = {}  # output -> its first chain
+        for k, o in enumerate(owners):
+            firsts.setdefault(o, k)
+        dtypes = [self.chains[firsts[o]][-1].dtype or x.dtype for o in range(self.n_outputs)]
+        outputs = [torch.empty_like(x, dtype=dtype) for dtype in dtypes]
         scratch = _Scratch()
         for rows in self._slabs(x):
-            for chain, out in zip(self.chains, outputs):
+            for k, (chain, o) in enumerate(zip(self.chains, owners)):
+                out = outputs[o][rows]
                 y = _float32_for_chain(x[rows], chain)
-                for k, stencil in enumerate(chain):
-                    last = k == len(chain) - 1
-                    y = stencil.apply(y, out=out[rows] if last else scratch.get(k % 2, y, stencil.dtype or y.dtype))
+                for s, stencil in enumerate(chain):
+                    if s < len(chain) - 1:
+                        target = scratch.get(s % 2, y, stencil.dtype or y.dtype)
+                    else:  # the first chain of an output writes it, the later ones add into it
+                        target = out if firsts[o] == k else scratch.get(2, out, out.dtype)
+                    y = stencil.apply(y, out=target)
+                if firsts[o] != k:
+                    out.add_(y)
         return tuple(outputs)
 
     def adjoint(self, grads: Sequence[Optional[Tensor]], traceable: bool = False) -> Tensor:
-        """The sum of each chain's adjoint; the chains after the first add into the first's result."""
-        pairs = [(chain[::-1], g) for chain, g in zip(self.chains, grads) if g is not None]
+        """The sum of each chain's adjoint of its output's cotangent; the chains after the first add into
+        the first's result."""
+        pairs: list[tuple[tuple[Stencil, ...], Tensor]] = []
+        for chain, o in zip(self.chains, self._owners()):
+            g = grads[o]
+            if g is not None:
+                pairs.append((chain[::-1], g))
         if not pairs:
             raise ValueError("the adjoint needs a cotangent for at least one output")
         dtype = pairs[0][1].dtype
@@ -70,19 +107,20 @@ class Separable:
 
     def with_output_dtype(self, dtype: torch.dtype) -> "Separable":
         """The same operator writing every output in ``dtype`` (each chain's last stage computes in it)."""
-        return Separable(tuple(chain[:-1] + (replace(chain[-1], dtype=dtype),) for chain in self.chains))
+        return replace(self, chains=tuple(chain[:-1] + (replace(chain[-1], dtype=dtype),) for chain in self.chains))
 
     def support(self) -> "Separable":
-        """The operator with absolute weights: non-zero exactly where an output reads a non-zero sample."""
-        return Separable(tuple(tuple(stencil.support() for stencil in chain) for chain in self.chains))
+        """The operator with absolute weights: non-zero exactly where an output reads a non-zero sample
+        (through any of its chains: weights of several chains that cancel still read)."""
+        return replace(self, chains=tuple(tuple(stencil.support() for stencil in chain) for chain in self.chains))
 
     @property
     def spatial_dims(self) -> int:
         return max(-stencil.dim for chain in self.chains for stencil in chain)
 
     def _slabs(self, x: Tensor) -> list[tuple[slice, ...]]:
-        """Cuts of ``x`` along dim 0 when the chains have intermediates (else one cut: all of it)."""
-        if max(len(chain) for chain in self.chains) == 1:
+        """Cuts of ``x`` along dim 0 when the chains have intermediates or sums (else one cut: all of it)."""
+        if max(len(chain) for chain in self.chains) == 1 and not self.summed:
             return [(slice(None),)]
         return slabs(x, self.spatial_dims)
 

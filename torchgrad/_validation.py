@@ -25,6 +25,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
+from ._registry import REGISTRY
 from ._stencil import PADDING_MODES
 
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -33,7 +34,6 @@ SIGNED_INTEGERS = (torch.int8, torch.int16, torch.int32, torch.int64)
 GRADIENT_DTYPES = FLOATING + COMPLEX + SIGNED_INTEGERS  # what torch.gradient computes on
 REDUCTIONS = ("mean", "sum", "none")
 DEPTH_REDUCTIONS = ("batch-based", "image-based")
-SMOOTHING_OPERATORS = ("sobel", "scharr")
 
 _AXES = {2: "(..., H, W)", 3: "(..., D, H, W)"}
 _DTYPE_KINDS = {FLOATING: "a real floating", FLOATING + COMPLEX: "a floating or complex"}
@@ -180,10 +180,11 @@ def check_operator(
     fn: str, name: str, value: Any, choices: Sequence[str], padding: Optional[str] = None, normalized: bool = False
 ) -> str:
     """An operator name of ``choices``; ``padding`` and ``normalized`` (checked already) are given only
-    to the operators that take them, ``"sobel"`` and ``"scharr"``."""
+    to the operators that take them (those of the registry without a fixed border rule)."""
     value = check_choice(fn, name, value, choices)
-    if value not in SMOOTHING_OPERATORS and (padding is not None or normalized):
-        raise ValueError(f"{fn}: `padding` and `normalized` apply to 'sobel' and 'scharr', not to {value!r}")
+    if not REGISTRY[value].takes_padding and (padding is not None or normalized):
+        padded = _names([n for n in choices if REGISTRY[n].takes_padding])
+        raise ValueError(f"{fn}: `padding` and `normalized` apply to {padded}, not to {value!r}")
     return value
 
 

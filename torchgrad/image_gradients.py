@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from ._filters import build_operator
 from ._linear import apply_operator
+from ._registry import REGISTRY
 from ._separable import Separable
-from ._stencil import padded_stencil
-from ._validation import check_image, check_spatial_dims
+from ._validation import check_spatial_dims
 
 
 def image_gradients(image: Tensor, *, spatial_dims: int = 2) -> tuple[Tensor, ...]:
@@ -45,10 +46,7 @@ def image_gradients(image: Tensor, *, spatial_dims: int = 2) -> tuple[Tensor, ..
 
 def forward_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Separable:
     """The forward differences of ``image`` along its spatial axes; checks the arguments for ``fn``."""
-    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims)
-    image = check_image(fn, "image", image, spatial_dims)
-    chains = tuple((padded_stencil(dim, (0, -1, 1), "valid"),) for dim in range(-spatial_dims, 0))
-    return Separable(chains)
+    return build_operator(fn, REGISTRY["diff"], image, None, False, spatial_dims)
 
 
 class ImageGradients(nn.Module):

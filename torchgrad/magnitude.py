@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._linear import cast_like_input as _cast
 from ._named import operator_by_name
+from ._registry import REGISTRY
 from ._separable import Separable, needs_traceable_code
 from ._validation import (
     FLOATING,
@@ -21,7 +22,8 @@ from ._validation import (
     check_spatial_dims,
 )
 
-OPERATORS = ("sobel", "scharr", "diff")
+OPERATORS = tuple(name for name, spec in REGISTRY.items() if spec.first_order)
+"""The operators with one output per spatial axis, a gradient whose magnitude is defined."""
 
 
 def _norm(components: tuple[Tensor, ...], eps: float, reuse: bool = False) -> Tensor:
@@ -114,11 +116,14 @@ def gradient_magnitude(
 
     Args:
         image: ``(..., H, W)`` tensor (``(..., D, H, W)`` for volumes), floating.
-        operator: ``"sobel"``, ``"scharr"`` (2-D only) or ``"diff"`` (:func:`image_gradients`).
+        operator: a first-order operator: ``"sobel"``, ``"scharr"`` (2-D only), ``"prewitt"``, ``"diff"``
+            (:func:`image_gradients`) or ``"central"`` (:func:`gradient`). The second-order ``"laplacian"``
+            and ``"hessian"`` are refused: their outputs are not the components of a gradient.
         eps: added under the square root, non-negative. With 0 the gradient is NaN where the image is flat.
-        padding: border mode of ``"sobel"`` and ``"scharr"``; ``None`` takes their default, reflect.
-        normalized: divide the Sobel or Scharr kernel by its L1 norm.
-        spatial_dims: 2 for images, 3 for volumes (``"sobel"`` and ``"diff"``).
+        padding: border mode of ``"sobel"``, ``"scharr"`` and ``"prewitt"``; ``None`` takes their default,
+            reflect.
+        normalized: divide the Sobel, Scharr or Prewitt kernel by its L1 norm.
+        spatial_dims: 2 for images, 3 for volumes (all but ``"scharr"``).
 
     Returns:
         A tensor shaped and typed like ``image``.
@@ -156,8 +161,13 @@ def _check_options(
     """The options, checked for ``fn``."""
     padding = None if padding is None else check_padding(fn, "padding", padding)
     normalized = check_bool(fn, "normalized", normalized)
+    if isinstance(operator, str) and operator in REGISTRY and operator not in OPERATORS:
+        raise ValueError(
+            f"{fn}: `operator` must be a first-order operator, one of {', '.join(map(repr, OPERATORS))}, "
+            f"got the second-order {operator!r}: its outputs are not the components of a gradient"
+        )
     operator = check_operator(fn, "operator", operator, OPERATORS, padding, normalized)
-    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims, (2,) if operator == "scharr" else (2, 3))
+    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims, REGISTRY[operator].spatial_dims)
     return operator, check_number(fn, "eps", eps, non_negative=True), padding, normalized, spatial_dims
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._filters import SCHARR, derivative_operator
+from ._filters import build_operator
 from ._linear import apply_operator
+from ._registry import REGISTRY
 from ._validation import check_bool, check_padding
 
 
@@ -32,7 +33,7 @@ def scharr(image: Tensor, *, padding: str = "reflect", normalized: bool = False)
                 [0.0000, 0.5000, 0.5000, 0.0000],
                 [0.0000, 0.5000, 0.5000, 0.0000]])
     """
-    dy, dx = apply_operator(derivative_operator("scharr", image, SCHARR, padding, normalized, 2), image)
+    dy, dx = apply_operator(build_operator("scharr", REGISTRY["scharr"], image, padding, normalized, 2), image)
     return dy, dx
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._filters import SOBEL, derivative_operator
+from ._filters import build_operator
 from ._linear import apply_operator
+from ._registry import REGISTRY
 from ._validation import check_bool, check_padding, check_spatial_dims
 
 
@@ -42,8 +43,7 @@ def sobel(
         >>> bool(dy.eq(0).all())
         True
     """
-    spatial_dims = check_spatial_dims("sobel", "spatial_dims", spatial_dims)
-    return apply_operator(derivative_operator("sobel", image, SOBEL, padding, normalized, spatial_dims), image)
+    return apply_operator(build_operator("sobel", REGISTRY["sobel"], image, padding, normalized, spatial_dims), image)
 
 
 class Sobel(nn.Module):

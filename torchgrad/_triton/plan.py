@@ -170,6 +170,8 @@ def kernel_plan(op: Separable, shape: Sequence[int]) -> KernelPlan:
     """The plan of ``op`` for an input of ``shape``; :class:`Unsupported` when the kernels cannot run it."""
     if not isinstance(op, Separable):
         raise Unsupported(f"the Triton executor runs Separable operators, got {type(op).__name__}")
+    if op.summed:
+        raise Unsupported("outputs that are sums of chains (the Laplacian) are not served")
     ndim, shape = op.spatial_dims, tuple(shape)
     if ndim > _AXES or ndim > len(shape):
         raise Unsupported(f"the kernels run up to 3 spatial dims, the operator has {ndim} for shape {shape}")

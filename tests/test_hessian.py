@@ -1,0 +1,80 @@
+"""hessian: (dyy, dyx, dxx) against padded convolutions and cv2.Sobel, the polynomial test of ``normalized``,
+errors, the module."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from references import PADDINGS
+
+from torchgrad import Hessian, hessian
+
+SECOND = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
+SMOOTH = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
+DIFF = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
+KERNELS = [SECOND[:, None] * SMOOTH[None, :], DIFF[:, None] * DIFF[None, :], SMOOTH[:, None] * SECOND[None, :]]
+CV2_BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE, "zeros": cv2.BORDER_CONSTANT}
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_matches_padded_convolution(padding: str) -> None:
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
+    xp = F.pad(x, (1, 1, 1, 1), mode="constant" if padding == "zeros" else padding)
+    refs = [F.conv2d(xp, k.expand(3, 1, 3, 3), groups=3) for k in KERNELS]
+    for normalized, scale in ((False, 1), (True, 4)):
+        outputs = hessian(x, padding=padding, normalized=normalized)
+        assert len(outputs) == 3
+        for ours, ref in zip(outputs, refs):
+            torch.testing.assert_close(ours, ref / scale)
+
+
+@pytest.mark.parametrize("padding", list(CV2_BORDERS))
+def test_matches_opencv_sobel(padding: str) -> None:
+    """cv2.Sobel with derivative orders (0, 2), (1, 1), (2, 0) (OpenCV counts x first)."""
+    image = np.random.default_rng(1).normal(size=(8, 11))
+    orders = [(0, 2), (1, 1), (2, 0)]
+    for ours, (dx, dy) in zip(hessian(torch.from_numpy(image), padding=padding), orders):
+        ref = cv2.Sobel(image, cv2.CV_64F, dx, dy, ksize=3, borderType=CV2_BORDERS[padding])
+        torch.testing.assert_close(ours, torch.from_numpy(ref))
+
+
+def test_normalized_is_the_hessian_of_a_quadratic() -> None:
+    """f = a x^2 + b x y + c y^2: dyy = 2c, dyx = b, dxx = 2a, exactly, inside."""
+    a, b, c = 1.5, -2.0, 0.25
+    y, x = torch.meshgrid(torch.arange(7.0, dtype=torch.float64), torch.arange(8.0, dtype=torch.float64), indexing="ij")
+    f = (a * x**2 + b * x * y + c * y**2).expand(2, 1, 7, 8)
+    for out, expected in zip(hessian(f, normalized=True), (2 * c, b, 2 * a)):
+        inner = out[..., 1:-1, 1:-1]
+        assert torch.equal(inner, torch.full_like(inner, expected))
+
+
+def test_complex_input() -> None:
+    x = torch.randn(2, 6, 7, dtype=torch.complex128)
+    for c, re, im in zip(hessian(x), hessian(x.real), hessian(x.imag)):
+        torch.testing.assert_close(c, torch.complex(re, im))
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="hessian: `padding` must be one of .*, got 'edge'"):
+        hessian(torch.zeros(3, 3), padding="edge")
+    with pytest.raises(ValueError, match=r"reflect padding needs at least 2 samples.*\(1, 4\)"):
+        hessian(torch.zeros(1, 4))
+    with pytest.raises(TypeError, match="floating or complex dtype, got torch.int64"):
+        hessian(torch.zeros(3, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="hessian: `normalized` must be True or False, got 'yes'"):
+        hessian(torch.zeros(3, 3), normalized="yes")
+    with pytest.raises(ValueError, match=r"at least 2 dimensions \(\.\.\., H, W\), got shape \(3,\)"):
+        hessian(torch.zeros(3))
+
+
+def test_module() -> None:
+    x = torch.randn(1, 2, 6, 7)
+    module = Hessian(padding="zeros", normalized=True)
+    for a, b in zip(module(x), hessian(x, padding="zeros", normalized=True)):
+        assert torch.equal(a, b)
+    assert repr(module) == "Hessian(padding='zeros', normalized=True)"
+    with pytest.raises(TypeError, match="Hessian: `normalized`"):
+        Hessian(normalized=None)

@@ -1,0 +1,112 @@
+"""laplacian: ksize 1 and 3 against padded convolutions with the explicit kernels, cv2.Laplacian and
+scipy.ndimage.laplace, volumes, the polynomial test of ``normalized``, errors, the module."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import scipy.ndimage
+import torch
+import torch.nn.functional as F
+from references import PADDINGS
+
+from torchgrad import Laplacian, laplacian
+
+KERNELS = {
+    1: [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
+    3: [[2.0, 0.0, 2.0], [0.0, -8.0, 0.0], [2.0, 0.0, 2.0]],
+}
+CV2_BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE, "zeros": cv2.BORDER_CONSTANT}
+
+
+def _padded(x: torch.Tensor, padding: str, spatial_dims: int) -> torch.Tensor:
+    return F.pad(x, (1, 1) * spatial_dims, mode="constant" if padding == "zeros" else padding)
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("ksize", [1, 3])
+def test_matches_padded_convolution(padding: str, ksize: int) -> None:
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
+    kernel = torch.tensor(KERNELS[ksize], dtype=x.dtype).expand(3, 1, 3, 3)
+    ref = F.conv2d(_padded(x, padding, 2), kernel, groups=3)
+    torch.testing.assert_close(laplacian(x, padding=padding, ksize=ksize), ref)
+    torch.testing.assert_close(
+        laplacian(x, padding=padding, ksize=ksize, normalized=True), ref / (4 if ksize == 3 else 1)
+    )
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_volumes_match_3d_convolution(padding: str) -> None:
+    x = torch.randn(2, 2, 5, 6, 7, dtype=torch.float64)
+    kernel = torch.zeros(3, 3, 3, dtype=x.dtype)
+    kernel[1, 1, 1] = -6.0
+    for index in ((0, 1, 1), (2, 1, 1), (1, 0, 1), (1, 2, 1), (1, 1, 0), (1, 1, 2)):
+        kernel[index] = 1.0
+    ref = F.conv3d(_padded(x, padding, 3), kernel.expand(2, 1, 3, 3, 3), groups=2)
+    torch.testing.assert_close(laplacian(x, padding=padding, spatial_dims=3), ref)
+
+
+@pytest.mark.parametrize("padding", list(CV2_BORDERS))
+@pytest.mark.parametrize("ksize", [1, 3])
+def test_matches_opencv(padding: str, ksize: int) -> None:
+    image = np.random.default_rng(ksize).normal(size=(8, 11))
+    ref = cv2.Laplacian(image, cv2.CV_64F, ksize=ksize, borderType=CV2_BORDERS[padding])
+    torch.testing.assert_close(laplacian(torch.from_numpy(image), padding=padding, ksize=ksize), torch.from_numpy(ref))
+
+
+@pytest.mark.parametrize("spatial_dims", [2, 3])
+def test_matches_scipy_laplace(spatial_dims: int) -> None:
+    image = np.random.default_rng(spatial_dims).normal(size=(5, 6, 7)[-spatial_dims:])
+    for padding, mode in (("reflect", "mirror"), ("replicate", "nearest"), ("zeros", "constant"), ("circular", "wrap")):
+        ref = torch.from_numpy(scipy.ndimage.laplace(image, mode=mode))
+        torch.testing.assert_close(laplacian(torch.from_numpy(image), padding=padding, spatial_dims=spatial_dims), ref)
+
+
+@pytest.mark.parametrize("ksize", [1, 3])
+def test_normalized_is_the_laplacian_of_a_quadratic(ksize: int) -> None:
+    """f = a x^2 + b x y + c y^2: the Laplacian 2a + 2c, exactly, inside."""
+    a, b, c = 1.5, -2.0, 0.25
+    y, x = torch.meshgrid(torch.arange(7.0, dtype=torch.float64), torch.arange(8.0, dtype=torch.float64), indexing="ij")
+    f = a * x**2 + b * x * y + c * y**2
+    inner = laplacian(f, ksize=ksize, normalized=True)[1:-1, 1:-1]
+    assert torch.equal(inner, torch.full_like(inner, 2 * a + 2 * c))
+
+
+def test_volume_of_a_quadratic() -> None:
+    z, y, x = torch.meshgrid(*[torch.arange(5.0, dtype=torch.float64)] * 3, indexing="ij")
+    inner = laplacian(x**2 - 3 * y**2 + 0.5 * z**2 + x * z, spatial_dims=3)[1:-1, 1:-1, 1:-1]
+    assert torch.equal(inner, torch.full_like(inner, 2.0 - 6.0 + 1.0))
+
+
+def test_complex_input() -> None:
+    x = torch.randn(2, 6, 7, dtype=torch.complex128)
+    torch.testing.assert_close(
+        laplacian(x, ksize=3), torch.complex(laplacian(x.real, ksize=3), laplacian(x.imag, ksize=3))
+    )
+
+
+def test_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="laplacian: `ksize` must be 1 or 3, got 5"):
+        laplacian(torch.zeros(3, 3), ksize=5)
+    with pytest.raises(TypeError, match="laplacian: `ksize` must be the int 1 or 3, got 3.0"):
+        laplacian(torch.zeros(3, 3), ksize=3.0)
+    with pytest.raises(ValueError, match="laplacian: `ksize=3` needs spatial_dims=2, got spatial_dims=3"):
+        laplacian(torch.zeros(3, 3, 3), ksize=3, spatial_dims=3)
+    with pytest.raises(ValueError, match="laplacian: `padding` must be one of .*, got 'edge'"):
+        laplacian(torch.zeros(3, 3), padding="edge")
+    with pytest.raises(ValueError, match=r"reflect padding needs at least 2 samples.*\(1, 4\)"):
+        laplacian(torch.zeros(1, 4))
+    with pytest.raises(TypeError, match="floating or complex dtype, got torch.int32"):
+        laplacian(torch.zeros(3, 3, dtype=torch.int32))
+
+
+def test_module() -> None:
+    x = torch.randn(1, 2, 6, 7)
+    module = Laplacian(padding="replicate", ksize=3, normalized=True)
+    assert torch.equal(module(x), laplacian(x, padding="replicate", ksize=3, normalized=True))
+    assert repr(module) == "Laplacian(padding='replicate', ksize=3, normalized=True, spatial_dims=2)"
+    with pytest.raises(ValueError, match="Laplacian: `ksize=3` needs spatial_dims=2, got spatial_dims=3"):
+        Laplacian(ksize=3, spatial_dims=3)
+    with pytest.raises(ValueError, match="Laplacian: `ksize`"):
+        Laplacian(ksize=2)
