@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from references import PADDINGS
+from references import PADDINGS, pad
 
 from torchgrad import Hessian, hessian
 
@@ -16,13 +16,18 @@ SECOND = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
 SMOOTH = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
 DIFF = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
 KERNELS = [SECOND[:, None] * SMOOTH[None, :], DIFF[:, None] * DIFF[None, :], SMOOTH[:, None] * SECOND[None, :]]
-CV2_BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE, "zeros": cv2.BORDER_CONSTANT}
+CV2_BORDERS = {
+    "reflect": cv2.BORDER_REFLECT_101,
+    "replicate": cv2.BORDER_REPLICATE,
+    "zeros": cv2.BORDER_CONSTANT,
+    "symmetric": cv2.BORDER_REFLECT,
+}
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_matches_padded_convolution(padding: str) -> None:
     x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
-    xp = F.pad(x, (1, 1, 1, 1), mode="constant" if padding == "zeros" else padding)
+    xp = pad(x, 1, padding, 2)
     refs = [F.conv2d(xp, k.expand(3, 1, 3, 3), groups=3) for k in KERNELS]
     for normalized, scale in ((False, 1), (True, 4)):
         outputs = hessian(x, padding=padding, normalized=normalized)

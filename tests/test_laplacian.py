@@ -9,7 +9,7 @@ import pytest
 import scipy.ndimage
 import torch
 import torch.nn.functional as F
-from references import PADDINGS
+from references import PADDINGS, pad
 
 from torchgrad import Laplacian, laplacian
 
@@ -17,11 +17,16 @@ KERNELS = {
     1: [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
     3: [[2.0, 0.0, 2.0], [0.0, -8.0, 0.0], [2.0, 0.0, 2.0]],
 }
-CV2_BORDERS = {"reflect": cv2.BORDER_REFLECT_101, "replicate": cv2.BORDER_REPLICATE, "zeros": cv2.BORDER_CONSTANT}
+CV2_BORDERS = {
+    "reflect": cv2.BORDER_REFLECT_101,
+    "replicate": cv2.BORDER_REPLICATE,
+    "zeros": cv2.BORDER_CONSTANT,
+    "symmetric": cv2.BORDER_REFLECT,
+}
 
 
 def _padded(x: torch.Tensor, padding: str, spatial_dims: int) -> torch.Tensor:
-    return F.pad(x, (1, 1) * spatial_dims, mode="constant" if padding == "zeros" else padding)
+    return pad(x, 1, padding, spatial_dims)
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -58,7 +63,13 @@ def test_matches_opencv(padding: str, ksize: int) -> None:
 @pytest.mark.parametrize("spatial_dims", [2, 3])
 def test_matches_scipy_laplace(spatial_dims: int) -> None:
     image = np.random.default_rng(spatial_dims).normal(size=(5, 6, 7)[-spatial_dims:])
-    for padding, mode in (("reflect", "mirror"), ("replicate", "nearest"), ("zeros", "constant"), ("circular", "wrap")):
+    for padding, mode in (
+        ("reflect", "mirror"),
+        ("replicate", "nearest"),
+        ("zeros", "constant"),
+        ("circular", "wrap"),
+        ("symmetric", "reflect"),
+    ):
         ref = torch.from_numpy(scipy.ndimage.laplace(image, mode=mode))
         torch.testing.assert_close(laplacian(torch.from_numpy(image), padding=padding, spatial_dims=spatial_dims), ref)
 

@@ -10,7 +10,13 @@ from references import PADDINGS
 
 from torchgrad import Prewitt, prewitt
 
-SCIPY_MODES = {"reflect": "mirror", "replicate": "nearest", "zeros": "constant", "circular": "wrap"}
+SCIPY_MODES = {
+    "reflect": "mirror",
+    "replicate": "nearest",
+    "zeros": "constant",
+    "circular": "wrap",
+    "symmetric": "reflect",
+}
 
 
 def _scipy_prewitt(x: torch.Tensor, padding: str, spatial_dims: int) -> list[torch.Tensor]:
