@@ -250,6 +250,12 @@ CASES = [
     Case(GradientLoss, {"operator": "central", "reduction": "none"}, (*IMAGES, MASK), _functional(gradient_loss)),
     Case(GradientLoss, {"operator": "diff", "p": 2}, VOLUMES, _functional(gradient_loss)),
     Case(
+        GradientLoss,
+        {"operator": "diff", "penalty": "charbonnier", "eps": 0.5, "reduction": "sum"},
+        (*IMAGES, MASK),
+        _functional(gradient_loss),
+    ),
+    Case(
         GradientDifferenceLoss,
         {"alpha": 1.5, "operator": "sobel", "reduction": "none", "padding": "replicate", "normalized": True},
         IMAGES,
