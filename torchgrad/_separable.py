@@ -77,6 +77,11 @@ class Separable:
         return Separable(tuple(tuple(stencil.support() for stencil in chain) for chain in self.chains))
 
     @property
+    def outputs(self) -> int:
+        """The number of output components (one per chain)."""
+        return len(self.chains)
+
+    @property
     def spatial_dims(self) -> int:
         return max(-stencil.dim for chain in self.chains for stencil in chain)
 
