@@ -208,10 +208,14 @@ def mprnet_laplacian(current: torch.Tensor, kernel: torch.Tensor) -> torch.Tenso
     return current - filtered
 
 
-def mprnet_edge_loss(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3, reduction: str = "mean") -> torch.Tensor:
+def mprnet_edge_loss(
+    x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3, reduction: str = "mean", kernel: torch.Tensor | None = None
+) -> torch.Tensor:
     """MPRNet's ``EdgeLoss()(x, y)`` on ``(N, C, H, W)``: the Charbonnier loss between the Laplacian bands
-    (``reduction="sum"``/``"none"``: the same per-element values summed or kept)."""
-    kernel = mprnet_gaussian_kernel(x.shape[1], x.dtype, x.device)
+    (``reduction="sum"``/``"none"``: the same per-element values summed or kept). ``kernel``: the Gaussian built
+    once, as MPRNet's ``__init__`` builds it (by default built here)."""
+    if kernel is None:
+        kernel = mprnet_gaussian_kernel(x.shape[1], x.dtype, x.device)
     diff = mprnet_laplacian(x, kernel) - mprnet_laplacian(y, kernel)
     per = torch.sqrt((diff * diff) + (eps * eps))
     return {"mean": torch.mean(per), "sum": torch.sum(per), "none": per}[reduction]

@@ -15,6 +15,7 @@ from torchgrad._internal import slabs
 from torchgrad.losses._penalties import L1, Charbonnier, EdgeAware, GradientDifference, Penalty, SquaredL2
 from torchgrad.losses.functional import (
     edge_aware_smoothness_loss,
+    edge_loss,
     gradient_difference_loss,
     gradient_loss,
     total_variation_loss,
@@ -47,6 +48,8 @@ LOSSES: dict[str, Loss] = {
     "edge_aware_smoothness_loss-unnormalized": (
         lambda x, y, m, r: edge_aware_smoothness_loss(x, y, normalize=False, reduction=r)
     ),
+    "edge_loss": lambda x, y, m, r: edge_loss(x, y, reduction=r),
+    "edge_loss-eps0.1": lambda x, y, m, r: edge_loss(x, y, eps=0.1, reduction=r),
 }
 MASKED = [name for name in LOSSES if name.startswith("gradient_loss")]
 
