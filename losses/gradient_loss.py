@@ -26,6 +26,7 @@ from ._fused import FusedLoss, reduced_penalty
 from ._penalties import L1, Charbonnier, Penalty, SquaredL2
 
 PENALTIES = ("l1", "l2", "charbonnier")
+CHARBONNIER_EPS = 1e-3  # MPRNet's
 
 
 def _check_options(
@@ -59,12 +60,13 @@ def _check_penalty(
         if eps is not None:
             raise ValueError(f"{fn}: `eps` applies to penalty='charbonnier' only, got eps={eps!r} with {penalty!r}")
         return PENALTIES.index(penalty) + 1, penalty, None
-    return None, penalty, 1e-3 if eps is None else eps
+    return None, penalty, CHARBONNIER_EPS if eps is None else eps
 
 
 def _penalty(penalty: str, eps: Optional[float]) -> Penalty:
-    if penalty == "charbonnier":
-        return Charbonnier(1e-3 if eps is None else eps)
+    """The penalty :func:`_check_penalty` resolved (``eps`` is set for ``"charbonnier"`` alone)."""
+    if eps is not None:
+        return Charbonnier(eps)
     return L1() if penalty == "l1" else SquaredL2()
 
 
