@@ -35,6 +35,7 @@ from _harness import (  # noqa: E402
 
 from torchgrad.losses import (  # noqa: E402
     EdgeAwareSmoothnessLoss,
+    EdgeLoss,
     GradientDifferenceLoss,
     GradientLoss,
     GradientMatchingLoss,
@@ -82,13 +83,17 @@ def main() -> None:
 
 
 def gradient_losses(args: argparse.Namespace) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from references import mprnet_edge_loss, mprnet_gaussian_kernel
+
     device = torch.device(args.device)
     torch.manual_seed(0)
     x = torch.rand(*args.shape, device=device, requires_grad=True)
     y = torch.rand(*args.shape, device=device)
     disparity = torch.rand(args.shape[0], 1, *args.shape[2:], device=device, requires_grad=True)
     usual = usual_forms()
-    edge_aware = EdgeAwareSmoothnessLoss()
+    edge_aware, edge = EdgeAwareSmoothnessLoss(), EdgeLoss()
+    kernel = mprnet_gaussian_kernel(x.shape[1], x.dtype, device)  # MPRNet builds it once, in __init__
     cases: list[tuple[str, Callable[[], torch.Tensor], torch.Tensor]] = [
         ('GradientLoss("sobel", p=1)', lambda: GradientLoss("sobel", p=1)(x, y), x),
         ("kornia spatial_gradient + l1_loss", lambda: usual["kornia spatial_gradient + l1_loss"](x, y), x),
@@ -98,6 +103,8 @@ def gradient_losses(args: argparse.Namespace) -> None:
         ("TotalVariationLoss()", lambda: TotalVariationLoss()(x), x),
         ("TotalVariationLoss(isotropic=True)", lambda: TotalVariationLoss(isotropic=True)(x), x),
         ("EdgeAwareSmoothnessLoss() on (N, 1, H, W)", lambda: edge_aware(disparity, x.detach()), disparity),
+        ("EdgeLoss()", lambda: edge(x, y), x),
+        ("MPRNet EdgeLoss (reference)", lambda: mprnet_edge_loss(x, y, kernel=kernel), x),
     ]
 
     def step(loss: Callable[[], torch.Tensor], leaf: torch.Tensor) -> Callable[[], None]:
@@ -116,12 +123,15 @@ def gradient_losses(args: argparse.Namespace) -> None:
     ms = dict(zip([c[0] for c in cases], times))
     per = dict(zip([c[0] for c in cases], saved))
     sobel_l1, diff_l2 = 'GradientLoss("sobel", p=1)', 'GradientLoss("diff", p=2)'
+    mprnet = "MPRNet EdgeLoss (reference)"
     checks = verdict_rows(
         [
             ("kornia form / " + sobel_l1, ms["kornia spatial_gradient + l1_loss"] / ms[sobel_l1], ">= 6"),
             ("torchmetrics form / " + diff_l2, ms["torchmetrics image_gradients + mse_loss"] / ms[diff_l2], ">= 2"),
             ("bytes saved per input element, " + sobel_l1, per[sobel_l1], "<= 1"),
             ("bytes saved per input element, " + diff_l2, per[diff_l2], "<= 1"),
+            ("MPRNet form / EdgeLoss(), fwd+bwd", ms[mprnet] / ms["EdgeLoss()"], ">= 3"),
+            ("bytes saved per input element, EdgeLoss()", per["EdgeLoss()"], "<= 0"),
         ]
     )
     table = markdown_table(["loss", "forward+backward ms", "saved for backward (bytes / input element)"], rows)
@@ -132,7 +142,7 @@ def gradient_losses(args: argparse.Namespace) -> None:
         f"python benchmarks/bench_losses.py --device {args.device}",
         f"{environment(device)}; medians of {args.repeats} runs, interleaved. Saved bytes exclude references to the"
         " inputs themselves (they exist anyway); the edge-aware loss is measured on a one-channel disparity with the"
-        " same batch and size",
+        " same batch and size; MPRNet's EdgeLoss is its code as tests/references.py keeps it",
         [table, summary],
         write=not args.no_write,
     )

@@ -1,15 +1,17 @@
 """Loss layers built on torchgrad's operators, following ``torch.nn`` loss conventions.
 
 Gradient losses (``GradientLoss``, ``GradientDifferenceLoss``, ``TotalVariationLoss``,
-``EdgeAwareSmoothnessLoss``, each with a functional twin in :mod:`torchgrad.losses.functional`) and VGG
-losses on a frozen, truncated torchvision network (``VGGFeatures``, ``PerceptualLoss``,
-``StyleLoss``, ``PerceptualGradientLoss``). Depth losses with the field's masks and reductions
-(``ScaleAndShiftInvariantLoss``, ``GradientMatchingLoss``, ``ScaleInvariantLogLoss``, and ``scale_and_shift``).
+``EdgeAwareSmoothnessLoss``, MPRNet's ``EdgeLoss``, each with a functional twin in
+:mod:`torchgrad.losses.functional`) and VGG losses on a frozen, truncated torchvision network
+(``VGGFeatures``, ``PerceptualLoss``, ``StyleLoss``, ``PerceptualGradientLoss``). Depth losses with the
+field's masks and reductions (``ScaleAndShiftInvariantLoss``, ``GradientMatchingLoss``,
+``ScaleInvariantLogLoss``, and ``scale_and_shift``).
 """
 
 from . import functional
 from .alignment import scale_and_shift
 from .edge_aware_smoothness_loss import EdgeAwareSmoothnessLoss
+from .edge_loss import EdgeLoss
 from .gradient_difference_loss import GradientDifferenceLoss
 from .gradient_loss import GradientLoss
 from .gradient_matching_loss import GradientMatchingLoss
@@ -23,6 +25,7 @@ from .vgg import VGGFeatures, WeightsUnavailableError, layer_names
 
 __all__ = [
     "EdgeAwareSmoothnessLoss",
+    "EdgeLoss",
     "GradientDifferenceLoss",
     "GradientLoss",
     "GradientMatchingLoss",

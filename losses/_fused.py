@@ -1,6 +1,7 @@
 """The fused loss Function: a penalty on a linear operator's outputs, with a hand-written backward.
 
-:class:`FusedLoss` names the operator, the :class:`~._penalties.Penalty` and optional weights per
+:class:`FusedLoss` names the operator (a :class:`~torchgrad._internal.Separable`, or any
+:class:`FusedOperator`), the :class:`~._penalties.Penalty` and optional weights per
 output component; :func:`penalty_call` runs it inside one ``torch.autograd.Function`` (returning
 the total, or the per-element map) that saves only references to its inputs (no new memory) and
 recomputes the operator's outputs in backward. The Function reads the penalty's properties only:
@@ -14,12 +15,12 @@ computation dtype with torch's pairwise summation, and the small partial sums ad
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Protocol, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from torchgrad._internal import Separable, apply_adjoint, apply_operator, needs_traceable_code, slabs
+from torchgrad._internal import apply_adjoint, apply_operator, needs_traceable_code, slabs
 
 from ._penalties import Penalty
 
@@ -29,11 +30,30 @@ def _partials_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
+class FusedOperator(Protocol):
+    """What the Function needs of a linear operator acting on the last ``spatial_dims`` axes, as
+    :class:`~torchgrad._internal.Separable` provides it: ``A x`` and ``A^T g`` as eager code (writing into
+    its own temporaries) or ``traceable`` code, the number of outputs, and the operator with absolute
+    weights (for masks)."""
+
+    @property
+    def n_outputs(self) -> int: ...
+
+    @property
+    def spatial_dims(self) -> int: ...
+
+    def apply(self, x: Tensor, traceable: bool = False) -> tuple[Tensor, ...]: ...
+
+    def adjoint(self, grads: Sequence[Optional[Tensor]], traceable: bool = False) -> Tensor: ...
+
+    def support(self) -> FusedOperator: ...
+
+
 @dataclass(frozen=True)
 class FusedLoss:
     """``penalty`` on each output component of ``op``, the component's values multiplied by ``weights[k]``."""
 
-    op: Separable
+    op: FusedOperator
     penalty: Penalty
     weights: Optional[tuple[float, ...]] = None
 
@@ -60,7 +80,7 @@ def reduced_penalty(
     return total.to(dtype)
 
 
-def _count(op: Separable, x: Tensor, mask: Optional[Tensor]) -> Union[Tensor, int]:
+def _count(op: FusedOperator, x: Tensor, mask: Optional[Tensor]) -> Union[Tensor, int]:
     """The number of gradient elements that count for ``"mean"`` (at least 1 under a mask)."""
     if mask is None:
         return op.n_outputs * x.numel()
@@ -69,7 +89,7 @@ def _count(op: Separable, x: Tensor, mask: Optional[Tensor]) -> Union[Tensor, in
         return (len(invalid) * mask.numel() - torch.stack([i.sum() for i in invalid]).sum()).clamp_min(1)
 
 
-def _invalid_elements(op: Separable, mask: Tensor) -> tuple[Tensor, ...]:
+def _invalid_elements(op: FusedOperator, mask: Tensor) -> tuple[Tensor, ...]:
     """Per output component, where the stencil reads a sample that is not valid in ``mask``."""
     return tuple(c != 0 for c in op.support().apply((~mask).to(torch.float32)))
 

@@ -67,6 +67,24 @@ class SquaredL2(Penalty):
 
 
 @dataclass(frozen=True)
+class Charbonnier(Penalty):
+    """``sqrt((a - b)^2 + eps^2)``: a smooth L1 (Charbonnier et al. 1994), MPRNet's loss; ``eps > 0``."""
+
+    linear: ClassVar[bool] = True
+    eps: float = 1e-3
+
+    def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
+        if traceable:
+            return torch.sqrt(a * a + self.eps**2)
+        return a.square_().add_(self.eps**2).sqrt_()
+
+    def derivatives(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> tuple[Tensor, Optional[Tensor]]:
+        if traceable:
+            return a * torch.rsqrt(a * a + self.eps**2), None
+        return a.mul_(torch.square(a).add_(self.eps**2).rsqrt_()), None
+
+
+@dataclass(frozen=True)
 class GradientDifference(Penalty):
     """``||a| - |b||^alpha``, the gradient difference loss of Mathieu et al. (2016)."""
 

@@ -2,6 +2,7 @@
 
 from .alignment import scale_and_shift
 from .edge_aware_smoothness_loss import edge_aware_smoothness_loss
+from .edge_loss import edge_loss
 from .gradient_difference_loss import gradient_difference_loss
 from .gradient_loss import gradient_loss
 from .gradient_matching_loss import gradient_matching_loss
@@ -11,6 +12,7 @@ from .total_variation_loss import total_variation_loss
 
 __all__ = [
     "edge_aware_smoothness_loss",
+    "edge_loss",
     "gradient_difference_loss",
     "gradient_loss",
     "gradient_matching_loss",

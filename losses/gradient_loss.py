@@ -1,4 +1,4 @@
-"""L1 / L2 distance between image gradients, fused through linearity into one operator pass."""
+"""L1 / L2 / Charbonnier distance between image gradients, fused through linearity into one operator pass."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from torchgrad._internal import (
     REGISTRY,
     check_batch,
     check_bool,
+    check_choice,
     check_int_choice,
     check_like,
     check_mask,
+    check_number,
     check_operator,
     check_padding,
     check_reduction,
@@ -22,23 +24,51 @@ from torchgrad._internal import (
 
 from ._autocast import autocast_off, autocast_pair, result_dtype
 from ._fused import FusedLoss, reduced_penalty
-from ._penalties import L1, SquaredL2
+from ._penalties import L1, Charbonnier, Penalty, SquaredL2
+
+PENALTIES = ("l1", "l2", "charbonnier")
+CHARBONNIER_EPS = 1e-3  # MPRNet's
 
 
 def _check_options(
     fn: str, operator: object, p: object, reduction: object, padding: object, normalized: object
-) -> tuple[str, int, str, Optional[str], bool]:
-    """``(operator, p, reduction, padding, normalized)``, checked for ``fn``."""
+) -> tuple[str, Optional[int], str, Optional[str], bool]:
+    """``(operator, p, reduction, padding, normalized)``, checked for ``fn`` (``p`` may be None)."""
     padding = None if padding is None else check_padding(fn, "padding", padding)
     normalized = check_bool(fn, "normalized", normalized)
     operator = check_operator(fn, "operator", operator, OPERATORS, padding, normalized)
     return (
         operator,
-        check_int_choice(fn, "p", p, (1, 2)),
+        None if p is None else check_int_choice(fn, "p", p, (1, 2)),
         check_reduction(fn, "reduction", reduction),
         padding,
         normalized,
     )
+
+
+def _check_penalty(
+    fn: str, p: Optional[int], penalty: object, eps: object
+) -> tuple[Optional[int], str, Optional[float]]:
+    """``(p, penalty, eps)`` resolved: ``p=1`` is ``penalty="l1"``, ``p=2`` is ``"l2"``, neither is ``"l1"``;
+    ``eps`` (default 1e-3) goes with ``"charbonnier"`` alone, which has no ``p``."""
+    penalty = None if penalty is None else check_choice(fn, "penalty", penalty, PENALTIES)
+    eps = None if eps is None else check_number(fn, "eps", eps, positive=True)
+    named = None if p is None else PENALTIES[p - 1]
+    if penalty is not None and named is not None and penalty != named:
+        raise ValueError(f"{fn}: `p={p}` is penalty={named!r} and contradicts `penalty={penalty!r}`: give one of them")
+    penalty = penalty or named or "l1"
+    if penalty != "charbonnier":
+        if eps is not None:
+            raise ValueError(f"{fn}: `eps` applies to penalty='charbonnier' only, got eps={eps!r} with {penalty!r}")
+        return PENALTIES.index(penalty) + 1, penalty, None
+    return None, penalty, CHARBONNIER_EPS if eps is None else eps
+
+
+def _penalty(penalty: str, eps: Optional[float]) -> Penalty:
+    """The penalty :func:`_check_penalty` resolved (``eps`` is set for ``"charbonnier"`` alone)."""
+    if eps is not None:
+        return Charbonnier(eps)
+    return L1() if penalty == "l1" else SquaredL2()
 
 
 def check_pair(fn: str, input: object, target: object, operator: str) -> tuple[Tensor, Tensor]:
@@ -55,24 +85,27 @@ def gradient_loss(
     mask: Optional[Tensor] = None,
     *,
     operator: str = "sobel",
-    p: int = 1,
+    p: Optional[int] = None,
     reduction: str = "mean",
     padding: Optional[str] = None,
     normalized: bool = False,
+    penalty: Optional[str] = None,
+    eps: Optional[float] = None,
 ) -> Tensor:
-    r"""L1 (``p=1``) or squared L2 (``p=2``) distance between the image gradients of two images.
+    r"""L1 (``p=1``), squared L2 (``p=2``) or Charbonnier distance between the image gradients of two images.
 
     .. math:: \ell = \operatorname{reduce}_{c, d, \text{pixels}} |g_d(\text{input}) - g_d(\text{target})|^p
 
+    (or, with ``penalty="charbonnier"``, ``sqrt((g_d(input) - g_d(target))^2 + eps^2)`` per element),
     with ``g_d`` the components of ``operator`` (``"diff"``: :func:`torchgrad.image_gradients`,
     ``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"central"``: :func:`torchgrad.gradient` over the spatial
     axes), or its second derivatives: ``"laplacian"`` (one component, :func:`torchgrad.laplacian` with
     ``ksize=1``; MegaDepth's second-order matching is ``GradientLoss("laplacian")`` with a mask),
     ``"hessian"`` (three, :func:`torchgrad.hessian`). The operators are linear, so this is
     ``|A (input - target)|^p``: one operator pass, inside one autograd Function whose backward
-    (``A^T sign(A d)`` or ``A^T 2 A d``) is written by hand and saves only references to ``input``,
-    ``target`` and ``mask``. ``"mean"`` averages over every element of every component:
-    ``gradient_loss(x, y)`` equals TensorFlow's ``reduce_mean(abs(sobel_edges(x) - sobel_edges(y)))``.
+    (``A^T sign(A d)``, ``A^T 2 A d`` or ``A^T (A d / sqrt((A d)^2 + eps^2))``) is written by hand and saves
+    only references to ``input``, ``target`` and ``mask``. ``"mean"`` averages over every element of every
+    component: ``gradient_loss(x, y)`` equals TensorFlow's ``reduce_mean(abs(sobel_edges(x) - sobel_edges(y)))``.
 
     Args:
         input: ``(N, C, H, W)`` images or ``(N, C, D, H, W)`` volumes (``"scharr"``, ``"hessian"``: images
@@ -83,12 +116,15 @@ def gradient_loss(
             divides by the number that count (a batch where none counts gives 0).
         operator: ``"diff"``, ``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"central"``, ``"laplacian"`` or
             ``"hessian"``.
-        p: 1 for L1, 2 for the squared error.
+        p: 1 for L1, 2 for the squared error; the same as ``penalty="l1"`` or ``"l2"`` (default: L1).
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         padding: border mode of the filters (``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"laplacian"``,
             ``"hessian"``); ``None`` takes their default, reflect.
         normalized: divide the filter so that it returns the derivative itself of a polynomial of its
             order (Sobel by 8, Scharr by 32, Prewitt by 6, the Hessian by 4, ``"laplacian"`` by 1).
+        penalty: ``"l1"``, ``"l2"`` (squared) or ``"charbonnier"``; a ``p`` that says otherwise is an error.
+        eps: the Charbonnier penalty's ``eps``, a finite positive number (default 1e-3, MPRNet's); only with
+            ``penalty="charbonnier"``.
 
     Returns:
         A scalar, or with ``reduction="none"`` the per-element loss stacked as ``(N, C, K, H, W)``
@@ -102,9 +138,12 @@ def gradient_loss(
         >>> input[..., 2:] = 1.0
         >>> gradient_loss(input, target, operator="diff", p=2)
         tensor(0.1250)
+        >>> gradient_loss(input, target, operator="diff", penalty="charbonnier", eps=0.5)
+        tensor(0.5773)
     """
     fn = "gradient_loss"
     operator, p, reduction, padding, normalized = _check_options(fn, operator, p, reduction, padding, normalized)
+    p, penalty, eps = _check_penalty(fn, p, penalty, eps)
     input, target = check_pair(fn, input, target, operator)
     mask = check_mask(fn, "mask", mask, input)
     spatial_dims = input.dim() - 2
@@ -112,7 +151,7 @@ def gradient_loss(
     input, target = autocast_pair(input, target)
     with autocast_off(input.device):
         op = operator_by_name(fn, operator, input, padding, normalized, spatial_dims)
-        loss = FusedLoss(op, L1() if p == 1 else SquaredL2())
+        loss = FusedLoss(op, _penalty(penalty, eps))
         return reduced_penalty(input, target, mask, loss, reduction, dtype)
 
 
@@ -123,19 +162,27 @@ class GradientLoss(nn.Module):
         >>> criterion = GradientLoss("diff", p=2)
         >>> criterion(torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)).shape
         torch.Size([])
+        >>> GradientLoss(penalty="charbonnier")
+        GradientLoss(operator='sobel', penalty='charbonnier', eps=0.001, reduction='mean')
     """
 
     def __init__(
         self,
         operator: str = "sobel",
-        p: int = 1,
+        p: Optional[int] = None,
         reduction: str = "mean",
         padding: Optional[str] = None,
         normalized: bool = False,
+        *,
+        penalty: Optional[str] = None,
+        eps: Optional[float] = None,
     ) -> None:
         super().__init__()
-        options = _check_options(type(self).__name__, operator, p, reduction, padding, normalized)
-        self.operator, self.p, self.reduction, self.padding, self.normalized = options
+        fn = type(self).__name__
+        self.operator, p, self.reduction, self.padding, self.normalized = _check_options(
+            fn, operator, p, reduction, padding, normalized
+        )
+        self.p, self.penalty, self.eps = _check_penalty(fn, p, penalty, eps)
 
     def forward(self, input: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         return gradient_loss(
@@ -147,10 +194,13 @@ class GradientLoss(nn.Module):
             reduction=self.reduction,
             padding=self.padding,
             normalized=self.normalized,
+            penalty=self.penalty,
+            eps=self.eps,
         )
 
     def extra_repr(self) -> str:
-        options = f"operator={self.operator!r}, p={self.p}, reduction={self.reduction!r}"
+        penalty = f"p={self.p}" if self.eps is None else f"penalty={self.penalty!r}, eps={self.eps}"
+        options = f"operator={self.operator!r}, {penalty}, reduction={self.reduction!r}"
         if self.padding is not None:
             options += f", padding={self.padding!r}"
         return options + (", normalized=True" if self.normalized else "")

@@ -13,6 +13,9 @@ What each one reproduces:
 - ``naive_gradients``: every operator the losses use, by slicing (forward differences, TensorFlow's
   ``image_gradients``), ``torch.gradient`` (central differences) or padded ``conv2d``/``conv3d`` (Sobel, Scharr,
   Prewitt, and the Laplacian and Hessian with their explicit kernels, ``second_order_kernels``).
+- ``mprnet_edge_loss``: MPRNet's ``EdgeLoss`` (Zamir et al. 2021) as its code computes it: a Laplacian band from a
+  replicate-padded depthwise 5x5 Gaussian ``conv2d``, downsampling by slicing and zero-stuffed upsampling by
+  strided assignment, then the Charbonnier loss ``mean(sqrt(diff^2 + eps^2))``; any number of channels, any device.
 - ``save_random_weights``, ``reference_features``: random VGG weights saved as torchvision state-dict files, and the
   features of the full torchvision VGG (``torchvision.models.vgg16`` ...) with explicit ImageNet normalisation.
 """
@@ -233,6 +236,41 @@ def naive_gradients(
         y = conv(xp, kernel.expand(c, 1, *kernel.shape), groups=c)
         out.append(y / (2 * sum(SMOOTHING[operator]) ** (spatial - 1)) if normalized else y)
     return out
+
+
+def mprnet_gaussian_kernel(channels: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """MPRNet's 5x5 Gaussian, the outer product of ``[.05, .25, .4, .25, .05]``, repeated per channel."""
+    k = torch.tensor([[0.05, 0.25, 0.4, 0.25, 0.05]], dtype=dtype, device=device)
+    return torch.matmul(k.t(), k).unsqueeze(0).repeat(channels, 1, 1, 1)
+
+
+def mprnet_laplacian(current: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """MPRNet's ``EdgeLoss.laplacian_kernel``: ``current - conv_gauss(upsample(downsample(conv_gauss(current))))``."""
+
+    def conv_gauss(img: torch.Tensor) -> torch.Tensor:
+        n_channels, _, kw, kh = kernel.shape
+        img = F.pad(img, (kw // 2, kh // 2, kw // 2, kh // 2), mode="replicate")
+        return F.conv2d(img, kernel, groups=n_channels)
+
+    filtered = conv_gauss(current)  # filter
+    down = filtered[:, :, ::2, ::2]  # downsample
+    new_filter = torch.zeros_like(filtered)
+    new_filter[:, :, ::2, ::2] = down * 4  # upsample
+    filtered = conv_gauss(new_filter)  # filter
+    return current - filtered
+
+
+def mprnet_edge_loss(
+    x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3, reduction: str = "mean", kernel: torch.Tensor | None = None
+) -> torch.Tensor:
+    """MPRNet's ``EdgeLoss()(x, y)`` on ``(N, C, H, W)``: the Charbonnier loss between the Laplacian bands
+    (``reduction="sum"``/``"none"``: the same per-element values summed or kept). ``kernel``: the Gaussian built
+    once, as MPRNet's ``__init__`` builds it (by default built here)."""
+    if kernel is None:
+        kernel = mprnet_gaussian_kernel(x.shape[1], x.dtype, x.device)
+    diff = mprnet_laplacian(x, kernel) - mprnet_laplacian(y, kernel)
+    per = torch.sqrt((diff * diff) + (eps * eps))
+    return {"mean": torch.mean(per), "sum": torch.sum(per), "none": per}[reduction]
 
 
 # The VGG references import torchvision (and torchgrad.losses) only when called, so that the operator tests,

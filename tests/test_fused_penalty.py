@@ -1,10 +1,9 @@
 """The fused loss Function under every loss built on it: totals cut into uneven slabs, accuracy of the
-sums, the penalties' derivatives, and a penalty defined outside the library going through it all."""
+sums, the penalties' derivatives, and the Charbonnier penalty going through it all (forward mode, vmap)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, ClassVar, Optional
+from typing import Callable, Optional
 
 import pytest
 import torch
@@ -12,11 +11,11 @@ from references import naive_gradients
 from torch import Tensor
 
 import torchgrad._separable
-from torchgrad._internal import operator_by_name, slabs
-from torchgrad.losses import _fused
-from torchgrad.losses._penalties import L1, EdgeAware, GradientDifference, Penalty, SquaredL2
+from torchgrad._internal import slabs
+from torchgrad.losses._penalties import L1, Charbonnier, EdgeAware, GradientDifference, Penalty, SquaredL2
 from torchgrad.losses.functional import (
     edge_aware_smoothness_loss,
+    edge_loss,
     gradient_difference_loss,
     gradient_loss,
     total_variation_loss,
@@ -35,6 +34,9 @@ LOSSES: dict[str, Loss] = {
         for operator in ("diff", "sobel", "scharr", "central")
         for p in (1, 2)
     },
+    "gradient_loss-sobel-charbonnier": (
+        lambda x, y, m, r: gradient_loss(x, y, m, penalty="charbonnier", eps=0.1, reduction=r)
+    ),
     "gradient_difference_loss-diff": lambda x, y, m, r: gradient_difference_loss(x, y, reduction=r),
     "gradient_difference_loss-sobel-alpha1.5": (
         lambda x, y, m, r: gradient_difference_loss(x, y, alpha=1.5, operator="sobel", reduction=r)
@@ -46,6 +48,8 @@ LOSSES: dict[str, Loss] = {
     "edge_aware_smoothness_loss-unnormalized": (
         lambda x, y, m, r: edge_aware_smoothness_loss(x, y, normalize=False, reduction=r)
     ),
+    "edge_loss": lambda x, y, m, r: edge_loss(x, y, reduction=r),
+    "edge_loss-eps0.1": lambda x, y, m, r: edge_loss(x, y, eps=0.1, reduction=r),
 }
 MASKED = [name for name in LOSSES if name.startswith("gradient_loss")]
 
@@ -107,27 +111,8 @@ def test_totals_are_accurate(name: str, masked: bool, reduction: str, monkeypatc
     assert abs(LOSSES[name](x, y, mask, reduction).item() / exact - 1) <= 1e-5
 
 
-@dataclass(frozen=True)
-class Charbonnier(Penalty):
-    """``sqrt((a - b)^2 + eps^2)``, defined here: a new penalty is one class and nothing else."""
-
-    linear: ClassVar[bool] = True
-    eps: float = 0.5
-
-    def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
-        if traceable:
-            return torch.sqrt(a * a + self.eps**2)
-        return a.square_().add_(self.eps**2).sqrt_()
-
-    def derivatives(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> tuple[Tensor, Optional[Tensor]]:
-        if traceable:
-            return a * torch.rsqrt(a * a + self.eps**2), None
-        return a.mul_(a.square().add_(self.eps**2).rsqrt_()), None
-
-
 def _charbonnier(x: Tensor, y: Tensor, mask: Optional[Tensor], reduction: str) -> Tensor:
-    loss = _fused.FusedLoss(operator_by_name("test", "sobel", x, None, False, 2), Charbonnier())
-    return _fused.reduced_penalty(x, y, None if mask is None else mask.expand(x.shape), loss, reduction, x.dtype)
+    return gradient_loss(x, y, mask, operator="sobel", penalty="charbonnier", eps=0.5, reduction=reduction)
 
 
 def _plain_charbonnier(x: Tensor, y: Tensor, mask: Optional[Tensor], reduction: str) -> Tensor:
@@ -142,7 +127,7 @@ def _plain_charbonnier(x: Tensor, y: Tensor, mask: Optional[Tensor], reduction: 
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_a_penalty_defined_outside_goes_through_everything(reduction: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_charbonnier_penalty_goes_through_everything(reduction: str, monkeypatch: pytest.MonkeyPatch) -> None:
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(5, 2, 6, 7, dtype=torch.float64, generator=gen).requires_grad_()
     y = torch.randn(5, 2, 6, 7, dtype=torch.float64, generator=gen).requires_grad_()
@@ -170,7 +155,7 @@ def test_a_penalty_defined_outside_goes_through_everything(reduction: str, monke
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
-PENALTIES = [L1(), SquaredL2(), GradientDifference(1.0), GradientDifference(1.5), EdgeAware(), Charbonnier()]
+PENALTIES = [L1(), SquaredL2(), GradientDifference(1.0), GradientDifference(1.5), EdgeAware(), Charbonnier(0.5)]
 
 
 @pytest.mark.parametrize("penalty", PENALTIES, ids=lambda p: repr(p))

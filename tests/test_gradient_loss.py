@@ -15,9 +15,13 @@ from torchgrad.losses.functional import gradient_loss
 OPERATORS = ["diff", "sobel", "scharr", "central", "prewitt", "laplacian", "hessian"]
 
 
-def naive_loss(x, y, operator, p, reduction, mask=None, padding="reflect", normalized=False):
+def naive_loss(x, y, operator, p, reduction, mask=None, padding="reflect", normalized=False, eps=None):
+    """The loss by its formula; ``eps`` given: the Charbonnier penalty ``sqrt((a - b)^2 + eps^2)`` (``p`` unused)."""
     gx, gy = naive_gradients(x, operator, padding, normalized), naive_gradients(y, operator, padding, normalized)
-    per = torch.stack([(a - b).abs() ** p for a, b in zip(gx, gy)], dim=2)
+    if eps is None:
+        per = torch.stack([(a - b).abs() ** p for a, b in zip(gx, gy)], dim=2)
+    else:
+        per = torch.stack([torch.sqrt((a - b) ** 2 + eps**2) for a, b in zip(gx, gy)], dim=2)
     if mask is not None:
         # an element counts where no pixel its stencil reads is invalid
         invalid = (~mask.expand(x.shape)).to(x.dtype)
@@ -44,6 +48,76 @@ def test_matches_naive_autograd(operator: str, p: int, reduction: str) -> None:
     g_ref = torch.autograd.grad((ref * probe).sum(), (x, y))
     for a, b in zip(g_ours, g_ref):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+@pytest.mark.parametrize("masked", [False, True])
+def test_charbonnier_matches_its_formula(operator: str, masked: bool) -> None:
+    """``penalty="charbonnier"``: values and gradients (input and target) of every reduction against
+    ``sqrt((g(x) - g(y))^2 + eps^2)``, with and without a mask; the module is the function."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 7, 9, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randn(2, 3, 7, 9, dtype=torch.float64, generator=gen, requires_grad=True)
+    mask = torch.rand(2, 1, 7, 9, generator=gen) > 0.2 if masked else None
+    for reduction in ("mean", "sum", "none"):
+        for eps in (1e-3, 0.7):
+            ours = gradient_loss(x, y, mask, operator=operator, penalty="charbonnier", eps=eps, reduction=reduction)
+            ref = naive_loss(x, y, operator, None, reduction, mask=mask, eps=eps)
+            torch.testing.assert_close(ours, ref)
+            probe = torch.randn(ours.shape, dtype=ours.dtype, generator=gen)
+            for a, b in zip(
+                torch.autograd.grad((ours * probe).sum(), (x, y)), torch.autograd.grad((ref * probe).sum(), (x, y))
+            ):
+                torch.testing.assert_close(a, b)
+            module = GradientLoss(operator, penalty="charbonnier", eps=eps, reduction=reduction)
+            torch.testing.assert_close(module(x, y, mask), ours, rtol=0, atol=0)
+    default = gradient_loss(x, y, mask, operator=operator, penalty="charbonnier")
+    torch.testing.assert_close(default, naive_loss(x, y, operator, None, "mean", mask=mask, eps=1e-3))
+
+
+@pytest.mark.parametrize("operator", OPERATORS)
+def test_charbonnier_gradgradcheck(operator: str) -> None:
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(1, 1, 5, 6) > 0.2
+    for reduction, m in (("mean", mask), ("none", None)):
+        fn = lambda x, y: gradient_loss(  # noqa: E731
+            x, y, m, operator=operator, penalty="charbonnier", eps=0.3, reduction=reduction
+        )
+        assert torch.autograd.gradcheck(fn, (x, y))
+        assert torch.autograd.gradgradcheck(fn, (x, y))
+
+
+def test_p_and_penalty_name_one_penalty() -> None:
+    """``p=1`` is ``penalty="l1"``, ``p=2`` is ``"l2"``; either spelling gives the same loss, both may be given when
+    they agree, and a combination that contradicts itself is an error."""
+    x, y = torch.randn(2, 1, 6, 6, dtype=torch.float64), torch.randn(2, 1, 6, 6, dtype=torch.float64)
+    for p, name in ((1, "l1"), (2, "l2")):
+        expected = gradient_loss(x, y, p=p)
+        torch.testing.assert_close(expected, naive_loss(x, y, "sobel", p, "mean"))
+        for kwargs in (dict(penalty=name), dict(p=p, penalty=name)):
+            torch.testing.assert_close(gradient_loss(x, y, **kwargs), expected, rtol=0, atol=0)
+            assert GradientLoss(**kwargs).p == p
+    torch.testing.assert_close(gradient_loss(x, y), gradient_loss(x, y, p=1), rtol=0, atol=0)
+    cases = [
+        (dict(p=2, penalty="l1"), ValueError, "`p=2` is penalty='l2' and contradicts `penalty='l1'`"),
+        (dict(p=1, penalty="charbonnier"), ValueError, "`p=1` is penalty='l1' and contradicts `penalty='charbonnier'`"),
+        (dict(eps=0.1), ValueError, "`eps` applies to penalty='charbonnier' only, got eps=0.1 with 'l1'"),
+        (dict(p=2, eps=0.1), ValueError, "`eps` applies to penalty='charbonnier' only"),
+        (dict(penalty="huber"), ValueError, "`penalty` must be one of 'l1', 'l2', 'charbonnier', got 'huber'"),
+        (dict(penalty=1), TypeError, "`penalty` must be one of"),
+        (dict(penalty="charbonnier", eps=0.0), ValueError, "`eps` must be a positive number, got 0.0"),
+        (dict(penalty="charbonnier", eps=-1e-3), ValueError, "`eps` must be a positive number"),
+        (dict(penalty="charbonnier", eps=float("inf")), ValueError, "`eps` must be finite, got inf"),
+        (dict(penalty="charbonnier", eps=float("nan")), ValueError, "`eps` must be finite"),
+        (dict(penalty="charbonnier", eps=True), TypeError, "`eps` must be a real number, got True"),
+        (dict(penalty="charbonnier", eps="1e-3"), TypeError, "`eps` must be a real number"),
+    ]
+    for kwargs, error, message in cases:
+        with pytest.raises(error, match=message):
+            GradientLoss(**kwargs)
+        with pytest.raises(error, match=message):
+            gradient_loss(x, y, **kwargs)
 
 
 @pytest.mark.parametrize("operator", ["diff", "sobel", "central"])
@@ -349,6 +423,11 @@ def test_repr() -> None:
     assert (
         repr(GradientLoss("sobel", padding="zeros", normalized=True))
         == "GradientLoss(operator='sobel', p=1, reduction='mean', padding='zeros', normalized=True)"
+    )
+    assert repr(GradientLoss(penalty="l2")) == "GradientLoss(operator='sobel', p=2, reduction='mean')"
+    assert (
+        repr(GradientLoss("diff", penalty="charbonnier", eps=0.25, reduction="sum"))
+        == "GradientLoss(operator='diff', penalty='charbonnier', eps=0.25, reduction='sum')"
     )
 
 

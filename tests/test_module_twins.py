@@ -24,6 +24,7 @@ import torchgrad.losses
 from torchgrad import Gradient, GradientMagnitude, Hessian, ImageGradients, Laplacian, Prewitt, Scharr, Sobel
 from torchgrad.losses import (
     EdgeAwareSmoothnessLoss,
+    EdgeLoss,
     GradientDifferenceLoss,
     GradientLoss,
     GradientMatchingLoss,
@@ -38,6 +39,7 @@ from torchgrad.losses import (
 )
 from torchgrad.losses.functional import (
     edge_aware_smoothness_loss,
+    edge_loss,
     gradient_difference_loss,
     gradient_loss,
     gradient_matching_loss,
@@ -273,6 +275,12 @@ CASES = [
     ),
     Case(
         GradientLoss,
+        {"operator": "diff", "penalty": "charbonnier", "eps": 0.5, "reduction": "sum"},
+        (*IMAGES, MASK),
+        _functional(gradient_loss),
+    ),
+    Case(
+        GradientLoss,
         {"operator": "hessian", "p": 2, "normalized": True},
         (*IMAGES, MASK),
         _functional(gradient_loss),
@@ -299,6 +307,7 @@ CASES = [
     ),
     Case(TotalVariationLoss, {"p": 2, "reduction": "none"}, VOLUMES[:1], _functional(total_variation_loss)),
     Case(EdgeAwareSmoothnessLoss, _EDGE_AWARE, (DISPARITY, COLOUR), _functional(edge_aware_smoothness_loss)),
+    Case(EdgeLoss, {"eps": 0.5, "reduction": "none"}, IMAGES, _functional(edge_loss)),
     Case(
         GradientMatchingLoss,
         {"scales": 2, "reduction": "image-based"},

@@ -20,6 +20,7 @@ import torchgrad.losses.vgg as vgg_module
 from torchgrad import GradientError, tf_compat
 from torchgrad.losses import (
     EdgeAwareSmoothnessLoss,
+    EdgeLoss,
     GradientDifferenceLoss,
     GradientLoss,
     PerceptualGradientLoss,
@@ -32,6 +33,7 @@ from torchgrad.losses import (
 )
 from torchgrad.losses.functional import (
     edge_aware_smoothness_loss,
+    edge_loss,
     gradient_difference_loss,
     gradient_loss,
     total_variation_loss,
@@ -260,6 +262,8 @@ NUMBER_CALLS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "gradient_magnitude": ("eps", lambda v: torchgrad.gradient_magnitude(IMAGES, eps=v)),
     "TotalVariationLoss": ("eps", lambda v: TotalVariationLoss(isotropic=True, eps=v)),
     "total_variation_loss": ("eps", lambda v: total_variation_loss(IMAGES, isotropic=True, eps=v)),
+    "EdgeLoss": ("eps", lambda v: EdgeLoss(eps=v)),
+    "edge_loss": ("eps", lambda v: edge_loss(IMAGES, IMAGES, eps=v)),
     "PerceptualGradientLoss.gradient_weight": (
         "gradient_weight",
         lambda v: _vgg(PerceptualGradientLoss, gradient_weight=v),
@@ -314,16 +318,16 @@ def test_spatial_dims_must_be_an_int(fn: str, call: Callable[[Any], Any], value:
 
 
 @pytest.mark.parametrize(
-    "call, name",
+    "call, name, optional",
     [
-        (lambda v: GradientLoss(p=v), "p"),
-        (lambda v: gradient_loss(IMAGES, IMAGES, p=v), "p"),
-        (lambda v: TotalVariationLoss(p=v), "p"),
-        (lambda v: total_variation_loss(IMAGES, p=v), "p"),
+        (lambda v: GradientLoss(p=v), "p", True),  # None: the penalty says (L1 by default)
+        (lambda v: gradient_loss(IMAGES, IMAGES, p=v), "p", True),
+        (lambda v: TotalVariationLoss(p=v), "p", False),
+        (lambda v: total_variation_loss(IMAGES, p=v), "p", False),
     ],
 )
-def test_p_must_be_the_int_1_or_2(call: Callable[[Any], Any], name: str) -> None:
-    for value in (2.0, True, None):
+def test_p_must_be_the_int_1_or_2(call: Callable[[Any], Any], name: str, optional: bool) -> None:
+    for value in (2.0, True, "1") if optional else (2.0, True, None):
         _error(TypeError, lambda: call(value), name, repr(value))
     _error(ValueError, lambda: call(3), name, "3")
     assert call(np.int64(2)) is not None  # NumPy integers are ints
@@ -384,6 +388,8 @@ OPERATOR_CALLS: dict[str, tuple[str, Callable[[torch.Tensor], Any]]] = {
     "TotalVariationLoss": ("input", lambda t: TotalVariationLoss()(t)),
     "edge_aware_smoothness_loss": ("disparity", lambda t: edge_aware_smoothness_loss(t, IMAGES)),
     "EdgeAwareSmoothnessLoss": ("image", lambda t: EdgeAwareSmoothnessLoss()(GREY, t)),
+    "edge_loss": ("input", lambda t: edge_loss(t, t)),
+    "EdgeLoss": ("input", lambda t: EdgeLoss()(t, t)),
     "VGGFeatures": ("x", lambda t: _vgg()(t)),
     "PerceptualLoss": ("input", lambda t: _vgg(PerceptualLoss)(t, t)),
     "StyleLoss": ("target", lambda t: _vgg(StyleLoss)(IMAGES, t)),
@@ -458,6 +464,7 @@ META_LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "TotalVariationLoss": lambda t: TotalVariationLoss()(t),
     "TotalVariationLoss_isotropic": lambda t: TotalVariationLoss(isotropic=True)(t),
     "EdgeAwareSmoothnessLoss": lambda t: EdgeAwareSmoothnessLoss()(t[:, :1], t),
+    "EdgeLoss": lambda t: EdgeLoss()(t, t),
     "PerceptualLoss": lambda t: _vgg(PerceptualLoss).to(t.device, t.dtype)(t, t),
     "StyleLoss": lambda t: _vgg(StyleLoss).to(t.device, t.dtype)(t, t[:1]),
     "PerceptualGradientLoss": lambda t: _vgg(PerceptualGradientLoss).to(t.device, t.dtype)(t, t),

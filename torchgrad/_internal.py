@@ -14,6 +14,8 @@ arguments with the checks the operators use.
   ``"prewitt"``, ``"laplacian"``, ``"hessian"`` as the losses name them, and :data:`REGISTRY`, their
   descriptions (which spatial dims each takes, whether it takes ``padding``).
 - :func:`forward_difference_operator`: :func:`torchgrad.image_gradients` as an operator.
+- :func:`padded_stencil`: one stencil along one axis, its border handled as a padding mode pads the input;
+  a :class:`Separable` of such stages is a new operator (the edge loss's Gaussian).
 - :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces.
 - :func:`needs_traceable_code`: whether a tensor needs plain, out-of-place tensor operations (under
   ``torch.compile`` or a ``torch.func`` transform) instead of eager code writing through ``out=``.
@@ -26,6 +28,7 @@ from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._named import OPERATORS, operator_by_name
 from ._registry import REGISTRY
 from ._separable import Separable, needs_traceable_code, slabs
+from ._stencil import padded_stencil
 from ._validation import (
     DEPTH_REDUCTIONS,
     FLOATING,
@@ -38,6 +41,7 @@ from ._validation import (
     check_depth_batch,
     check_device,
     check_dtype,
+    check_image,
     check_int,
     check_int_choice,
     check_like,
@@ -72,6 +76,7 @@ __all__ = [
     "check_depth_batch",
     "check_device",
     "check_dtype",
+    "check_image",
     "check_int",
     "check_int_choice",
     "check_like",
@@ -88,5 +93,6 @@ __all__ = [
     "forward_difference_operator",
     "needs_traceable_code",
     "operator_by_name",
+    "padded_stencil",
     "slabs",
 ]

@@ -173,7 +173,7 @@ def kernel_plan(op: Separable, shape: Sequence[int]) -> KernelPlan:
     if op.summed:
         raise Unsupported("outputs that are sums of chains (the Laplacian) are not served")
     ndim, shape = op.spatial_dims, tuple(shape)
-    if ndim > _AXES or ndim > len(shape):
+    if ndim > len(shape):
         raise Unsupported(f"the kernels run up to 3 spatial dims, the operator has {ndim} for shape {shape}")
     return _plan(tuple(tuple(_real(s, shape[s.dim]) for s in chain) for chain in op.chains), ndim, shape)
 
