@@ -3,7 +3,8 @@
 Forward differences (TensorFlow's ``image_gradients``), Sobel and Scharr filters, ``torch.gradient``
 compatible central differences and the gradient magnitude, as functions and modules. Every
 operator saves no tensors for backward, supports double backward, ``torch.func`` and
-``torch.compile``. TensorFlow's NHWC forms live in :mod:`torchgrad.tf_compat`; the losses built on
+``torch.compile``. TensorFlow's NHWC forms live in :mod:`torchgrad.tf_compat`, OpenCV's
+``(H, W[, C])`` filters in :mod:`torchgrad.cv2_compat`; the losses built on
 the operators in :mod:`torchgrad.losses` (imported on first use, so that the operators alone never
 import torchvision).
 """
@@ -11,7 +12,7 @@ import torchvision).
 import importlib
 from types import ModuleType
 
-from . import tf_compat
+from . import cv2_compat, tf_compat
 from .gradient import Gradient, GradientError, gradient
 from .image_gradients import ImageGradients, image_gradients
 from .magnitude import GradientMagnitude, gradient_magnitude
@@ -32,6 +33,7 @@ __all__ = [
     "sobel",
     "losses",
     "tf_compat",
+    "cv2_compat",
 ]
 __version__ = "0.1.0"
 
