@@ -318,8 +318,8 @@ def _check_orders(fn: str, dx: Any, dy: Any, ksize: Any, name: str = "Sobel") ->
     if ksize == FILTER_SCHARR:
         if dx + dy != 1:
             raise ValueError(
-                f"{fn}: {name}'s kernel is a first derivative: `dx` and `dy` must be (1, 0) or (0, 1), got "
-                f"dx={dx}, dy={dy}"
+                f"{fn}: `dx` and `dy` must be (1, 0) or (0, 1), as {name}'s kernel is a first derivative, "
+                f"got dx={dx}, dy={dy}"
             )
         return dx, dy, ksize
     if dx + dy == 0:
