@@ -63,14 +63,14 @@ def getDerivKernels(dx: int, dy: int, ksize: int) -> tuple[tuple[int, ...], tupl
     """``cv2.getDerivKernels(dx, dy, ksize)`` (unnormalised): the 1-D kernels ``(kx, ky)`` as tuples of ints.
 
     ``ksize`` 1 is a 3-tap derivative kernel along an axis with ``order > 0`` and no smoothing (``(1,)``) along
-    the other; ``ksize <= 0`` (:data:`FILTER_SCHARR`) gives Scharr's kernels. Otherwise the kernel of ``order`` is
+    the other; ``ksize <= 0`` (``FILTER_SCHARR``) gives Scharr's kernels. Otherwise the kernel of ``order`` is
     the coefficients of ``(1 + z) ** (ksize - order - 1) * (z - 1) ** order``: binomial smoothing times
     differences, as OpenCV builds it.
 
     Args:
         dx: derivative order along x (the columns), at least 0.
         dy: derivative order along y (the rows), at least 0; ``dx + dy > 0``.
-        ksize: 1, 3, 5, 7 (odd, more than ``dx`` and ``dy``), or :data:`FILTER_SCHARR` with ``dx + dy == 1``.
+        ksize: 1, 3, 5, 7 (odd, more than ``dx`` and ``dy``), or ``FILTER_SCHARR`` with ``dx + dy == 1``.
 
     Returns:
         ``(kx, ky)``: the kernel applied along the columns and the one along the rows; tap ``t`` of a ``k``-tap
@@ -104,14 +104,14 @@ def Sobel(
 
     Args:
         src: ``(H, W)`` or ``(H, W, C)`` floating tensor (float16, bfloat16, float32 or float64).
-        ddepth: ``-1`` (``src``'s dtype), :data:`CV_32F` (from float32 or half precision) or :data:`CV_64F`.
+        ddepth: ``-1`` (``src``'s dtype), ``CV_32F`` (from float32 or half precision) or ``CV_64F``.
         dx: derivative order along x (the columns).
         dy: derivative order along y (the rows); ``dx + dy > 0``.
-        ksize: 1, 3, 5 or 7, more than ``dx`` and ``dy``; :data:`FILTER_SCHARR` (-1) for Scharr's 3x3 kernel.
+        ksize: 1, 3, 5 or 7, more than ``dx`` and ``dy``; ``FILTER_SCHARR`` (-1) for Scharr's 3x3 kernel.
         scale: factor applied to the derivative.
         delta: value added to the result.
-        borderType: :data:`BORDER_DEFAULT` (= :data:`BORDER_REFLECT_101`), :data:`BORDER_CONSTANT` (zeros),
-            :data:`BORDER_REPLICATE` or :data:`BORDER_REFLECT`, optionally or-ed with :data:`BORDER_ISOLATED`.
+        borderType: ``BORDER_DEFAULT`` (= ``BORDER_REFLECT_101``), ``BORDER_CONSTANT`` (zeros),
+            ``BORDER_REPLICATE`` or ``BORDER_REFLECT``, optionally or-ed with ``BORDER_ISOLATED``.
 
     Returns:
         A tensor shaped like ``src``, of ``ddepth``'s dtype.
@@ -150,7 +150,7 @@ def Scharr(
 
     Args:
         src: ``(H, W)`` or ``(H, W, C)`` floating tensor.
-        ddepth: ``-1``, :data:`CV_32F` or :data:`CV_64F`, as for :func:`Sobel`.
+        ddepth: ``-1``, ``CV_32F`` or ``CV_64F``, as for :func:`Sobel`.
         dx: 1 for the derivative along x, else 0.
         dy: 1 for the derivative along y, else 0; ``dx + dy == 1``.
         scale: factor applied to the derivative.
@@ -191,7 +191,7 @@ def Laplacian(
 
     Args:
         src: ``(H, W)`` or ``(H, W, C)`` floating tensor.
-        ddepth: ``-1``, :data:`CV_32F` or :data:`CV_64F`, as for :func:`Sobel`.
+        ddepth: ``-1``, ``CV_32F`` or ``CV_64F``, as for :func:`Sobel`.
         ksize: 1, 3, 5 or 7.
         scale: factor applied to the Laplacian.
         delta: value added to the result.
@@ -227,7 +227,7 @@ def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAUL
     Args:
         src: ``(H, W)`` or ``(H, W, C)`` floating tensor.
         ksize: 3, the only size OpenCV takes.
-        borderType: :data:`BORDER_DEFAULT` (= :data:`BORDER_REFLECT_101`) or :data:`BORDER_REPLICATE`, the
+        borderType: ``BORDER_DEFAULT`` (= ``BORDER_REFLECT_101``) or ``BORDER_REPLICATE``, the
             two OpenCV takes.
 
     Returns:
@@ -296,7 +296,7 @@ def _check_ddepth(fn: str, ddepth: Any, src: Tensor) -> torch.dtype:
 
 
 def _check_ksize(fn: str, ksize: Any, scharr: bool) -> int:
-    """An odd kernel size from 1 to :data:`MAX_KSIZE`; any ``ksize <= 0`` (FILTER_SCHARR) where ``scharr``."""
+    """An odd kernel size from 1 to ``MAX_KSIZE``; any ``ksize <= 0`` (FILTER_SCHARR) where ``scharr``."""
     ksize = _check_int(fn, "ksize", ksize)
     if scharr and ksize <= 0:
         return FILTER_SCHARR
