@@ -275,3 +275,22 @@ def test_adjoint_identity(ksize: int, border: int) -> None:
         y = cv2_compat.Sobel(x, -1, dx, dy, ksize=ksize, borderType=border)
         (grad,) = torch.autograd.grad(y, x, g)
         torch.testing.assert_close(torch.vdot(y.flatten(), g.flatten()), torch.vdot(x.flatten(), grad.flatten()))
+
+
+def test_layout_and_module_surface() -> None:
+    """Results are contiguous (H, W, C) tensors like their input; the constants are OpenCV's."""
+    src = torch.randn(5, 4, 3)
+    assert cv2_compat.Laplacian(src, -1, ksize=3).is_contiguous()
+    channels = [cv2_compat.Sobel(src[..., c].contiguous(), -1, 1, 1) for c in range(3)]
+    torch.testing.assert_close(cv2_compat.Sobel(src, -1, 1, 1), torch.stack(channels, dim=-1))
+    for name in cv2_compat.__all__:
+        if name.isupper():
+            assert getattr(cv2_compat, name) == getattr(cv2, name), name
+    assert not hasattr(cv2_compat, "BORDER_WRAP")
+
+
+def test_torch_compile() -> None:
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: cv2_compat.Sobel(x, -1, 1, 1, ksize=3, delta=0.5), fullgraph=True)
+    src = torch.randn(6, 7, 3)
+    torch.testing.assert_close(compiled(src), cv2_compat.Sobel(src, -1, 1, 1, ksize=3, delta=0.5))

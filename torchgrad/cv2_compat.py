@@ -385,7 +385,7 @@ def _chain(src: Tensor, kx: Sequence[int], ky: Sequence[int], scale: float, padd
     """``kx`` along the columns of ``src``, then ``ky`` along its rows (OpenCV's order), ``scale`` folded into
     the last; a one-tap kernel (``(1,)``, no smoothing) is no stage."""
     rows, cols = (-3, -2) if src.dim() == 3 else (-2, -1)
-    stages = [(dim, taps) for dim, taps in ((cols, kx), (rows, ky)) if len(taps) > 1]
+    stages: list[tuple[int, Sequence[float]]] = [(dim, taps) for dim, taps in ((cols, kx), (rows, ky)) if len(taps) > 1]
     stages[-1] = (stages[-1][0], [scale * w for w in stages[-1][1]])
     return tuple(_stencil(dim, src.shape[dim], taps, padding) for dim, taps in stages)
 
