@@ -287,6 +287,10 @@ def test_layout_and_module_surface() -> None:
         if name.isupper():
             assert getattr(cv2_compat, name) == getattr(cv2, name), name
     assert not hasattr(cv2_compat, "BORDER_WRAP")
+    image = _image((4, 5), torch.float64)
+    for border in (cv2.BORDER_ISOLATED, cv2.BORDER_REPLICATE | cv2.BORDER_ISOLATED):  # ISOLATED alone: CONSTANT
+        expected = cv2.Sobel(image, -1, 1, 1, borderType=border)
+        np.testing.assert_allclose(cv2_compat.Sobel(torch.from_numpy(image), -1, 1, 1, borderType=border), expected)
 
 
 def test_torch_compile() -> None:
