@@ -131,7 +131,7 @@ def Sobel(
     dx, dy, ksize = _check_orders(fn, dx, dy, ksize)
     scale, delta, padding = _check_affine(fn, scale, delta, borderType)
     kx, ky = _kernel(dx, ksize), _kernel(dy, ksize)
-    return _filter(src, dtype, [(kx, ky)], scale, delta, padding)
+    return _filter(src, dtype, dtype, [(kx, ky)], scale, delta, padding)
 
 
 def Scharr(
@@ -172,7 +172,7 @@ def Scharr(
     dtype = _check_ddepth(fn, ddepth, src)
     dx, dy, ksize = _check_orders(fn, dx, dy, FILTER_SCHARR, "Scharr")
     scale, delta, padding = _check_affine(fn, scale, delta, borderType)
-    return _filter(src, dtype, [(_kernel(dx, ksize), _kernel(dy, ksize))], scale, delta, padding)
+    return _filter(src, dtype, dtype, [(_kernel(dx, ksize), _kernel(dy, ksize))], scale, delta, padding)
 
 
 def Laplacian(
@@ -191,7 +191,7 @@ def Laplacian(
 
     Args:
         src: ``(H, W)`` or ``(H, W, C)`` floating tensor.
-        ddepth: ``-1``, ``CV_32F`` or ``CV_64F``, as for :func:`Sobel`.
+        ddepth: ``-1``, ``CV_32F`` or ``CV_64F``; with ``ksize`` 1 or 3 only ``src``'s own depth, as in OpenCV.
         ksize: 1, 3, 5 or 7.
         scale: factor applied to the Laplacian.
         delta: value added to the result.
@@ -210,11 +210,13 @@ def Laplacian(
     """
     fn = "cv2_compat.Laplacian"
     src = _check_src(fn, src)
-    dtype = _check_ddepth(fn, ddepth, src)
     ksize = _check_ksize(fn, ksize, scharr=False)
+    # 3x3 kernels filter in src's depth; larger ones in float32, or float64 for float64 src, into any depth
+    dtype = _check_ddepth(fn, ddepth, src, widen=ksize > 3, narrow=ksize > 3)
+    compute = dtype if ksize <= 3 else torch.float64 if src.dtype == torch.float64 else torch.float32
     scale, delta, padding = _check_affine(fn, scale, delta, borderType)
     d2, smooth = _kernel(2, ksize), _kernel(0, ksize)
-    return _filter(src, dtype, [(d2, smooth), (smooth, d2)], scale, delta, padding)
+    return _filter(src, compute, dtype, [(d2, smooth), (smooth, d2)], scale, delta, padding)
 
 
 def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAULT) -> tuple[Tensor, Tensor]:
@@ -276,23 +278,25 @@ def _check_src(fn: str, src: Any) -> Tensor:
     return src
 
 
-def _check_ddepth(fn: str, ddepth: Any, src: Tensor) -> torch.dtype:
-    """The dtype of the result: ``src``'s for -1, float32 for CV_32F (not from float64), float64 for CV_64F."""
+def _check_ddepth(fn: str, ddepth: Any, src: Tensor, widen: bool = True, narrow: bool = False) -> torch.dtype:
+    """The dtype of the result: ``src``'s for -1, float32 for CV_32F, float64 for CV_64F, where OpenCV's filter
+    takes it: CV_64F from a narrower ``src`` where ``widen``, CV_32F from float64 where ``narrow``."""
     ddepth = _check_int(fn, "ddepth", ddepth)
-    if ddepth == -1:
-        return src.dtype
-    if ddepth == CV_64F:
-        return torch.float64
-    if ddepth == CV_32F and src.dtype != torch.float64:
-        return torch.float32
-    if ddepth == CV_32F:
-        raise ValueError(f"{fn}: `ddepth` CV_32F (5) from a float64 `src` is refused by OpenCV; use -1 or CV_64F")
     if ddepth in _INTEGER_DEPTHS:
         raise ValueError(
             f"{fn}: `ddepth` {_INTEGER_DEPTHS[ddepth]} ({ddepth}) is an integer depth, which rounds and "
             "saturates and has no gradient; use -1, CV_32F (5) or CV_64F (6) and round the result if needed"
         )
-    raise ValueError(f"{fn}: `ddepth` must be -1, CV_32F (5) or CV_64F (6), got {ddepth}")
+    if ddepth not in (-1, CV_32F, CV_64F):
+        raise ValueError(f"{fn}: `ddepth` must be -1, CV_32F (5) or CV_64F (6), got {ddepth}")
+    dtype = {-1: src.dtype, CV_32F: torch.float32, CV_64F: torch.float64}[ddepth]
+    if src.dtype != dtype and ((dtype == torch.float64 and not widen) or (src.dtype == torch.float64 and not narrow)):
+        name = "CV_64F (6)" if ddepth == CV_64F else "CV_32F (5)"
+        raise ValueError(
+            f"{fn}: `ddepth` {name} from a {src.dtype} `src` is refused by OpenCV for this filter and ksize; "
+            "use -1, or convert `src` first"
+        )
+    return dtype
 
 
 def _check_ksize(fn: str, ksize: Any, scharr: bool) -> int:
@@ -399,14 +403,16 @@ def _stencil(dim: int, size: int, taps: Sequence[float], padding: str) -> Stenci
 
 def _filter(
     src: Tensor,
+    compute: torch.dtype,
     dtype: torch.dtype,
     kernels: Sequence[tuple[tuple[int, ...], tuple[int, ...]]],
     scale: float,
     delta: float,
     padding: str,
 ) -> Tensor:
-    """The sum of the separable filters ``(kx, ky)`` of ``kernels`` on ``src``, computed in ``dtype``, times
-    ``scale``, plus ``delta``."""
-    src = src.to(dtype)
+    """The sum of the separable filters ``(kx, ky)`` of ``kernels`` on ``src``, computed in ``compute``, times
+    ``scale``, in ``dtype``, plus ``delta``."""
+    src = src.to(compute)
     (result,) = apply_operator(_Sum(Separable(tuple(_chain(src, kx, ky, scale, padding) for kx, ky in kernels))), src)
+    result = result.to(dtype)
     return result + delta if delta else result
