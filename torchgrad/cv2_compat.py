@@ -123,7 +123,7 @@ def Sobel(
                 [0., 4., 4., 0.],
                 [0., 4., 4., 0.]])
         >>> Sobel(src, CV_64F, 1, 0, ksize=5, scale=1 / 16)[0]
-        tensor([0.7500, 1.2500, 1.2500, 0.7500], dtype=torch.float64)
+        tensor([0., 3., 3., 0.], dtype=torch.float64)
     """
     fn = "cv2_compat.Sobel"
     src = _check_src(fn, src)
@@ -201,9 +201,9 @@ def Laplacian(
         A tensor shaped like ``src``, of ``ddepth``'s dtype.
 
     Example:
-        >>> src = torch.zeros(3, 3)
-        >>> src[1, 1] = 1.0
-        >>> Laplacian(src, -1)
+        >>> src = torch.zeros(5, 5)
+        >>> src[2, 2] = 1.0
+        >>> Laplacian(src, -1)[1:4, 1:4]
         tensor([[ 0.,  1.,  0.],
                 [ 1., -4.,  1.],
                 [ 0.,  1.,  0.]])
