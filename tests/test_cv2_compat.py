@@ -276,14 +276,18 @@ def test_differentiable(case: int) -> None:
 @pytest.mark.parametrize("border", BORDERS)
 @pytest.mark.parametrize("ksize", KSIZES)
 def test_adjoint_identity(ksize: int, border: int) -> None:
-    """<A x, g> == <x, A^T g>, with A^T g from the hand-written backward, on sizes down to one pixel."""
+    """<A x, g> == <x, A^T g> for Sobel and the Laplacian, with A^T g from the hand-written backward, on sizes down
+    to one pixel."""
     generator = torch.Generator().manual_seed(ksize + 100 * border)
     for shape, (dx, dy) in itertools.product(((1, 1), (2, 3), (5, 4, 2)), ((1, 0), (0, 1))):
         x = torch.randn(shape, dtype=torch.float64, generator=generator, requires_grad=True)
         g = torch.randn(shape, dtype=torch.float64, generator=generator)
-        y = cv2_compat.Sobel(x, -1, dx, dy, ksize=ksize, borderType=border)
-        (grad,) = torch.autograd.grad(y, x, g)
-        torch.testing.assert_close(torch.vdot(y.flatten(), g.flatten()), torch.vdot(x.flatten(), grad.flatten()))
+        outputs = [cv2_compat.Sobel(x, -1, dx, dy, ksize=ksize, borderType=border)]
+        if ksize > 0:
+            outputs.append(cv2_compat.Laplacian(x, -1, ksize=ksize, borderType=border))
+        for y in outputs:
+            (grad,) = torch.autograd.grad(y, x, g)
+            torch.testing.assert_close(torch.vdot(y.flatten(), g.flatten()), torch.vdot(x.flatten(), grad.flatten()))
 
 
 def test_layout_and_module_surface() -> None:
