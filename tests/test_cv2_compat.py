@@ -294,6 +294,8 @@ def test_layout_and_module_surface() -> None:
     """Results are contiguous (H, W, C) tensors like their input; the constants are OpenCV's."""
     src = torch.randn(5, 4, 3)
     assert cv2_compat.Laplacian(src, -1, ksize=3).is_contiguous()
+    view = torch.randn(3, 4, 5).permute(2, 1, 0)  # a non-contiguous (H, W, C) view
+    torch.testing.assert_close(cv2_compat.Laplacian(view, -1, ksize=3), cv2_compat.Laplacian(view.contiguous(), -1, 3))
     channels = [cv2_compat.Sobel(src[..., c].contiguous(), -1, 1, 1) for c in range(3)]
     torch.testing.assert_close(cv2_compat.Sobel(src, -1, 1, 1), torch.stack(channels, dim=-1))
     for name in cv2_compat.__all__:
