@@ -2,7 +2,8 @@
 
 What each one reproduces:
 
-- ``PADDINGS``, ``DEVICES``: the padding modes every filter takes; the devices a test runs on (CUDA when present).
+- ``PADDINGS``, ``DEVICES``: the padding modes every filter takes (torchgrad's ``PADDING_MODES``); the devices a test
+  runs on (CUDA when present). ``pad``: ``numpy.pad`` on tensors, every mode by its torchgrad name.
 - ``LINEAR_OPERATORS``, ``coordinate_operator``: the registry of linear operators (and option sets) that the
   property tests (gradcheck, adjoint identity, torch.func, compile) run over; ``gradient`` on a non-uniform grid.
 - ``tensorflow_sobel_edges``: TensorFlow's ``tf.image.sobel_edges`` (reflect padding, depthwise 3x3 correlation,
@@ -27,8 +28,9 @@ import torch
 import torch.nn.functional as F
 
 import torchgrad
+from torchgrad._stencil import PADDING_MODES
 
-PADDINGS = ("reflect", "replicate", "zeros", "circular")
+PADDINGS = PADDING_MODES
 DEVICES = [
     "cpu",
     pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
@@ -93,12 +95,34 @@ def tensorflow_sobel_edges(images: np.ndarray) -> np.ndarray:
     return out
 
 
+NUMPY_PAD_MODES = {
+    "reflect": "reflect",
+    "replicate": "edge",
+    "zeros": "constant",
+    "circular": "wrap",
+    "symmetric": "symmetric",
+}
+
+
+def pad(x: torch.Tensor, width: int, padding: str, spatial: int) -> torch.Tensor:
+    """``x`` padded by ``width`` on both sides of each of its last ``spatial`` axes, as ``numpy.pad`` pads
+    (the mode named as torchgrad names it; reflect and circular repeat past a short axis): differentiable."""
+    for d in range(-spatial, 0):
+        n = x.shape[d]
+        if padding == "zeros":
+            index = np.pad(np.arange(1, n + 1), width)  # 0: a zero sample
+            x = torch.cat([torch.zeros_like(x.narrow(d, 0, 1)), x], dim=d)
+        else:
+            index = np.pad(np.arange(n), width, mode=NUMPY_PAD_MODES[padding])
+        x = x.index_select(d, torch.as_tensor(index, device=x.device))
+    return x
+
+
 def conv_reference(x: torch.Tensor, smoothing: list[float], padding: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The 2-D filters as a padded depthwise conv2d, the usual hand-rolled way."""
-    mode = "constant" if padding == "zeros" else padding
     c = x.shape[1]
     kx = torch.tensor(smoothing, dtype=x.dtype)[:, None] * torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
-    xp = F.pad(x, (1, 1, 1, 1), mode=mode)
+    xp = pad(x, 1, padding, 2)
     dx = F.conv2d(xp, kx.expand(c, 1, 3, 3), groups=c)
     dy = F.conv2d(xp, kx.t().contiguous().expand(c, 1, 3, 3), groups=c)
     return dy, dx
@@ -143,8 +167,7 @@ def naive_gradients(
         return out
     s = torch.tensor(SMOOTHING[operator], dtype=x.dtype)
     diff = torch.tensor([-1.0, 0.0, 1.0], dtype=x.dtype)
-    mode = "constant" if padding == "zeros" else padding
-    xp = F.pad(x, (1, 1) * spatial, mode=mode)
+    xp = pad(x, 1, padding, spatial)
     c = x.shape[1]
     out = []
     for axis in range(spatial):

@@ -30,7 +30,7 @@ def derivative_operator(
     axes = range(-spatial_dims, 0)
     chains = []
     for axis in axes:
-        stages = [padded_stencil(a, image.shape[a], smoothing, padding) for a in axes if a != axis]
-        stages.append(padded_stencil(axis, image.shape[axis], DIFFERENCE, padding, divisor=norm))
+        stages = [padded_stencil(a, smoothing, padding) for a in axes if a != axis]
+        stages.append(padded_stencil(axis, DIFFERENCE, padding, divisor=norm))
         chains.append(tuple(stages))
     return Separable(tuple(chains))

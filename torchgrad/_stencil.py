@@ -1,14 +1,31 @@
-"""Three-tap stencils along one axis, and their exact adjoints.
+"""Stencils of up to seven taps along one axis, and their exact adjoints.
 
-A :class:`Stencil` maps a tensor to one of the same shape along one axis of size ``n``::
+A :class:`Stencil` maps a tensor to one of the same shape along one axis of size ``n``. Its ``k``
+taps (``k`` odd, at most :data:`MAX_TAPS`; ``h = k // 2``) are centred: tap ``t`` multiplies
+``x[i - h + t]``::
 
-    y[i] = (w0[i] * x[i-1] + w1[i] * x[i] + w2[i] * x[i+1]) / divisor      for 0 < i < n-1
-    y[0], y[n-1]: explicit rows, each a short weighted sum of samples of x
+    y[i] = sum_t w_t[i] * x[i - h + t] / divisor        interior rows: every tap inside the axis
+    rows near the edges: border rows, each a short weighted sum of samples of x
 
-The interior taps are scalars (a uniform stencil) or tensors with one value per interior row (a
-non-uniform grid). The two border rows say how the stencil meets the edge: a padding mode (reflect,
-replicate, zeros, circular) folds the out-of-range taps back onto samples of ``x``, and
-``torch.gradient`` puts its one-sided differences there.
+The taps are scalars (a uniform stencil) or, for three taps, tensors with one value per interior row
+(``torch.gradient``'s non-uniform grids). The border rows say how the stencil meets the edge: a
+padding mode (:data:`PADDING_MODES`) pads the input once, as a convolution pads it, and folds each
+out-of-range tap back onto a sample of ``x``; ``torch.gradient`` puts explicit one-sided differences
+there. A uniform stencil holds no size: its border rows count samples from the start (``k >= 0``) or
+from the end (``k < 0``: ``-1`` is the last sample), and the size is read from the tensor at each
+call, so one description serves every shape (under ``torch.compile(dynamic=True)``, a symbolic size;
+only axes shorter than a few samples, :meth:`Stencil.min_size`, are specialised).
+
+Padding modes, and what they do where the kernel reaches past a short axis (sizes 1..7 with 7 taps):
+
+- ``reflect`` (``numpy.pad`` ``"reflect"``, OpenCV ``BORDER_REFLECT_101``): ``x[-j] = x[j]``; it
+  reflects again and again (period ``2 (n - 1)``) where the reach exceeds ``n - 1``, as ``numpy.pad``
+  does (``torch.nn.functional.pad`` refuses that); needs ``n >= 2``.
+- ``symmetric`` (``numpy.pad`` ``"symmetric"``, OpenCV ``BORDER_REFLECT``, SciPy's ``"reflect"``):
+  ``x[-j] = x[j - 1]``; repeated with period ``2 n``; any ``n >= 1`` (``n = 1`` copies the sample).
+- ``replicate``: the edge sample, any ``n``. ``zeros``: zero, any ``n``.
+- ``circular``: ``x[j mod n]``, wrapping as many times as needed, any ``n``.
+- ``valid`` (internal, ``tf.image.image_gradients``): a row whose non-zero taps reach past the edge is zero.
 
 Every operator of torchgrad is a chain of such stencils, so this file is where the arithmetic lives.
 The adjoint ``A^T g`` is computed directly (never by autograd): the interior columns with the
@@ -40,7 +57,8 @@ from torch import Tensor
 
 Weight = Union[int, float, complex, Tensor]
 
-PADDING_MODES = ("reflect", "replicate", "zeros", "circular")
+PADDING_MODES = ("reflect", "replicate", "zeros", "circular", "symmetric")
+MAX_TAPS = 7
 
 
 def _is_zero(w: Weight) -> bool:
@@ -115,60 +133,166 @@ def _accumulate_into(out: Tensor, terms: Sequence[tuple[Weight, Tensor]], diviso
 
 @dataclass(frozen=True)
 class Row:
-    """One border row: ``sum(w * x[k] for k, w in terms) / divisor`` (zero when ``terms`` is empty)."""
+    """One border row: ``sum(w * x[k] for k, w in terms) / divisor`` (zero when ``terms`` is empty).
+
+    ``k >= 0`` counts from the start of the axis, ``k < 0`` from its end (``-1``: the last sample).
+    """
 
     terms: tuple[tuple[int, Weight], ...]
     divisor: Weight = 1
 
 
+def source(k: int, n: int, padding: str) -> Optional[int]:
+    """The sample that index ``k`` of a padded axis of ``n`` samples copies; ``None``: a zero (or, for
+    ``"valid"``, a row that is zero)."""
+    if 0 <= k < n:
+        return k
+    if padding == "replicate":
+        return 0 if k < 0 else n - 1
+    if padding == "circular":
+        return k % n
+    if padding == "reflect":
+        k %= 2 * (n - 1)
+        return k if k < n else 2 * (n - 1) - k
+    if padding == "symmetric":
+        k %= 2 * n
+        return k if k < n else 2 * n - 1 - k
+    return None
+
+
+def _fold_start(p: int, padding: str) -> Optional[int]:
+    """Where index ``p < 0`` (before the start) lands, counted from the nearer end, on an axis long enough."""
+    return {"reflect": -p, "symmetric": -p - 1, "replicate": 0, "circular": p}.get(padding)
+
+
+def _fold_end(e: int, padding: str) -> Optional[int]:
+    """Where index ``n + e`` (``e >= 0``, past the end) lands, counted from the nearer end."""
+    return {"reflect": -2 - e, "symmetric": -1 - e, "replicate": -1, "circular": e}.get(padding)
+
+
 @dataclass(frozen=True)
 class Stencil:
-    """A three-tap stencil along ``dim`` (negative) of a tensor of size ``size`` there."""
+    """A stencil of ``len(taps)`` centred taps along ``dim`` (negative) of a tensor of any size.
+
+    ``head`` holds rows ``0, 1, ...`` and ``tail`` rows ``..., n - 2, n - 1``; the rows between follow
+    the taps. ``padding`` (a mode of :data:`PADDING_MODES`, or ``"valid"``) says how ``head`` and
+    ``tail`` were folded, so that axes shorter than :meth:`min_size` get their rows from it; ``None``
+    for explicit rows (which such axes then take first ``head``, then ``tail``). Build padded stencils
+    with :func:`padded_stencil`. ``dtype``: the result dtype (the input's when ``None``).
+    """
 
     dim: int
-    size: int
-    taps: tuple[Weight, Weight, Weight]
-    divisor: Weight
-    first: Row
-    last: Row
+    taps: tuple[Weight, ...]
+    divisor: Weight = 1
+    head: tuple[Row, ...] = ()
+    tail: tuple[Row, ...] = ()
+    padding: Optional[str] = None
     dtype: Optional[torch.dtype] = None
 
-    def _tap(self, t: int, row: int) -> Weight:
-        """The weight that interior row ``row`` gives to ``x[row - 1 + t]``."""
-        w = self.taps[t]
-        return w[row - 1] if isinstance(w, Tensor) else w
+    def __post_init__(self) -> None:
+        if len(self.taps) % 2 != 1 or len(self.taps) > MAX_TAPS:
+            raise ValueError(f"a stencil has an odd number of taps up to {MAX_TAPS}, got {len(self.taps)}")
 
-    def _tap_slice(self, t: int, start: int, length: int) -> Weight:
+    @property
+    def half(self) -> int:
+        """``h``: the taps reach ``h`` samples to either side."""
+        return len(self.taps) // 2
+
+    def min_size(self) -> int:
+        """The shortest axis on which ``head`` and ``tail`` serve as given (shorter axes get every row
+        explicitly, for their exact size): the border rows and the bands of columns that the adjoint
+        computes term by term stay apart, with at least one interior column between them."""
+        h, H, T = self.half, len(self.head), len(self.tail)
+        reads = [k for row in self.head + self.tail for k, _ in row.terms]
+        bh, bt = self._bands(reads)
+        return max(2 * h + 1, bh + bt + 1, bh + h + T, bt + h + H)
+
+    def _bands(self, reads: Sequence[int]) -> tuple[int, int]:
+        """How many columns at the start and at the end the adjoint computes term by term: those that
+        a border row reads, and those that read a border row through the taps."""
+        h, H, T = self.half, len(self.head), len(self.tail)
+        bh = max([H + h] + [k + 1 for k in reads if k >= 0])
+        bt = max([T + h] + [-k for k in reads if k < 0])
+        return bh, bt
+
+    def _rows(self, n: Union[int, torch.SymInt]) -> tuple[tuple[Row, ...], tuple[Row, ...], bool]:
+        """``(head, tail, regular)`` for an axis of ``n`` samples: the stencil's own rows and ``True`` when
+        ``n`` reaches :meth:`min_size` (a guard on a symbolic ``n``, not a specialisation), else every
+        row explicitly (in ``head``) and ``False``."""
+        if self.padding == "reflect" and n < 2:
+            raise ValueError(f"reflect padding needs at least 2 samples along dim {self.dim}, got {n}")
+        if n >= self.min_size():
+            return self.head, self.tail, True
+        size = int(n)
+        return tuple(self.row(i, size) for i in range(size)), (), False
+
+    def row(self, i: int, n: int) -> Row:
+        """Row ``i`` on an axis of ``n`` samples, as a :class:`Row` reading samples counted from the start."""
+        if self.padding is not None:
+            terms = []
+            for t, w in enumerate(self.taps):
+                if _is_zero(w):
+                    continue
+                k = source(i - self.half + t, n, self.padding)
+                if k is None:
+                    if self.padding == "valid":
+                        return Row((), self.divisor)
+                    continue
+                terms.append((k, self._tap(t, i, n)))
+            return Row(tuple(terms), self.divisor)
+        H, T = len(self.head), len(self.tail)
+        if i < H or i >= n - T:
+            row = self.head[i] if i < H else self.tail[i - n + T]
+            return Row(tuple((k if k >= 0 else n + k, w) for k, w in row.terms), row.divisor)
+        terms = [(i - self.half + t, self._tap(t, i, n)) for t, w in enumerate(self.taps) if not _is_zero(w)]
+        return Row(tuple(terms), self.divisor)
+
+    def _tap(self, t: int, i: int, n: Union[int, torch.SymInt]) -> Weight:
+        """The weight that interior row ``i`` (``i < 0``: counted from the end) gives to ``x[i - h + t]``."""
         w = self.taps[t]
-        return w[start : start + length] if isinstance(w, Tensor) else w
+        if not isinstance(w, Tensor):
+            return w
+        return w[(i if i >= 0 else n + i) - self.half]
+
+    def _tap_slice(self, t: int, start: int, length: Union[int, torch.SymInt]) -> Weight:
+        """The weights tap ``t`` gives to interior rows ``h + start .. h + start + length - 1``."""
+        w = self.taps[t]
+        return w.narrow(0, start, length) if isinstance(w, Tensor) else w
 
     def apply(self, x: Tensor, out: Optional[Tensor] = None, traceable: bool = False) -> Tensor:
         """``A x``, written into ``out`` when one is given; ``traceable`` uses plain tensor code."""
-        n, dim = self.size, self.dim
+        dim, h = self.dim, self.half
+        n = x.shape[dim]
         dtype = self.dtype or x.dtype
-        # A border row that is just the interior formula joins the bulk; the others are computed alone.
-        lo = 0 if n > 1 and self._regular(0, self.first) else 1
-        hi = n - 1 if n > 1 and self._regular(n - 1, self.last) else n - 2
-        m = hi - lo + 1
-        head = self._row(x, self.first, dtype) if lo == 1 else None
-        tail = self._row(x, self.last, dtype) if hi == n - 2 and n > 1 else None
-        bulk = [(w, x.narrow(dim, lo - 1 + t, m)) for t, w in enumerate(self.taps) if not _is_zero(w)] if m > 0 else []
+        head, tail, regular = self._rows(n)
+        H, T = len(head), len(tail)
+        m = n - H - T  # interior rows H .. n - T - 1: at least one when regular, none otherwise
+        rows = [self._sum_row(x, row, n, dtype) for row in head + tail]
+        taps = [t for t, w in enumerate(self.taps) if regular and not _is_zero(w)]
+        bulk = [(self._tap_slice(t, H - h, m), x.narrow(dim, H - h + t, m)) for t in taps]
         if traceable:
-            parts = [] if head is None else [head]
-            if m > 0:
+            parts = rows[:H]
+            if regular:
                 total = _weighted_sum(bulk, self.divisor)
-                parts.append(torch.zeros_like(x.narrow(dim, lo, m), dtype=dtype) if total is None else total.to(dtype))
-            parts += [] if tail is None else [tail]
+                parts.append(torch.zeros_like(x.narrow(dim, H, m), dtype=dtype) if total is None else total.to(dtype))
+                parts += rows[H:]
+            if not parts:
+                return torch.empty_like(x, dtype=dtype)
             return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
         if out is None:
             out = torch.empty_like(x, dtype=dtype)
-        if m > 0:
-            _weighted_sum_into(out.narrow(dim, lo, m), bulk, self.divisor)
-        if head is not None:
-            out.narrow(dim, 0, 1).copy_(head)
-        if tail is not None:
-            out.narrow(dim, n - 1, 1).copy_(tail)
+        if regular:
+            _weighted_sum_into(out.narrow(dim, H, m), bulk, self.divisor)
+        for i, row in enumerate(rows):
+            out.narrow(dim, i if i < H else n - H - T + i, 1).copy_(row)
         return out
+
+    def _sum_row(self, x: Tensor, row: Row, n: Union[int, torch.SymInt], dtype: torch.dtype) -> Tensor:
+        terms = [(w, x.narrow(self.dim, k if k >= 0 else n + k, 1)) for k, w in row.terms]
+        total = _weighted_sum(terms, row.divisor)
+        if total is None:
+            return torch.zeros_like(x.narrow(self.dim, 0, 1), dtype=dtype)
+        return total.to(dtype)
 
     def support(self) -> "Stencil":
         """The same stencil with every weight replaced by its absolute value (divisors by 1).
@@ -180,26 +304,11 @@ class Stencil:
         def magnitude(w: Weight) -> Weight:
             return w.abs() if isinstance(w, Tensor) else abs(w)
 
-        first, last = (Row(tuple((k, magnitude(w)) for k, w in row.terms)) for row in (self.first, self.last))
+        def rows(rows: tuple[Row, ...]) -> tuple[Row, ...]:
+            return tuple(Row(tuple((k, magnitude(w)) for k, w in row.terms)) for row in rows)
+
         taps = tuple(magnitude(w) for w in self.taps)
-        return Stencil(self.dim, self.size, taps, 1, first, last)  # type: ignore[arg-type]
-
-    def _regular(self, i: int, row: Row) -> bool:
-        """Whether border row ``i`` is the interior formula, reading only samples inside the axis."""
-        scalars = all(not isinstance(w, Tensor) for w in (*self.taps, self.divisor, row.divisor))
-        expected = tuple((i - 1 + t, w) for t, w in enumerate(self.taps) if not _is_zero(w))
-        return bool(
-            scalars
-            and row.divisor == self.divisor
-            and row.terms == expected
-            and all(0 <= k < self.size for k, _ in expected)
-        )
-
-    def _row(self, x: Tensor, row: Row, dtype: torch.dtype) -> Tensor:
-        total = _weighted_sum([(w, x.narrow(self.dim, k, 1)) for k, w in row.terms], row.divisor)
-        if total is None:
-            return torch.zeros_like(x.narrow(self.dim, 0, 1), dtype=dtype)
-        return total.to(dtype)
+        return Stencil(self.dim, taps, 1, rows(self.head), rows(self.tail), self.padding)
 
     def adjoint(
         self, g: Tensor, out: Optional[Tensor] = None, accumulate: bool = False, traceable: bool = False
@@ -209,90 +318,93 @@ class Stencil:
         With ``accumulate``, ``A^T g`` is added to ``out`` instead of overwriting it; ``traceable``
         uses plain tensor code (and takes neither).
         """
-        n, dim = self.size, self.dim
-        # Columns within three samples of an edge gather their terms one by one: they meet the border
-        # rows, whose samples (padding folds, one-sided differences) all lie in that band.
-        near = sorted({j for j in (0, 1, 2, n - 3, n - 2, n - 1) if 0 <= j < n})
-        edges = {j: self._column(g, j) for j in near}
-        m = n - 6  # columns 3 .. n-4 read interior rows only
-        interior = []
-        if m > 0:
-            divisor = _conj(self.divisor)
-            interior = [
-                (_conj(self._tap_slice(2, 1, m)), g.narrow(dim, 2, m)),
-                (_conj(self._tap_slice(1, 2, m)), g.narrow(dim, 3, m)),
-                (_conj(self._tap_slice(0, 3, m)), g.narrow(dim, 4, m)),
-            ]
+        dim, h = self.dim, self.half
+        n = g.shape[dim]
+        head, tail, regular = self._rows(n)
+        # Columns next to either edge gather their terms one by one: they meet the border rows, whose
+        # samples (padding folds, one-sided differences, circular wraps) all lie in these bands.
+        bh, bt = self._bands([k for row in head + tail for k, _ in row.terms]) if regular else (n, 0)
+        edges = [self._column(g, j, n, head, tail, regular) for j in list(range(bh)) + list(range(-bt, 0))]
+        m = n - bh - bt  # interior columns bh .. n - bt - 1 read interior rows only: at least one when regular
+        divisor = _conj(self.divisor)
+        taps = [t for t, w in enumerate(self.taps) if regular and not _is_zero(w)]
+        interior = [(_conj(self._tap_slice(t, bh - t, m)), g.narrow(dim, bh + h - t, m)) for t in taps]
         if traceable:
-            head = [edges[j] for j in near if j < 3]
-            tail = [edges[j] for j in near if j >= 3]
-            middle = []
-            if interior:
-                bulk = _weighted_sum([(w, t) for w, t in interior if not _is_zero(w)], divisor)
-                middle = [bulk if bulk is not None else torch.zeros_like(interior[0][1])]
-            parts = head + middle + tail
+            parts = edges[:bh]
+            if regular:
+                bulk = _weighted_sum(interior, divisor)
+                parts.append(torch.zeros_like(g.narrow(dim, bh, m)) if bulk is None else bulk)
+                parts += edges[bh:]
+            if not parts:
+                return torch.empty_like(g)
             return torch.cat(parts, dim) if len(parts) > 1 else parts[0]
         if out is None:
             out = torch.empty_like(g)
-        if interior and accumulate:
-            _accumulate_into(out.narrow(dim, 3, m), interior, divisor)
-        elif interior:
-            _weighted_sum_into(out.narrow(dim, 3, m), interior, divisor)
-        for j, column in edges.items():
-            edge = out.narrow(dim, j, 1)
+        if regular and accumulate:
+            _accumulate_into(out.narrow(dim, bh, m), interior, divisor)
+        elif regular:
+            _weighted_sum_into(out.narrow(dim, bh, m), interior, divisor)
+        for c, column in enumerate(edges):
+            edge = out.narrow(dim, c if c < bh else n - bh - bt + c, 1)
             edge.add_(column) if accumulate else edge.copy_(column)
         return out
 
-    def _column(self, g: Tensor, j: int) -> Tensor:
-        """Column ``j`` of ``A^T g``: every row of ``A`` that reads ``x[j]``, weighted."""
-        n, dim = self.size, self.dim
+    def _column(
+        self,
+        g: Tensor,
+        j: int,
+        n: Union[int, torch.SymInt],
+        head: tuple[Row, ...],
+        tail: tuple[Row, ...],
+        regular: bool,
+    ) -> Tensor:
+        """Column ``j`` (``j < 0``: counted from the end) of ``A^T g``: every row of ``A`` that reads ``x[j]``.
+
+        Only a regular layout has interior rows; its bands keep them clear of the far end."""
+        dim, h, H, T = self.dim, self.half, len(head), len(tail)
         terms: list[tuple[Weight, Tensor]] = []
-        for i in (j - 1, j, j + 1):
-            if 0 < i < n - 1:
-                w = self._tap(j - i + 1, i)
-                if not _is_zero(w):
-                    terms.append(
-                        (_conj(w) / _conj(self.divisor) if not _is_one(self.divisor) else _conj(w), g.narrow(dim, i, 1))
-                    )
-        border = [(0, self.first)] if n == 1 else [(0, self.first), (n - 1, self.last)]
-        for i, row in border:
+        for t in range(len(self.taps) if regular else 0):
+            i = j + h - t  # the interior row that reads x[j] with tap t, counted from the same end as j
+            if _is_zero(self.taps[t]) or not (H <= i if j >= 0 else i < -T):
+                continue
+            w = _conj(self._tap(t, i, n))
+            w = w / _conj(self.divisor) if not _is_one(self.divisor) else w
+            terms.append((w, g.narrow(dim, i if i >= 0 else n + i, 1)))
+        for r, row in enumerate(head + tail):
             for k, w in row.terms:
                 if k == j:
                     w = w / row.divisor if not _is_one(row.divisor) else w
-                    terms.append((_conj(w), g.narrow(dim, i, 1)))
+                    terms.append((_conj(w), g.narrow(dim, r if r < H else n - H - T + r, 1)))
         total = _weighted_sum(terms, 1)
-        return torch.zeros_like(g.narrow(dim, j, 1)) if total is None else total.to(g.dtype)
+        return torch.zeros_like(g.narrow(dim, 0, 1)) if total is None else total.to(g.dtype)
 
 
-def padded_stencil(dim: int, size: int, taps: tuple[int, int, int], padding: str, divisor: Weight = 1) -> Stencil:
+def padded_stencil(dim: int, taps: tuple[Weight, ...], padding: str, divisor: Weight = 1) -> Stencil:
     """The stencil ``taps`` along ``dim`` with the border handled as ``padding`` pads the input.
 
     ``padding`` is one of :data:`PADDING_MODES`, or ``"valid"``: a border row that would read past
-    the edge is zero (``tf.image.image_gradients``). ``reflect`` needs ``size >= 2``.
+    the edge is zero (``tf.image.image_gradients``). ``reflect`` needs 2 samples along ``dim``.
+    Border rows are the rows whose non-zero taps reach past the edge.
     """
+    if padding not in PADDING_MODES + ("valid",):
+        raise ValueError(f"padding must be one of {PADDING_MODES + ('valid',)}, got {padding!r}")
+    h = len(taps) // 2
+    used = [t for t, w in enumerate(taps) if not _is_zero(w)]
+    before = max(0, h - used[0]) if used else 0  # rows whose taps reach before the start
+    after = max(0, used[-1] - h) if used else 0
 
-    def source(k: int) -> Optional[int]:
-        if 0 <= k < size:
-            return k
-        if padding == "replicate":
-            return 0 if k < 0 else size - 1
-        if padding == "circular":
-            return k % size
-        if padding == "reflect":
-            return -k if k < 0 else 2 * (size - 1) - k
-        return None
-
-    def row(i: int) -> Row:
+    def row(i: int, from_end: bool) -> Row:
         terms = []
-        for t, w in enumerate(taps):
-            if _is_zero(w):
-                continue
-            k = source(i - 1 + t)
-            if k is None:
+        for t in used:
+            k = i - h + t
+            folded = k if (k >= 0) != from_end else (_fold_end(k, padding) if from_end else _fold_start(k, padding))
+            if folded is None:
                 if padding == "valid":
-                    return Row(())
+                    return Row((), divisor)
                 continue
-            terms.append((k, w))
+            terms.append((folded, taps[t]))
         return Row(tuple(terms), divisor)
 
-    return Stencil(dim, size, taps, divisor, row(0), row(size - 1))
+    head = tuple(row(i, False) for i in range(before))
+    tail = tuple(row(i, True) for i in range(-after, 0))
+    return Stencil(dim, tuple(taps), divisor, head, tail, padding)

@@ -119,19 +119,18 @@ def _scalar_result_dtype(dtype: torch.dtype, h: Union[int, float, complex]) -> t
 
 
 def _uniform_stencil(input: Tensor, dim: int, h: Union[int, float, complex], edge_order: int) -> Stencil:
-    n = input.shape[dim]
+    """Central differences of step ``h`` along ``dim``, for any size there (the border rows count from the ends)."""
     dtype = _scalar_result_dtype(input.dtype, h)
     if edge_order == 1:
         first = Row(((0, -1), (1, 1)), h)
-        last = Row(((n - 2, -1), (n - 1, 1)), h)
+        last = Row(((-2, -1), (-1, 1)), h)
     else:
         first = Row(((0, -1.5), (1, 2), (2, -0.5)), h)
-        last = Row(((n - 3, 0.5), (n - 2, -2), (n - 1, 1.5)), h)
-    return Stencil(dim, n, (-1, 0, 1), 2 * h, first, last, dtype)
+        last = Row(((-3, 0.5), (-2, -2), (-1, 1.5)), h)
+    return Stencil(dim, (-1, 0, 1), 2 * h, (first,), (last,), dtype=dtype)
 
 
 def _coordinate_stencil(input: Tensor, dim: int, coords: Tensor, edge_order: int) -> Stencil:
-    n = input.shape[dim]
     step = coords.diff()
     dx1, dx2 = step[:-1], step[1:]
     weights = (-dx2 / (dx1 * (dx1 + dx2)), (dx2 - dx1) / (dx1 * dx2), dx1 / (dx2 * (dx1 + dx2)))
@@ -140,7 +139,7 @@ def _coordinate_stencil(input: Tensor, dim: int, coords: Tensor, edge_order: int
     lower, centre, upper = (w.to(dtype).reshape(shape) for w in weights)
     if edge_order == 1:
         first = Row(((0, -1), (1, 1)), step[0])
-        last = Row(((n - 2, -1), (n - 1, 1)), step[-1])
+        last = Row(((-2, -1), (-1, 1)), step[-1])
     else:
         h0, h1 = step[0], step[1]
         first = Row(
@@ -153,12 +152,12 @@ def _coordinate_stencil(input: Tensor, dim: int, coords: Tensor, edge_order: int
         h0, h1 = step[-1], step[-2]
         last = Row(
             (
-                (n - 3, h0 / (h1 * (h0 + h1))),
-                (n - 2, -(h0 + h1) / (h0 * h1)),
-                (n - 1, (2 * h0 + h1) / (h0 * (h0 + h1))),
+                (-3, h0 / (h1 * (h0 + h1))),
+                (-2, -(h0 + h1) / (h0 * h1)),
+                (-1, (2 * h0 + h1) / (h0 * (h0 + h1))),
             )
         )
-    return Stencil(dim, n, (lower, centre, upper), 1, first, last, dtype)
+    return Stencil(dim, (lower, centre, upper), 1, (first,), (last,), dtype=dtype)
 
 
 class Gradient(nn.Module):

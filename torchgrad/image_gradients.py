@@ -47,7 +47,7 @@ def forward_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Se
     """The forward differences of ``image`` along its spatial axes; checks the arguments for ``fn``."""
     spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims)
     image = check_image(fn, "image", image, spatial_dims)
-    chains = tuple((padded_stencil(dim, image.shape[dim], (0, -1, 1), "valid"),) for dim in range(-spatial_dims, 0))
+    chains = tuple((padded_stencil(dim, (0, -1, 1), "valid"),) for dim in range(-spatial_dims, 0))
     return Separable(chains)
 
 

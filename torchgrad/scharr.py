@@ -17,7 +17,8 @@ def scharr(image: Tensor, *, padding: str = "reflect", normalized: bool = False)
 
     Args:
         image: ``(..., H, W)`` tensor, floating or complex.
-        padding: ``"reflect"`` (needs 2 samples per axis), ``"replicate"``, ``"zeros"`` or ``"circular"``.
+        padding: ``"reflect"`` (needs 2 samples per axis), ``"replicate"``, ``"zeros"``, ``"circular"`` or
+            ``"symmetric"``.
         normalized: divide by the kernel's L1 norm, 32.
 
     Returns:

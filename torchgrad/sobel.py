@@ -25,7 +25,7 @@ def sobel(
     Args:
         image: ``(..., H, W)`` tensor (``(..., D, H, W)`` when ``spatial_dims=3``), floating or complex.
         padding: how the border is extended: ``"reflect"`` (needs 2 samples per axis),
-            ``"replicate"``, ``"zeros"`` or ``"circular"``.
+            ``"replicate"``, ``"zeros"``, ``"circular"`` or ``"symmetric"`` (half-sample: ``x[-1] = x[0]``).
         normalized: divide by the kernel's L1 norm (8 in 2-D, 32 in 3-D).
         spatial_dims: 2 for images, 3 for volumes.
 

@@ -31,6 +31,7 @@ _ZEROS: tl.constexpr = tl.constexpr(3)
 _CIRCULAR: tl.constexpr = tl.constexpr(4)
 _VALID: tl.constexpr = tl.constexpr(5)
 _ROWS: tl.constexpr = tl.constexpr(6)
+_SYMMETRIC: tl.constexpr = tl.constexpr(7)
 
 COMPONENTS: tl.constexpr = tl.constexpr(0)
 MAGNITUDE: tl.constexpr = tl.constexpr(1)
@@ -51,6 +52,10 @@ def _sources(i, n, MODE: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr):
     elif MODE == _REPLICATE:
         s0 = tl.maximum(s0, 0)
         s2 = tl.minimum(s2, n - 1)
+    elif MODE == _SYMMETRIC:
+        # Half-sample symmetric: x[-1] = x[0], x[n] = x[n - 1] (one sample: both are x[0]).
+        s0 = tl.where(s0 < 0, -s0 - 1, s0)
+        s2 = tl.where(s2 > n - 1, 2 * n - 1 - s2, s2)
     elif MODE == _CIRCULAR:
         s0 = tl.where(s0 < 0, s0 + n, s0)
         s2 = tl.where(s2 > n - 1, s2 - n, s2)

@@ -7,7 +7,7 @@ samples (slots ``t = 0, 1, 2``) with three weights:
 
 - interior rows read ``i - 1 + t`` with the stencil's taps;
 - the border rules say where rows ``0`` and ``n - 1`` read: a padding mode remaps the out-of-range
-  index (reflect, replicate, circular), drops it (zeros), or zeroes the whole row (valid, as
+  index (reflect, symmetric, replicate, circular), drops it (zeros), or zeroes the whole row (valid, as
   ``tf.image.image_gradients``); ``ROWS`` reads the border rows from the description itself
   (``torch.gradient``'s one-sided differences).
 
@@ -15,7 +15,9 @@ The samples an axis reads are shared by all components (one load serves every ou
 are per component and axis. Weights are the stencils' numerators; each component is divided once,
 at the end, by the product of its stencils' divisors, as the CPU executor divides each stencil's sum.
 
-This file reads the description only; it never imports Triton.
+The kernels run three-tap stencils; longer ones are :class:`Unsupported`. Sizes come from the shape
+a plan is made for (the descriptions hold none). This file reads the description only; it never
+imports Triton.
 """
 
 from __future__ import annotations
@@ -27,12 +29,19 @@ from functools import lru_cache
 from typing import Optional, Sequence
 
 from .._separable import Separable
-from .._stencil import PADDING_MODES, Row, Stencil, padded_stencil
+from .._stencil import Row, Stencil, padded_stencil
 
-NONE, REFLECT, REPLICATE, ZEROS, CIRCULAR, VALID, ROWS = range(7)
+NONE, REFLECT, REPLICATE, ZEROS, CIRCULAR, VALID, ROWS, SYMMETRIC = range(8)
 """Border rules of a kernel axis; ``NONE``: no component has a stencil along it (identity)."""
 
-_PADDED = dict(zip(PADDING_MODES + ("valid",), (REFLECT, REPLICATE, ZEROS, CIRCULAR, VALID)))
+_PADDED = {
+    "reflect": REFLECT,
+    "replicate": REPLICATE,
+    "zeros": ZEROS,
+    "circular": CIRCULAR,
+    "valid": VALID,
+    "symmetric": SYMMETRIC,
+}
 _AXES = 3
 _NO_TERMS = (0.0, 0.0, 0.0)
 
@@ -117,9 +126,11 @@ class Unsupported(ValueError):
 
 @dataclass(frozen=True)
 class _Real:
-    """A stencil whose weights are real scalars, as floats: what the kernels can take as constants."""
+    """A three-tap stencil whose weights are real scalars, as floats: what the kernels can take as
+    constants; ``first`` and ``last`` are its rows ``0`` and ``n - 1`` on an axis of ``size`` samples."""
 
     stencil: Stencil
+    size: int
     taps: Triple
     divisor: float
     first: tuple[tuple[int, float], ...]
@@ -128,15 +139,16 @@ class _Real:
     last_divisor: float
 
     @property
-    def size(self) -> int:
-        return self.stencil.size
-
-    @property
     def dim(self) -> int:
         return self.stencil.dim
 
 
-def _real(stencil: Stencil) -> _Real:
+def _real(stencil: Stencil, n: int) -> _Real:
+    if len(stencil.taps) != 3:
+        raise Unsupported(f"stencils of {len(stencil.taps)} taps are not served: the kernels run three-tap stencils")
+    if stencil.padding == "reflect" and n < 2:
+        raise Unsupported(f"reflect padding needs 2 samples along dim {stencil.dim}, got {n}")
+
     def real(w: object) -> float:
         if not isinstance(w, (int, float)) or isinstance(w, bool):
             raise Unsupported("per-row, tensor or complex weights (non-uniform coordinates) are not served")
@@ -149,15 +161,19 @@ def _real(stencil: Stencil) -> _Real:
     divisor = real(stencil.divisor)
     if divisor == 0:
         raise Unsupported("a zero divisor")
-    first, last = terms(stencil.first), terms(stencil.last)
-    return _Real(stencil, (t0, t1, t2), divisor, first, real(stencil.first.divisor), last, real(stencil.last.divisor))
+    rows = (stencil.row(0, n), stencil.row(n - 1, n)) if n > 0 else (Row(()), Row(()))
+    first, last = terms(rows[0]), terms(rows[1])
+    return _Real(stencil, n, (t0, t1, t2), divisor, first, real(rows[0].divisor), last, real(rows[1].divisor))
 
 
 def kernel_plan(op: Separable, shape: Sequence[int]) -> KernelPlan:
     """The plan of ``op`` for an input of ``shape``; :class:`Unsupported` when the kernels cannot run it."""
     if not isinstance(op, Separable):
         raise Unsupported(f"the Triton executor runs Separable operators, got {type(op).__name__}")
-    return _plan(tuple(tuple(_real(s) for s in chain) for chain in op.chains), op.spatial_dims, tuple(shape))
+    ndim, shape = op.spatial_dims, tuple(shape)
+    if ndim > len(shape):
+        raise Unsupported(f"the kernels run up to 3 spatial dims, the operator has {ndim} for shape {shape}")
+    return _plan(tuple(tuple(_real(s, shape[s.dim]) for s in chain) for chain in op.chains), ndim, shape)
 
 
 def _exact_in_float32(w: float) -> bool:
@@ -178,8 +194,6 @@ def _plan(chains: tuple[tuple[_Real, ...], ...], ndim: int, shape: tuple[int, ..
             axis = _AXES + stencil.dim
             if per_axis[axis] is not None:
                 raise Unsupported(f"two stencils along dim {stencil.dim} in one chain are not served")
-            if stencil.size != shape[stencil.dim]:
-                raise Unsupported(f"the operator is built for size {stencil.size} along dim {stencil.dim}, got {shape}")
             per_axis[axis] = stencil
         stencils.append(per_axis)
     rules = [_axis_rule([s for per_axis in stencils if (s := per_axis[a]) is not None]) for a in range(_AXES)]
@@ -234,12 +248,13 @@ def _net_weights(terms: tuple[tuple[int, float], ...]) -> dict[int, float]:
 def _padding_modes(stencil: _Real) -> set[int]:
     """Every padding rule that reproduces the stencil's border rows exactly."""
     found = set()
-    source = stencil.stencil
+    source, n = stencil.stencil, stencil.size
+    rows = [source.row(i, n) for i in sorted({0, n - 1})] if n > 0 else []
     for name, mode in _PADDED.items():
-        if mode == REFLECT and stencil.size < 2:
+        if mode == REFLECT and n < 2:
             continue
-        candidate = padded_stencil(source.dim, source.size, source.taps, name, source.divisor)  # type: ignore[arg-type]
-        if replace(candidate, dtype=source.dtype) == source:
+        candidate = padded_stencil(source.dim, source.taps, name, source.divisor)
+        if [candidate.row(i, n) for i in sorted({0, n - 1})] == rows:
             found.add(mode)
     return found
 
@@ -263,8 +278,10 @@ def _axis_rule(along: list[_Real]) -> tuple[int, Indices, Indices]:
     if not along:
         return NONE, unused, unused
     common = set.intersection(*(_padding_modes(s) for s in along))
+    own = {_PADDED.get(s.stencil.padding or "", NONE) for s in along}
     if common:
-        return min(common), unused, unused
+        # The stencils' own mode where they share one (several modes may give the same rows at three taps).
+        return (own.pop() if len(own) == 1 and own <= common else min(common)), unused, unused
     n = along[0].size
     first = _row_indices(along[0].first, n, from_end=False)
     last = _row_indices(along[0].last, n, from_end=True)
