@@ -310,6 +310,6 @@ def test_layout_and_module_surface() -> None:
 
 def test_torch_compile() -> None:
     torch._dynamo.reset()
-    compiled = torch.compile(lambda x: cv2_compat.Sobel(x, -1, 1, 1, ksize=3, delta=0.5), fullgraph=True)
+    compiled = torch.compile(lambda x: cv2_compat.Sobel(x, -1, 1, 1, 5, 1, 0.5, cv2.BORDER_REFLECT), fullgraph=True)
     src = torch.randn(6, 7, 3)
-    torch.testing.assert_close(compiled(src), cv2_compat.Sobel(src, -1, 1, 1, ksize=3, delta=0.5))
+    torch.testing.assert_close(compiled(src), cv2_compat.Sobel(src, -1, 1, 1, 5, 1, 0.5, cv2.BORDER_REFLECT))

@@ -395,10 +395,9 @@ def _chain(src: Tensor, kx: Sequence[int], ky: Sequence[int], scale: float, padd
 
 
 def _stencil(dim: int, size: int, taps: Sequence[float], padding: str) -> Stencil:
-    """``taps`` along ``dim``; on an axis of one sample OpenCV's reflections repeat that sample."""
-    if size == 1 and padding in ("reflect", "symmetric"):
-        padding = "replicate"
-    return padded_stencil(dim, size, tuple(taps), padding)  # type: ignore[arg-type]
+    """``taps`` along ``dim`` of ``size`` samples; on an axis of one sample OpenCV's BORDER_REFLECT_101 repeats it
+    (torchgrad's ``"reflect"`` needs two)."""
+    return padded_stencil(dim, tuple(taps), "replicate" if size == 1 and padding == "reflect" else padding)
 
 
 def _filter(
