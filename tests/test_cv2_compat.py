@@ -55,7 +55,7 @@ def _gain(ksize: int, dx: int, dy: int, scale: float) -> float:
 
 @pytest.mark.parametrize("ksize", (*KSIZES, 0, -3))
 def test_kernels_are_opencvs(ksize: int) -> None:
-    for dx, dy in ORDERS:
+    for dx, dy in itertools.product(range(8), repeat=2):  # every order OpenCV takes with these sizes, and beyond
         expected = _opencv(lambda: cv2.getDerivKernels(dx, dy, ksize, ktype=cv2.CV_64F))
         if expected is None:
             with pytest.raises(ValueError, match="cv2_compat.getDerivKernels: `d"):
@@ -82,6 +82,15 @@ def test_sobel_matches_opencv(ksize: int, border: int, dtype: torch.dtype) -> No
         _same(result, expected, src, _gain(ksize, dx, dy, 1))
         accepted += 1
     assert accepted >= 2 * len(SHAPES)
+
+
+def test_sobel_high_orders() -> None:
+    """OpenCV takes any order below ksize: the 6th derivative with ksize=7."""
+    src = _image((9, 8, 3), torch.float64)
+    for dx, dy in ((6, 0), (3, 4), (0, 5)):
+        expected = cv2.Sobel(src, -1, dx, dy, ksize=7, borderType=cv2.BORDER_REFLECT)
+        result = cv2_compat.Sobel(torch.from_numpy(src), -1, dx, dy, ksize=7, borderType=cv2.BORDER_REFLECT)
+        _same(result, expected, src, _gain(7, dx, dy, 1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
