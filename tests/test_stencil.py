@@ -248,7 +248,8 @@ COMPILED = {
 
 @pytest.mark.parametrize("name", COMPILED)
 def test_one_compilation_for_every_size(name: str) -> None:
-    """Size-free descriptions: under ``torch.compile(dynamic=True)`` new heights and widths reuse one graph."""
+    """Size-free descriptions: under ``torch.compile(dynamic=True)`` new heights and widths reuse one graph, forward
+    and backward (operators built for one size recompiled for each input that needs a gradient)."""
     from torch._dynamo.testing import CompileCounter
 
     torch._dynamo.reset()
@@ -256,7 +257,11 @@ def test_one_compilation_for_every_size(name: str) -> None:
     fn = COMPILED[name]
     compiled = torch.compile(fn, backend=counter, dynamic=True, fullgraph=True)
     for h, w in [(9, 11), (12, 10), (17, 23), (10, 31), (25, 14)]:
-        x = torch.randn(2, 1, h, w, dtype=torch.float64)
-        for got, expected in zip(compiled(x), fn(x)):
-            torch.testing.assert_close(got, expected)
+        x = torch.randn(2, 1, h, w, dtype=torch.float64, requires_grad=True)
+        got, expected = compiled(x), fn(x)
+        for a, b in zip(got, expected):
+            torch.testing.assert_close(a, b)
+        cotangents = [torch.randn_like(o) for o in expected]
+        grad = torch.autograd.grad(got, x, cotangents)[0]
+        torch.testing.assert_close(grad, torch.autograd.grad(expected, x, cotangents)[0])
     assert counter.frame_count == 1
