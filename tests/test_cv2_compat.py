@@ -317,8 +317,26 @@ def test_layout_and_module_surface() -> None:
         np.testing.assert_allclose(cv2_compat.Sobel(torch.from_numpy(image), -1, 1, 1, borderType=border), expected)
 
 
+def _sobel_and_laplacian(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return (
+        cv2_compat.Sobel(x, -1, 1, 1, 5, 1, 0.5, cv2.BORDER_REFLECT),
+        cv2_compat.Laplacian(x, -1, 3, 2.0, 0.0, cv2.BORDER_CONSTANT),
+    )
+
+
 def test_torch_compile() -> None:
     torch._dynamo.reset()
-    compiled = torch.compile(lambda x: cv2_compat.Sobel(x, -1, 1, 1, 5, 1, 0.5, cv2.BORDER_REFLECT), fullgraph=True)
+    compiled = torch.compile(_sobel_and_laplacian, fullgraph=True)
     src = torch.randn(6, 7, 3)
-    torch.testing.assert_close(compiled(src), cv2_compat.Sobel(src, -1, 1, 1, 5, 1, 0.5, cv2.BORDER_REFLECT))
+    torch.testing.assert_close(compiled(src), _sobel_and_laplacian(src))
+
+
+def test_torch_func() -> None:
+    images = torch.randn(3, 5, 6, 2, dtype=torch.float64)
+    batched = torch.func.vmap(_sobel_and_laplacian)(images)
+    for i, image in enumerate(images):
+        torch.testing.assert_close(tuple(b[i] for b in batched), _sobel_and_laplacian(image))
+    tangent = torch.randn_like(images[0])
+    _, derivative = torch.func.jvp(_sobel_and_laplacian, (images[0],), (tangent,))
+    sobel, laplacian = _sobel_and_laplacian(tangent)
+    torch.testing.assert_close(derivative, (sobel - 0.5, laplacian))  # delta is no part of the derivative

@@ -52,11 +52,16 @@ __all__ = [
 # OpenCV's border types as torchgrad's padding modes. BORDER_ISOLATED (16) may be or-ed with any of them: it
 # tells a filter on a region of a larger image not to read outside the region, so on a whole image it changes
 # nothing. BORDER_WRAP (3) is refused by OpenCV's filters, BORDER_TRANSPARENT (5) by its border interpolation.
-_PADDINGS = {BORDER_CONSTANT: "zeros", BORDER_REPLICATE: "replicate", BORDER_REFLECT: "symmetric", 4: "reflect"}
+_PADDINGS = {
+    BORDER_CONSTANT: "zeros",
+    BORDER_REPLICATE: "replicate",
+    BORDER_REFLECT: "symmetric",
+    BORDER_REFLECT_101: "reflect",
+}
 _BORDER_NAMES = {0: "BORDER_CONSTANT", 1: "BORDER_REPLICATE", 2: "BORDER_REFLECT", 4: "BORDER_REFLECT_101"}
 _REFUSED_BORDERS = {3: "BORDER_WRAP (3): OpenCV's filters refuse it", 5: "BORDER_TRANSPARENT (5): OpenCV refuses it"}
 _INTEGER_DEPTHS = {0: "CV_8U", 1: "CV_8S", 2: "CV_16U", 3: "CV_16S", 4: "CV_32S"}
-MAX_KSIZE = 7  # torchgrad's stencils have at most 7 taps; OpenCV goes to 31
+_MAX_KSIZE = 7  # torchgrad's stencils have at most 7 taps; OpenCV goes to 31
 
 
 def getDerivKernels(dx: int, dy: int, ksize: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -300,16 +305,16 @@ def _check_ddepth(fn: str, ddepth: Any, src: Tensor, widen: bool = True, narrow:
 
 
 def _check_ksize(fn: str, ksize: Any, scharr: bool) -> int:
-    """An odd kernel size from 1 to ``MAX_KSIZE``; any ``ksize <= 0`` (FILTER_SCHARR) where ``scharr``."""
+    """An odd kernel size from 1 to ``_MAX_KSIZE``; any ``ksize <= 0`` (FILTER_SCHARR) where ``scharr``."""
     ksize = _check_int(fn, "ksize", ksize)
     if scharr and ksize <= 0:
         return FILTER_SCHARR
     if ksize <= 0 or ksize % 2 == 0 or ksize > 31:
         raise ValueError(f"{fn}: `ksize` must be odd, from 1 to 31 in OpenCV, got {ksize}")
-    if ksize > MAX_KSIZE:
+    if ksize > _MAX_KSIZE:
         raise ValueError(
             f"{fn}: `ksize` {ksize} is accepted by OpenCV but not here: torchgrad's stencils have at most "
-            f"{MAX_KSIZE} taps (ksize 1, 3, 5 or 7)"
+            f"{_MAX_KSIZE} taps (ksize 1, 3, 5 or 7)"
         )
     return ksize
 
