@@ -11,6 +11,7 @@ and writes its section of benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import warnings
 from dataclasses import dataclass
@@ -46,6 +47,30 @@ def _references() -> dict[str, Op]:
         "torch.gradient (autograd)": lambda x: torch.gradient(x, dim=(-2, -1)),
         "kornia sobel (magnitude)": lambda x: (kornia.filters.sobel(x),),
     }
+
+
+def measure_opencv(x: torch.Tensor, repeats: int) -> list[Result]:
+    """Forward medians of ``cv2.Sobel`` (NumPy in and out) and ``cv2_compat.Sobel``, ``ksize=5``, ``dx=1``.
+
+    Both get the batch as ``N`` images in OpenCV's ``(H, W, C)`` layout, one call per image, and the same number
+    of threads. Not differentiable on OpenCV's side, so their forward+backward time is NaN.
+    """
+    import cv2
+
+    cv2.setNumThreads(torch.get_num_threads())
+    images = x.permute(0, 2, 3, 1).contiguous()
+    arrays = list(images.numpy())
+    tensors = list(images.unbind(0))
+    forward_ms = median_ms(
+        [
+            lambda: [cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=5) for a in arrays],
+            lambda: [torchgrad.cv2_compat.Sobel(t, cv2.CV_32F, 1, 0, ksize=5) for t in tensors],
+        ],
+        x.device,
+        repeats,
+    )
+    names = ("cv2.Sobel ksize=5 (N (H, W, C) images)", "cv2_compat.Sobel ksize=5 (N (H, W, C) images)")
+    return [Result(name, ms, float("nan"), 0) for name, ms in zip(names, forward_ms)]
 
 
 def measure(cases: list[tuple[str, Op]], x: torch.Tensor, repeats: int) -> list[Result]:
@@ -96,6 +121,9 @@ def main() -> None:
         ("kornia sobel (magnitude)", refs["kornia sobel (magnitude)"]),
     ]
     results = {r.name: r for r in measure(cases, x, args.repeats)}
+    opencv = device.type == "cpu"  # cv2 runs on the CPU only
+    if opencv:
+        results.update({r.name: r for r in measure_opencv(x, args.repeats)})
     for r in results.values():
         print(
             f"{r.name:55s} fwd {r.forward_ms:8.1f} ms   fwd+bwd {r.backward_ms:8.1f} ms   "
@@ -136,9 +164,22 @@ def main() -> None:
             ">= 2",
         ),
     ]
+    if opencv:
+        checks.append(
+            (
+                "cv2_compat.Sobel ksize=5 forward / cv2.Sobel",
+                results["cv2_compat.Sobel ksize=5 (N (H, W, C) images)"].forward_ms
+                / results["cv2.Sobel ksize=5 (N (H, W, C) images)"].forward_ms,
+                "<= 1.5",
+            )
+        )
     zero_saved = all(r.saved == 0 for k, r in results.items() if k.startswith("torchgrad.") and "magnitude" not in k)
+    versions = f", OpenCV {sys.modules['cv2'].__version__} with as many threads" if opencv else ""
 
-    rows = [[k, f"{r.forward_ms:.1f}", f"{r.backward_ms:.1f}", f"{r.saved / n:.2f}"] for k, r in results.items()]
+    rows = [
+        [k, f"{r.forward_ms:.1f}", "" if math.isnan(r.backward_ms) else f"{r.backward_ms:.1f}", f"{r.saved / n:.2f}"]
+        for k, r in results.items()
+    ]
     table = markdown_table(
         ["case", "forward ms", "forward+backward ms", "saved for backward (bytes / input byte)"], rows
     )
@@ -156,8 +197,10 @@ def main() -> None:
         f"operators-{device.type}",
         f"Operators, {'x'.join(map(str, args.shape))} float32, {device.type}",
         f"python benchmarks/bench_operators.py --device {args.device}",
-        f"{environment(device)}; medians of {args.repeats} runs; upstream gradients made outside the timed region."
-        " `gradient_magnitude` saves only a reference to its input (no new memory), counted here at the input's size",
+        f"{environment(device)}{versions}; medians of {args.repeats} runs; upstream gradients made outside the timed"
+        " region."
+        " `gradient_magnitude` saves only a reference to its input (no new memory), counted here at the input's size."
+        " The OpenCV rows are forward only: cv2 has no backward",
         [table, summary],
         write=not args.no_write,
     )

@@ -4,14 +4,15 @@ Forward differences (TensorFlow's ``image_gradients``), Sobel, Scharr and Prewit
 ``torch.gradient`` compatible central differences, the Laplacian, the Hessian and the gradient
 magnitude, as functions and modules. Every operator saves no tensors for backward, supports double
 backward, ``torch.func`` and ``torch.compile``. TensorFlow's NHWC forms live in
-:mod:`torchgrad.tf_compat`; the losses built on the operators in :mod:`torchgrad.losses` (imported on
-first use, so that the operators alone never import torchvision).
+:mod:`torchgrad.tf_compat`, OpenCV's ``(H, W[, C])`` filters in :mod:`torchgrad.cv2_compat`; the losses
+built on the operators in :mod:`torchgrad.losses` (imported on first use, so that the operators alone
+never import torchvision).
 """
 
 import importlib
 from types import ModuleType
 
-from . import tf_compat
+from . import cv2_compat, tf_compat
 from .gradient import Gradient, GradientError, gradient
 from .hessian import Hessian, hessian
 from .image_gradients import ImageGradients, image_gradients
@@ -41,6 +42,7 @@ __all__ = [
     "sobel",
     "losses",
     "tf_compat",
+    "cv2_compat",
 ]
 __version__ = "0.1.0"
 

@@ -1,0 +1,342 @@
+"""cv2_compat: OpenCV's derivative filters, checked against cv2 itself."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+
+from torchgrad import cv2_compat
+
+cv2 = pytest.importorskip("cv2")
+
+KSIZES = (1, 3, 5, 7, cv2_compat.FILTER_SCHARR)
+BORDERS = (
+    cv2.BORDER_CONSTANT,
+    cv2.BORDER_REPLICATE,
+    cv2.BORDER_REFLECT,
+    cv2.BORDER_REFLECT_101,
+    cv2.BORDER_REFLECT_101 | cv2.BORDER_ISOLATED,
+)
+# Sizes smaller than every kernel, odd and even sizes, single- and multi-channel (H, W, C) images.
+SHAPES = ((1, 1), (2, 3), (3, 2, 1), (6, 5), (9, 8, 3))
+DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
+ORDERS = tuple(itertools.product(range(4), repeat=2))  # (dx, dy), with the ones OpenCV rejects
+
+
+def _image(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(-2, 2, size=shape).astype(DTYPES[dtype])
+
+
+def _opencv(call: Callable[[], np.ndarray]) -> np.ndarray | None:
+    """cv2's result, or None where cv2 raises."""
+    try:
+        return call()
+    except cv2.error:
+        return None
+
+
+def _same(result: torch.Tensor, expected: np.ndarray, src: np.ndarray, gain: float) -> None:
+    """``result`` equals cv2's ``expected`` to the rounding of its dtype: ``gain`` bounds |kernel| * |scale|."""
+    expected = expected.reshape(src.shape)  # cv2 drops a single channel: (H, W, 1) -> (H, W)
+    assert result.shape == src.shape and result.dtype == torch.from_numpy(expected).dtype
+    eps = np.finfo(expected.dtype).eps
+    tolerance = 8 * eps * gain * max(1.0, float(np.abs(src).max()))
+    np.testing.assert_allclose(result.numpy(), expected, rtol=0, atol=tolerance)
+
+
+def _gain(ksize: int, dx: int, dy: int, scale: float) -> float:
+    kx, ky = cv2.getDerivKernels(dx, dy, ksize, ktype=cv2.CV_64F)
+    return float(np.abs(kx).sum() * np.abs(ky).sum() * abs(scale))
+
+
+@pytest.mark.parametrize("ksize", (*KSIZES, 0, -3))
+def test_kernels_are_opencvs(ksize: int) -> None:
+    for dx, dy in itertools.product(range(8), repeat=2):  # every order OpenCV takes with these sizes, and beyond
+        expected = _opencv(lambda: cv2.getDerivKernels(dx, dy, ksize, ktype=cv2.CV_64F))
+        if expected is None:
+            with pytest.raises(ValueError, match="cv2_compat.getDerivKernels: `d"):
+                cv2_compat.getDerivKernels(dx, dy, ksize)
+            continue
+        kx, ky = cv2_compat.getDerivKernels(dx, dy, ksize)
+        assert kx == tuple(expected[0].ravel()) and ky == tuple(expected[1].ravel()), (dx, dy)
+        assert all(isinstance(k, int) for k in kx + ky)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("ksize", KSIZES)
+def test_sobel_matches_opencv(ksize: int, border: int, dtype: torch.dtype) -> None:
+    accepted = 0
+    for (dx, dy), shape in itertools.product(ORDERS, SHAPES):
+        src = _image(shape, dtype)
+        expected = _opencv(lambda: cv2.Sobel(src, -1, dx, dy, ksize=ksize, borderType=border))
+        if expected is None:
+            with pytest.raises(ValueError, match="cv2_compat.Sobel: `d"):
+                cv2_compat.Sobel(torch.from_numpy(src), -1, dx, dy, ksize=ksize, borderType=border)
+            continue
+        result = cv2_compat.Sobel(torch.from_numpy(src), -1, dx, dy, ksize=ksize, borderType=border)
+        _same(result, expected, src, _gain(ksize, dx, dy, 1))
+        accepted += 1
+    assert accepted >= 2 * len(SHAPES)
+
+
+def test_sobel_high_orders() -> None:
+    """OpenCV takes any order below ksize: the 6th derivative with ksize=7."""
+    src = _image((9, 8, 3), torch.float64)
+    for dx, dy in ((6, 0), (3, 4), (0, 5)):
+        expected = cv2.Sobel(src, -1, dx, dy, ksize=7, borderType=cv2.BORDER_REFLECT)
+        result = cv2_compat.Sobel(torch.from_numpy(src), -1, dx, dy, ksize=7, borderType=cv2.BORDER_REFLECT)
+        _same(result, expected, src, _gain(7, dx, dy, 1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale, delta", ((1, 0), (0.3, -2.5), (-2, 1)))
+@pytest.mark.parametrize("ksize", KSIZES)
+def test_sobel_scale_delta_and_depth(ksize: int, scale: float, delta: float, dtype: torch.dtype) -> None:
+    src = _image((7, 6, 3), dtype, seed=1)
+    for (dx, dy), ddepth in itertools.product(((1, 0), (0, 1), (1, 1)), (-1, cv2.CV_64F)):
+        if ksize == cv2_compat.FILTER_SCHARR and dx + dy != 1:
+            continue
+        expected = cv2.Sobel(src, ddepth, dx, dy, ksize=ksize, scale=scale, delta=delta)
+        result = cv2_compat.Sobel(torch.from_numpy(src), ddepth, dx, dy, ksize=ksize, scale=scale, delta=delta)
+        _same(result, expected, src, _gain(ksize, dx, dy, scale) + abs(delta))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("border", BORDERS)
+def test_scharr_matches_opencv(border: int, dtype: torch.dtype) -> None:
+    for (dx, dy), shape in itertools.product(ORDERS, SHAPES):
+        src = _image(shape, dtype, seed=2)
+        expected = _opencv(lambda: cv2.Scharr(src, -1, dx, dy, scale=0.5, delta=1.0, borderType=border))
+        if expected is None:
+            with pytest.raises(
+                ValueError, match=r"cv2_compat.Scharr: `dx` and `dy` must be \(1, 0\) or \(0, 1\), as Scharr's"
+            ):
+                cv2_compat.Scharr(torch.from_numpy(src), -1, dx, dy, scale=0.5, delta=1.0, borderType=border)
+            continue
+        result = cv2_compat.Scharr(torch.from_numpy(src), -1, dx, dy, scale=0.5, delta=1.0, borderType=border)
+        _same(result, expected, src, 16 + 1)
+        torch.testing.assert_close(
+            result, cv2_compat.Sobel(torch.from_numpy(src), -1, dx, dy, cv2_compat.FILTER_SCHARR, 0.5, 1.0, border)
+        )
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("ksize", (1, 3, 5, 7))
+def test_laplacian_matches_opencv(ksize: int, border: int, dtype: torch.dtype) -> None:
+    for shape, (scale, delta) in itertools.product(SHAPES, ((1, 0), (0.25, 3.0))):
+        src = _image(shape, dtype, seed=3)
+        expected = cv2.Laplacian(src, -1, ksize=ksize, scale=scale, delta=delta, borderType=border)
+        result = cv2_compat.Laplacian(torch.from_numpy(src), -1, ksize, scale, delta, border)
+        _same(result, expected, src, 2 * _gain(max(ksize, 3), 2, 0, scale) + abs(delta))
+
+
+@pytest.mark.parametrize("border", (cv2.BORDER_DEFAULT, cv2.BORDER_REPLICATE))
+@pytest.mark.parametrize("shape", ((1, 1), (2, 5), (7, 6)))
+def test_spatial_gradient_matches_opencv(shape: tuple[int, int], border: int) -> None:
+    """OpenCV takes 8-bit images only; the same pixels as floats give its int16 results exactly."""
+    pixels = np.random.default_rng(4).integers(0, 256, size=shape, dtype=np.uint8)
+    expected_dx, expected_dy = cv2.spatialGradient(pixels, ksize=3, borderType=border)
+    dx, dy = cv2_compat.spatialGradient(torch.from_numpy(pixels).float(), 3, border)
+    assert torch.equal(dx, torch.from_numpy(expected_dx).float())
+    assert torch.equal(dy, torch.from_numpy(expected_dy).float())
+    colour = torch.from_numpy(_image((*shape, 3), torch.float64))
+    dx, dy = cv2_compat.spatialGradient(colour, borderType=border)
+    assert torch.equal(dx, cv2_compat.Sobel(colour, -1, 1, 0, borderType=border))
+    assert torch.equal(dy, cv2_compat.Sobel(colour, -1, 0, 1, borderType=border))
+
+
+@pytest.mark.parametrize("ddepth", (-1, cv2.CV_32F, cv2.CV_64F))
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_depths_as_opencv(dtype: torch.dtype, ddepth: int) -> None:
+    """The output depths OpenCV's filters take from each input depth, and the depth they compute in."""
+    src = _image((5, 6), dtype)
+    calls = [
+        (f"Sobel ksize={ksize}", lambda f, x, k=ksize: f.Sobel(x, ddepth, 1, 1, ksize=k, scale=0.5), 4 * 4 / 2)
+        for ksize in (1, 3, 5, 7)
+    ] + [
+        (f"Laplacian ksize={ksize}", lambda f, x, k=ksize: f.Laplacian(x, ddepth, ksize=k, delta=1.0), 2 * 64**2 + 1)
+        for ksize in (1, 3, 5, 7)
+    ]
+    for name, call, gain in calls:
+        expected = _opencv(lambda: call(cv2, src))
+        if expected is None:
+            with pytest.raises(ValueError, match=r"`ddepth` CV_(32|64)F \([56]\) from a torch.float(32|64) `src`"):
+                call(cv2_compat, torch.from_numpy(src))
+            continue
+        result = call(cv2_compat, torch.from_numpy(src))
+        assert result.dtype == torch.from_numpy(expected).dtype, name
+        # float32 where either end is float32 (OpenCV's Laplacian with ksize >= 5 computes in float32 then)
+        eps = np.finfo(np.float32 if np.float32 in (src.dtype, expected.dtype) else np.float64).eps
+        np.testing.assert_allclose(result.numpy(), expected, rtol=0, atol=8 * eps * gain * 2, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype", (torch.float16, torch.bfloat16))
+def test_half_precision(dtype: torch.dtype) -> None:
+    """OpenCV has no half-precision filters: the results are float32's, rounded once to ``dtype``."""
+    src = torch.from_numpy(_image((6, 7, 3), torch.float32)).to(dtype)
+    expected = cv2.Sobel(src.float().numpy(), -1, 1, 2, ksize=5)
+    result = cv2_compat.Sobel(src, -1, 1, 2, ksize=5)
+    assert result.dtype == dtype
+    torch.testing.assert_close(result, torch.from_numpy(expected).to(dtype), rtol=0.02, atol=0.1)
+    assert cv2_compat.Sobel(src, cv2.CV_32F, 1, 2, ksize=5).dtype == torch.float32
+
+
+REJECTED: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], str]] = [
+    (cv2.Sobel, (-1, 0, 0), {}, r"`dx` and `dy` must not both be 0"),
+    (cv2.Sobel, (-1, -1, 1), {}, r"`dx` must be at least 0, got -1"),
+    (cv2.Sobel, (-1, 3, 0), {"ksize": 3}, r"`dx` must be less than the kernel's 3 taps"),
+    (cv2.Sobel, (-1, 0, 3), {"ksize": 1}, r"`dy` must be less than the kernel's 3 taps"),
+    (cv2.Sobel, (-1, 1, 0), {"ksize": 4}, r"`ksize` must be odd, from 1 to 31 in OpenCV, got 4"),
+    (cv2.Sobel, (-1, 1, 0), {"ksize": 33}, r"`ksize` must be odd, from 1 to 31 in OpenCV, got 33"),
+    (cv2.Sobel, (-1, 1, 1), {"ksize": -1}, r"as Sobel's kernel is a first derivative"),
+    (cv2.Sobel, (-1, 1, 0), {"borderType": 3}, r"`borderType` must not be BORDER_WRAP \(3\)"),
+    (cv2.Sobel, (-1, 1, 0), {"borderType": 3 | 16}, r"`borderType` must not be BORDER_WRAP \(3\)"),
+    (cv2.Sobel, (-1, 1, 0), {"borderType": 5}, r"`borderType` must not be BORDER_TRANSPARENT \(5\)"),
+    (cv2.Sobel, (cv2.CV_32S, 1, 0), {}, r"`ddepth` CV_32S \(4\) is an integer depth"),
+    (cv2.Sobel, (cv2.CV_16F, 1, 0), {}, r"`ddepth` must be -1, CV_32F \(5\) or CV_64F \(6\), got 7"),
+    (cv2.Scharr, (-1, 1, 1), {}, r"as Scharr's kernel is a first derivative, got dx=1, dy=1"),
+    (cv2.Scharr, (-1, 0, 0), {}, r"as Scharr's kernel is a first derivative"),
+    (cv2.Laplacian, (-1,), {"ksize": -1}, r"`ksize` must be odd, from 1 to 31 in OpenCV, got -1"),
+    (cv2.Laplacian, (-1,), {"ksize": 0}, r"`ksize` must be odd, from 1 to 31 in OpenCV, got 0"),
+    (cv2.Laplacian, (-1,), {"ksize": 2}, r"`ksize` must be odd, from 1 to 31 in OpenCV, got 2"),
+    (cv2.Laplacian, (-1,), {"borderType": 3}, r"BORDER_WRAP"),
+    (cv2.spatialGradient, (), {"ksize": 5}, r"`ksize` must be 3"),
+    (cv2.spatialGradient, (), {"borderType": cv2.BORDER_CONSTANT}, r"`borderType` must be BORDER_DEFAULT"),
+    (cv2.spatialGradient, (), {"borderType": cv2.BORDER_REFLECT}, r"`borderType` must be BORDER_DEFAULT"),
+]
+
+
+@pytest.mark.parametrize("function, args, kwargs, message", REJECTED)
+def test_rejects_what_opencv_rejects(function: Callable[..., Any], args: tuple, kwargs: dict, message: str) -> None:
+    src = _image((5, 6), torch.float64)
+    pixels = np.zeros((5, 6), np.uint8)
+    with pytest.raises(cv2.error):
+        function(pixels if function is cv2.spatialGradient else src, *args, **kwargs)
+    ours = getattr(cv2_compat, function.__name__)
+    with pytest.raises(ValueError, match=rf"cv2_compat.{function.__name__}: .*{message}"):
+        ours(torch.from_numpy(src), *args, **kwargs)
+
+
+def test_what_opencv_takes_but_torchgrad_does_not() -> None:
+    """Kernels longer than 7 taps, and integer depths (rounded and saturated: no gradient)."""
+    src = _image((12, 12), torch.float64)
+    for ddepth, name in ((cv2.CV_8U, "CV_8U"), (cv2.CV_16S, "CV_16S")):
+        assert cv2.Sobel(src, ddepth, 1, 0).shape == (12, 12)
+        with pytest.raises(ValueError, match=rf"`ddepth` {name} \({ddepth}\) is an integer depth, .* no gradient"):
+            cv2_compat.Sobel(torch.from_numpy(src), ddepth, 1, 0)
+    assert cv2.Sobel(src, -1, 1, 0, ksize=9).shape == (12, 12)
+    with pytest.raises(ValueError, match=r"`ksize` 9 is accepted by OpenCV but not here: .* at most 7 taps"):
+        cv2_compat.Sobel(torch.from_numpy(src), -1, 1, 0, ksize=9)
+    with pytest.raises(ValueError, match=r"`ksize` 31 is accepted by OpenCV but not here"):
+        cv2_compat.Laplacian(torch.from_numpy(src), -1, ksize=31)
+
+
+def test_bad_arguments() -> None:
+    src = torch.zeros(4, 5)
+    with pytest.raises(
+        TypeError,
+        match=r"cv2_compat.Sobel: `src` must have a real floating dtype, got torch.uint8 "
+        r".*convert integer images with .float\(\) first",
+    ):
+        cv2_compat.Sobel(torch.zeros(4, 5, dtype=torch.uint8), -1, 1, 0)
+    with pytest.raises(TypeError, match=r"`src` must have a real floating dtype, got torch.complex64"):
+        cv2_compat.Laplacian(torch.zeros(4, 5, dtype=torch.complex64), -1)
+    with pytest.raises(TypeError, match=r"`src` must be a torch.Tensor, got ndarray"):
+        cv2_compat.Scharr(np.zeros((4, 5)), -1, 1, 0)
+    with pytest.raises(ValueError, match=r"`src` must be an \(H, W\) or \(H, W, C\) image, got shape \(1, 4, 5, 1\)"):
+        cv2_compat.Sobel(torch.zeros(1, 4, 5, 1), -1, 1, 0)
+    with pytest.raises(ValueError, match=r"`src` must not be empty .* got shape \(0, 5\)"):
+        cv2_compat.spatialGradient(torch.zeros(0, 5))
+    with pytest.raises(TypeError, match=r"`dx` must be an int, got 1.0"):
+        cv2_compat.Sobel(src, -1, 1.0, 0)
+    with pytest.raises(TypeError, match=r"`borderType` must be an int, got True"):
+        cv2_compat.Sobel(src, -1, 1, 0, borderType=True)
+    with pytest.raises(ValueError, match=r"`scale` must be finite, got nan"):
+        cv2_compat.Sobel(src, -1, 1, 0, scale=float("nan"))
+    with pytest.raises(ValueError, match=r"`borderType` must be one of BORDER_CONSTANT \(0\), .* got 8"):
+        cv2_compat.Laplacian(src, -1, borderType=8)
+    assert torch.equal(cv2_compat.Sobel(src, np.int64(-1), np.int32(1), 0, ksize=np.int8(3)), src)
+
+
+CASES = [
+    (lambda x: cv2_compat.Sobel(x, -1, 1, 2, ksize=5, scale=0.5, delta=1.0, borderType=cv2.BORDER_REFLECT), (4, 3, 2)),
+    (lambda x: cv2_compat.Sobel(x, -1, 1, 1, ksize=7, borderType=cv2.BORDER_REFLECT_101), (3, 5)),
+    (lambda x: cv2_compat.Scharr(x, -1, 0, 1, borderType=cv2.BORDER_CONSTANT), (4, 3)),
+    (lambda x: cv2_compat.Laplacian(x, -1, ksize=1, borderType=cv2.BORDER_REPLICATE), (3, 4, 1)),
+    (lambda x: cv2_compat.Laplacian(x, -1, ksize=7, scale=2.0, borderType=cv2.BORDER_REFLECT), (2, 5)),
+    (lambda x: cv2_compat.spatialGradient(x), (3, 4, 2)),
+]
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_differentiable(case: int) -> None:
+    function, shape = CASES[case]
+    x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(function, x)
+    assert torch.autograd.gradgradcheck(function, x)
+
+
+@pytest.mark.parametrize("border", BORDERS)
+@pytest.mark.parametrize("ksize", KSIZES)
+def test_adjoint_identity(ksize: int, border: int) -> None:
+    """<A x, g> == <x, A^T g> for Sobel and the Laplacian, with A^T g from the hand-written backward, on sizes down
+    to one pixel."""
+    generator = torch.Generator().manual_seed(ksize + 100 * border)
+    for shape, (dx, dy) in itertools.product(((1, 1), (2, 3), (5, 4, 2)), ((1, 0), (0, 1))):
+        x = torch.randn(shape, dtype=torch.float64, generator=generator, requires_grad=True)
+        g = torch.randn(shape, dtype=torch.float64, generator=generator)
+        outputs = [cv2_compat.Sobel(x, -1, dx, dy, ksize=ksize, borderType=border)]
+        if ksize > 0:
+            outputs.append(cv2_compat.Laplacian(x, -1, ksize=ksize, borderType=border))
+        for y in outputs:
+            (grad,) = torch.autograd.grad(y, x, g)
+            torch.testing.assert_close(torch.vdot(y.flatten(), g.flatten()), torch.vdot(x.flatten(), grad.flatten()))
+
+
+def test_layout_and_module_surface() -> None:
+    """Results are contiguous (H, W, C) tensors like their input; the constants are OpenCV's."""
+    src = torch.randn(5, 4, 3)
+    assert cv2_compat.Laplacian(src, -1, ksize=3).is_contiguous()
+    view = torch.randn(3, 4, 5).permute(2, 1, 0)  # a non-contiguous (H, W, C) view
+    torch.testing.assert_close(cv2_compat.Laplacian(view, -1, ksize=3), cv2_compat.Laplacian(view.contiguous(), -1, 3))
+    channels = [cv2_compat.Sobel(src[..., c].contiguous(), -1, 1, 1) for c in range(3)]
+    torch.testing.assert_close(cv2_compat.Sobel(src, -1, 1, 1), torch.stack(channels, dim=-1))
+    for name in cv2_compat.__all__:
+        if name.isupper():
+            assert getattr(cv2_compat, name) == getattr(cv2, name), name
+    assert not hasattr(cv2_compat, "BORDER_WRAP")
+    image = _image((4, 5), torch.float64)
+    for border in (cv2.BORDER_ISOLATED, cv2.BORDER_REPLICATE | cv2.BORDER_ISOLATED):  # ISOLATED alone: CONSTANT
+        expected = cv2.Sobel(image, -1, 1, 1, borderType=border)
+        np.testing.assert_allclose(cv2_compat.Sobel(torch.from_numpy(image), -1, 1, 1, borderType=border), expected)
+
+
+def _sobel_and_laplacian(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return (
+        cv2_compat.Sobel(x, -1, 1, 1, 5, 1, 0.5, cv2.BORDER_REFLECT),
+        cv2_compat.Laplacian(x, -1, 3, 2.0, 0.0, cv2.BORDER_CONSTANT),
+    )
+
+
+def test_torch_compile() -> None:
+    torch._dynamo.reset()
+    compiled = torch.compile(_sobel_and_laplacian, fullgraph=True)
+    src = torch.randn(6, 7, 3)
+    torch.testing.assert_close(compiled(src), _sobel_and_laplacian(src))
+
+
+def test_torch_func() -> None:
+    images = torch.randn(3, 5, 6, 2, dtype=torch.float64)
+    batched = torch.func.vmap(_sobel_and_laplacian)(images)
+    for i, image in enumerate(images):
+        torch.testing.assert_close(tuple(b[i] for b in batched), _sobel_and_laplacian(image))
+    tangent = torch.randn_like(images[0])
+    _, derivative = torch.func.jvp(_sobel_and_laplacian, (images[0],), (tangent,))
+    sobel, laplacian = _sobel_and_laplacian(tangent)
+    torch.testing.assert_close(derivative, (sobel - 0.5, laplacian))  # delta is no part of the derivative
