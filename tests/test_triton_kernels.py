@@ -378,7 +378,8 @@ def test_what_is_not_served() -> None:
     assert not can_serve(OPERATORS["image_gradients"][0](x), x.to(torch.int64))
     y = _input((2, 3, 4, 5))
     four_axes = Separable(tuple((_uniform_stencil(y, d, 1.0, 1),) for d in range(-4, 0)))
-    assert "up to 3 spatial dims" in unsupported_reason(four_axes, y)
+    reason = unsupported_reason(four_axes, y)  # four components along four axes: either limit says no
+    assert "1 to 3 components" in reason or "up to 3 spatial dims" in reason
     twice = Separable(((_uniform_stencil(x, -1, 1.0, 1), _uniform_stencil(x, -1, 1.0, 1)),))
     assert "two stencils" in unsupported_reason(twice, x)
     four = Stencil(-1, (1, 2, 1), 1, (Row(((0, 1), (1, 1), (2, 1), (3, 1))),), (Row(((-2, 1), (-1, 1))),))
