@@ -36,9 +36,9 @@ def triton_description(op: object, x: Tensor) -> Optional[str]:
     if (device != "cuda" and not forced) or not isinstance(op, Separable):
         return None
     if torch.compiler.is_compiling():
-        from ._triton.description import plain
+        from ._triton.description import concrete, plain
 
-        return _traced_description(plain(op), device, x.dtype, tuple(x.shape), forced)
+        return _traced_description(plain(op), device, x.dtype, tuple(concrete(n) for n in x.shape), forced)
     return _decide(op, _unwrapped(x), forced)
 
 

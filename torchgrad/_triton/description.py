@@ -36,7 +36,15 @@ def plain(value: Any) -> Any:
         return ("@dtype", str(value).removeprefix("torch."))
     if isinstance(value, torch.Tensor):
         return ("@tensor",)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return concrete(value)
     return value
+
+
+def concrete(n: int) -> int:
+    """``n``; under ``torch.compile`` with dynamic shapes, a size turned into a plain int (Dynamo
+    specializes ``len(range(n))``, as the operator's own construction specializes its sizes)."""
+    return len(range(n)) if n >= 0 else n
 
 
 def from_plain(value: Any) -> Any:
