@@ -146,9 +146,10 @@ GRADCHECKED = [
 @pytest.mark.parametrize("name", GRADCHECKED)
 def test_gradcheck_and_gradgradcheck(name: str, launches: list[str]) -> None:
     fn, nd = CASES[name]
-    x = _input((1, 3, 3, 4) if nd == 3 else (2, 4, 5)).requires_grad_()
-    assert torch.autograd.gradcheck(fn, (x,))
-    assert torch.autograd.gradgradcheck(fn, (x,))
+    x = _input((1, 2, 3, 3) if nd == 3 else (2, 4, 5)).requires_grad_()
+    # Fast mode (random projections of the Jacobians): the full one launches kernels per element.
+    assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
     assert "_adjoint_kernel" in launches and "_forward_kernel" in launches
 
 
@@ -214,7 +215,7 @@ def test_compile_dynamic_shapes(launches: list[str], monkeypatch: pytest.MonkeyP
         launches.clear()
         got = compiled(x)
         assert launches == ["_forward_kernel"]
-        for a, e in zip(got, _on_the_cpu_executor(lambda: torchgrad.sobel(x), monkeypatch)):  # noqa: B023
+        for a, e in zip(got, _on_the_cpu_executor(lambda: torchgrad.sobel(x), monkeypatch)):
             _close(a, e)
 
 
@@ -233,6 +234,32 @@ def test_opcheck_every_op(launches: list[str]) -> None:
     for fn, args in cases:
         torch.library.opcheck(fn, args)
     assert launches
+
+
+def test_vmap_rules_of_the_ops(launches: list[str]) -> None:
+    """Each op's ``vmap`` rule (the batch dim moved to the front, unbatched cotangents expanded) equals a loop."""
+    x = _input((3, 2, 5, 6))
+    op = derivative_operator("t", x[:, 0], SOBEL, "replicate", False, 2)
+    description = describe(op)
+    g = _input((2, 5, 6), seed=1)
+
+    def looped(fn: Callable[..., object], *args: torch.Tensor) -> object:
+        results = [fn(*(a[:, i] for a in args)) for i in range(2)]
+        return torch.utils._pytree.tree_map(lambda *ts: torch.stack(ts, 1), *results)
+
+    cases: list[tuple[Callable[..., object], tuple[int, ...]]] = [
+        (lambda t: ops.apply(t, description), (1,)),
+        (lambda t: ops.adjoint([None, t], description), (1,)),
+        (lambda t: ops.adjoint([t, g], description), (1,)),
+        (lambda t: ops.magnitude(t, description, 1e-3), (1,)),
+        (lambda t, u: ops.magnitude_backward(t, u, description, 1e-3), (1, 1)),
+    ]
+    for fn, dims in cases:
+        args = (x,) * len(dims)
+        launches.clear()
+        got = torch.vmap(fn, in_dims=dims, out_dims=1)(*args)
+        assert launches
+        torch.testing.assert_close(got, looped(fn, *args), rtol=1e-12, atol=1e-12)
 
 
 def test_description_round_trip() -> None:

@@ -1,8 +1,8 @@
 """Which executor runs an operator: the one place that chooses.
 
 - CUDA tensors whose operator the Triton kernels serve take the Triton ops (:mod:`torchgrad._triton.ops`);
-  in forward mode (``torch.func.jvp``, ``jacfwd``, ``torch.autograd.forward_ad``), which ``custom_op``
-  does not provide, the same ops run inside the autograd Functions of :mod:`torchgrad._linear`.
+  under ``torch.func`` transforms and forward-mode AD (:func:`transformed`) the same ops run inside the
+  autograd Functions of :mod:`torchgrad._linear`.
 - ``TORCHGRAD_FORCE_TRITON=1`` (read at each call) sends CPU tensors to the Triton ops too; the kernels
   must then have been defined under Triton's interpreter (``TRITON_INTERPRET=1``).
 - Everything else, and every operator the kernels do not serve (:func:`torchgrad._triton.unsupported_reason`
@@ -39,7 +39,7 @@ def triton_description(op: object, x: Tensor) -> Optional[str]:
         from ._triton.description import concrete, plain
 
         return _traced_description(plain(op), device, x.dtype, tuple(concrete(n) for n in x.shape), forced)
-    return _decide(op, _unwrapped(x), forced)
+    return _decide(op, _stand_in(x), forced)
 
 
 @torch.compiler.assume_constant_result
@@ -87,12 +87,13 @@ def _description(op: Separable) -> Optional[str]:
         return None
 
 
-def _unwrapped(x: Tensor) -> Tensor:
-    """The tensor under ``torch.func`` wrappers: the ops' own rules see it, so it decides what they serve."""
-    functorch = torch._C._functorch
-    while functorch.is_functorch_wrapped_tensor(x):
-        x = functorch.get_unwrapped(x)
-    return x
+def _stand_in(x: Tensor) -> Tensor:
+    """``x``, or for a tensor wrapped by ``torch.func`` a one-element tensor of its logical shape, dtype
+    and device: the ops' own rules (Functions, ``vmap``) see that shape, so it decides what they serve."""
+    if not torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return x
+    with torch._C._DisableFuncTorch():  # a plain tensor, not one wrapped by the active transforms
+        return torch.empty_strided(x.shape, (0,) * x.dim(), dtype=x.dtype, device=x.device)
 
 
 def triton_operator(description: str) -> Any:
@@ -102,13 +103,11 @@ def triton_operator(description: str) -> Any:
     return TritonOperator(description)
 
 
-def forward_mode() -> bool:
-    """Whether forward-mode AD is active (a dual level, or a ``torch.func.jvp`` transform)."""
-    if torch.autograd.forward_ad._current_level >= 0:
-        return True
-    if torch._C._functorch.peek_interpreter_stack() is None:
-        return False
-    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+def transformed() -> bool:
+    """Whether a ``torch.func`` transform or forward-mode AD is active.
 
-    jvp = torch._C._functorch.TransformType.Jvp
-    return any(interpreter.key() == jvp for interpreter in retrieve_all_functorch_interpreters())
+    There the Triton ops run inside the autograd Functions of :mod:`torchgrad._linear` (and
+    :mod:`torchgrad.magnitude`): ``custom_op`` provides no forward mode, and ops with tensor-list
+    arguments or results do not support ``torch.func``'s ``grad`` transform.
+    """
+    return torch.autograd.forward_ad._current_level >= 0 or torch._C._functorch.peek_interpreter_stack() is not None

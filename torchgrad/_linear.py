@@ -20,7 +20,7 @@ from typing import Any, Optional, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from ._executor import forward_mode, triton_description, triton_operator
+from ._executor import transformed, triton_description, triton_operator
 
 
 class LinearOperator(Protocol):
@@ -123,11 +123,11 @@ def apply_operator(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
     """``A x`` through autograd: differentiable to any order, forward mode and ``vmap`` included.
 
     The executor is chosen by :mod:`torchgrad._executor`: the Triton ops where they serve (through
-    these Functions in forward mode), else ``op``'s own.
+    these Functions under ``torch.func`` transforms and forward mode), else ``op``'s own.
     """
     description = triton_description(op, x)
     if description is not None:
-        if torch.compiler.is_compiling() or not forward_mode():
+        if torch.compiler.is_compiling() or not transformed():
             return tuple(torch.ops.torchgrad.apply(x, description))
         op = triton_operator(description)
     fn = _Apply if torch.compiler.is_compiling() else _ApplyWithJvp
@@ -144,7 +144,7 @@ def apply_adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Option
     given = [g for g in grads if g is not None]
     description = triton_description(op, given[0]) if given else None
     if description is not None:
-        if torch.compiler.is_compiling() or not forward_mode():
+        if torch.compiler.is_compiling() or not transformed():
             return cast_like_input(torch.ops.torchgrad.adjoint(list(grads), description), dtype)
         op = triton_operator(description)
     if torch.compiler.is_compiling():

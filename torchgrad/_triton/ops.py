@@ -12,8 +12,9 @@ Every op has a fake implementation that only allocates, an autograd formula and 
   no graph is built, else ``apply`` and ``adjoint`` with plain tensor code between them;
 - ``vmap`` moves the batch dimension to the front (the operators act on trailing dimensions).
 
-Forward-mode AD is not something ``custom_op`` provides: :mod:`torchgrad._executor` sends forward
-mode through the autograd Functions of :mod:`torchgrad._linear` with :class:`TritonOperator`.
+``custom_op`` provides no forward-mode AD, and ops with tensor-list arguments or results do not
+support ``torch.func.grad``: under ``torch.func`` transforms and forward mode, :mod:`torchgrad._executor`
+runs these ops inside the autograd Functions of :mod:`torchgrad._linear` (:class:`TritonOperator`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .launch import triton_adjoint, triton_apply, triton_magnitude, triton_magni
 @dataclass(frozen=True)
 class TritonOperator:
     """A :class:`~torchgrad._linear.LinearOperator` whose ``A x`` and ``A^T g`` are the Triton ops
-    (for the autograd Functions of :mod:`torchgrad._linear`, which serve forward mode)."""
+    (for the autograd Functions of :mod:`torchgrad._linear`, which serve ``torch.func`` and forward mode)."""
 
     description: str
 
