@@ -1,7 +1,7 @@
 """Which executor runs an operator: the one place that chooses.
 
 - CUDA tensors whose operator the Triton kernels serve take the Triton ops (:mod:`torchgrad._triton.ops`);
-  under ``torch.func`` transforms and forward-mode AD (:func:`transformed`) the same ops run inside the
+  under ``torch.func`` transforms and forward-mode AD (:func:`ops_directly`) the same ops run inside the
   autograd Functions of :mod:`torchgrad._linear`.
 - ``TORCHGRAD_FORCE_TRITON=1`` (read at each call) sends CPU tensors to the Triton ops too; the kernels
   must then have been defined under Triton's interpreter (``TRITON_INTERPRET=1``).
@@ -103,11 +103,13 @@ def triton_operator(description: str) -> Any:
     return TritonOperator(description)
 
 
-def transformed() -> bool:
-    """Whether a ``torch.func`` transform or forward-mode AD is active.
+def ops_directly() -> bool:
+    """Whether the public operators call the Triton ops themselves (eager autograd, ``torch.compile``)
+    rather than inside the autograd Functions of :mod:`torchgrad._linear`.
 
-    There the Triton ops run inside the autograd Functions of :mod:`torchgrad._linear` (and
-    :mod:`torchgrad.magnitude`): ``custom_op`` provides no forward mode, and ops with tensor-list
-    arguments or results do not support ``torch.func``'s ``grad`` transform.
+    The Functions serve ``torch.func`` transforms and forward-mode AD: ``custom_op`` provides no
+    forward mode, and ops with tensor-list arguments or results do not support ``torch.func.grad``.
     """
-    return torch.autograd.forward_ad._current_level >= 0 or torch._C._functorch.peek_interpreter_stack() is not None
+    if torch.compiler.is_compiling():
+        return True
+    return torch.autograd.forward_ad._current_level < 0 and torch._C._functorch.peek_interpreter_stack() is None

@@ -20,7 +20,7 @@ from typing import Any, Optional, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from ._executor import transformed, triton_description, triton_operator
+from ._executor import ops_directly, triton_description, triton_operator
 
 
 class LinearOperator(Protocol):
@@ -127,7 +127,7 @@ def apply_operator(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
     """
     description = triton_description(op, x)
     if description is not None:
-        if torch.compiler.is_compiling() or not transformed():
+        if ops_directly():
             return tuple(torch.ops.torchgrad.apply(x, description))
         op = triton_operator(description)
     fn = _Apply if torch.compiler.is_compiling() else _ApplyWithJvp
@@ -144,7 +144,7 @@ def apply_adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Option
     given = [g for g in grads if g is not None]
     description = triton_description(op, given[0]) if given else None
     if description is not None:
-        if torch.compiler.is_compiling() or not transformed():
+        if ops_directly():
             return cast_like_input(torch.ops.torchgrad.adjoint(list(grads), description), dtype)
         op = triton_operator(description)
     if torch.compiler.is_compiling():
