@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+import torch
+
+if not torch.cuda.is_available():
+    # The Triton executor's tests run its kernels on CPU tensors under Triton's interpreter, which must be
+    # chosen before torchgrad._triton.kernels is imported. Triton itself may be imported already
+    # (torchvision imports it): the kernels use its builtins only, which the interpreter patches at each launch.
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 from hypothesis import settings
 from references import save_random_weights
 

@@ -3,38 +3,34 @@
 Every operator x padding x normalized x dtype, forward and adjoint; sizes 1, 2, 3 and tiles that
 do not divide the tensor; strided, channels_last and expanded tensors; batch 0; the adjoint
 identity in float64; the fused magnitude; and the number of kernel launches per call.
+``tests/conftest.py`` sets ``TRITON_INTERPRET=1`` where there is no GPU.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Callable, Optional
 
-# Before the kernels are defined. Triton itself may be imported already (torchvision imports it): the
-# kernels use its builtins only, which the interpreter patches at each launch.
-os.environ.setdefault("TRITON_INTERPRET", "1")
-
-from typing import Callable, Optional  # noqa: E402
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import pytest
+import torch
 
 pytest.importorskip("triton")
 
-from torchgrad._filters import build_operator  # noqa: E402
-from torchgrad._registry import REGISTRY  # noqa: E402
-from torchgrad._separable import Separable  # noqa: E402
-from torchgrad._stencil import PADDING_MODES as PADDINGS  # noqa: E402
-from torchgrad._stencil import Row, Stencil, padded_stencil  # noqa: E402
-from torchgrad._triton import can_serve, launch, unsupported_reason  # noqa: E402
-from torchgrad._triton.launch import (  # noqa: E402
+from torchgrad._filters import build_operator
+from torchgrad._registry import REGISTRY
+from torchgrad._separable import Separable
+from torchgrad._stencil import PADDING_MODES as PADDINGS
+from torchgrad._stencil import Row, Stencil, padded_stencil
+from torchgrad._triton import can_serve, launch, unsupported_reason
+from torchgrad._triton.launch import (
     triton_adjoint,
     triton_apply,
     triton_magnitude,
     triton_magnitude_backward,
 )
-from torchgrad.gradient import _coordinate_stencil, _uniform_stencil  # noqa: E402
-from torchgrad.image_gradients import forward_difference_operator  # noqa: E402
+from torchgrad.gradient import _coordinate_stencil, _uniform_stencil
+from torchgrad.image_gradients import forward_difference_operator
 
 if not launch.interpreting():
     pytest.skip(

@@ -20,6 +20,8 @@ from typing import Any, Optional, Protocol, Sequence
 import torch
 from torch import Tensor
 
+from ._executor import ops_directly, triton_description, triton_operator
+
 
 class LinearOperator(Protocol):
     """What a linear operator provides: ``A x`` and ``A^T g``."""
@@ -118,7 +120,16 @@ class _AdjointWithJvp(_Adjoint):
 
 
 def apply_operator(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
-    """``A x`` through autograd: differentiable to any order, forward mode and ``vmap`` included."""
+    """``A x`` through autograd: differentiable to any order, forward mode and ``vmap`` included.
+
+    The executor is chosen by :mod:`torchgrad._executor`: the Triton ops where they serve (through
+    these Functions under ``torch.func`` transforms and forward mode), else ``op``'s own.
+    """
+    description = triton_description(op, x)
+    if description is not None:
+        if ops_directly():
+            return tuple(torch.ops.torchgrad.apply(x, description))
+        op = triton_operator(description)
     fn = _Apply if torch.compiler.is_compiling() else _ApplyWithJvp
     return fn.apply(x, op)
 
@@ -130,6 +141,12 @@ def apply_adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Option
     trace a Function applied inside another's backward); eager code gets the Function, so that
     the backward is itself differentiable with its own hand-written backward.
     """
+    given = [g for g in grads if g is not None]
+    description = triton_description(op, given[0]) if given else None
+    if description is not None:
+        if ops_directly():
+            return cast_like_input(torch.ops.torchgrad.adjoint(list(grads), description), dtype)
+        op = triton_operator(description)
     if torch.compiler.is_compiling():
         return cast_like_input(op.adjoint(grads), dtype)
     return _AdjointWithJvp.apply(op, dtype, *grads)

@@ -45,7 +45,7 @@ class Separable:
     def apply(self, x: Tensor, traceable: bool = False) -> tuple[Tensor, ...]:
         """``A x``; ``traceable`` forces plain tensor code (else chosen by :func:`needs_traceable_code`)."""
         owners = self._owners()
-        if traceable or needs_traceable_code(x):
+        if traceable or not _slab_by_slab(x):
             sums: dict[int, Tensor] = {}
             for chain, o in zip(self.chains, owners):
                 y = _float32_for_chain(x, chain)
@@ -85,7 +85,7 @@ class Separable:
         if not pairs:
             raise ValueError("the adjoint needs a cotangent for at least one output")
         dtype = pairs[0][1].dtype
-        if traceable or any(needs_traceable_code(g) for _, g in pairs):
+        if traceable or not all(_slab_by_slab(g) for _, g in pairs):
             total: Optional[Tensor] = None
             for chain, g in pairs:
                 y = _float32_for_chain(g, chain)
@@ -141,6 +141,13 @@ def needs_traceable_code(t: Tensor) -> bool:
         return True
     functorch = torch._C._functorch
     return functorch.is_functorch_wrapped_tensor(t) or functorch.is_legacy_batchedtensor(t)
+
+
+def _slab_by_slab(t: Tensor) -> bool:
+    """Whether the CPU eager executor runs on ``t``: a CPU tensor outside ``torch.compile`` and ``torch.func``.
+    Other devices (CUDA whose operator the Triton kernels do not serve, or without Triton) take plain
+    tensor code: one kernel per operation over the whole batch, not a loop over slabs."""
+    return t.device.type == "cpu" and not needs_traceable_code(t)
 
 
 def _float32_for_chain(t: Tensor, chain: Sequence[Stencil]) -> Tensor:

@@ -103,7 +103,9 @@ def check_int_choice(fn: str, name: str, value: Any, choices: Sequence[int]) -> 
         raise TypeError(f"{fn}: `{name}` must be the int {listed}, got {_quote(value)}")
     if value not in choices:
         raise ValueError(f"{fn}: `{name}` must be {listed}, got {_quote(value)}")
-    return int(value)
+    # The listed constant itself: a symbolic int (an argument of a function compiled with dynamic=True)
+    # becomes the plain int it equals, so that what is built from it holds no symbols.
+    return next(int(c) for c in choices if c == value)
 
 
 def check_number(

@@ -7,6 +7,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from ._executor import ops_directly, triton_description, triton_operator
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._linear import cast_like_input as _cast
 from ._named import operator_by_name
@@ -135,11 +136,17 @@ def gradient_magnitude(
                 [0., 4., 4., 0.],
                 [0., 4., 4., 0.]])
     """
-    op = _operator(image, operator, padding, normalized, spatial_dims, eps)
-    if image.dtype in (torch.float16, torch.bfloat16):
-        # Squares of half-precision components overflow float16 (255^2) and round in bfloat16, and so
-        # does the double backward's 1 / (|A x|^2 + eps) where the image is flat: all in float32.
-        op = op.with_output_dtype(torch.float32)
+    separable = _operator(image, operator, padding, normalized, spatial_dims, eps)
+    description = triton_description(separable, image)
+    if description is not None and (ops_directly()):
+        # The fused kernels, which square and sum half precision in float32.
+        return torch.ops.torchgrad.magnitude(image, description, eps)
+    half = image.dtype in (torch.float16, torch.bfloat16)
+    # Squares of half-precision components overflow float16 (255^2) and round in bfloat16, and so
+    # does the double backward's 1 / (|A x|^2 + eps) where the image is flat: all in float32.
+    op = separable.with_output_dtype(torch.float32) if half else separable
+    if description is not None and not half:
+        return magnitude(triton_operator(description), image, eps)
     return magnitude(op, image, eps)
 
 

@@ -6,6 +6,10 @@ Triton kernels, one launch forward and one for the adjoint, whatever the batch.
 - :func:`triton_apply`: ``A x``; :func:`triton_adjoint`: ``A^T g``; :func:`triton_magnitude` and
   :func:`triton_magnitude_backward`: the fused gradient magnitude.
 
+- :mod:`torchgrad._triton.ops`: the same as ``torch.library`` ops (``torch.ops.torchgrad.apply``,
+  ``adjoint``, ``magnitude``, ``magnitude_backward``), which the public operators call through
+  :mod:`torchgrad._executor`; the operator travels as a string (:mod:`torchgrad._triton.description`).
+
 Triton is imported only when one of these is used; without it, :func:`can_serve` is ``False``.
 CPU tensors are served under Triton's interpreter (``TRITON_INTERPRET=1`` set before Triton is
 imported), which is how the kernels are tested without a GPU.

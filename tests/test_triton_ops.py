@@ -1,0 +1,336 @@
+"""The public operators on the Triton executor (``TORCHGRAD_FORCE_TRITON=1``, CPU tensors under Triton's
+interpreter, which ``tests/conftest.py`` turns on where there is no GPU), against the CPU executor.
+
+Values and gradients for every operator x padding x normalized x dtype; gradcheck and gradgradcheck;
+torch.func; ``torch.compile(fullgraph=True)``; ``torch.library.opcheck`` on every op; launch counts at
+batch 2 and 32; the fallbacks. Every test also checks that the kernels ran (or, for a fallback, did not).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+import torchgrad  # noqa: E402
+from torchgrad._executor import FORCE_TRITON, triton_description  # noqa: E402
+from torchgrad._filters import build_operator  # noqa: E402
+from torchgrad._registry import REGISTRY  # noqa: E402
+from torchgrad._separable import Separable  # noqa: E402
+from torchgrad._stencil import PADDING_MODES as PADDINGS  # noqa: E402
+from torchgrad._triton import launch, ops  # noqa: E402
+from torchgrad._triton.description import describe, parse  # noqa: E402
+from torchgrad._triton.plan import Unsupported  # noqa: E402
+from torchgrad.gradient import _coordinate_stencil, _uniform_stencil  # noqa: E402
+
+if not launch.interpreting():
+    pytest.skip("the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
+
+Fn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+DTYPES = list(TOLERANCE)
+
+
+def _as_tuple(fn: Callable[[torch.Tensor], object]) -> Fn:
+    def wrapped(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = fn(x)
+        return out if isinstance(out, tuple) else (out,)  # type: ignore[return-value]
+
+    return wrapped
+
+
+def _cases() -> dict[str, tuple[Fn, int]]:
+    """name -> (public call, spatial dims)."""
+    cases: dict[str, tuple[Fn, int]] = {
+        "image_gradients": (torchgrad.image_gradients, 2),
+        "image_gradients_3d": (lambda x: torchgrad.image_gradients(x, spatial_dims=3), 3),
+        "gradient": (lambda x: torchgrad.gradient(x, dim=(-2, -1)), 2),
+        "gradient_spacing_edge2": (lambda x: torchgrad.gradient(x, spacing=0.5, dim=(-2, -1), edge_order=2), 2),
+        "gradient_3d": (lambda x: torchgrad.gradient(x, spacing=(1.0, 2.0, 0.25), dim=(-3, -2, -1)), 3),
+    }
+    for padding in PADDINGS:
+        for normalized in (False, True):
+            tag = f"{padding}{'_normalized' if normalized else ''}"
+            options = {"padding": padding, "normalized": normalized}
+            cases[f"sobel_{tag}"] = (lambda x, o=options: torchgrad.sobel(x, **o), 2)  # type: ignore[misc]
+            if not normalized or padding == "zeros":  # 3-D kernels are slow under the interpreter
+                cases[f"sobel_3d_{tag}"] = (lambda x, o=options: torchgrad.sobel(x, spatial_dims=3, **o), 3)  # type: ignore[misc]
+            cases[f"scharr_{tag}"] = (lambda x, o=options: torchgrad.scharr(x, **o), 2)  # type: ignore[misc]
+            for operator in ("sobel", "scharr"):
+                cases[f"magnitude_{operator}_{tag}"] = (
+                    _as_tuple(lambda x, o=options, op=operator: torchgrad.gradient_magnitude(x, operator=op, **o)),
+                    2,
+                )
+    for padding in ("reflect", "zeros"):
+        cases[f"magnitude_3d_{padding}"] = (
+            _as_tuple(lambda x, p=padding: torchgrad.gradient_magnitude(x, padding=p, spatial_dims=3)),
+            3,
+        )
+    cases["magnitude_diff"] = (_as_tuple(lambda x: torchgrad.gradient_magnitude(x, operator="diff")), 2)
+    cases["magnitude_diff_3d"] = (
+        _as_tuple(lambda x: torchgrad.gradient_magnitude(x, operator="diff", spatial_dims=3)),
+        3,
+    )
+    return cases
+
+
+CASES = _cases()
+
+
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The Triton executor switched on for CPU tensors; the list grows by a kernel's name at each launch."""
+    monkeypatch.setenv(FORCE_TRITON, "1")
+    calls: list[str] = []
+    original = launch.launch_kernel
+
+    def counting(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
+        calls.append(kernel.fn.__name__)
+        original(kernel, programs, *args, **meta)
+
+    monkeypatch.setattr(launch, "launch_kernel", counting)
+    return calls
+
+
+def _input(shape: tuple[int, ...], dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+def _shape(name: str, batch: int = 2) -> tuple[int, ...]:
+    return (batch // 2, 2, 3, 4) if CASES[name][1] == 3 else (batch, 5, 6)
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    tol = TOLERANCE[expected.dtype]
+    scale = max(float(expected.double().abs().max()), 1.0)
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=tol, atol=tol * scale)
+
+
+def _values_and_grad(fn: Fn, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    x = x.detach().requires_grad_()
+    ys = fn(x)
+    cotangents = [_input(tuple(y.shape), y.dtype, seed=1 + k) for k, y in enumerate(ys)]
+    (gx,) = torch.autograd.grad(ys, x, cotangents)
+    return tuple(y.detach() for y in ys), gx
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_equal_to_the_cpu_executor(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values and gradients, every dtype, equal to the CPU executor's; the kernels ran for each."""
+    fn = CASES[name][0]
+    for dtype in DTYPES:
+        x = _input(_shape(name), dtype)
+        launches.clear()
+        got = _values_and_grad(fn, x)
+        assert launches, (name, dtype)
+        expected = _on_the_cpu_executor(lambda: _values_and_grad(fn, x), monkeypatch)
+        assert len(got[0]) == len(expected[0])
+        for a, e in zip(got[0] + (got[1],), expected[0] + (expected[1],)):
+            _close(a, e)
+
+
+GRADCHECKED = [
+    "image_gradients",
+    "gradient_spacing_edge2",
+    "sobel_reflect",
+    "scharr_zeros_normalized",
+    "sobel_3d_circular",
+    "magnitude_sobel_replicate",
+    "magnitude_diff_3d",
+]
+
+
+@pytest.mark.parametrize("name", GRADCHECKED)
+def test_gradcheck_and_gradgradcheck(name: str, launches: list[str]) -> None:
+    fn, nd = CASES[name]
+    x = _input((1, 2, 3, 3) if nd == 3 else (2, 4, 5)).requires_grad_()
+    # Fast mode (random projections of the Jacobians): the full one launches kernels per element.
+    assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
+    assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
+    assert "_adjoint_kernel" in launches and "_forward_kernel" in launches
+
+
+def _on_the_cpu_executor(call: Callable[[], object], monkeypatch: pytest.MonkeyPatch) -> object:
+    monkeypatch.delenv(FORCE_TRITON)
+    try:
+        return call()
+    finally:
+        monkeypatch.setenv(FORCE_TRITON, "1")
+
+
+@pytest.mark.parametrize("name", ["sobel_reflect", "image_gradients", "magnitude_scharr_zeros"])
+def test_torch_func(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """vmap, jvp, jacrev, jacfwd and per-sample gradients (vmap of grad) run the kernels, with the CPU
+    executor's results."""
+    fn = CASES[name][0]
+    x = _input((3, 4, 5))
+    t = _input((3, 4, 5), seed=1)
+
+    def summed(u: torch.Tensor) -> torch.Tensor:
+        return sum((y * y).sum() for y in fn(u))  # type: ignore[return-value]
+
+    transforms: dict[str, Callable[[], object]] = {
+        "vmap": lambda: torch.func.vmap(fn, in_dims=1)(x.transpose(0, 1)),
+        "jvp": lambda: torch.func.jvp(fn, (x,), (t,)),
+        "jacrev": lambda: torch.func.jacrev(fn)(x[0]),
+        "jacfwd": lambda: torch.func.jacfwd(fn)(x[0]),
+        "per_sample": lambda: torch.func.vmap(torch.func.grad(summed))(x),
+    }
+    for what, call in transforms.items():
+        launches.clear()
+        got = call()
+        assert launches, what
+        torch.testing.assert_close(got, _on_the_cpu_executor(call, monkeypatch), rtol=1e-12, atol=1e-12, msg=what)
+
+
+@pytest.mark.parametrize(
+    "name", ["sobel_zeros_normalized", "image_gradients_3d", "gradient", "magnitude_sobel_reflect"]
+)
+def test_compile_fullgraph(name: str, launches: list[str]) -> None:
+    """``torch.compile(fullgraph=True)``: no graph break, the ops in the graph, eager's values and gradients."""
+    fn = CASES[name][0]
+    x = _input(_shape(name), torch.float32)
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    got = _values_and_grad(compiled, x)
+    launches.clear()
+    expected = _values_and_grad(fn, x)
+    assert launches
+    launches.clear()
+    _values_and_grad(compiled, x)
+    assert len(launches) >= 2
+    for a, e in zip(got[0] + (got[1],), expected[0] + (expected[1],)):
+        _close(a, e)
+
+
+def test_compile_dynamic_shapes(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dynamic=True``: the descriptions hold no sizes; every size runs the kernels."""
+    torch._dynamo.reset()
+    compiled = torch.compile(torchgrad.sobel, fullgraph=True, backend="eager", dynamic=True)
+    for shape in ((2, 5, 6), (3, 6, 7)):
+        x = _input(shape, torch.float32)
+        launches.clear()
+        got = compiled(x)
+        assert launches == ["_forward_kernel"]
+        for a, e in zip(got, _on_the_cpu_executor(lambda: torchgrad.sobel(x), monkeypatch)):
+            _close(a, e)
+
+
+def test_opcheck_every_op(launches: list[str]) -> None:
+    x = _input((2, 5, 6), torch.float32)
+    op = build_operator("t", REGISTRY["sobel"], x, "reflect", True, 2)
+    description = describe(op)
+    g = [_input((2, 5, 6), torch.float32, seed=k) for k in (1, 2)]
+    cases = [
+        (ops.apply, (x.clone().requires_grad_(), description)),
+        (ops.adjoint, ([g[0].clone().requires_grad_(), g[1]], description)),
+        (ops.adjoint, ([None, g[1].clone().requires_grad_()], description)),
+        (ops.magnitude, (x.clone().requires_grad_(), description, 1e-3)),
+        (ops.magnitude_backward, (x, g[0], description, 1e-3)),
+    ]
+    for fn, args in cases:
+        torch.library.opcheck(fn, args)
+    assert launches
+
+
+def test_vmap_rules_of_the_ops(launches: list[str]) -> None:
+    """Each op's ``vmap`` rule (the batch dim moved to the front, unbatched cotangents expanded) equals a loop."""
+    x = _input((3, 2, 5, 6))
+    op = build_operator("t", REGISTRY["sobel"], x[:, 0], "replicate", False, 2)
+    description = describe(op)
+    g = _input((2, 5, 6), seed=1)
+
+    def looped(fn: Callable[..., object], *args: torch.Tensor) -> object:
+        results = [fn(*(a[:, i] for a in args)) for i in range(2)]
+        return torch.utils._pytree.tree_map(lambda *ts: torch.stack(ts, 1), *results)
+
+    cases: list[tuple[Callable[..., object], tuple[int, ...]]] = [
+        (lambda t: ops.apply(t, description), (1,)),
+        (lambda t: ops.adjoint([None, t], description), (1,)),
+        (lambda t: ops.adjoint([t, g], description), (1,)),
+        (lambda t: ops.magnitude(t, description, 1e-3), (1,)),
+        (lambda t, u: ops.magnitude_backward(t, u, description, 1e-3), (1, 1)),
+    ]
+    for fn, dims in cases:
+        args = (x,) * len(dims)
+        launches.clear()
+        got = torch.vmap(fn, in_dims=dims, out_dims=1)(*args)
+        assert launches
+        torch.testing.assert_close(got, looped(fn, *args), rtol=1e-12, atol=1e-12)
+
+
+def test_description_round_trip() -> None:
+    """The string the ops take is the whole operator: read back, it is equal to it; tensor weights have none."""
+    x = _input((2, 5, 6))
+    for op in (
+        build_operator("t", REGISTRY["sobel"], x, "zeros", True, 2),
+        Separable(tuple((_uniform_stencil(x, d, 0.1, 2),) for d in (-2, -1))),
+    ):
+        assert parse(describe(op)) == op
+    coords = torch.linspace(0, 1, 6, dtype=torch.float64)
+    with pytest.raises(Unsupported):
+        describe(Separable(((_coordinate_stencil(x, -1, coords, 1),),)))
+
+
+# 3-D kernels are slow under the interpreter (a program per volume): one of them stands for the others.
+LAUNCH_COUNTED = ["image_gradients", "image_gradients_3d", "sobel_reflect", "scharr_circular", "gradient"]
+LAUNCH_COUNTED += ["gradient_spacing_edge2", "magnitude_sobel_reflect", "magnitude_diff"]
+
+
+@pytest.mark.parametrize("name", LAUNCH_COUNTED)
+def test_launch_counts(name: str, launches: list[str]) -> None:
+    """At most two launches forward and two backward, the same at batch 2 and batch 32."""
+    fn = CASES[name][0]
+    counts = []
+    for batch in (2, 32):
+        x = _input((batch, 2, 3, 4) if CASES[name][1] == 3 else (batch, 3, 4), torch.float32).requires_grad_()
+        launches.clear()
+        ys = fn(x)
+        forward = len(launches)
+        launches.clear()
+        torch.autograd.grad(ys, x, [torch.ones_like(y) for y in ys])
+        counts.append((forward, len(launches)))
+    assert counts[0] == counts[1]
+    assert 1 <= counts[0][0] <= 2 and 1 <= counts[0][1] <= 2, counts
+
+
+def test_what_the_kernels_do_not_serve_falls_back(launches: list[str]) -> None:
+    """Coordinates, complex and integer inputs take the other executors, with their results."""
+    x = _input((2, 5, 6))
+    coords = torch.linspace(0, 1, 6, dtype=torch.float64) ** 2
+    calls = [
+        lambda: torchgrad.gradient(x, spacing=(coords,), dim=-1),
+        lambda: torchgrad.sobel(x.to(torch.complex128)),
+        lambda: torchgrad.gradient(x.to(torch.int64), dim=-1),
+    ]
+    for call in calls:
+        launches.clear()
+        got = call()
+        assert launches == []
+        expected = call()
+        for a, e in zip(got, expected):
+            torch.testing.assert_close(a, e)
+    expected_values = torch.gradient(x, spacing=(coords,), dim=-1)[0]
+    torch.testing.assert_close(calls[0]()[0], expected_values)
+
+
+def test_switch_is_read_at_each_call(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    x = _input((2, 5, 6))
+    torchgrad.sobel(x)
+    assert launches == ["_forward_kernel"]
+    monkeypatch.setenv(FORCE_TRITON, "0")
+    launches.clear()
+    torchgrad.sobel(x)
+    assert launches == []
+    assert triton_description(build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2), x) is None
+
+
+def test_forced_without_the_interpreter_says_so(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        torchgrad.sobel(_input((2, 5, 6)))
+    assert launches == []

@@ -1,0 +1,189 @@
+"""The Triton kernels as PyTorch operators (``torch.library.custom_op``): ``torchgrad::apply``,
+``torchgrad::adjoint``, ``torchgrad::magnitude`` and ``torchgrad::magnitude_backward``.
+
+The operator travels as an argument, a string (:mod:`torchgrad._triton.description`): the whole
+description, not a key into a table of this process.
+
+Every op has a fake implementation that only allocates, an autograd formula and a ``vmap`` rule:
+
+- the backward of ``apply`` (``A x``) is ``adjoint`` (``A^T g``) and the backward of ``adjoint`` is
+  ``apply``, so double backward works to any order;
+- the backward of ``magnitude`` recomputes ``A x``: one ``magnitude_backward`` (two launches) when
+  no graph is built, else ``apply`` and ``adjoint`` with plain tensor code between them;
+- ``vmap`` moves the batch dimension to the front (the operators act on trailing dimensions).
+
+``custom_op`` provides no forward-mode AD, and ops with tensor-list arguments or results do not
+support ``torch.func.grad``: under ``torch.func`` transforms and forward mode, :mod:`torchgrad._executor`
+runs these ops inside the autograd Functions of :mod:`torchgrad._linear` (:class:`TritonOperator`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from .description import parse
+from .launch import triton_adjoint, triton_apply, triton_magnitude, triton_magnitude_backward
+
+
+@dataclass(frozen=True)
+class TritonOperator:
+    """A :class:`~torchgrad._linear.LinearOperator` whose ``A x`` and ``A^T g`` are the Triton ops
+    (for the autograd Functions of :mod:`torchgrad._linear`, which serve ``torch.func`` and forward mode)."""
+
+    description: str
+
+    def apply(self, x: Tensor) -> tuple[Tensor, ...]:
+        return tuple(apply(x, self.description))
+
+    def adjoint(self, grads: Sequence[Optional[Tensor]]) -> Tensor:
+        return adjoint(list(grads), self.description)
+
+
+# --- A x --------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("torchgrad::apply", mutates_args=())
+def apply(x: Tensor, operator: str) -> list[Tensor]:
+    """``A x``: one tensor per component, shaped and typed like ``x``, from one kernel launch."""
+    return list(triton_apply(parse(operator), x))
+
+
+@apply.register_fake
+def _(x: Tensor, operator: str) -> list[Tensor]:
+    return [torch.empty_like(x) for _ in parse(operator).chains]
+
+
+def _apply_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    ctx.operator = inputs[1]
+
+
+def _apply_backward(ctx: Any, grads: Sequence[Optional[Tensor]]) -> tuple[Optional[Tensor], None]:
+    if all(g is None for g in grads):
+        return None, None
+    return adjoint(list(grads), ctx.operator), None
+
+
+apply.register_autograd(_apply_backward, setup_context=_apply_setup)
+
+
+@apply.register_vmap
+def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, operator: str) -> Any:
+    if in_dims[0] is None:
+        out = apply(x, operator)
+        return out, [None] * len(out)
+    out = apply(x.movedim(in_dims[0], 0), operator)
+    return out, [0] * len(out)
+
+
+# --- A^T g ------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("torchgrad::adjoint", mutates_args=())
+def adjoint(grads: list[Optional[Tensor]], operator: str) -> Tensor:
+    """``A^T g``, ``None`` standing for a zero cotangent; shaped and typed like the first one given."""
+    return triton_adjoint(parse(operator), grads)
+
+
+@adjoint.register_fake
+def _(grads: list[Optional[Tensor]], operator: str) -> Tensor:
+    return torch.empty_like(_first(grads))
+
+
+def _first(grads: Sequence[Optional[Tensor]]) -> Tensor:
+    for g in grads:
+        if g is not None:
+            return g
+    raise ValueError("the adjoint needs a cotangent for at least one output")
+
+
+def _adjoint_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    ctx.operator = inputs[1]
+    ctx.given = [g is not None for g in inputs[0]]
+
+
+def _adjoint_backward(ctx: Any, ggx: Optional[Tensor]) -> tuple[Optional[list[Optional[Tensor]]], None]:
+    if ggx is None:
+        return None, None
+    outs = apply(ggx, ctx.operator)
+    return [o if given else None for o, given in zip(outs, ctx.given)], None
+
+
+adjoint.register_autograd(_adjoint_backward, setup_context=_adjoint_setup)
+
+
+@adjoint.register_vmap
+def _(info: Any, in_dims: tuple[Any, ...], grads: list[Optional[Tensor]], operator: str) -> Any:
+    dims = in_dims[0]
+    if all(d is None for d in dims):
+        return adjoint(grads, operator), None
+    moved: list[Optional[Tensor]] = []
+    for g, d in zip(grads, dims):
+        if g is not None:
+            g = g.movedim(d, 0) if d is not None else g.expand(info.batch_size, *g.shape)
+        moved.append(g)
+    return adjoint(moved, operator), 0
+
+
+# --- |A x| ------------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("torchgrad::magnitude", mutates_args=())
+def magnitude(x: Tensor, operator: str, eps: float) -> Tensor:
+    """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written."""
+    return triton_magnitude(parse(operator), x, eps)
+
+
+@magnitude.register_fake
+def _(x: Tensor, operator: str, eps: float) -> Tensor:
+    return torch.empty_like(x)
+
+
+@torch.library.custom_op("torchgrad::magnitude_backward", mutates_args=())
+def magnitude_backward(x: Tensor, grad: Tensor, operator: str, eps: float) -> Tensor:
+    """``A^T (grad * A x / |A x|)``: the gradient of :func:`magnitude`, two launches."""
+    return triton_magnitude_backward(parse(operator), x, grad, eps)
+
+
+@magnitude_backward.register_fake
+def _(x: Tensor, grad: Tensor, operator: str, eps: float) -> Tensor:
+    return torch.empty_like(x)
+
+
+def _magnitude_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+    x, ctx.operator, ctx.eps = inputs
+    ctx.save_for_backward(x)
+
+
+def _magnitude_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+    (x,) = ctx.saved_tensors
+    if not torch.is_grad_enabled():
+        return magnitude_backward(x, grad, ctx.operator, ctx.eps), None, None
+    # A graph of the gradient (double backward): A x again through the differentiable ops, in float32
+    # for half precision (the squares overflow float16).
+    work = x if x.dtype == torch.float64 else x.float()
+    components = apply(work, ctx.operator)
+    scale = grad / torch.sqrt(sum(c * c for c in components) + ctx.eps)
+    return adjoint([scale * c for c in components], ctx.operator).to(x.dtype), None, None
+
+
+magnitude.register_autograd(_magnitude_backward, setup_context=_magnitude_setup)
+
+
+@magnitude.register_vmap
+def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, operator: str, eps: float) -> Any:
+    if in_dims[0] is None:
+        return magnitude(x, operator, eps), None
+    return magnitude(x.movedim(in_dims[0], 0), operator, eps), 0
+
+
+@magnitude_backward.register_vmap
+def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, grad: Tensor, operator: str, eps: float) -> Any:
+    if in_dims[0] is None and in_dims[1] is None:
+        return magnitude_backward(x, grad, operator, eps), None
+    x = x.movedim(in_dims[0], 0) if in_dims[0] is not None else x.expand(info.batch_size, *x.shape)
+    grad = grad.movedim(in_dims[1], 0) if in_dims[1] is not None else grad.expand(info.batch_size, *grad.shape)
+    return magnitude_backward(x, grad, operator, eps), 0
