@@ -46,13 +46,18 @@ def _references() -> dict[str, Op]:
         "kornia spatial_gradient (sobel)": lambda x: (kornia.filters.spatial_gradient(x, mode="sobel"),),
         "torch.gradient (autograd)": lambda x: torch.gradient(x, dim=(-2, -1)),
         "kornia sobel (magnitude)": lambda x: (kornia.filters.sobel(x),),
+        "kornia laplacian (3x3)": lambda x: (kornia.filters.laplacian(x, 3, border_type="reflect"),),
+        "kornia spatial_gradient (sobel, order=2)": lambda x: (
+            kornia.filters.spatial_gradient(x, mode="sobel", order=2),
+        ),
     }
 
 
 def measure_opencv(x: torch.Tensor, repeats: int) -> list[Result]:
-    """Forward medians of ``cv2.Sobel`` (NumPy in and out) and ``cv2_compat.Sobel``, ``ksize=5``, ``dx=1``.
+    """Forward medians of ``cv2.Sobel`` (``ksize=5``, ``dx=1``) and ``cv2.Laplacian`` (``ksize=1``), NumPy in and
+    out, next to their ``cv2_compat`` ports, and of the three second-order ``cv2.Sobel`` calls of a Hessian.
 
-    Both get the batch as ``N`` images in OpenCV's ``(H, W, C)`` layout, one call per image, and the same number
+    All get the batch as ``N`` images in OpenCV's ``(H, W, C)`` layout, one call per image, and the same number
     of threads. Not differentiable on OpenCV's side, so their forward+backward time is NaN.
     """
     import cv2
@@ -61,16 +66,28 @@ def measure_opencv(x: torch.Tensor, repeats: int) -> list[Result]:
     images = x.permute(0, 2, 3, 1).contiguous()
     arrays = list(images.numpy())
     tensors = list(images.unbind(0))
+    compat = torchgrad.cv2_compat
     forward_ms = median_ms(
         [
             lambda: [cv2.Sobel(a, cv2.CV_32F, 1, 0, ksize=5) for a in arrays],
-            lambda: [torchgrad.cv2_compat.Sobel(t, cv2.CV_32F, 1, 0, ksize=5) for t in tensors],
+            lambda: [compat.Sobel(t, cv2.CV_32F, 1, 0, ksize=5) for t in tensors],
+            lambda: [cv2.Laplacian(a, cv2.CV_32F, ksize=1) for a in arrays],
+            lambda: [compat.Laplacian(t, cv2.CV_32F, ksize=1) for t in tensors],
+            lambda: [[cv2.Sobel(a, cv2.CV_32F, dx, 2 - dx, ksize=3) for dx in (0, 1, 2)] for a in arrays],
         ],
         x.device,
         repeats,
     )
-    names = ("cv2.Sobel ksize=5 (N (H, W, C) images)", "cv2_compat.Sobel ksize=5 (N (H, W, C) images)")
-    return [Result(name, ms, float("nan"), 0) for name, ms in zip(names, forward_ms)]
+    return [Result(name, ms, float("nan"), 0) for name, ms in zip(OPENCV_CASES, forward_ms)]
+
+
+OPENCV_CASES = (
+    "cv2.Sobel ksize=5 (N (H, W, C) images)",
+    "cv2_compat.Sobel ksize=5 (N (H, W, C) images)",
+    "cv2.Laplacian ksize=1 (N (H, W, C) images)",
+    "cv2_compat.Laplacian ksize=1 (N (H, W, C) images)",
+    "cv2.Sobel orders (0, 2), (1, 1), (2, 0) (N (H, W, C) images)",
+)
 
 
 def measure(cases: list[tuple[str, Op]], x: torch.Tensor, repeats: int) -> list[Result]:
@@ -119,6 +136,10 @@ def main() -> None:
             lambda x: (torchgrad.gradient_magnitude(x, padding="replicate", normalized=True),),
         ),
         ("kornia sobel (magnitude)", refs["kornia sobel (magnitude)"]),
+        ("torchgrad.laplacian", lambda x: (torchgrad.laplacian(x),)),
+        ("kornia laplacian (3x3)", refs["kornia laplacian (3x3)"]),
+        ("torchgrad.hessian", torchgrad.hessian),
+        ("kornia spatial_gradient (sobel, order=2)", refs["kornia spatial_gradient (sobel, order=2)"]),
     ]
     results = {r.name: r for r in measure(cases, x, args.repeats)}
     opencv = device.type == "cpu"  # cv2 runs on the CPU only
@@ -163,16 +184,32 @@ def main() -> None:
             results["torch.gradient (autograd)"].backward_ms / results["torchgrad.gradient"].backward_ms,
             ">= 2",
         ),
+        (
+            "kornia laplacian / laplacian, fwd+bwd",
+            results["kornia laplacian (3x3)"].backward_ms / results["torchgrad.laplacian"].backward_ms,
+            ">= 5",
+        ),
+        (
+            "kornia order=2 / hessian, fwd+bwd",
+            results["kornia spatial_gradient (sobel, order=2)"].backward_ms / results["torchgrad.hessian"].backward_ms,
+            ">= 5",
+        ),
     ]
     if opencv:
-        checks.append(
+        cv2_sobel, compat_sobel, cv2_laplacian, compat_laplacian, cv2_hessian = (results[n] for n in OPENCV_CASES)
+        checks += [
+            ("cv2_compat.Sobel ksize=5 forward / cv2.Sobel", compat_sobel.forward_ms / cv2_sobel.forward_ms, "<= 1.5"),
             (
-                "cv2_compat.Sobel ksize=5 forward / cv2.Sobel",
-                results["cv2_compat.Sobel ksize=5 (N (H, W, C) images)"].forward_ms
-                / results["cv2.Sobel ksize=5 (N (H, W, C) images)"].forward_ms,
+                "cv2_compat.Laplacian ksize=1 forward / cv2.Laplacian",
+                compat_laplacian.forward_ms / cv2_laplacian.forward_ms,
                 "<= 1.5",
-            )
-        )
+            ),
+            (
+                "torchgrad.hessian forward / three cv2.Sobel calls",
+                results["torchgrad.hessian"].forward_ms / cv2_hessian.forward_ms,
+                "<= 1.5",
+            ),
+        ]
     zero_saved = all(r.saved == 0 for k, r in results.items() if k.startswith("torchgrad.") and "magnitude" not in k)
     versions = f", OpenCV {sys.modules['cv2'].__version__} with as many threads" if opencv else ""
 
@@ -200,7 +237,8 @@ def main() -> None:
         f"{environment(device)}{versions}; medians of {args.repeats} runs; upstream gradients made outside the timed"
         " region."
         " `gradient_magnitude` saves only a reference to its input (no new memory), counted here at the input's size."
-        " The OpenCV rows are forward only: cv2 has no backward",
+        " The OpenCV rows are forward only: cv2 has no backward. kornia's 3x3 Laplacian is its own kernel"
+        " ([[1, 1, 1], [1, -8, 1], [1, 1, 1]]), the same amount of work as the 5-point one",
         [table, summary],
         write=not args.no_write,
     )
