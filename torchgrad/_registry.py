@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-Taps = tuple[int, int, int]
+Taps = tuple[int, ...]
 Term = tuple[tuple[int, Taps], ...]
 Output = tuple[Term, ...]
 

@@ -21,7 +21,8 @@ def hessian(image: Tensor, *, padding: str = "reflect", normalized: bool = False
 
     Args:
         image: ``(..., H, W)`` tensor, floating or complex.
-        padding: ``"reflect"`` (needs 2 samples per axis), ``"replicate"``, ``"zeros"`` or ``"circular"``.
+        padding: ``"reflect"`` (needs 2 samples per axis), ``"replicate"``, ``"zeros"``, ``"circular"`` or
+            ``"symmetric"`` (half-sample: ``x[-1] = x[0]``).
         normalized: divide each output by 4: the second derivatives themselves of a quadratic with
             unit spacing.
 

@@ -24,7 +24,7 @@ def laplacian(
     Args:
         image: ``(..., H, W)`` tensor (``(..., D, H, W)`` when ``spatial_dims=3``), floating or complex.
         padding: how the border is extended: ``"reflect"`` (needs 2 samples per axis),
-            ``"replicate"``, ``"zeros"`` or ``"circular"``.
+            ``"replicate"``, ``"zeros"``, ``"circular"`` or ``"symmetric"`` (half-sample: ``x[-1] = x[0]``).
         ksize: 1 or 3 (2-D only), as OpenCV names the two kernels.
         normalized: return the Laplacian itself of a quadratic with unit spacing: ``ksize=1`` is that
             already (divides by 1), ``ksize=3`` divides by 4.

@@ -138,7 +138,7 @@ def gradient_magnitude(
     """
     separable = _operator(image, operator, padding, normalized, spatial_dims, eps)
     description = triton_description(separable, image)
-    if description is not None and (ops_directly()):
+    if description is not None and ops_directly():
         # The fused kernels, which square and sum half precision in float32.
         return torch.ops.torchgrad.magnitude(image, description, eps)
     half = image.dtype in (torch.float16, torch.bfloat16)

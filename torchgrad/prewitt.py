@@ -24,7 +24,7 @@ def prewitt(
     Args:
         image: ``(..., H, W)`` tensor (``(..., D, H, W)`` when ``spatial_dims=3``), floating or complex.
         padding: how the border is extended: ``"reflect"`` (needs 2 samples per axis),
-            ``"replicate"``, ``"zeros"`` or ``"circular"``.
+            ``"replicate"``, ``"zeros"``, ``"circular"`` or ``"symmetric"`` (half-sample: ``x[-1] = x[0]``).
         normalized: divide by the kernel's L1 norm (6 in 2-D, 18 in 3-D): the derivative itself of
             a linear ramp with unit spacing.
         spatial_dims: 2 for images, 3 for volumes.
