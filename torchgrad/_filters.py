@@ -6,11 +6,21 @@ from typing import Optional
 
 from torch import Tensor
 
-from ._registry import OperatorSpec
+from ._registry import Form, OperatorSpec
 from ._separable import Separable
 from ._stencil import padded_stencil
 from ._validation import check_bool, check_image, check_int_choice, check_min_size, check_padding, check_spatial_dims
 from .gradient import central_difference_operator
+
+
+def check_form(fn: str, spec: OperatorSpec, spatial_dims: int, ksize: object) -> Form:
+    """The form of ``spec`` for ``spatial_dims`` (checked) and ``ksize`` (checked here, on behalf of ``fn``)."""
+    ksize = check_int_choice(fn, "ksize", ksize, spec.ksizes)
+    form = spec.form(spatial_dims, ksize)
+    if form is None:
+        dims = " or ".join(str(d) for d in spec.spatial_dims if spec.form(d, ksize) is not None)
+        raise ValueError(f"{fn}: `ksize={ksize}` needs spatial_dims={dims}, got spatial_dims={spatial_dims}")
+    return form
 
 
 def build_operator(
@@ -32,11 +42,7 @@ def build_operator(
     if spec.border == "one-sided":
         return central_difference_operator(image, spatial_dims, fn)
     image = check_image(fn, "image", image, spatial_dims)
-    ksize = check_int_choice(fn, "ksize", ksize, spec.ksizes)
-    form = spec.form(spatial_dims, ksize)
-    if form is None:
-        dims = " or ".join(str(d) for d in spec.spatial_dims if spec.form(d, ksize) is not None)
-        raise ValueError(f"{fn}: `ksize={ksize}` needs spatial_dims={dims}, got spatial_dims={spatial_dims}")
+    form = check_form(fn, spec, spatial_dims, ksize)
     border = spec.border
     if border is None:
         border = check_padding(fn, "padding", padding)

@@ -133,11 +133,11 @@ def check_number(
     return number
 
 
-def check_int(fn: str, name: str, value: Any, minimum: int) -> int:
-    """An int (a Python or NumPy integer; not a bool, not a float) of at least ``minimum``."""
+def check_int(fn: str, name: str, value: Any, minimum: Optional[int] = None) -> int:
+    """An int (a Python or NumPy integer; not a bool, not a float), of at least ``minimum`` when given."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{fn}: `{name}` must be an int, got {_quote(value)}")
-    if value < minimum:
+    if minimum is not None and value < minimum:
         raise ValueError(f"{fn}: `{name}` must be at least {minimum}, got {_quote(value)}")
     return int(value)
 

@@ -8,7 +8,6 @@ torchgrad's hand-written backward. Arguments that OpenCV rejects raise ``ValueEr
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, Sequence
 
 import torch
@@ -247,9 +246,9 @@ def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAUL
     """
     fn = "cv2_compat.spatialGradient"
     src = _check_src(fn, src)
-    if _check_int(fn, "ksize", ksize) != 3:
+    if check_int(fn, "ksize", ksize) != 3:
         raise ValueError(f"{fn}: `ksize` must be 3 (OpenCV's spatialGradient takes no other size), got {ksize}")
-    border = _check_int(fn, "borderType", borderType)
+    border = check_int(fn, "borderType", borderType)
     if border not in (BORDER_REPLICATE, BORDER_REFLECT_101):
         raise ValueError(
             f"{fn}: `borderType` must be BORDER_DEFAULT (= BORDER_REFLECT_101, 4) or BORDER_REPLICATE (1), the "
@@ -265,13 +264,6 @@ def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAUL
 # Validation ---------------------------------------------------------------------------------------------------
 
 
-def _check_int(fn: str, name: str, value: Any) -> int:
-    """A Python or NumPy integer (not a bool), as an int; OpenCV's constants may be negative."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: `{name}` must be an int, got {value!r}")
-    return int(value)
-
-
 def _check_src(fn: str, src: Any) -> Tensor:
     """An ``(H, W)`` or ``(H, W, C)`` floating tensor with no empty axis."""
     src = check_dtype(fn, "src", check_tensor(fn, "src", src), FLOATING)
@@ -285,7 +277,7 @@ def _check_src(fn: str, src: Any) -> Tensor:
 def _check_ddepth(fn: str, ddepth: Any, src: Tensor, widen: bool = True, narrow: bool = False) -> torch.dtype:
     """The dtype of the result: ``src``'s for -1, float32 for CV_32F, float64 for CV_64F, where OpenCV's filter
     takes it: CV_64F from a narrower ``src`` where ``widen``, CV_32F from float64 where ``narrow``."""
-    ddepth = _check_int(fn, "ddepth", ddepth)
+    ddepth = check_int(fn, "ddepth", ddepth)
     if ddepth in _INTEGER_DEPTHS:
         raise ValueError(
             f"{fn}: `ddepth` {_INTEGER_DEPTHS[ddepth]} ({ddepth}) is an integer depth, which rounds and "
@@ -305,7 +297,7 @@ def _check_ddepth(fn: str, ddepth: Any, src: Tensor, widen: bool = True, narrow:
 
 def _check_ksize(fn: str, ksize: Any, scharr: bool) -> int:
     """An odd kernel size from 1 to ``_MAX_KSIZE``; any ``ksize <= 0`` (FILTER_SCHARR) where ``scharr``."""
-    ksize = _check_int(fn, "ksize", ksize)
+    ksize = check_int(fn, "ksize", ksize)
     if scharr and ksize <= 0:
         return FILTER_SCHARR
     if ksize <= 0 or ksize % 2 == 0 or ksize > 31:
@@ -346,7 +338,7 @@ def _check_affine(fn: str, scale: Any, delta: Any, border: Any) -> tuple[float, 
     """``scale`` and ``delta`` as finite floats, and ``borderType`` as a padding mode."""
     scale = check_number(fn, "scale", scale)
     delta = check_number(fn, "delta", delta)
-    border = _check_int(fn, "borderType", border)
+    border = check_int(fn, "borderType", border)
     base = border & ~BORDER_ISOLATED
     if base in _REFUSED_BORDERS:
         raise ValueError(f"{fn}: `borderType` must not be {_REFUSED_BORDERS[base]}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from ._filters import build_operator
+from ._filters import build_operator, check_form
 from ._linear import apply_operator
 from ._registry import REGISTRY
 from ._validation import check_bool, check_int_choice, check_padding, check_spatial_dims
@@ -53,11 +53,10 @@ class Laplacian(nn.Module):
     ) -> None:
         super().__init__()
         self.padding = check_padding("Laplacian", "padding", padding)
-        self.ksize = check_int_choice("Laplacian", "ksize", ksize, REGISTRY["laplacian"].ksizes)
         self.normalized = check_bool("Laplacian", "normalized", normalized)
         self.spatial_dims = check_spatial_dims("Laplacian", "spatial_dims", spatial_dims)
-        if REGISTRY["laplacian"].form(self.spatial_dims, self.ksize) is None:
-            raise ValueError(f"Laplacian: `ksize={ksize}` needs spatial_dims=2, got spatial_dims={spatial_dims}")
+        self.ksize = check_int_choice("Laplacian", "ksize", ksize, REGISTRY["laplacian"].ksizes)
+        check_form("Laplacian", REGISTRY["laplacian"], self.spatial_dims, self.ksize)
 
     def forward(self, image: Tensor) -> Tensor:
         return laplacian(
