@@ -29,6 +29,7 @@ from torchgrad._triton.launch import (
     triton_magnitude,
     triton_magnitude_backward,
 )
+from torchgrad.cv2_compat import _kernel
 from torchgrad.gradient import _coordinate_stencil, _uniform_stencil
 from torchgrad.image_gradients import forward_difference_operator
 
@@ -44,6 +45,17 @@ Builder = Callable[[torch.Tensor], Separable]
 
 def _gradient(spacing: tuple[float, ...], dims: tuple[int, ...], edge_order: int) -> Builder:
     return lambda x: Separable(tuple((_uniform_stencil(x, d, h, edge_order),) for d, h in zip(dims, spacing)))
+
+
+def _long_sobel(ksize: int, padding: str, spatial_dims: int) -> Separable:
+    """OpenCV's Sobel kernels of ``ksize`` taps: the derivative along each axis, smoothing across."""
+    derivative, smoothing = _kernel(1, ksize), _kernel(0, ksize)
+    dims = range(-spatial_dims, 0)
+    return Separable(
+        tuple(
+            tuple(padded_stencil(d, derivative if d == along else smoothing, padding) for d in dims) for along in dims
+        )
+    )
 
 
 def _operators() -> dict[str, tuple[Builder, int, int]]:
@@ -75,6 +87,20 @@ def _operators() -> dict[str, tuple[Builder, int, int]]:
     ops["prewitt_3d_reflect_normalized"] = (
         lambda x: build_operator("t", REGISTRY["prewitt"], x, "reflect", True, 3),
         3,
+        2,
+    )
+    for padding in PADDINGS:  # seven taps (OpenCV's ksize=7 Sobel) in every mode; the Laplacian sums chains
+        ops[f"sobel7_{padding}"] = (lambda x, p=padding: _long_sobel(7, p, 2), 2, 2 if padding == "reflect" else 1)
+        ops[f"laplacian_{padding}"] = (
+            lambda x, p=padding: build_operator("t", REGISTRY["laplacian"], x, p, False, 2),
+            2,
+            2 if padding == "reflect" else 1,
+        )
+    ops["sobel5_3d_symmetric"] = (lambda x: _long_sobel(5, "symmetric", 3), 3, 1)
+    ops["laplacian_3d_circular"] = (lambda x: build_operator("t", REGISTRY["laplacian"], x, "circular", True, 3), 3, 1)
+    ops["laplacian_ksize3_reflect_normalized"] = (
+        lambda x: build_operator("t", REGISTRY["laplacian"], x, "reflect", True, 2, ksize=3),
+        2,
         2,
     )
     for padding in ("reflect", "circular"):
@@ -173,6 +199,16 @@ def test_sizes_1_2_3(name: str) -> None:
         _check_operator(name, _input((2,) + size))
 
 
+@pytest.mark.parametrize("name", [f"sobel7_{p}" for p in PADDINGS] + ["laplacian_ksize3_reflect_normalized"])
+def test_long_stencils_on_short_axes(name: str) -> None:
+    """Seven taps on axes of 1 to 9 samples: padding folds again and again where the reach exceeds the
+    axis, the border rows meet, and from 7 samples on an interior row appears."""
+    smallest = OPERATORS[name][2]
+    for size in [(1, 2), (2, 5), (3, 4), (7, 6), (8, 9)]:
+        if min(size) >= smallest:
+            _check_operator(name, _input((2,) + size))
+
+
 @pytest.mark.parametrize("name", ["image_gradients_3d", "sobel_3d_circular", "sobel_3d_replicate"])
 def test_sizes_1_2_3_in_3d(name: str) -> None:
     for size in [(1, 2, 3), (3, 1, 2)]:
@@ -258,6 +294,15 @@ def test_strided_channels_last_and_expanded() -> None:
     g1 = _input((2, 3, 8, 7)).transpose(-1, -2)
     _close(triton_adjoint(op, [g0, g1]), op.adjoint([g0.contiguous(), g1.contiguous()]))
     _close(triton_adjoint(op, [None, g1]), op.adjoint([None, g1.contiguous()]))
+
+
+def test_cotangents_of_different_shapes_are_refused() -> None:
+    x = _input((2, 5, 6))
+    op = OPERATORS["sobel_reflect"][0](x)
+    with pytest.raises(ValueError, match="share one shape"):
+        triton_adjoint(op, [x, x[:1]])
+    with pytest.raises(ValueError, match="share one shape"):
+        triton_adjoint(op, [x, x.float()])
 
 
 def test_batch_dims_that_do_not_merge() -> None:
@@ -375,7 +420,7 @@ def test_what_is_not_served() -> None:
     y = _input((2, 3, 4, 5))
     four_axes = Separable(tuple((_uniform_stencil(y, d, 1.0, 1),) for d in range(-4, 0)))
     reason = unsupported_reason(four_axes, y)  # four components along four axes: either limit says no
-    assert "1 to 3 components" in reason or "up to 3 spatial dims" in reason
+    assert "1 to 3 chains" in reason or "up to 3 spatial dims" in reason
     twice = Separable(((_uniform_stencil(x, -1, 1.0, 1), _uniform_stencil(x, -1, 1.0, 1)),))
     assert "two stencils" in unsupported_reason(twice, x)
     four = Stencil(-1, (1, 2, 1), 1, (Row(((0, 1), (1, 1), (2, 1), (3, 1))),), (Row(((-2, 1), (-1, 1))),))
@@ -383,10 +428,9 @@ def test_what_is_not_served() -> None:
     third = Stencil(-1, (0.1, 0, 0.1), 1, (Row(((0, 1),)),), (Row(((-1, 1),)),))
     assert "float32" in unsupported_reason(Separable(((third,),)), x)
     assert can_serve(sobel, _input((2, 5, 7)))  # descriptions hold no size: one operator serves every shape
-    five = Separable(((padded_stencil(-1, (1, 4, 6, 4, 1), "reflect"),),))
-    assert "three-tap" in unsupported_reason(five, x)
-    laplacian = build_operator("t", REGISTRY["laplacian"], x, "reflect", False, 2)
-    assert "sums of chains" in unsupported_reason(laplacian, x)
+    copies = (Row(((0, 1),)), Row(((1, 1),))), (Row(((-2, 1),)), Row(((-1, 1),)))
+    long_rows = Stencil(-1, (1, 4, 6, 4, 1), 1, *copies)  # explicit border rows that copy the input
+    assert "three-tap stencils only" in unsupported_reason(Separable(((long_rows,),)), x)
 
 
 _COMPILE = """
@@ -399,10 +443,13 @@ from torchgrad._filters import build_operator
 from torchgrad._registry import REGISTRY
 from torchgrad.gradient import _uniform_stencil
 from torchgrad._separable import Separable
+from torchgrad._stencil import padded_stencil
 
 x = torch.zeros(2, 3, 64, 64)
 for op in (build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2),
-           Separable(tuple((_uniform_stencil(x, d, 0.5, 2),) for d in (-2, -1)))):
+           Separable(tuple((_uniform_stencil(x, d, 0.5, 2),) for d in (-2, -1))),
+           build_operator("t", REGISTRY["laplacian"], x, "symmetric", False, 3),
+           Separable(tuple((padded_stencil(d, (1, -6, 15, -20, 15, -6, 1), "reflect"),) for d in (-3, -2, -1)))):
     meta = kernel_plan(op, x.shape).constexprs()
     meta.update(OUTPUT=0, EPS=0.0, ACC=tl.float32, BLOCK_D=1, BLOCK_H=8, BLOCK_W=64)
     for fn in (kernels._forward_kernel, kernels._adjoint_kernel):

@@ -16,6 +16,7 @@ import torch
 pytest.importorskip("triton")
 
 import torchgrad  # noqa: E402
+from torchgrad import cv2_compat  # noqa: E402
 from torchgrad._executor import FORCE_TRITON, triton_description  # noqa: E402
 from torchgrad._filters import build_operator  # noqa: E402
 from torchgrad._registry import REGISTRY  # noqa: E402
@@ -69,6 +70,21 @@ def _cases() -> dict[str, tuple[Fn, int]]:
             _as_tuple(lambda x, p=padding: torchgrad.gradient_magnitude(x, padding=p, spatial_dims=3)),
             3,
         )
+    # Second order, Prewitt, and OpenCV's long kernels (5 and 7 taps), outputs that sum chains.
+    cases["prewitt_symmetric"] = (lambda x: torchgrad.prewitt(x, padding="symmetric"), 2)
+    cases["laplacian_reflect"] = (_as_tuple(torchgrad.laplacian), 2)
+    cases["laplacian_ksize3_zeros"] = (_as_tuple(lambda x: torchgrad.laplacian(x, padding="zeros", ksize=3)), 2)
+    cases["laplacian_3d"] = (_as_tuple(lambda x: torchgrad.laplacian(x, spatial_dims=3, normalized=True)), 3)
+    cases["hessian_replicate_normalized"] = (
+        lambda x: torchgrad.hessian(x, padding="replicate", normalized=True),
+        2,
+    )
+    cases["cv2_sobel_ksize5"] = (_as_tuple(lambda x: cv2_compat.Sobel(x[0], -1, 1, 1, ksize=5)), 2)
+    cases["cv2_laplacian_ksize7"] = (
+        _as_tuple(lambda x: cv2_compat.Laplacian(x[0], -1, ksize=7, borderType=cv2_compat.BORDER_REFLECT)),
+        2,
+    )
+    cases["magnitude_prewitt"] = (_as_tuple(lambda x: torchgrad.gradient_magnitude(x, operator="prewitt")), 2)
     cases["magnitude_diff"] = (_as_tuple(lambda x: torchgrad.gradient_magnitude(x, operator="diff")), 2)
     cases["magnitude_diff_3d"] = (
         _as_tuple(lambda x: torchgrad.gradient_magnitude(x, operator="diff", spatial_dims=3)),
@@ -141,6 +157,9 @@ GRADCHECKED = [
     "sobel_3d_circular",
     "magnitude_sobel_replicate",
     "magnitude_diff_3d",
+    "laplacian_ksize3_zeros",
+    "hessian_replicate_normalized",
+    "cv2_laplacian_ksize7",
 ]
 
 
@@ -242,7 +261,7 @@ def test_vmap_rules_of_the_ops(launches: list[str]) -> None:
     x = _input((3, 2, 5, 6))
     op = build_operator("t", REGISTRY["sobel"], x[:, 0], "replicate", False, 2)
     description = describe(op)
-    g = _input((2, 5, 6), seed=1)
+    g = _input((3, 5, 6), seed=1)
 
     def looped(fn: Callable[..., object], *args: torch.Tensor) -> object:
         results = [fn(*(a[:, i] for a in args)) for i in range(2)]
@@ -278,7 +297,8 @@ def test_description_round_trip() -> None:
 
 # 3-D kernels are slow under the interpreter (a program per volume): one of them stands for the others.
 LAUNCH_COUNTED = ["image_gradients", "image_gradients_3d", "sobel_reflect", "scharr_circular", "gradient"]
-LAUNCH_COUNTED += ["gradient_spacing_edge2", "magnitude_sobel_reflect", "magnitude_diff"]
+LAUNCH_COUNTED += ["gradient_spacing_edge2", "magnitude_sobel_reflect", "magnitude_diff", "laplacian_3d"]
+LAUNCH_COUNTED += ["hessian_replicate_normalized", "cv2_sobel_ksize5"]
 
 
 @pytest.mark.parametrize("name", LAUNCH_COUNTED)

@@ -5,14 +5,15 @@ The kernels are written once for every operator: the plan arrives as compile-tim
 drop out, so an operator's code is its description.
 
 A program computes one ``BLOCK_D x BLOCK_H x BLOCK_W`` tile of one batch item of the
-``(b1, b0, D, H, W)`` view. Along each axis, an output of ``A`` reads three slots (samples ``i - 1,
-i, i + 1``, remapped at the border) and an output of ``A^T`` reads rows ``j - 1, j, j + 1`` of ``g``
-with per-column weights: the taps reversed inside, the border rows' weights folded back near the
-edges (circular padding is circulant: its transpose is the reversed taps, wrapped). Explicit border
-rows that read two or more samples away add two far slots, rows ``0`` and ``n - 1``, which run only
-on the tiles they reach. Every sample index is clamped into its axis, so the loads of a tile that
-reaches past the edge stay inside the tensor without a mask; masks only zero the samples that zero
-padding leaves out, and keep stores (and the cotangent's load) to the tile's own elements.
+``(b1, b0, D, H, W)`` view. Along an axis of radius ``R``, an output of ``A`` reads ``2 R + 1`` slots
+(samples ``i - R .. i + R``, remapped at the border) and an output of ``A^T`` reads rows ``j - R ..
+j + R`` of ``g`` with per-column weights: the taps reversed inside, the weights that the border rows
+give column ``j`` near the edges (circular padding is circulant: its transpose is the reversed taps,
+wrapped). Explicit border rows that read farther than ``R`` samples add two far slots, rows ``0`` and
+``n - 1``, which run only on the tiles they reach. Every sample index is clamped into its axis, so the
+loads of a tile that reaches past the edge stay inside the tensor without a mask; masks only zero the
+samples that zero padding leaves out, and keep stores (and the cotangent's load) to the tile's own
+elements.
 
 Only Triton's builtins are used, none of its standard library (``tl.cdiv``, ``tl.zeros``): those are
 jitted when ``triton.language`` is first imported, so the interpreter could not run them if Triton
@@ -39,66 +40,92 @@ SCALED: tl.constexpr = tl.constexpr(2)
 
 
 @triton.jit
-def _sources(i, n, MODE: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr):
-    """The samples that slots 0, 1, 2 of rows ``i`` read along an axis of size ``n`` (clamped into
-    it), and whether each lies inside (only zero padding reads zero where it does not)."""
-    s0 = i - 1
-    s1 = i
-    s2 = i + 1
+def _source(s, n, MODE: tl.constexpr):
+    """Where index ``s`` of the padded axis reads: folded into ``0 .. n - 1`` as often as a short axis
+    needs (reflect: period ``2 (n - 1)``, symmetric: ``2 n``, circular: ``n``), clamped (replicate), or
+    left for the caller to mask (zeros, valid)."""
     if MODE == _REFLECT:
-        s0 = tl.where(s0 < 0, -s0, s0)
-        s2 = tl.where(s2 > n - 1, 2 * (n - 1) - s2, s2)
-        s0 = tl.where(s0 > n - 1, 2 * (n - 1) - s0, s0)
-    elif MODE == _REPLICATE:
-        s0 = tl.maximum(s0, 0)
-        s2 = tl.minimum(s2, n - 1)
+        period = 2 * (n - 1)
+        s = ((s % period) + period) % period
+        s = tl.where(s > n - 1, period - s, s)
     elif MODE == _SYMMETRIC:
-        # Half-sample symmetric: x[-1] = x[0], x[n] = x[n - 1] (one sample: both are x[0]).
-        s0 = tl.where(s0 < 0, -s0 - 1, s0)
-        s2 = tl.where(s2 > n - 1, 2 * n - 1 - s2, s2)
+        period = 2 * n
+        s = ((s % period) + period) % period
+        s = tl.where(s > n - 1, period - 1 - s, s)
     elif MODE == _CIRCULAR:
-        s0 = tl.where(s0 < 0, s0 + n, s0)
-        s2 = tl.where(s2 > n - 1, s2 - n, s2)
-    elif MODE == _ROWS:
-        s0 = tl.where(i == 0, FK[0], tl.where(i == n - 1, n + LK[0], s0))
-        s1 = tl.where(i == 0, FK[1], tl.where(i == n - 1, n + LK[1], s1))
-        s2 = tl.where(i == 0, FK[2], tl.where(i == n - 1, n + LK[2], s2))
-    if MODE == _ZEROS or MODE == _VALID:
-        m0 = (s0 >= 0) & (s0 < n)
-        m1 = (s1 >= 0) & (s1 < n)
-        m2 = (s2 >= 0) & (s2 < n)
-    else:
-        m0 = s1 >= 0  # every sample is inside the axis (for the lanes that are)
-        m1 = m0
-        m2 = m0
-    hi = n - 1
-    s0 = tl.minimum(tl.maximum(s0, 0), hi)
-    s1 = tl.minimum(tl.maximum(s1, 0), hi)
-    s2 = tl.minimum(tl.maximum(s2, 0), hi)
-    return (s0, s1, s2), (m0, m1, m2)
+        s = ((s % n) + n) % n
+    return s
 
 
 @triton.jit
-def _combine(v0, v1, v2, i, n, MODE: tl.constexpr, W: tl.constexpr, NZ: tl.constexpr):
-    """One component's 1-D operator along one axis: ``sum_t w_t(i) v_t`` over the three slots,
-    ``W = (taps, row 0, row n - 1)``. A zero weight never touches its sample (an infinite sample it
-    does not read stays out); ``VALID`` zeroes the rows whose non-zero taps read past the edge."""
-    vs = (v0, v1, v2)
-    out = tl.full(v1.shape, 0, v1.dtype)
-    for t in tl.static_range(3):
-        if NZ[t]:
-            if MODE == _ROWS:
-                w = tl.where(i == 0, W[1][t], tl.where(i == n - 1, W[2][t], W[0][t])).to(v1.dtype)
-                out += tl.where(w != 0, w * vs[t], 0.0)
-            else:
-                out += vs[t] * W[0][t]
+def _sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr):
+    """The samples that slots ``0 .. 2 R`` of rows ``i`` read along an axis of size ``n`` (clamped into
+    it), and whether each lies inside (only zero padding and valid rows read nothing where it does not)."""
+    hi = n - 1
+    sources = ()
+    inside = ()
+    for t in tl.static_range(2 * R + 1):
+        s = i + (t - R)
+        if MODE == _ROWS:
+            s = tl.where(i == 0, FK[t], tl.where(i == hi, n + LK[t], s))
+        else:
+            s = _source(s, n, MODE)
+        if MODE == _ZEROS or MODE == _VALID:
+            m = (s >= 0) & (s <= hi)
+        else:
+            m = i == i  # every sample is inside the axis
+        sources = sources + (tl.minimum(tl.maximum(s, 0), hi),)
+        inside = inside + (m,)
+    return sources, inside
+
+
+@triton.jit
+def _row_weight(i, n, t: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr):
+    """The weight that rows ``i`` give slot ``t``, ``W = (taps, row 0, row n - 1)``."""
+    if MODE == _ROWS:
+        w = tl.where(i == 0, W[1][t], tl.where(i == n - 1, W[2][t], W[0][t]))
+    else:
+        w = W[0][t]
+    return w
+
+
+@triton.jit
+def _valid_rows(i, n, R: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr):
+    """``VALID``: the rows whose non-zero taps all read inside the axis (every row otherwise)."""
+    ok = i == i
     if MODE == _VALID:
-        ok = i >= 0
-        if W[0][0] != 0:
-            ok = ok & (i >= 1)
-        if W[0][2] != 0:
-            ok = ok & (i <= n - 2)
-        out = tl.where(ok, out, 0.0)
+        for t in tl.static_range(2 * R + 1):
+            if W[0][t] != 0:
+                ok = ok & (i + (t - R) >= 0) & (i + (t - R) <= n - 1)
+    return ok
+
+
+@triton.jit
+def _combine(vs, i, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, NZ: tl.constexpr):
+    """One chain's 1-D operator along one axis: ``sum_t w_t(i) v_t`` over the ``2 R + 1`` slots. A zero
+    weight never touches its sample (an infinite sample it does not read stays out)."""
+    if MODE == _NONE:
+        out = vs[0]
+    else:
+        out = tl.full(vs[R].shape, 0, vs[R].dtype)
+        for t in tl.static_range(2 * R + 1):
+            if NZ[t]:
+                if MODE == _ROWS:
+                    w = _row_weight(i, n, t, MODE, W).to(vs[t].dtype)
+                    out += tl.where(w != 0, w * vs[t], 0.0)
+                else:
+                    out += vs[t] * W[0][t]
+        if MODE == _VALID:
+            out = tl.where(_valid_rows(i, n, R, MODE, W), out, 0.0)
+    return out
+
+
+@triton.jit
+def _zeros(zero, NC: tl.constexpr):
+    """``NC`` references to ``zero``, as a tuple."""
+    out = ()
+    for _ in tl.static_range(NC):
+        out = out + (zero,)
     return out
 
 
@@ -130,62 +157,46 @@ def _tile(B0, D, H, W, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl
 @triton.jit
 def _x_pass(
     ptrs, mask, zero, xs, xm, cols, W, sx,
-    MODE: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, NC: tl.constexpr,
+    MODE: tl.constexpr, R: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, NC: tl.constexpr,
     WTS: tl.constexpr, NZ: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    """Loads the three x slots of one (z, y) slot and applies every component's x operator."""
-    v0 = zero
-    v1 = zero
-    v2 = zero
-    for t in tl.static_range(3):
+    """Loads the x slots of one (z, y) slot and applies every chain's x operator."""
+    vals = ()
+    for t in tl.static_range(2 * R + 1):
+        v = zero
         if USED[t]:
             if MASKED:
                 v = tl.load(ptrs + xs[t] * sx, mask=mask & xm[t], other=0.0).to(ACC)
             else:
                 v = tl.load(ptrs + xs[t] * sx).to(ACC)
-            if t == 0:
-                v0 = v
-            elif t == 1:
-                v1 = v
-            else:
-                v2 = v
-    p0 = _combine(v0, v1, v2, cols, W, MODE, WTS[0][2], NZ[0][2])
-    p1 = zero
-    p2 = zero
-    if NC > 1:
-        p1 = _combine(v0, v1, v2, cols, W, MODE, WTS[1][2], NZ[1][2])
-    if NC > 2:
-        p2 = _combine(v0, v1, v2, cols, W, MODE, WTS[2][2], NZ[2][2])
-    return p0, p1, p2
+        vals = vals + (v,)
+    parts = ()
+    for c in tl.static_range(NC):
+        parts = parts + (_combine(vals, cols, W, MODE, R, WTS[c][2], NZ[c][2]),)
+    return parts
 
 
 @triton.jit
 def _plane(
     ptrs, mask, zero, ys, ym, xs, xm, rows, cols, H, W, sy, sx,
-    MODES: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, NC: tl.constexpr,
+    MODES: tl.constexpr, RADII: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, NC: tl.constexpr,
     WTS: tl.constexpr, NZ: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    """Every component's y and x operators on the samples of one z slot."""
-    a0, b0, c0 = zero, zero, zero  # slot 0 of components 0, 1, 2
-    a1, b1, c1 = zero, zero, zero
-    a2, b2, c2 = zero, zero, zero
-    if USED[1][0]:
-        a0, b0, c0 = _x_pass(ptrs + ys[0] * sy, mask & ym[0], zero, xs, xm, cols, W, sx,
-                             MODES[2], USED[2], MASKED, NC, WTS, NZ, ACC)  # fmt: skip
-    if USED[1][1]:
-        a1, b1, c1 = _x_pass(ptrs + ys[1] * sy, mask & ym[1], zero, xs, xm, cols, W, sx,
-                             MODES[2], USED[2], MASKED, NC, WTS, NZ, ACC)  # fmt: skip
-    if USED[1][2]:
-        a2, b2, c2 = _x_pass(ptrs + ys[2] * sy, mask & ym[2], zero, xs, xm, cols, W, sx,
-                             MODES[2], USED[2], MASKED, NC, WTS, NZ, ACC)  # fmt: skip
-    q0 = _combine(a0, a1, a2, rows, H, MODES[1], WTS[0][1], NZ[0][1])
-    q1 = zero
-    q2 = zero
-    if NC > 1:
-        q1 = _combine(b0, b1, b2, rows, H, MODES[1], WTS[1][1], NZ[1][1])
-    if NC > 2:
-        q2 = _combine(c0, c1, c2, rows, H, MODES[1], WTS[2][1], NZ[2][1])
-    return q0, q1, q2
+    """Every chain's y and x operators on the samples of one z slot."""
+    per_slot = ()
+    for t in tl.static_range(2 * RADII[1] + 1):
+        parts = _zeros(zero, NC)
+        if USED[1][t]:
+            parts = _x_pass(ptrs + ys[t] * sy, mask & ym[t], zero, xs, xm, cols, W, sx,
+                            MODES[2], RADII[2], USED[2], MASKED, NC, WTS, NZ, ACC)  # fmt: skip
+        per_slot = per_slot + (parts,)
+    out = ()
+    for c in tl.static_range(NC):
+        vs = ()
+        for t in tl.static_range(2 * RADII[1] + 1):
+            vs = vs + (per_slot[t][c],)
+        out = out + (_combine(vs, rows, H, MODES[1], RADII[1], WTS[c][1], NZ[c][1]),)
+    return out
 
 
 @triton.jit
@@ -195,68 +206,57 @@ def _forward_kernel(
     xs1, xs0, xsz, xsy, xsx,
     ys1, ys0, ysz, ysy, ysx,
     gs1, gs0, gsz, gsy, gsx,
-    NC: tl.constexpr, MODES: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr,
-    NZ: tl.constexpr, USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr, EPS: tl.constexpr,
+    NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, FIRST: tl.constexpr, MODES: tl.constexpr,
+    RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
+    USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr, EPS: tl.constexpr,
     ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """``A x`` on one tile: every component (``COMPONENTS``), their magnitude ``sqrt(sum c^2 + EPS)``
-    (``MAGNITUDE``), or ``c * g / magnitude`` (``SCALED``, the magnitude's backward before ``A^T``).
+    """``A x`` on one tile: every output (``COMPONENTS``), their magnitude ``sqrt(sum y^2 + EPS)``
+    (``MAGNITUDE``), or ``y * g / magnitude`` (``SCALED``, the magnitude's backward before ``A^T``).
 
-    Each sample of the tile and its halo is loaded once per slot and serves every component, which
-    is reduced along x, then y, then z, and divided once by its divisor."""
+    Each sample of the tile and its halo is loaded once per slot and serves every chain, which is
+    reduced along x, then y, then z, and divided once by its divisor; an output adds its chains."""
     bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
     MASKED: tl.constexpr = MODES[0] == _ZEROS or MODES[1] == _ZEROS or MODES[2] == _ZEROS
-    zs, zm = _sources(zi, D, MODES[0], FK[0], LK[0])
-    ys, ym = _sources(rows, H, MODES[1], FK[1], LK[1])
-    xs, xm = _sources(cols, W, MODES[2], FK[2], LK[2])
+    zs, zm = _sources(zi, D, MODES[0], RADII[0], FK[0], LK[0])
+    ys, ym = _sources(rows, H, MODES[1], RADII[1], FK[1], LK[1])
+    xs, xm = _sources(cols, W, MODES[2], RADII[2], FK[2], LK[2])
     x_base = x_ptr + bo * xs1 + bi * xs0
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
-    if MODES[0] == _NONE:
-        acc0, acc1, acc2 = _plane(x_base + zs[1] * xsz, zm[1], zero, ys, ym, xs, xm, rows, cols, H, W,
-                                  xsy, xsx, MODES, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
-    else:
-        a0, b0, c0 = zero, zero, zero  # z slot 0 of components 0, 1, 2
-        a1, b1, c1 = zero, zero, zero
-        a2, b2, c2 = zero, zero, zero
-        if USED[0][0]:
-            a0, b0, c0 = _plane(x_base + zs[0] * xsz, zm[0], zero, ys, ym, xs, xm, rows, cols, H, W,
-                                 xsy, xsx, MODES, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
-        if USED[0][1]:
-            a1, b1, c1 = _plane(x_base + zs[1] * xsz, zm[1], zero, ys, ym, xs, xm, rows, cols, H, W,
-                                 xsy, xsx, MODES, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
-        if USED[0][2]:
-            a2, b2, c2 = _plane(x_base + zs[2] * xsz, zm[2], zero, ys, ym, xs, xm, rows, cols, H, W,
-                                 xsy, xsx, MODES, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
-        acc0 = _combine(a0, a1, a2, zi, D, MODES[0], WTS[0][0], NZ[0][0])
-        acc1 = zero
-        acc2 = zero
-        if NC > 1:
-            acc1 = _combine(b0, b1, b2, zi, D, MODES[0], WTS[1][0], NZ[1][0])
-        if NC > 2:
-            acc2 = _combine(c0, c1, c2, zi, D, MODES[0], WTS[2][0], NZ[2][0])
-    if DIVS[0] != 1:
-        acc0 = acc0 / DIVS[0]
-    if NC > 1:
-        if DIVS[1] != 1:
-            acc1 = acc1 / DIVS[1]
-    if NC > 2:
-        if DIVS[2] != 1:
-            acc2 = acc2 / DIVS[2]
+    per_slot = ()
+    for t in tl.static_range(2 * RADII[0] + 1):
+        parts = _zeros(zero, NC)
+        if USED[0][t]:
+            parts = _plane(x_base + zs[t] * xsz, zm[t], zero, ys, ym, xs, xm, rows, cols, H, W, xsy, xsx,
+                           MODES, RADII, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
+        per_slot = per_slot + (parts,)
+    chains = ()
+    for c in tl.static_range(NC):
+        vs = ()
+        for t in tl.static_range(2 * RADII[0] + 1):
+            vs = vs + (per_slot[t][c],)
+        acc = _combine(vs, zi, D, MODES[0], RADII[0], WTS[c][0], NZ[c][0])
+        if DIVS[c] != 1:
+            acc = acc / DIVS[c]
+        chains = chains + (acc,)
+    outputs = ()
+    for o in tl.static_range(NO):
+        acc = chains[FIRST[o]]
+        for c in tl.static_range(FIRST[o] + 1, NC):
+            if OUT[c] == o:
+                acc = acc + chains[c]
+        outputs = outputs + (acc,)
 
     mask = (zi < D) & (rows < H) & (cols < W)
     y_off = bo * ys1 + bi * ys0 + zi * ysz + rows * ysy + cols * ysx
+    y_ptrs = (y0_ptr, y1_ptr, y2_ptr)
     if OUTPUT == COMPONENTS:
-        tl.store(y0_ptr + y_off, acc0.to(y0_ptr.dtype.element_ty), mask=mask)
-        if NC > 1:
-            tl.store(y1_ptr + y_off, acc1.to(y1_ptr.dtype.element_ty), mask=mask)
-        if NC > 2:
-            tl.store(y2_ptr + y_off, acc2.to(y2_ptr.dtype.element_ty), mask=mask)
+        for o in tl.static_range(NO):
+            tl.store(y_ptrs[o] + y_off, outputs[o].to(y_ptrs[o].dtype.element_ty), mask=mask)
     else:
-        total = acc0 * acc0
-        if NC > 1:
-            total += acc1 * acc1
-        if NC > 2:
-            total += acc2 * acc2
+        total = outputs[0] * outputs[0]
+        for o in tl.static_range(1, NO):
+            total += outputs[o] * outputs[o]
         if ACC == tl.float64:
             norm = tl.sqrt(total + EPS)
         else:
@@ -266,94 +266,90 @@ def _forward_kernel(
         else:
             g_off = bo * gs1 + bi * gs0 + zi * gsz + rows * gsy + cols * gsx
             scale = tl.load(g_ptr + g_off, mask=mask, other=0.0).to(ACC) / norm
-            tl.store(y0_ptr + y_off, (acc0 * scale).to(y0_ptr.dtype.element_ty), mask=mask)
-            if NC > 1:
-                tl.store(y1_ptr + y_off, (acc1 * scale).to(y1_ptr.dtype.element_ty), mask=mask)
-            if NC > 2:
-                tl.store(y2_ptr + y_off, (acc2 * scale).to(y2_ptr.dtype.element_ty), mask=mask)
+            for o in tl.static_range(NO):
+                tl.store(y_ptrs[o] + y_off, (outputs[o] * scale).to(y_ptrs[o].dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _adjoint_rows(j, n, MODE: tl.constexpr):
-    """The rows of ``g`` that the five slots of ``A^T`` read at columns ``j`` (clamped into the axis):
-    ``j - 1, j, j + 1`` (wrapped around for circular padding), then the border rows 0 and ``n - 1``."""
+def _adjoint_rows(j, n, MODE: tl.constexpr, R: tl.constexpr):
+    """The rows of ``g`` that the ``2 R + 3`` slots of ``A^T`` read at columns ``j`` (clamped into the
+    axis): ``j - R .. j + R`` (wrapped around for circular padding), then the border rows 0 and ``n - 1``."""
     top = n - 1
     jc = tl.minimum(j, top)  # lanes past the end of the axis read its last row
-    r0 = jc - 1
-    r2 = jc + 1
-    if MODE == _CIRCULAR:
-        r0 = tl.where(r0 < 0, r0 + n, r0)
-        r2 = tl.where(r2 > top, r2 - n, r2)
-    return (tl.maximum(r0, 0), jc, tl.minimum(r2, top), j * 0, j * 0 + top)
+    rows = ()
+    for k in tl.static_range(2 * R + 1):
+        r = jc + (k - R)
+        if MODE == _CIRCULAR:
+            r = ((r % n) + n) % n
+        else:
+            r = tl.minimum(tl.maximum(r, 0), top)
+        rows = rows + (r,)
+    return rows + (j * 0, j * 0 + top)
+
+
+@triton.jit
+def _read_weight(i, j, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr):
+    """The weight with which row ``i`` reads sample ``j`` (its terms on ``j`` summed; zero for a row
+    outside the axis or a row that valid borders zero)."""
+    sources, inside = _sources(i, n, MODE, R, FK, LK)
+    total = tl.full(j.shape, 0, tl.float32)
+    for t in tl.static_range(2 * R + 1):
+        if W[0][t] != 0 or (MODE == _ROWS and (W[1][t] != 0 or W[2][t] != 0)):
+            total += tl.where(inside[t] & (sources[t] == j), _row_weight(i, n, t, MODE, W), 0.0)
+    ok = (i >= 0) & (i <= n - 1) & _valid_rows(i, n, R, MODE, W)
+    return tl.where(ok, total, 0.0)
 
 
 @triton.jit
 def _adjoint_weights(
-    j, n, start, BLOCK: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr, SLOTS: tl.constexpr,
-    first, first_in, last, last_in,
+    j, n, start, BLOCK: tl.constexpr, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr,
+    SLOTS: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
 ):  # fmt: skip
-    """One component's 1-D ``A^T`` along one axis, as five weights per column ``j``.
+    """One chain's 1-D ``A^T`` along one axis, as ``2 R + 3`` weights per column ``j``.
 
-    Slot ``k < 3`` reads row ``i = j + k - 1``: an interior row reads ``x[j]`` with tap ``2 - k``, a
-    border row with the sum of its weights on ``x[j]`` (``first``, ``last``: the samples that rows 0
-    and ``n - 1`` read in their three slots), a row outside the axis not at all. Slots 3 and 4 read
-    rows 0 and ``n - 1`` for the columns they reach from afar (second-order edges of ``ROWS``);
-    ``near_first`` / ``near_last`` say whether columns ``start .. start + BLOCK - 1`` hold any.
-    (Circular padding needs none of this: its ``A`` is circulant, ``A^T`` the reversed taps wrapped.)"""
-    T = W[0]
-    f = tl.full(j.shape, 0, tl.float32)
-    g = tl.full(j.shape, 0, tl.float32)
+    Slot ``k <= 2 R`` reads row ``i = j + k - R`` with the weight that row gives ``x[j]``: inside, the
+    tap ``2 R - k``; near the edges, the sum of the taps that the padding folds onto ``j``, or the border
+    row's own weights. Slots ``2 R + 1`` and ``2 R + 2`` read rows 0 and ``n - 1`` for the columns
+    farther than ``R`` from them (``torch.gradient``'s second-order edges); ``near_first`` /
+    ``near_last`` say whether columns ``start .. start + BLOCK - 1`` hold any, so that only the tiles
+    they reach load them. (Circular padding needs none of this: its ``A`` is circulant, ``A^T`` the
+    reversed taps wrapped around.)"""
+    weights = ()
+    for k in tl.static_range(2 * R + 1):
+        w = tl.full(j.shape, 0, tl.float32)
+        if SLOTS[k]:
+            w = _read_weight(j + (k - R), j, n, MODE, R, W, FK, LK)
+        weights = weights + (w,)
+    far_first = tl.full(j.shape, 0, tl.float32)
+    far_last = tl.full(j.shape, 0, tl.float32)
     near_first = n < 0
     near_last = n < 0
-    for t in tl.static_range(3):
-        if MODE == _ROWS:
-            wf = tl.where(first_in[t], W[1][t], 0.0)
-            wl = tl.where(last_in[t], W[2][t], 0.0)
-        else:
-            wf = tl.where(first_in[t], T[t], 0.0)
-            wl = tl.where(last_in[t], T[t], 0.0)
-        if MODE == _VALID:
-            # Row 0 is zero when its first tap reads past the edge (or its last one does, n = 1), likewise row n - 1.
-            if T[0] != 0:
-                wf = wf * 0.0
-                wl = tl.where(n >= 2, wl, 0.0)
-            if T[2] != 0:
-                wf = tl.where(n >= 2, wf, 0.0)
-                wl = wl * 0.0
-        f += tl.where(j == first[t], wf, 0.0)
-        g += tl.where(j == last[t], wl, 0.0)
-        if SLOTS[3]:
-            far = (first[t] >= 2) & (first[t] >= start) & (first[t] < start + BLOCK)
-            near_first = near_first | ((wf != 0) & far)
-        if SLOTS[4]:
-            far = (last[t] <= n - 3) & (last[t] >= start) & (last[t] < start + BLOCK)
-            near_last = near_last | ((wl != 0) & far)
-    # With one sample, row 0 is the only row.
-    g = tl.where(n > 1, g, 0.0)
-    weights = ()
-    for k in tl.static_range(3):
-        i = j + (k - 1)
-        w = tl.where((i >= 1) & (i <= n - 2), T[2 - k], 0.0)
-        w = tl.where(i == n - 1, g, w)
-        w = tl.where(i == 0, f, w)
-        weights = weights + (w,)
-    far_first = f
-    far_last = g
-    if SLOTS[3]:
-        far_first = tl.where(j >= 2, f, 0.0)
-    if SLOTS[4]:
-        far_last = tl.where(j <= n - 3, g, 0.0)
-    return weights + (far_first, far_last), near_first, near_last & (n > 1)
+    if SLOTS[2 * R + 1] or SLOTS[2 * R + 2]:
+        zero = n * 0
+        first, first_in = _sources(zero, n, MODE, R, FK, LK)
+        last, last_in = _sources(zero + n - 1, n, MODE, R, FK, LK)
+        for t in tl.static_range(2 * R + 1):
+            if SLOTS[2 * R + 1]:
+                reads = first_in[t] & (_row_weight(zero, n, t, MODE, W) != 0) & (first[t] > R)
+                near_first = near_first | (reads & (first[t] >= start) & (first[t] < start + BLOCK))
+            if SLOTS[2 * R + 2]:
+                reads = last_in[t] & (_row_weight(zero + n - 1, n, t, MODE, W) != 0) & (last[t] < n - 1 - R)
+                near_last = near_last | (reads & (last[t] >= start) & (last[t] < start + BLOCK))
+        if SLOTS[2 * R + 1]:
+            far_first = tl.where(j > R, _read_weight(j * 0, j, n, MODE, R, W, FK, LK), 0.0)
+        if SLOTS[2 * R + 2]:
+            far_last = tl.where(j < n - 1 - R, _read_weight(j * 0 + n - 1, j, n, MODE, R, W, FK, LK), 0.0)
+    return weights + (far_first, far_last), near_first, near_last
 
 
 @triton.jit
-def _adjoint_term(v, k: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr, weights):
+def _adjoint_term(v, k: tl.constexpr, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, weights):
     """``v``, read by slot ``k`` along one axis, times its weight there; a zero weight never
     touches ``v`` (a sample that a column does not read never reaches it, inf included)."""
     if MODE == _NONE:
         out = v
     elif MODE == _CIRCULAR:
-        out = v * W[0][2 - k]
+        out = v * W[0][2 * R - k]
     else:
         out = tl.where(weights[k] != 0, weights[k] * v, 0.0)
     return out
@@ -361,101 +357,101 @@ def _adjoint_term(v, k: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr, weigh
 
 @triton.jit
 def _adjoint_row(
-    ptrs, zero, xr, sx, xw, near_x3, near_x4,
-    MODE: tl.constexpr, W: tl.constexpr, SLOTS: tl.constexpr, ACC: tl.constexpr,
+    ptrs, zero, xr, sx, xw, near_x, far_x,
+    MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, SLOTS: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    """One component's x part of ``A^T`` along the row of ``g`` that one (z, y) slot pair reads.
+    """One chain's x part of ``A^T`` along the row of ``g`` that one (z, y) slot pair reads.
     The far slots run only on tiles that hold the columns they reach (a uniform branch)."""
     out = zero
-    for k in tl.static_range(5):
+    for k in tl.static_range(2 * R + 3):
         if SLOTS[k]:
-            if k < 3:
-                out += _adjoint_term(tl.load(ptrs + xr[k] * sx).to(ACC), k, MODE, W, xw)
-            elif k == 3:
-                if near_x3:
-                    out += _adjoint_term(tl.load(ptrs + xr[3] * sx).to(ACC), 3, MODE, W, xw)
+            if k <= 2 * R:
+                out += _adjoint_term(tl.load(ptrs + xr[k] * sx).to(ACC), k, MODE, R, W, xw)
+            elif k == 2 * R + 1:
+                if near_x:
+                    out += _adjoint_term(tl.load(ptrs + xr[k] * sx).to(ACC), k, MODE, R, W, xw)
             else:
-                if near_x4:
-                    out += _adjoint_term(tl.load(ptrs + xr[4] * sx).to(ACC), 4, MODE, W, xw)
+                if far_x:
+                    out += _adjoint_term(tl.load(ptrs + xr[k] * sx).to(ACC), k, MODE, R, W, xw)
     return out
 
 
 @triton.jit
 def _adjoint_plane(
-    ptrs, zero, yr, xr, sy, sx, yw, near_y3, near_y4, xw, near_x3, near_x4,
-    MODES: tl.constexpr, WC: tl.constexpr, SLOTS: tl.constexpr, ACC: tl.constexpr,
+    ptrs, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x, far_x,
+    MODES: tl.constexpr, RADII: tl.constexpr, WC: tl.constexpr, SLOTS: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    """One component's y and x parts of ``A^T`` on the rows of ``g`` that one z slot reads."""
+    """One chain's y and x parts of ``A^T`` on the rows of ``g`` that one z slot reads."""
     out = zero
-    for k in tl.static_range(5):
+    R: tl.constexpr = RADII[1]
+    for k in tl.static_range(2 * R + 3):
         if SLOTS[1][k]:
-            if k < 3:
-                h = _adjoint_row(ptrs + yr[k] * sy, zero, xr, sx, xw, near_x3, near_x4, MODES[2], WC[2], SLOTS[2], ACC)
-                out += _adjoint_term(h, k, MODES[1], WC[1], yw)
-            elif k == 3:
-                if near_y3:
-                    h = _adjoint_row(ptrs + yr[3] * sy, zero, xr, sx, xw, near_x3, near_x4, MODES[2], WC[2], SLOTS[2],
-                                     ACC)  # fmt: skip
-                    out += _adjoint_term(h, 3, MODES[1], WC[1], yw)
+            if k <= 2 * R:
+                h = _adjoint_row(ptrs + yr[k] * sy, zero, xr, sx, xw, near_x, far_x,
+                                 MODES[2], RADII[2], WC[2], SLOTS[2], ACC)  # fmt: skip
+                out += _adjoint_term(h, k, MODES[1], R, WC[1], yw)
+            elif k == 2 * R + 1:
+                if near_y:
+                    h = _adjoint_row(ptrs + yr[k] * sy, zero, xr, sx, xw, near_x, far_x,
+                                     MODES[2], RADII[2], WC[2], SLOTS[2], ACC)  # fmt: skip
+                    out += _adjoint_term(h, k, MODES[1], R, WC[1], yw)
             else:
-                if near_y4:
-                    h = _adjoint_row(ptrs + yr[4] * sy, zero, xr, sx, xw, near_x3, near_x4, MODES[2], WC[2], SLOTS[2],
-                                     ACC)  # fmt: skip
-                    out += _adjoint_term(h, 4, MODES[1], WC[1], yw)
+                if far_y:
+                    h = _adjoint_row(ptrs + yr[k] * sy, zero, xr, sx, xw, near_x, far_x,
+                                     MODES[2], RADII[2], WC[2], SLOTS[2], ACC)  # fmt: skip
+                    out += _adjoint_term(h, k, MODES[1], R, WC[1], yw)
+    return out
+
+
+@triton.jit
+def _axis_adjoint(
+    j, n, start, BLOCK: tl.constexpr, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr,
+    SLOTS: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, zero,
+):  # fmt: skip
+    """:func:`_adjoint_weights` on axes with border rules (none for identity and circular axes)."""
+    if MODE != _NONE and MODE != _CIRCULAR:
+        out = _adjoint_weights(j, n, start, BLOCK, MODE, R, W, SLOTS, FK, LK)
+    else:
+        never = n < 0
+        out = _zeros(zero, 2 * R + 3), never, never
     return out
 
 
 @triton.jit
 def _adjoint_part(
-    g_ptr, bo, bi, s1, s0, sz, sy, sx, zero, zi, rows, cols, z0, row0, col0, D, H, W,
-    zr, yr, xr, zb, yb, xb,
-    MODES: tl.constexpr, WC: tl.constexpr, SLOTS: tl.constexpr, DIV: tl.constexpr, ACC: tl.constexpr,
+    g_ptr, bo, bi, s1, s0, sz, sy, sx, zero, zi, rows, cols, z0, row0, col0, D, H, W, zr, yr, xr,
+    MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WC: tl.constexpr,
+    SLOTS: tl.constexpr, DIV: tl.constexpr, ACC: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """``A_c^T g_c`` for one component on the tile: per axis, the five slots of :func:`_adjoint_weights`."""
-    never = H < 0
-    zw, near_z3, near_z4 = (zero, zero, zero, zero, zero), never, never
-    yw, near_y3, near_y4 = (zero, zero, zero, zero, zero), never, never
-    xw, near_x3, near_x4 = (zero, zero, zero, zero, zero), never, never
-    if MODES[0] != _NONE and MODES[0] != _CIRCULAR:
-        zw, near_z3, near_z4 = _adjoint_weights(
-            zi, D, z0, BLOCK_D, MODES[0], WC[0], SLOTS[0], zb[0], zb[1], zb[2], zb[3]
-        )
-    if MODES[1] != _NONE and MODES[1] != _CIRCULAR:
-        yw, near_y3, near_y4 = _adjoint_weights(rows, H, row0, BLOCK_H, MODES[1], WC[1], SLOTS[1],
-                                                yb[0], yb[1], yb[2], yb[3])  # fmt: skip
-    if MODES[2] != _NONE and MODES[2] != _CIRCULAR:
-        xw, near_x3, near_x4 = _adjoint_weights(cols, W, col0, BLOCK_W, MODES[2], WC[2], SLOTS[2],
-                                                xb[0], xb[1], xb[2], xb[3])  # fmt: skip
+    """``A_c^T g_c`` for one chain on the tile: per axis, the slots of :func:`_adjoint_weights`."""
+    zw, near_z, far_z = _axis_adjoint(zi, D, z0, BLOCK_D, MODES[0], RADII[0], WC[0], SLOTS[0], FK[0], LK[0], zero)
+    yw, near_y, far_y = _axis_adjoint(rows, H, row0, BLOCK_H, MODES[1], RADII[1], WC[1], SLOTS[1], FK[1], LK[1],
+                                      zero)  # fmt: skip
+    xw, near_x, far_x = _axis_adjoint(cols, W, col0, BLOCK_W, MODES[2], RADII[2], WC[2], SLOTS[2], FK[2], LK[2],
+                                      zero)  # fmt: skip
     base = g_ptr + bo * s1 + bi * s0
     part = zero
-    for k in tl.static_range(5):
+    R: tl.constexpr = RADII[0]
+    for k in tl.static_range(2 * R + 3):
         if SLOTS[0][k]:
-            if k < 3:
-                h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y3, near_y4, xw, near_x3, near_x4,
-                                   MODES, WC, SLOTS, ACC)  # fmt: skip
-                part += _adjoint_term(h, k, MODES[0], WC[0], zw)
-            elif k == 3:
-                if near_z3:
-                    h = _adjoint_plane(base + zr[3] * sz, zero, yr, xr, sy, sx, yw, near_y3, near_y4, xw, near_x3,
-                                       near_x4, MODES, WC, SLOTS, ACC)  # fmt: skip
-                    part += _adjoint_term(h, 3, MODES[0], WC[0], zw)
+            if k <= 2 * R:
+                h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x, far_x,
+                                   MODES, RADII, WC, SLOTS, ACC)  # fmt: skip
+                part += _adjoint_term(h, k, MODES[0], R, WC[0], zw)
+            elif k == 2 * R + 1:
+                if near_z:
+                    h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x,
+                                       far_x, MODES, RADII, WC, SLOTS, ACC)  # fmt: skip
+                    part += _adjoint_term(h, k, MODES[0], R, WC[0], zw)
             else:
-                if near_z4:
-                    h = _adjoint_plane(base + zr[4] * sz, zero, yr, xr, sy, sx, yw, near_y3, near_y4, xw, near_x3,
-                                       near_x4, MODES, WC, SLOTS, ACC)  # fmt: skip
-                    part += _adjoint_term(h, 4, MODES[0], WC[0], zw)
+                if far_z:
+                    h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x,
+                                       far_x, MODES, RADII, WC, SLOTS, ACC)  # fmt: skip
+                    part += _adjoint_term(h, k, MODES[0], R, WC[0], zw)
     if DIV != 1:
         part = part / DIV
     return part
-
-
-@triton.jit
-def _border_sources(n, MODE: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr):
-    """The samples that border rows 0 and ``n - 1`` read in their three slots, and which lie inside."""
-    first, first_in = _sources(n * 0, n, MODE, FK, LK)
-    last, last_in = _sources(n - 1, n, MODE, FK, LK)
-    return first, first_in, last, last_in
 
 
 @triton.jit
@@ -466,36 +462,27 @@ def _adjoint_kernel(
     g1s1, g1s0, g1sz, g1sy, g1sx,
     g2s1, g2s0, g2sz, g2sy, g2sx,
     os1, os0, osz, osy, osx,
-    NC: tl.constexpr, MODES: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr,
-    SLOTS: tl.constexpr, DIVS: tl.constexpr, ACC: tl.constexpr,
+    NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
+    WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, ACC: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """``A^T g = sum_c A_c^T g_c`` on one tile, each cotangent read with its own strides."""
+    """``A^T g = sum_c A_c^T g_c`` on one tile, chain ``c`` reading the cotangent of its output
+    (pointer ``c``, with its own strides)."""
     bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
-    zr = _adjoint_rows(zi, D, MODES[0])
-    yr = _adjoint_rows(rows, H, MODES[1])
-    xr = _adjoint_rows(cols, W, MODES[2])
-    unused = ((D, D, D), (D > 0, D > 0, D > 0), (D, D, D), (D > 0, D > 0, D > 0))  # for axes without stencils
-    zb = unused
-    yb = unused
-    xb = unused
-    if MODES[0] != _NONE and MODES[0] != _CIRCULAR:
-        zb = _border_sources(D, MODES[0], FK[0], LK[0])
-    if MODES[1] != _NONE and MODES[1] != _CIRCULAR:
-        yb = _border_sources(H, MODES[1], FK[1], LK[1])
-    if MODES[2] != _NONE and MODES[2] != _CIRCULAR:
-        xb = _border_sources(W, MODES[2], FK[2], LK[2])
+    zr = _adjoint_rows(zi, D, MODES[0], RADII[0])
+    yr = _adjoint_rows(rows, H, MODES[1], RADII[1])
+    xr = _adjoint_rows(cols, W, MODES[2], RADII[2])
     acc = _adjoint_part(g0_ptr, bo, bi, g0s1, g0s0, g0sz, g0sy, g0sx, zero, zi, rows, cols, z0, row0, col0, D, H, W,
-                        zr, yr, xr, zb, yb, xb, MODES, WTS[0], SLOTS[0], DIVS[0], ACC,
+                        zr, yr, xr, MODES, RADII, FK, LK, WTS[0], SLOTS[0], DIVS[0], ACC,
                         BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     if NC > 1:
         acc += _adjoint_part(g1_ptr, bo, bi, g1s1, g1s0, g1sz, g1sy, g1sx, zero, zi, rows, cols, z0, row0, col0,
-                             D, H, W, zr, yr, xr, zb, yb, xb, MODES, WTS[1], SLOTS[1], DIVS[1], ACC,
+                             D, H, W, zr, yr, xr, MODES, RADII, FK, LK, WTS[1], SLOTS[1], DIVS[1], ACC,
                              BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     if NC > 2:
         acc += _adjoint_part(g2_ptr, bo, bi, g2s1, g2s0, g2sz, g2sy, g2sx, zero, zi, rows, cols, z0, row0, col0,
-                             D, H, W, zr, yr, xr, zb, yb, xb, MODES, WTS[2], SLOTS[2], DIVS[2], ACC,
+                             D, H, W, zr, yr, xr, MODES, RADII, FK, LK, WTS[2], SLOTS[2], DIVS[2], ACC,
                              BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     mask = (zi < D) & (rows < H) & (cols < W)
     out_off = bo * os1 + bi * os0 + zi * osz + rows * osy + cols * osx

@@ -100,6 +100,20 @@ def _programs(layout: Layout, block: tuple[int, int, int]) -> int:
     return b1 * b0 * triton.cdiv(d, block[0]) * triton.cdiv(h, block[1]) * triton.cdiv(w, block[2])
 
 
+FORWARD_META = ("NC", "NO", "OUT", "FIRST", "MODES", "RADII", "FK", "LK", "WTS", "NZ", "USED", "DIVS")
+ADJOINT_META = ("NC", "MODES", "RADII", "FK", "LK", "WTS", "SLOTS", "DIVS")
+
+
+def _forward_meta(meta: dict[str, object]) -> dict[str, object]:
+    """The plan's compile-time arguments that the forward kernel takes."""
+    return {name: meta[name] for name in FORWARD_META}
+
+
+def _adjoint_meta(meta: dict[str, object]) -> dict[str, object]:
+    """The plan's compile-time arguments that the adjoint kernel takes."""
+    return {name: meta[name] for name in ADJOINT_META}
+
+
 def _forward(
     plan: KernelPlan,
     x: Tensor,
@@ -124,8 +138,7 @@ def _forward(
         _programs(layout, tile),
         x, *ys, x if grad is None else tensors[2],
         *layout.sizes[1:], *x_strides, *y_strides, *g_strides,
-        NC=meta["NC"], MODES=meta["MODES"], FK=meta["FK"], LK=meta["LK"], WTS=meta["WTS"], NZ=meta["NZ"],
-        USED=meta["USED"], DIVS=meta["DIVS"], OUTPUT=output, EPS=float(eps), ACC=_accumulator(x.dtype),
+        **_forward_meta(meta), OUTPUT=output, EPS=float(eps), ACC=_accumulator(x.dtype),
         BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
     )  # fmt: skip
 
@@ -133,7 +146,7 @@ def _forward(
 def triton_apply(op: Separable, x: Tensor, *, block: Block = None) -> tuple[Tensor, ...]:
     """``A x``, every component from one kernel launch; each output is shaped, typed and laid out like ``x``."""
     plan = _plan(op, x)
-    outputs = [torch.empty_like(x) for _ in range(plan.components)]
+    outputs = [torch.empty_like(x) for _ in range(plan.n_outputs)]
     if x.numel() == 0:
         return tuple(outputs)
     if kernel_layout([x] + outputs, plan.ndim) is None:
@@ -151,15 +164,22 @@ def triton_adjoint(op: Separable, grads: Sequence[Optional[Tensor]], *, block: B
         raise ValueError("the adjoint needs a cotangent for at least one output")
     present = [g for g in grads if g is not None]
     first = present[0]
-    plan = _plan(op, first).select(given)
+    if any(g.shape != first.shape or g.dtype != first.dtype or g.device != first.device for g in present):
+        raise ValueError(
+            "the cotangents must share one shape, dtype and device, got "
+            + ", ".join(f"{tuple(g.shape)} {g.dtype} on {g.device}" for g in present)
+        )
+    plan = _plan(op, first).for_outputs(given)
     out = torch.empty_like(first)
     if out.numel() == 0:
         return out
     tensors, layout = _layout(present + [out], plan.ndim)
     if tensors[-1] is not out:
         out = tensors[-1]
-    pointers = tensors[:-1] + [tensors[0]] * (3 - len(present))
-    strides = list(layout.strides[:-1]) + [layout.strides[0]] * (3 - len(present))
+    # Chain c reads the cotangent of its output; the pointers of absent chains are never read.
+    chains = list(plan.outputs) + [0] * (3 - plan.chains)
+    pointers = [tensors[o] for o in chains]
+    strides = [layout.strides[o] for o in chains]
     meta = plan.constexprs()
     tile = _block(layout, plan.ndim, block)
     launch_kernel(
@@ -167,8 +187,7 @@ def triton_adjoint(op: Separable, grads: Sequence[Optional[Tensor]], *, block: B
         _programs(layout, tile),
         *pointers, out,
         *layout.sizes[1:], *strides[0], *strides[1], *strides[2], *layout.strides[-1],
-        NC=meta["NC"], MODES=meta["MODES"], FK=meta["FK"], LK=meta["LK"], WTS=meta["WTS"], SLOTS=meta["SLOTS"],
-        DIVS=meta["DIVS"], ACC=_accumulator(first.dtype), BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
+        **_adjoint_meta(meta), ACC=_accumulator(first.dtype), BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
     )  # fmt: skip
     return out
 
@@ -195,9 +214,9 @@ def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: float
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     if x.numel() == 0:
         return torch.empty_like(x)
-    scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.components)]
+    scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.n_outputs)]
     if kernel_layout([x, scaled[0], grad], plan.ndim) is None:
         x, grad = x.contiguous(), grad.contiguous()
-        scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.components)]
+        scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.n_outputs)]
     _forward(plan, x, scaled, kernels.SCALED, block, grad=grad, eps=eps)
     return triton_adjoint(op, scaled, block=block).to(x.dtype)

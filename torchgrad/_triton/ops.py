@@ -54,7 +54,7 @@ def apply(x: Tensor, operator: str) -> list[Tensor]:
 
 @apply.register_fake
 def _(x: Tensor, operator: str) -> list[Tensor]:
-    return [torch.empty_like(x) for _ in parse(operator).chains]
+    return [torch.empty_like(x) for _ in range(parse(operator).n_outputs)]
 
 
 def _apply_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
