@@ -214,10 +214,58 @@ def bandwidth_table(timed: Iterable[Timed], copy_gbs: float) -> str:
     return markdown_table(header, rows)
 
 
+@dataclass
+class BandwidthRun:
+    """The bandwidth tables of one run, one per dtype: markdown (with a line on the copy above each table),
+    the measured rows by dtype and name, and the copy's GB/s by dtype."""
+
+    tables: list[str]
+    timed: dict[torch.dtype, dict[str, Timed]]
+    copy_gbs: dict[torch.dtype, float]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def measure_dtypes(
+    make_cases: Callable[[torch.Tensor], list[Case]],
+    shape: Sequence[int],
+    device: torch.device,
+    repeats: int,
+    dtypes: Sequence[torch.dtype] = (torch.float32, torch.bfloat16),
+) -> BandwidthRun:
+    """For each dtype: a copy of a ``torch.rand(shape)`` input (:func:`copy_bandwidth`), then the cases
+    ``make_cases`` builds on that input (:func:`measure_cases`), printed as they come."""
+    run = BandwidthRun([], {}, {})
+    for dtype in dtypes:
+        torch.manual_seed(0)
+        x = torch.rand(*shape, device=device, dtype=dtype)
+        copy_ms, run.copy_gbs[dtype] = copy_bandwidth(x, repeats)
+        run.timed[dtype] = measure_cases(make_cases(x), device, repeats)
+        copy = f"{dtype_name(dtype)}: a device-to-device copy of the input (`copy_`, 2 x {nbytes([x]) / 1e6:.1f} MB)"
+        run.tables.append(f"{copy} took {copy_ms:.3f} ms, {run.copy_gbs[dtype]:.0f} GB/s.")
+        run.tables.append(bandwidth_table(run.timed[dtype].values(), run.copy_gbs[dtype]))
+        print(f"\n{run.tables[-2]}\n{run.tables[-1]}")
+    return run
+
+
+def bandwidth_notes(device: torch.device, repeats: int) -> str:
+    """How a bandwidth table was measured, for the notes of its section."""
+    timer = ", CUDA events around each call, launch overhead hidden, L2 flushed" if device.type == "cuda" else ""
+    return (
+        f"{environment(device)}; medians of {repeats} calls after warm-up{timer}. GB/s: the bytes a call must move"
+        " (forward: read each input, write each output; forward+backward: that, then read each output's cotangent,"
+        " read again what a nonlinear backward needs, write the input's gradient) over its time; references are"
+        " charged the bytes of the same result"
+    )
+
+
 def environment(device: torch.device) -> str:
     """torch's version, the device, and the version of each reference library this process imported."""
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    compared = [f"{lib} {metadata.version(lib)}" for lib in COMPARED if lib in sys.modules]
+    libraries = (*COMPARED, "triton") if device.type == "cuda" else COMPARED  # triton runs torchgrad on CUDA
+    compared = [f"{lib} {metadata.version(lib)}" for lib in libraries if lib in sys.modules]
     return ", ".join([f"torch {torch.__version__}", name, *compared])
 
 

@@ -29,16 +29,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
+    BandwidthRun,
     Case,
-    Timed,
-    bandwidth_table,
-    copy_bandwidth,
+    bandwidth_notes,
+    dtype_name,
     environment,
     forward_bytes,
     markdown_table,
-    measure_cases,
+    measure_dtypes,
     median_ms,
-    nbytes,
     publish,
     saved_bytes,
     step_bytes,
@@ -134,7 +133,7 @@ def measure(cases: list[tuple[str, Op]], x: torch.Tensor, repeats: int) -> list[
 
 TABLES = ("speedup", "bandwidth")
 DTYPES = (torch.float32, torch.bfloat16)
-BF16_SPEEDUP = 1.7  # "about 2x faster" (half the bytes), within 15%
+BF16_TARGET = ">= 1.7"  # "about 2x faster" (half the bytes), within 15%
 # the operators whose bandwidth is checked, by their row in the table
 OPERATOR_ROWS = {
     "image_gradients": "torchgrad.image_gradients",
@@ -208,63 +207,37 @@ def compiled_sobel_error(x: torch.Tensor) -> float:
 def bandwidth_report(args: argparse.Namespace, device: torch.device, key_suffix: str) -> None:
     """The bandwidth tables, float32 and bfloat16, their verdicts, and the section ``operators-<device>``."""
     refs = _references()
-    tables, timed, copy_gbs = [], {}, {}
     mismatch = compiled_sobel_error(torch.rand(2, 3, 32, 32, device=device, dtype=torch.float64))
     print(f"naive conv2d Sobel / torchgrad.sobel, largest relative difference (float64): {mismatch:.1e}")
-    for dtype in DTYPES:
-        torch.manual_seed(0)
-        x = torch.rand(*args.shape, device=device, dtype=dtype)
-        copy_ms, copy_gbs[dtype] = copy_bandwidth(x, args.repeats)
-        timed[dtype] = measure_cases(bandwidth_cases(x, refs), device, args.repeats)
-        name = str(dtype).removeprefix("torch.")
-        copy = f"{name}: a device-to-device copy of the input (`copy_`, 2 x {nbytes([x]) / 1e6:.1f} MB) took"
-        tables.append(f"{copy} {copy_ms:.3f} ms, {copy_gbs[dtype]:.0f} GB/s.")
-        tables.append(bandwidth_table(timed[dtype].values(), copy_gbs[dtype]))
-        print(f"\n{tables[-2]}\n{tables[-1]}")
-        del x
-    summary = markdown_table(
-        ["ratio (same run)", "measured", "target", "met"], verdict_rows(bandwidth_checks(timed, copy_gbs))
-    )
+    run = measure_dtypes(lambda x: bandwidth_cases(x, refs), args.shape, device, args.repeats, DTYPES)
+    checks = verdict_rows(bandwidth_checks(run))
     shape = "x".join(map(str, args.shape))
     publish(
         f"operators-{device.type}{key_suffix}",
         f"Operators, {shape} float32 and bfloat16, {device.type}: bandwidth",
         f"python benchmarks/bench_operators.py --device {args.device}" + (" --table bandwidth" if key_suffix else ""),
-        f"{environment(device)}; medians of {args.repeats} calls after warm-up"
-        + (", CUDA events around each call, launch overhead hidden, L2 flushed" if device.type == "cuda" else "")
-        + ". GB/s: the bytes a call must move (forward: read the input, write each output; forward+backward:"
-        " that, then read each output's cotangent, write the input's gradient, and for the magnitudes read the"
-        " input again) over its time; references are charged the bytes of the same result. The compiled naive"
-        " form is reflect padding and one depthwise F.conv2d with both Sobel kernels, compiled once per dtype;"
-        f" it matches torchgrad.sobel to {mismatch:.0e} (relative, float64)",
-        [*tables, summary],
+        f"{bandwidth_notes(device, args.repeats)}. The magnitudes read their input again in backward. The compiled"
+        " naive form is reflect padding and one depthwise F.conv2d with both Sobel kernels, compiled once per"
+        f" dtype; it matches torchgrad.sobel to {mismatch:.0e} (relative, float64)",
+        [*run.tables, markdown_table(["ratio (same run)", "measured", "target", "met"], checks)],
         write=not args.no_write,
     )
 
 
-def bandwidth_checks(
-    timed: dict[torch.dtype, dict[str, Timed]], copy_gbs: dict[torch.dtype, float]
-) -> list[tuple[str, float, str]]:
+def bandwidth_checks(run: BandwidthRun) -> list[tuple[str, float, str]]:
     """Each operator's fraction of the copy's bandwidth per dtype, and its float32 / bfloat16 time ratio."""
     checks = []
-    for dtype, rows in timed.items():
-        name = str(dtype).removeprefix("torch.")
-        copy = copy_gbs[dtype]
+    for dtype, rows in run.timed.items():
+        copy = run.copy_gbs[dtype]
         for op, row in OPERATOR_ROWS.items():
-            checks.append((f"{op} forward / copy bandwidth, {name}", rows[row].forward_gbs / copy, ">= 0.7"))
-            checks.append((f"{op} fwd+bwd / copy bandwidth, {name}", rows[row].step_gbs / copy, ">= 0.6"))
-    fp32, bf16 = (timed[dtype] for dtype in DTYPES)
+            checks.append((f"{op} forward / copy, {dtype_name(dtype)}", rows[row].forward_gbs / copy, ">= 0.7"))
+            checks.append((f"{op} fwd+bwd / copy, {dtype_name(dtype)}", rows[row].step_gbs / copy, ">= 0.6"))
+    fp32, bf16 = (run.timed[dtype] for dtype in DTYPES)
     for op, row in OPERATOR_ROWS.items():
         checks.append(
-            (
-                f"{op} forward, float32 ms / bfloat16 ms",
-                fp32[row].forward_ms / bf16[row].forward_ms,
-                f">= {BF16_SPEEDUP}",
-            )
+            (f"{op} forward, float32 / bfloat16 time", fp32[row].forward_ms / bf16[row].forward_ms, BF16_TARGET)
         )
-        checks.append(
-            (f"{op} fwd+bwd, float32 ms / bfloat16 ms", fp32[row].step_ms / bf16[row].step_ms, f">= {BF16_SPEEDUP}")
-        )
+        checks.append((f"{op} fwd+bwd, float32 / bfloat16 time", fp32[row].step_ms / bf16[row].step_ms, BF16_TARGET))
     return checks
 
 
