@@ -98,7 +98,7 @@ def _spin_cycles(ms: float) -> int:
     torch.cuda._sleep(cycles)
     end.record()
     end.synchronize()
-    return int(cycles * ms / max(begin.elapsed_time(end), 1e-3)) + 1
+    return min(int(cycles * ms / max(begin.elapsed_time(end), 1e-3)) + 1, int(ms * 4e6))  # clocks < 4 GHz
 
 
 def saved_bytes(fn: Callable[[], object], exclude: Sequence[torch.Tensor] = ()) -> int:

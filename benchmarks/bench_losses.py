@@ -98,12 +98,12 @@ def main() -> None:
     if args.only != "depth" and (args.table or default_table) == "bandwidth":
         gradient_losses_bandwidth(args, key_suffix="" if default_table == "bandwidth" else "-bandwidth")
     elif args.only != "depth":
-        gradient_losses(args)
+        gradient_losses(args, key_suffix="" if default_table == "speedup" else "-speedup")
     if args.only != "gradient":
         depth_losses(args)
 
 
-def gradient_losses(args: argparse.Namespace) -> None:
+def gradient_losses(args: argparse.Namespace, key_suffix: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from references import mprnet_edge_loss, mprnet_gaussian_kernel
 
@@ -158,9 +158,9 @@ def gradient_losses(args: argparse.Namespace) -> None:
     table = markdown_table(["loss", "forward+backward ms", "saved for backward (bytes / input element)"], rows)
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], checks)
     publish(
-        f"losses-{device.type}",
+        f"losses-{device.type}{key_suffix}",
         f"Losses, {'x'.join(map(str, args.shape))} float32, {device.type}",
-        f"python benchmarks/bench_losses.py --device {args.device}",
+        f"python benchmarks/bench_losses.py --device {args.device}" + (" --table speedup" if key_suffix else ""),
         f"{environment(device)}; medians of {args.repeats} runs, interleaved. Saved bytes exclude references to the"
         " inputs themselves (they exist anyway); the edge-aware loss is measured on a one-channel disparity with the"
         " same batch and size; MPRNet's EdgeLoss is its code as tests/references.py keeps it",

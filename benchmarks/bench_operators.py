@@ -370,9 +370,10 @@ def main() -> None:
     )
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], verdicts)
     publish(
-        f"operators-{device.type}",
+        f"operators-{device.type}" + ("" if default_table == "speedup" else "-speedup"),
         f"Operators, {'x'.join(map(str, args.shape))} float32, {device.type}",
-        f"python benchmarks/bench_operators.py --device {args.device}",
+        f"python benchmarks/bench_operators.py --device {args.device}"
+        + ("" if default_table == "speedup" else " --table speedup"),
         f"{environment(device)}{versions}; medians of {args.repeats} runs; upstream gradients made outside the timed"
         " region."
         " `gradient_magnitude` saves only a reference to its input (no new memory), counted here at the input's size."
