@@ -1,12 +1,17 @@
 """Speed and saved memory of the gradient losses next to the same losses written the usual way.
 
     python benchmarks/bench_losses.py                 # (16, 3, 512, 512) float32 on the CPU
-    python benchmarks/bench_losses.py --device cuda
+    python benchmarks/bench_losses.py --device cuda   # float32 and bfloat16, bandwidth against a copy
     python benchmarks/bench_losses.py --only depth    # the depth losses alone, (16, 1, 384, 384)
 
-Times forward+backward (medians, interleaved across cases), reports the bytes saved for backward
-per input element beyond references to the inputs themselves, checks the project's targets and
-writes its section of benchmarks/RESULTS.md. The depth losses (against MiDaS's and BTS's code, as
+On the CPU (``--table speedup``, the CPU's default) the gradient losses' section times forward+backward
+(medians, interleaved across cases), reports the bytes saved for backward per input element beyond
+references to the inputs themselves and checks the project's targets. On CUDA (``--table bandwidth``, CUDA's
+default; it runs on the CPU too) it reports, for float32 and bfloat16, median device times from CUDA events,
+the effective bandwidth and its fraction of a device-to-device copy measured in the same run, for
+``GradientLoss("sobel")`` and ``GradientLoss("diff", p=2)`` (with and without a mask) next to kornia +
+``l1_loss``, torchmetrics + ``mse_loss`` and ``torch.compile`` of the naive conv2d Sobel + ``l1_loss``.
+Each writes its section of benchmarks/RESULTS.md. The depth losses (against MiDaS's and BTS's code, as
 tests/references.py keeps it) get a section of their own, with the peak memory of a step.
 """
 
@@ -24,14 +29,22 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import (  # noqa: E402
+    BandwidthRun,
+    Case,
+    bandwidth_notes,
+    dtype_name,
     environment,
+    forward_bytes,
     markdown_table,
+    measure_dtypes,
     median_ms,
     publish,
     saved_bytes,
+    step_bytes,
     synchronize,
     verdict_rows,
 )
+from _naive import naive_sobel_l1, sobel_weight  # noqa: E402
 
 from torchgrad.losses import (  # noqa: E402
     EdgeAwareSmoothnessLoss,
@@ -72,17 +85,25 @@ def main() -> None:
     parser.add_argument("--only", choices=["gradient", "depth"], help="one of the two sections")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's own choice)")
     parser.add_argument("--note", help="a sentence on the machine, for the notes of the depth section")
+    parser.add_argument(
+        "--table",
+        choices=("speedup", "bandwidth"),
+        help="the gradient losses' table; speedup: the CPU's, bandwidth: CUDA's (default: the device's own)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.only != "depth":
-        gradient_losses(args)
+    default_table = "bandwidth" if torch.device(args.device).type == "cuda" else "speedup"
+    if args.only != "depth" and (args.table or default_table) == "bandwidth":
+        gradient_losses_bandwidth(args, key_suffix="" if default_table == "bandwidth" else "-bandwidth")
+    elif args.only != "depth":
+        gradient_losses(args, key_suffix="" if default_table == "speedup" else "-speedup")
     if args.only != "gradient":
         depth_losses(args)
 
 
-def gradient_losses(args: argparse.Namespace) -> None:
+def gradient_losses(args: argparse.Namespace, key_suffix: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from references import mprnet_edge_loss, mprnet_gaussian_kernel
 
@@ -137,15 +158,109 @@ def gradient_losses(args: argparse.Namespace) -> None:
     table = markdown_table(["loss", "forward+backward ms", "saved for backward (bytes / input element)"], rows)
     summary = markdown_table(["ratio (same run)", "measured", "target", "met"], checks)
     publish(
-        f"losses-{device.type}",
+        f"losses-{device.type}{key_suffix}",
         f"Losses, {'x'.join(map(str, args.shape))} float32, {device.type}",
-        f"python benchmarks/bench_losses.py --device {args.device}",
+        f"python benchmarks/bench_losses.py --device {args.device}" + (" --table speedup" if key_suffix else ""),
         f"{environment(device)}; medians of {args.repeats} runs, interleaved. Saved bytes exclude references to the"
         " inputs themselves (they exist anyway); the edge-aware loss is measured on a one-channel disparity with the"
         " same batch and size; MPRNet's EdgeLoss is its code as tests/references.py keeps it",
         [table, summary],
         write=not args.no_write,
     )
+
+
+SOBEL_L1, DIFF_L2, DIFF_L2_MASKED = (
+    'GradientLoss("sobel")',
+    'GradientLoss("diff", p=2)',
+    'GradientLoss("diff", p=2), mask',
+)
+KORNIA_L1, TORCHMETRICS_L2 = "kornia spatial_gradient + l1_loss", "torchmetrics image_gradients + mse_loss"
+COMPILED_L1 = "torch.compile(naive conv2d Sobel + l1_loss)"
+BF16_TARGET = ">= 1.7"  # "about 2x faster" (half the bytes), within 15%
+
+
+def loss_case(name: str, loss: Loss, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor] = None) -> Case:
+    """``loss(x, y)`` as a bandwidth row. Forward reads ``x``, ``y`` (and ``mask``) once; forward+backward
+    reads them again (the backward of a nonlinear penalty needs them; torchgrad's saves only references and
+    recomputes) and writes ``x``'s gradient. References are charged the same bytes."""
+    xr = x.detach().clone().requires_grad_()
+    inputs = [x, y] if mask is None else [x, y, mask]
+    output = loss(x, y)
+
+    def step() -> None:
+        loss(xr, y).backward()
+        xr.grad = None
+
+    return Case(
+        name,
+        lambda: loss(x, y),
+        step,
+        forward_bytes(inputs, [output]),
+        step_bytes(inputs, [output], [x], rereads=inputs),
+    )
+
+
+def loss_cases(x: torch.Tensor) -> list[Case]:
+    """The bandwidth rows on images ``x`` against a random target (and a mask with ~90% valid pixels). The
+    naive form is compiled afresh for ``x``'s dtype (compilation happens in the timer's warm-up)."""
+    y = torch.rand_like(x)
+    mask = torch.rand(x.shape, device=x.device) < 0.9
+    usual = usual_forms()
+    sobel_l1, diff_l2 = GradientLoss("sobel"), GradientLoss("diff", p=2)
+    weight = sobel_weight(x.shape[1], x.dtype, x.device)
+    compiled = torch.compile(naive_sobel_l1, dynamic=False)
+    return [
+        loss_case(SOBEL_L1, sobel_l1, x, y),
+        loss_case(KORNIA_L1, usual[KORNIA_L1], x, y),
+        loss_case(COMPILED_L1, lambda x, y: compiled(x, y, weight), x, y),
+        loss_case(DIFF_L2, diff_l2, x, y),
+        loss_case(TORCHMETRICS_L2, usual[TORCHMETRICS_L2], x, y),
+        loss_case(DIFF_L2_MASKED, lambda x, y: diff_l2(x, y, mask), x, y, mask),
+    ]
+
+
+def gradient_losses_bandwidth(args: argparse.Namespace, key_suffix: str) -> None:
+    """The bandwidth tables of the gradient losses, float32 and bfloat16, their verdicts, their section."""
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    x, y = (torch.rand(1, 3, 32, 32, device=device, dtype=torch.float64) for _ in range(2))
+    naive = naive_sobel_l1(x, y, sobel_weight(3, x.dtype, device))
+    mismatch = float((naive - GradientLoss("sobel")(x, y)).abs() / naive.abs())
+    print(f'naive conv2d Sobel + l1_loss / GradientLoss("sobel"), relative difference (float64): {mismatch:.1e}')
+    run = measure_dtypes(loss_cases, args.shape, device, args.repeats)
+    checks = verdict_rows(loss_checks(run))
+    publish(
+        f"losses-{device.type}{key_suffix}",
+        f"Gradient losses, {'x'.join(map(str, args.shape))} float32 and bfloat16, {device.type}: bandwidth",
+        f"python benchmarks/bench_losses.py --device {args.device}" + (" --table bandwidth" if key_suffix else ""),
+        f"{bandwidth_notes(device, args.repeats)}. A loss reads its input and target (and mask) in forward and again"
+        " in backward, writes the input's gradient. The mask is bool, of the input's shape, ~90% True. The compiled"
+        " naive form is reflect padding and one depthwise F.conv2d with both Sobel kernels on input and target,"
+        f' then F.l1_loss, compiled once per dtype; it matches GradientLoss("sobel") to {mismatch:.0e}'
+        " (relative, float64)",
+        [*run.tables, markdown_table(["ratio (same run)", "measured", "target", "met"], checks)],
+        write=not args.no_write,
+    )
+
+
+def loss_checks(run: BandwidthRun) -> list[tuple[str, float, str]]:
+    """``GradientLoss("sobel")`` against kornia's form and the compiled naive form per dtype, and the
+    float32 / bfloat16 time ratio of each torchgrad loss, all forward+backward."""
+    checks = []
+    for dtype, rows in run.timed.items():
+        ours = rows[SOBEL_L1].step_ms
+        checks.append(
+            (f"{KORNIA_L1} / {SOBEL_L1}, fwd+bwd, {dtype_name(dtype)}", rows[KORNIA_L1].step_ms / ours, ">= 5")
+        )
+        checks.append(
+            (f"{COMPILED_L1} / {SOBEL_L1}, fwd+bwd, {dtype_name(dtype)}", rows[COMPILED_L1].step_ms / ours, ">= 1")
+        )
+    fp32, bf16 = run.timed[torch.float32], run.timed[torch.bfloat16]
+    for name in (SOBEL_L1, DIFF_L2, DIFF_L2_MASKED):
+        checks.append(
+            (f"{name}, fwd+bwd, float32 / bfloat16 time", fp32[name].step_ms / bf16[name].step_ms, BF16_TARGET)
+        )
+    return checks
 
 
 class _MallInfo2(ctypes.Structure):

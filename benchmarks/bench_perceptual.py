@@ -3,15 +3,19 @@
     python benchmarks/bench_perceptual.py                  # (4, 3, 256, 256) float32 on the CPU
     python benchmarks/bench_perceptual.py --device cuda    # adds bf16 autocast rows
 
-Forward+backward medians, interleaved in one process; peak memory from one fresh process per case
-(maximum resident set size on the CPU, peak allocated memory on CUDA). Every network has random
-weights (nothing is downloaded): torchgrad's loss and piq share the same random VGG16. Needs
-`pip install piq lpips`. Writes its section of benchmarks/RESULTS.md.
+Forward+backward medians (CUDA events on CUDA), interleaved in one process; peak memory from one fresh
+process per case (maximum resident set size on the CPU, peak allocated memory on CUDA). Every network has
+random weights (nothing is downloaded): torchgrad's loss and piq share the same random VGG16. piq and LPIPS
+rows need `pip install piq lpips` and are left out without them. With ``--autocast`` (CUDA's default) every
+case runs again under ``torch.autocast(device, dtype=torch.bfloat16)``. Writes its section of
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.util
 import json
 import resource
 import subprocess
@@ -27,6 +31,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import environment, markdown_table, median_ms, publish, verdict_rows  # noqa: E402
 
 CASES = ["torchgrad relu3_3 (l2)", "piq ContentLoss relu3_3 (mse)", "torchgrad 4 layers (l1)", "lpips VGG"]
+# (label, theirs, ours, target of theirs / ours)
+VERDICTS = [
+    ("piq / torchgrad, relu3_3", CASES[1], CASES[0], ">= 1.7"),
+    ("lpips / torchgrad, four layers", CASES[3], CASES[2], ">= 1.5"),
+]
+AUTOCAST = ", bf16 autocast"
+
+
+def installed_cases() -> list[str]:
+    """The cases whose library is installed (piq's and LPIPS's are optional)."""
+    return [c for c in CASES if importlib.util.find_spec(c.split()[0]) is not None]
+
+
+def precision(device: torch.device, autocast: bool) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on ``device`` or nothing."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if autocast else contextlib.nullcontext()
 
 
 def build(case: str, weights: Path, device: torch.device) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -52,7 +72,7 @@ def build(case: str, weights: Path, device: torch.device) -> Callable[[torch.Ten
     return lambda x, y: model(x, y, normalize=True).mean()
 
 
-def run_case(case: str, weights: Path, device: torch.device, shape: list[int], repeats: int) -> dict:
+def run_case(case: str, weights: Path, device: torch.device, shape: list[int], repeats: int, autocast: bool) -> dict:
     """One case in this process: its median and its peak memory."""
     torch.manual_seed(0)
     loss = build(case, weights, device)
@@ -60,7 +80,9 @@ def run_case(case: str, weights: Path, device: torch.device, shape: list[int], r
     y = torch.rand(*shape, device=device)
 
     def step() -> None:
-        loss(x, y).backward()
+        with precision(device, autocast):
+            value = loss(x, y)
+        value.backward()
         x.grad = None
 
     if device.type == "cuda":
@@ -90,35 +112,48 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--case", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--autocast",
+        action=argparse.BooleanOptionalAction,
+        help="also run every case under bf16 autocast (default: on CUDA only)",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     args = parser.parse_args()
     device = torch.device(args.device)
+    autocast = device.type == "cuda" if args.autocast is None else args.autocast
     if args.case:  # a child process: one case, its numbers as JSON
-        print(json.dumps(run_case(args.case, Path(args.weights), device, args.shape, args.repeats)))
+        print(json.dumps(run_case(args.case, Path(args.weights), device, args.shape, args.repeats, autocast)))
         return
 
     from torchvision.models import vgg as tv_vgg
 
+    cases = installed_cases()
+    # (case, under autocast), labelled "<case>" or "<case>, bf16 autocast"
+    runs = [(case, amp) for amp in ((False, True) if autocast else (False,)) for case in cases]
+    labels = [case + (AUTOCAST if amp else "") for case, amp in runs]
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "vgg16_random.pth"
         torch.save(tv_vgg.make_layers(tv_vgg.cfgs["D"]).state_dict(), weights)
         # medians, interleaved in this process
-        losses = {case: build(case, weights, device) for case in CASES}
+        losses = {case: build(case, weights, device) for case in cases}
         x = torch.rand(*args.shape, device=device, requires_grad=True)
         y = torch.rand(*args.shape, device=device)
 
-        def step(loss: Callable) -> Callable[[], None]:
+        def step(loss: Callable, amp: bool) -> Callable[[], None]:
             def run() -> None:
-                loss(x, y).backward()
+                with precision(device, amp):
+                    value = loss(x, y)
+                value.backward()
                 x.grad = None
 
             return run
 
-        times = dict(zip(CASES, median_ms([step(losses[c]) for c in CASES], device, args.repeats)))
+        medians = median_ms([step(losses[case], amp) for case, amp in runs], device, args.repeats)
+        times = dict(zip(labels, medians))
         del losses
         peaks = {}
-        for case in CASES:
+        for (case, amp), label in zip(runs, labels):
             cmd = [
                 sys.executable,
                 __file__,
@@ -130,32 +165,37 @@ def main() -> None:
                 args.device,
                 "--repeats",
                 "3",
+                "--autocast" if amp else "--no-autocast",
                 "--shape",
                 *map(str, args.shape),
             ]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            peaks[case] = json.loads(out)["peak"]
-    rows = [[c, f"{times[c]:.1f}", f"{peaks[c] / 2**20:.0f}"] for c in CASES]
+            peaks[label] = json.loads(out)["peak"]
+    rows = [[label, f"{times[label]:.1f}", f"{peaks[label] / 2**20:.0f}"] for label in labels]
     for row in rows:
-        print(f"{row[0]:35s} fwd+bwd {row[1]:>8s} ms   peak {row[2]:>6s} MiB")
-    verdicts = verdict_rows(
-        [
-            ("piq / torchgrad, relu3_3", times[CASES[1]] / times[CASES[0]], ">= 1.7"),
-            ("lpips / torchgrad, four layers", times[CASES[3]] / times[CASES[2]], ">= 1.5"),
-        ]
-    )
-    for row, (ours, theirs) in zip(verdicts, [(CASES[0], CASES[1]), (CASES[2], CASES[3])]):
+        print(f"{row[0]:50s} fwd+bwd {row[1]:>8s} ms   peak {row[2]:>6s} MiB")
+    pairs = [
+        (label + suffix, theirs + suffix, ours + suffix, target)
+        for suffix in ("", AUTOCAST)
+        for label, theirs, ours, target in VERDICTS
+        if theirs + suffix in times and ours + suffix in times
+    ]
+    verdicts = verdict_rows([(label, times[theirs] / times[ours], t) for label, theirs, ours, t in pairs])
+    for row, (_, theirs, ours, _) in zip(verdicts, pairs):
         row.append("yes" if peaks[ours] < peaks[theirs] else "NO")
     summary = markdown_table(["ratio (same run)", "measured", "target", "met", "lower peak memory"], verdicts)
     memory = (
         "peak allocated CUDA memory" if device.type == "cuda" else "maximum resident memory of one process per case"
     )
+    precisions = "float32 and bf16 autocast" if autocast else "float32"
+    missing = [case for case in CASES if case not in cases]
     publish(
         f"perceptual-{device.type}",
-        f"Perceptual losses, {'x'.join(map(str, args.shape))} float32, {device.type}",
+        f"Perceptual losses, {'x'.join(map(str, args.shape))} {precisions}, {device.type}",
         f"python benchmarks/bench_perceptual.py --device {args.device}",
         f"{environment(device)}; forward+backward medians of {args.repeats} runs, interleaved; peak: {memory};"
-        " random weights, piq given the same VGG16",
+        " random weights, piq given the same VGG16"
+        + (f"; not installed, left out: {', '.join(missing)}" if missing else ""),
         [markdown_table(["loss", "forward+backward ms", "peak MiB"], rows), summary],
         write=not args.no_write,
     )
