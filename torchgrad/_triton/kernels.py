@@ -24,6 +24,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .penalty_kernels import loss_epilogue
+
 _NONE: tl.constexpr = tl.constexpr(0)
 _REFLECT: tl.constexpr = tl.constexpr(1)
 _REPLICATE: tl.constexpr = tl.constexpr(2)
@@ -36,6 +38,8 @@ _SYMMETRIC: tl.constexpr = tl.constexpr(7)
 COMPONENTS: tl.constexpr = tl.constexpr(0)
 MAGNITUDE: tl.constexpr = tl.constexpr(1)
 SCALED: tl.constexpr = tl.constexpr(2)
+LOSS_SUMS: tl.constexpr = tl.constexpr(3)
+LOSS_SLOPES: tl.constexpr = tl.constexpr(4)
 
 
 @triton.jit
@@ -198,9 +202,14 @@ def _forward_kernel(
     NC: tl.constexpr, MODES: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr,
     NZ: tl.constexpr, USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr, EPS: tl.constexpr,
     ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0,
+    PENALTY: tl.constexpr = 0, PARAMS: tl.constexpr = (), REFS: tl.constexpr = False, LOSS_MASK: tl.constexpr = False,
 ):  # fmt: skip
     """``A x`` on one tile: every component (``COMPONENTS``), their magnitude ``sqrt(sum c^2 + EPS)``
-    (``MAGNITUDE``), or ``c * g / magnitude`` (``SCALED``, the magnitude's backward before ``A^T``).
+    (``MAGNITUDE``), or ``c * g / magnitude`` (``SCALED``, the magnitude's backward before ``A^T``); or a
+    fused loss's penalty on the components (``LOSS_SUMS``, ``LOSS_SLOPES``: see
+    :func:`~torchgrad._triton.penalty_kernels.loss_epilogue`; ``s_ptr`` its sums or scales, ``m_ptr`` and
+    its strides the mask, ``y*_ptr`` the target's components with ``REFS``, or the slopes written).
 
     Each sample of the tile and its halo is loaded once per slot and serves every component, which
     is reduced along x, then y, then z, and divided once by its divisor."""
@@ -251,6 +260,10 @@ def _forward_kernel(
             tl.store(y1_ptr + y_off, acc1.to(y1_ptr.dtype.element_ty), mask=mask)
         if NC > 2:
             tl.store(y2_ptr + y_off, acc2.to(y2_ptr.dtype.element_ty), mask=mask)
+    elif OUTPUT == LOSS_SUMS or OUTPUT == LOSS_SLOPES:
+        loss_epilogue((acc0, acc1, acc2), mask, (y0_ptr, y1_ptr, y2_ptr), y_off, g_ptr, s_ptr,
+                      m_ptr + bo * ms1 + bi * ms0, msz, msy, msx, zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm,
+                      NC, MODES, WTS, NZ, OUTPUT == LOSS_SLOPES, PENALTY, PARAMS, REFS, LOSS_MASK, ACC)  # fmt: skip
     else:
         total = acc0 * acc0
         if NC > 1:
@@ -469,8 +482,10 @@ def _adjoint_kernel(
     NC: tl.constexpr, MODES: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr,
     SLOTS: tl.constexpr, DIVS: tl.constexpr, ACC: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    neg_ptr=None, NEG: tl.constexpr = False,
 ):  # fmt: skip
-    """``A^T g = sum_c A_c^T g_c`` on one tile, each cotangent read with its own strides."""
+    """``A^T g = sum_c A_c^T g_c`` on one tile, each cotangent read with its own strides; with ``NEG``,
+    ``-A^T g`` written to ``neg_ptr`` too (laid out like ``out_ptr``: a fused loss's target gradient)."""
     bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
     zr = _adjoint_rows(zi, D, MODES[0])
@@ -500,3 +515,5 @@ def _adjoint_kernel(
     mask = (zi < D) & (rows < H) & (cols < W)
     out_off = bo * os1 + bi * os0 + zi * osz + rows * osy + cols * osx
     tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    if NEG:
+        tl.store(neg_ptr + out_off, (-acc).to(neg_ptr.dtype.element_ty), mask=mask)
