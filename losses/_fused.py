@@ -284,9 +284,12 @@ class _KernelPenaltyFunction(torch.autograd.Function):
         x, y, mask, ctx.loss, ctx.description = inputs[:5]
         ctx.save_for_backward(x, y, mask, output[1])
         ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zeros for the scales' (absent) gradient
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor, _: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
+    def backward(ctx: Any, grad: Optional[Tensor], _: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
+        if grad is None:
+            return (None,) * 8
         x, y, mask, scales = ctx.saved_tensors
         loss: FusedLoss = ctx.loss
         need_x, need_y = ctx.needs_input_grad[:2]

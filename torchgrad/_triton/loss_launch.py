@@ -22,8 +22,8 @@ import triton
 from torch import Tensor
 
 from .._separable import Separable
-from . import kernels, penalty_codes, penalty_kernels
-from .launch import _accumulator, _block, _forward, _programs, launch_kernel, unsupported_reason
+from . import kernels, launch, penalty_codes, penalty_kernels
+from .launch import _accumulator, _block, _forward, _programs, unsupported_reason
 from .layout import kernel_layout
 from .plan import KernelPlan, Unsupported, kernel_plan
 
@@ -90,7 +90,7 @@ def _launch_loss(
     else:
         sums = scales
     output = kernels.LOSS_SLOPES if grad is not None else kernels.LOSS_SUMS
-    launch_kernel(
+    launch.launch_kernel(
         kernels._forward_kernel,
         programs,
         source, *ys, source if grad is None else grad,
@@ -141,7 +141,7 @@ def triton_loss(
     sums, programs = _launch_loss(plan, source, components, mask, None, None, penalty, params, refs)
     out = torch.empty((), dtype=dtype, device=x.device)
     scales = torch.empty((plan.components,), dtype=work, device=x.device)
-    launch_kernel(
+    launch.launch_kernel(
         penalty_kernels._total_kernel, 1, sums, out, scales, programs, elements,
         NC=plan.components, WEIGHTS=tuple(float(w) for w in weights), MEAN=mean, LOSS_MASK=mask is not None,
         BLOCK=min(TOTAL_BLOCK, triton.next_power_of_2(programs)),
@@ -192,7 +192,7 @@ def _adjoint(plan: KernelPlan, grads: list[Tensor], out: Tensor, negated: Option
     out_strides = layout.strides[len(grads)]
     meta = plan.constexprs()
     tile = _block(layout, plan.ndim, None)
-    launch_kernel(
+    launch.launch_kernel(
         kernels._adjoint_kernel,
         _programs(layout, tile),
         *pointers, out,

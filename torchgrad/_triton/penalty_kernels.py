@@ -69,7 +69,7 @@ def _power(r, alpha: tl.constexpr):
     elif alpha == 2:
         out = r * r
     else:
-        out = tl.exp(alpha * tl.log(r))
+        out = tl.where(r > 0, tl.exp(alpha * tl.log(tl.where(r > 0, r, 1.0))), r * 0.0)  # NaN stays NaN
     return out
 
 
@@ -261,6 +261,9 @@ def _total_kernel(
     total = sums[0] * WEIGHTS[0]
     for c in tl.static_range(1, NC):
         total += sums[c] * WEIGHTS[c]
-    tl.store(out_ptr, (total / number).to(out_ptr.dtype.element_ty))
+    loss = total / number
+    if out_ptr.dtype.element_ty != tl.float64:  # through float32 (the interpreter cannot go to bfloat16 directly)
+        loss = loss.to(tl.float32)
+    tl.store(out_ptr, loss.to(out_ptr.dtype.element_ty))
     for c in tl.static_range(NC):
         tl.store(scale_ptr + c, (WEIGHTS[c] / number).to(scale_ptr.dtype.element_ty))
