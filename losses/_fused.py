@@ -7,6 +7,11 @@ the total, or the per-element map) that saves only references to its inputs (no 
 recomputes the operator's outputs in backward. The Function reads the penalty's properties only:
 a linear penalty takes one operator pass over ``input - target`` instead of two.
 
+Where the Triton kernels serve the operator and the penalty (``fused_loss_description`` of
+:mod:`torchgrad._internal` says so, the one place), totals run as the fused-loss ops instead, inside
+:class:`_KernelPenaltyFunction`: a forward kernel with the penalty and per-block sums, a final reduction,
+and a backward of two kernels (recomputed slopes, then the adjoint writing both gradients).
+
 Totals over everything run slab by slab along the batch, so that no temporary is as large as the
 input: each slab's values are computed in place in the operator's output buffers, summed in the
 computation dtype with torch's pairwise summation, and the small partial sums added in float64.
@@ -14,13 +19,19 @@ computation dtype with torch's pairwise summation, and the small partial sums ad
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Sequence, Union
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import torch
 from torch import Tensor
 
-from torchgrad._internal import apply_adjoint, apply_operator, needs_traceable_code, slabs
+from torchgrad._internal import (
+    apply_adjoint,
+    apply_operator,
+    fused_loss_description,
+    needs_traceable_code,
+    slabs,
+)
 
 from ._penalties import Penalty
 
@@ -68,22 +79,34 @@ def penalty_call(
 
 
 def reduced_penalty(
-    x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, reduction: str, dtype: torch.dtype
+    x: Tensor,
+    y: Optional[Tensor],
+    mask: Optional[Tensor],
+    loss: FusedLoss,
+    reduction: str,
+    dtype: torch.dtype,
+    elements: Optional[int] = None,
 ) -> Tensor:
     """The loss as ``torch.nn`` losses reduce it: the stacked per-element map (``"none"``), its sum, or
-    its mean over the elements that count (all of them, or the valid ones under ``mask``, of ``x``'s shape)."""
+    its mean over the elements that count (the valid ones under ``mask``, else ``elements``, by default
+    every element of every component)."""
     if reduction == "none":
         return penalty_call(x, y, mask, loss, None).to(dtype)
+    if elements is None:
+        elements = loss.op.n_outputs * x.numel()
+    target_needs_grad = y is not None and y.requires_grad
+    description = fused_loss_description(loss.op, x, loss.penalty.kernel_code, target_needs_grad)
+    if description is not None:
+        total, _ = _KernelPenaltyFunction.apply(x, y, mask, loss, description, reduction == "mean", elements, dtype)
+        return total
     total = penalty_call(x, y, mask, loss, 0)
     if reduction == "mean":
-        total = total / _count(loss.op, x, mask)
+        total = total / (elements if mask is None else _count(loss.op, mask))
     return total.to(dtype)
 
 
-def _count(op: FusedOperator, x: Tensor, mask: Optional[Tensor]) -> Union[Tensor, int]:
-    """The number of gradient elements that count for ``"mean"`` (at least 1 under a mask)."""
-    if mask is None:
-        return op.n_outputs * x.numel()
+def _count(op: FusedOperator, mask: Tensor) -> Tensor:
+    """The number of gradient elements that count for ``"mean"`` under a mask (at least 1)."""
     with torch.no_grad():
         invalid = _invalid_elements(op, mask)
         return (len(invalid) * mask.numel() - torch.stack([i.sum() for i in invalid]).sum()).clamp_min(1)
@@ -229,6 +252,61 @@ class _PenaltyFunctionWithJvp(_PenaltyFunction):
         if ctx.keep is None:
             return torch.stack(tangents, dim=-(loss.op.spatial_dims + 1)).to(dtype)
         return _partial_total(tangents, ctx.keep).to(dtype)
+
+
+class _KernelPenaltyFunction(torch.autograd.Function):
+    """The total of a :class:`FusedLoss` on the fused-loss Triton ops (``description``: the operator's), in
+    ``dtype``, over the elements that count when ``mean``; also returns each component's scale (no gradient).
+
+    Backward is ``torch.ops.torchgrad.fused_loss_backward``; asked for a graph of the gradient (double
+    backward), it is the eager Function's differentiable code instead."""
+
+    @staticmethod
+    def forward(
+        x: Tensor,
+        y: Optional[Tensor],
+        mask: Optional[Tensor],
+        loss: FusedLoss,
+        description: str,
+        mean: bool,
+        elements: int,
+        dtype: torch.dtype,
+    ) -> tuple[Tensor, Tensor]:
+        penalty = loss.penalty
+        weights = list(loss.weights or (1.0,) * loss.op.n_outputs)
+        params = list(penalty.kernel_params())
+        return torch.ops.torchgrad.fused_loss(
+            x, y, mask, description, penalty.kernel_code, params, weights, mean, elements, dtype
+        )
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+        x, y, mask, ctx.loss, ctx.description = inputs[:5]
+        ctx.save_for_backward(x, y, mask, output[1])
+        ctx.mark_non_differentiable(output[1])
+        ctx.set_materialize_grads(False)  # no zeros for the scales' (absent) gradient
+
+    @staticmethod
+    def backward(ctx: Any, grad: Optional[Tensor], _: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
+        if grad is None:
+            return (None,) * 8
+        x, y, mask, scales = ctx.saved_tensors
+        loss: FusedLoss = ctx.loss
+        need_x, need_y = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():
+            # A graph of the gradient: the eager Function's differentiable code, each component's cotangent
+            # grad * scale (its weight over the elements that count) stacked as a per-element map would be.
+            spatial = (1,) * loss.op.spatial_dims
+            stacked = (grad * scales).reshape((1,) * (x.dim() - loss.op.spatial_dims) + (-1,) + spatial)
+            unweighted = replace(loss, weights=None)
+            gx, gy = _pull_back(x, y, mask, unweighted, stacked, None, need_x, need_y, traceable=True)
+            return gx, gy, None, None, None, None, None, None
+        penalty = loss.penalty
+        grads = torch.ops.torchgrad.fused_loss_backward(
+            grad, x, y, mask, scales, ctx.description, penalty.kernel_code, list(penalty.kernel_params()), need_y
+        )
+        gy = grads[1] if len(grads) > 1 else None
+        return (grads[0] if need_x else None), gy, None, None, None, None, None, None
 
 
 def _cut(t: Optional[Tensor], s: tuple[slice, ...]) -> Optional[Tensor]:

@@ -9,6 +9,9 @@ gradient is minus the input's. The others see ``A input`` and :meth:`Penalty.ref
 ``traceable=True`` asks for plain out-of-place tensor code (autograd, Dynamo and ``torch.func`` can
 trace it, and it is differentiable again for double backward); ``traceable=False`` is eager code that
 may overwrite ``a`` and ``b``, which are then the Function's own temporaries.
+
+``kernel_code`` and :meth:`Penalty.kernel_params` are what the Triton kernels compute instead
+(``PENALTY_CODES`` of :mod:`torchgrad._internal`); a penalty without a code runs on the eager executors.
 """
 
 from __future__ import annotations
@@ -20,12 +23,20 @@ from typing import ClassVar, Optional
 import torch
 from torch import Tensor
 
+from torchgrad._internal import PENALTY_CODES
+
 
 class Penalty(ABC):
     """The loss per gradient element; subclasses are frozen dataclasses (hashable, Dynamo constants)."""
 
     #: Whether the value depends on ``a - b`` only (then ``b`` is ``None``: ``a`` is ``A (input - target)``).
     linear: ClassVar[bool] = False
+    #: The fused-loss kernels' code of this penalty, ``None`` where they have none.
+    kernel_code: ClassVar[Optional[int]] = None
+
+    def kernel_params(self) -> tuple[float, ...]:
+        """The parameters that the kernels take with :attr:`kernel_code`."""
+        return ()
 
     def reference(self, components: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         """What the values compare ``a`` with, from the target's components (by default, themselves)."""
@@ -45,6 +56,7 @@ class L1(Penalty):
     """``|a - b|``."""
 
     linear: ClassVar[bool] = True
+    kernel_code: ClassVar[Optional[int]] = PENALTY_CODES.L1
 
     def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
         return a.abs() if traceable else a.abs_()
@@ -58,6 +70,7 @@ class SquaredL2(Penalty):
     """``(a - b)^2``."""
 
     linear: ClassVar[bool] = True
+    kernel_code: ClassVar[Optional[int]] = PENALTY_CODES.SQUARED_L2
 
     def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
         return a * a if traceable else a.square_()
@@ -71,7 +84,11 @@ class Charbonnier(Penalty):
     """``sqrt((a - b)^2 + eps^2)``: a smooth L1 (Charbonnier et al. 1994), MPRNet's loss; ``eps > 0``."""
 
     linear: ClassVar[bool] = True
+    kernel_code: ClassVar[Optional[int]] = PENALTY_CODES.CHARBONNIER
     eps: float = 1e-3
+
+    def kernel_params(self) -> tuple[float, ...]:
+        return (self.eps**2,)
 
     def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
         if traceable:
@@ -88,7 +105,11 @@ class Charbonnier(Penalty):
 class GradientDifference(Penalty):
     """``||a| - |b||^alpha``, the gradient difference loss of Mathieu et al. (2016)."""
 
+    kernel_code: ClassVar[Optional[int]] = PENALTY_CODES.GRADIENT_DIFFERENCE
     alpha: float = 1.0
+
+    def kernel_params(self) -> tuple[float, ...]:
+        return (self.alpha,)
 
     def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
         b = _present(b)

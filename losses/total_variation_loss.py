@@ -16,7 +16,7 @@ from torchgrad._internal import (
 )
 
 from ._autocast import autocast_off, autocast_pair, result_dtype
-from ._fused import FusedLoss, penalty_call
+from ._fused import FusedLoss, penalty_call, reduced_penalty
 from ._penalties import L1, SquaredL2
 
 
@@ -68,15 +68,13 @@ def total_variation_loss(
             work = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
             per_pixel = gradient_magnitude(work, operator="diff", eps=eps, spatial_dims=spatial_dims)
             total = per_pixel if reduction == "none" else per_pixel.sum()
-        else:
-            loss = FusedLoss(forward_difference_operator(input, spatial_dims, fn), L1() if p == 1 else SquaredL2())
-            if reduction == "none":
-                total = penalty_call(input, None, None, loss, None).sum(dim=-(spatial_dims + 1))
-            else:
-                total = penalty_call(input, None, None, loss, 0)
-        if reduction == "mean":
-            total = total / input.numel()
-        return total.to(dtype)
+            if reduction == "mean":
+                total = total / input.numel()
+            return total.to(dtype)
+        loss = FusedLoss(forward_difference_operator(input, spatial_dims, fn), L1() if p == 1 else SquaredL2())
+        if reduction == "none":
+            return penalty_call(input, None, None, loss, None).sum(dim=-(spatial_dims + 1)).to(dtype)
+        return reduced_penalty(input, None, None, loss, reduction, dtype, elements=input.numel())
 
 
 class TotalVariationLoss(nn.Module):

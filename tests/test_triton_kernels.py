@@ -437,7 +437,7 @@ _COMPILE = """
 import triton, triton.language as tl, torch
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from torchgrad._triton import kernels
+from torchgrad._triton import kernels, penalty_codes, penalty_kernels
 from torchgrad._triton.plan import kernel_plan
 from torchgrad._filters import build_operator
 from torchgrad._registry import REGISTRY
@@ -445,18 +445,30 @@ from torchgrad.gradient import _uniform_stencil
 from torchgrad._separable import Separable
 from torchgrad._stencil import padded_stencil
 
+
+def compile(fn, meta):
+    names = fn.arg_names
+    signature = {n: "constexpr" if n in meta else "*bf16" if n.endswith("_ptr") else "i32" for n in names}
+    constants = {n: meta[n] for n in names if n in meta}
+    triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants), target=GPUTarget("cuda", 90, 32))
+
+
 x = torch.zeros(2, 3, 64, 64)
+tile = dict(EPS=0.0, ACC=tl.float32, BLOCK_D=1, BLOCK_H=8, BLOCK_W=64)
+losses = [
+    dict(OUTPUT=kernels.LOSS_SUMS, PENALTY=penalty_codes.CHARBONNIER, PARAMS=(1e-6,), REFS=False, LOSS_MASK=True),
+    dict(OUTPUT=kernels.LOSS_SLOPES, PENALTY=penalty_codes.GRADIENT_DIFFERENCE, PARAMS=(1.5,), REFS=True,
+         LOSS_MASK=False),
+]
 for op in (build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2),
            Separable(tuple((_uniform_stencil(x, d, 0.5, 2),) for d in (-2, -1))),
            build_operator("t", REGISTRY["laplacian"], x, "symmetric", False, 3),
            Separable(tuple((padded_stencil(d, (1, -6, 15, -20, 15, -6, 1), "reflect"),) for d in (-3, -2, -1)))):
-    meta = kernel_plan(op, x.shape).constexprs()
-    meta.update(OUTPUT=0, EPS=0.0, ACC=tl.float32, BLOCK_D=1, BLOCK_H=8, BLOCK_W=64)
-    for fn in (kernels._forward_kernel, kernels._adjoint_kernel):
-        names = fn.arg_names
-        signature = {n: "constexpr" if n in meta else "*bf16" if n.endswith("_ptr") else "i32" for n in names}
-        constants = {n: meta[n] for n in names if n in meta}
-        triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants), target=GPUTarget("cuda", 90, 32))
+    plan = kernel_plan(op, x.shape).constexprs()
+    compile(kernels._adjoint_kernel, dict(plan, **tile, NEG=True))
+    for output in [dict(OUTPUT=kernels.COMPONENTS)] + ([] if op.summed else losses):
+        compile(kernels._forward_kernel, dict(plan, **tile, **output))
+compile(penalty_kernels._total_kernel, dict(NC=2, WEIGHTS=(1.0, 0.5), MEAN=True, LOSS_MASK=True, BLOCK=1024))
 print("compiled")
 """
 

@@ -17,6 +17,9 @@ arguments with the checks the operators use.
 - :func:`padded_stencil`: one stencil along one axis, its border handled as a padding mode pads the input;
   a :class:`Separable` of such stages is a new operator (the edge loss's Gaussian).
 - :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces.
+- :func:`fused_loss_description`: whether the fused-loss Triton ops (``torch.ops.torchgrad.fused_loss``
+  and ``fused_loss_backward``) compute a loss on a tensor, and the operator's description they take;
+  :data:`PENALTY_CODES`, the penalties they compute, by code.
 - :func:`needs_traceable_code`: whether a tensor needs plain, out-of-place tensor operations (under
   ``torch.compile`` or a ``torch.func`` transform) instead of eager code writing through ``out=``.
 - the ``check_*`` functions of :mod:`torchgrad._validation` (one signature: ``check_xxx(fn, name,
@@ -24,11 +27,13 @@ arguments with the checks the operators use.
   :func:`autocast_enabled` (whether autocast runs on a device; never on ``meta``).
 """
 
+from ._executor import fused_loss_description
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._named import OPERATORS, operator_by_name
 from ._registry import REGISTRY
 from ._separable import Separable, needs_traceable_code, slabs
 from ._stencil import padded_stencil
+from ._triton import penalty_codes as PENALTY_CODES
 from ._validation import (
     DEPTH_REDUCTIONS,
     FLOATING,
@@ -62,6 +67,7 @@ __all__ = [
     "DEPTH_REDUCTIONS",
     "FLOATING",
     "OPERATORS",
+    "PENALTY_CODES",
     "REDUCTIONS",
     "REGISTRY",
     "LinearOperator",
@@ -91,6 +97,7 @@ __all__ = [
     "check_same_device",
     "check_tensor",
     "forward_difference_operator",
+    "fused_loss_description",
     "needs_traceable_code",
     "operator_by_name",
     "padded_stencil",

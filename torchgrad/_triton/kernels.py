@@ -25,6 +25,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from .penalty_kernels import loss_epilogue
+
 _NONE: tl.constexpr = tl.constexpr(0)
 _REFLECT: tl.constexpr = tl.constexpr(1)
 _REPLICATE: tl.constexpr = tl.constexpr(2)
@@ -37,6 +39,8 @@ _SYMMETRIC: tl.constexpr = tl.constexpr(7)
 COMPONENTS: tl.constexpr = tl.constexpr(0)
 MAGNITUDE: tl.constexpr = tl.constexpr(1)
 SCALED: tl.constexpr = tl.constexpr(2)
+LOSS_SUMS: tl.constexpr = tl.constexpr(3)
+LOSS_SLOPES: tl.constexpr = tl.constexpr(4)
 
 
 @triton.jit
@@ -210,9 +214,14 @@ def _forward_kernel(
     RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
     USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr, EPS: tl.constexpr,
     ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0,
+    PENALTY: tl.constexpr = 0, PARAMS: tl.constexpr = (), REFS: tl.constexpr = False, LOSS_MASK: tl.constexpr = False,
 ):  # fmt: skip
     """``A x`` on one tile: every output (``COMPONENTS``), their magnitude ``sqrt(sum y^2 + EPS)``
-    (``MAGNITUDE``), or ``y * g / magnitude`` (``SCALED``, the magnitude's backward before ``A^T``).
+    (``MAGNITUDE``), or ``y * g / magnitude`` (``SCALED``, the magnitude's backward before ``A^T``); or a
+    fused loss's penalty on the outputs (``LOSS_SUMS``, ``LOSS_SLOPES``: see
+    :func:`~torchgrad._triton.penalty_kernels.loss_epilogue`; ``s_ptr`` its sums or scales, ``m_ptr`` and
+    its strides the mask, ``y*_ptr`` the target's outputs with ``REFS``, or the slopes written).
 
     Each sample of the tile and its halo is loaded once per slot and serves every chain, which is
     reduced along x, then y, then z, and divided once by its divisor; an output adds its chains."""
@@ -253,6 +262,10 @@ def _forward_kernel(
     if OUTPUT == COMPONENTS:
         for o in tl.static_range(NO):
             tl.store(y_ptrs[o] + y_off, outputs[o].to(y_ptrs[o].dtype.element_ty), mask=mask)
+    elif OUTPUT == LOSS_SUMS or OUTPUT == LOSS_SLOPES:
+        loss_epilogue(outputs, mask, y_ptrs, y_off, g_ptr, s_ptr, m_ptr + bo * ms1 + bi * ms0, msz, msy, msx,
+                      zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, NO, MODES, RADII, WTS, NZ,
+                      OUTPUT == LOSS_SLOPES, PENALTY, PARAMS, REFS, LOSS_MASK, ACC)  # fmt: skip
     else:
         total = outputs[0] * outputs[0]
         for o in tl.static_range(1, NO):
@@ -465,9 +478,11 @@ def _adjoint_kernel(
     NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
     WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, ACC: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    neg_ptr=None, NEG: tl.constexpr = False,
 ):  # fmt: skip
     """``A^T g = sum_c A_c^T g_c`` on one tile, chain ``c`` reading the cotangent of its output
-    (pointer ``c``, with its own strides)."""
+    (pointer ``c``, with its own strides); with ``NEG``, ``-A^T g`` written to ``neg_ptr`` too (laid out
+    like ``out_ptr``: a fused loss's target gradient)."""
     bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
     zr = _adjoint_rows(zi, D, MODES[0], RADII[0])
@@ -487,3 +502,5 @@ def _adjoint_kernel(
     mask = (zi < D) & (rows < H) & (cols < W)
     out_off = bo * os1 + bi * os0 + zi * osz + rows * osy + cols * osx
     tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    if NEG:
+        tl.store(neg_ptr + out_off, (-acc).to(neg_ptr.dtype.element_ty), mask=mask)

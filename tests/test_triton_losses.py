@@ -1,0 +1,279 @@
+"""The fused losses on the Triton kernels (``TORCHGRAD_FORCE_TRITON=1``, CPU tensors under Triton's interpreter,
+which ``tests/conftest.py`` turns on where there is no GPU), against the eager fused Function.
+
+Values and gradients of every fused loss (masks included) and dtype; launch counts at batch 2 and 32, aten ops
+that do work counted with the kernels; double backward; ``torch.compile(fullgraph=True)``; ``opcheck``; what
+the kernels do not serve falls back. Shapes are small: the interpreter runs a program at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+pytest.importorskip("triton")
+
+from torchgrad._executor import FORCE_TRITON  # noqa: E402
+from torchgrad._filters import build_operator  # noqa: E402
+from torchgrad._registry import REGISTRY  # noqa: E402
+from torchgrad._triton import launch, loss_ops, penalty_codes  # noqa: E402
+from torchgrad._triton.description import describe  # noqa: E402
+from torchgrad.losses import functional as F  # noqa: E402
+
+if not launch.interpreting():
+    pytest.skip("the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
+
+SHAPE = (2, 2, 9, 11)
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+Loss = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
+
+CASES: dict[str, Loss] = {
+    "l1_sobel": lambda x, y, m: F.gradient_loss(x, y, m),
+    "l2_diff": lambda x, y, m: F.gradient_loss(x, y, m, operator="diff", p=2, reduction="sum"),
+    "charbonnier_scharr_zeros": lambda x, y, m: F.gradient_loss(
+        x, y, m, operator="scharr", padding="zeros", penalty="charbonnier", eps=0.1
+    ),
+    "l1_central": lambda x, y, m: F.gradient_loss(x, y, m, operator="central"),
+    "l2_prewitt_circular_normalized": lambda x, y, m: F.gradient_loss(
+        x, y, m, operator="prewitt", p=2, padding="circular", normalized=True
+    ),
+    "l1_hessian_symmetric": lambda x, y, m: F.gradient_loss(x, y, m, operator="hessian", padding="symmetric"),
+    "l1_sobel_3d": lambda x, y, m: F.gradient_loss(x, y, m, padding="replicate"),
+    "gradient_difference": lambda x, y, m: F.gradient_difference_loss(x, y.detach()),
+    "gradient_difference_alpha": lambda x, y, m: F.gradient_difference_loss(
+        x, y.detach(), alpha=1.5, operator="sobel", reduction="sum"
+    ),
+    "total_variation_l1": lambda x, y, m: F.total_variation_loss(x),
+    "total_variation_l2_sum": lambda x, y, m: F.total_variation_loss(x, p=2, reduction="sum"),
+}
+MASKED = {"l1_sobel", "l2_diff", "charbonnier_scharr_zeros", "l1_central", "l2_prewitt_circular_normalized"}
+MASKED |= {"l1_hessian_symmetric", "l1_sobel_3d"}
+HALF = {"l1_sobel": torch.float16, "charbonnier_scharr_zeros": torch.bfloat16, "gradient_difference": torch.float16}
+"""Cases also run in half precision (the interpreter is slow: one dtype stands for the others)."""
+
+
+def _shape(name: str, batch: int = 2) -> tuple[int, ...]:
+    return (batch, 1, 3, 5, 6) if name.endswith("_3d") else (batch,) + SHAPE[1:]
+
+
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The Triton executor switched on for CPU tensors; the list grows by a kernel's name at each launch."""
+    monkeypatch.setenv(FORCE_TRITON, "1")
+    calls: list[str] = []
+    original = launch.launch_kernel
+
+    def counting(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
+        calls.append(kernel.fn.__name__)
+        with _Work.paused():  # the interpreter's own tensor operations are part of the launch
+            original(kernel, programs, *args, **meta)
+
+    monkeypatch.setattr(launch, "launch_kernel", counting)
+    return calls
+
+
+_ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}
+
+
+class _Work(TorchDispatchMode):
+    """The aten ops that do work (no views, no allocations), by name."""
+
+    active: Optional["_Work"] = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops: list[str] = []
+        self.counting = True
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func.namespace == "torchgrad":  # not work itself: the kernels and aten ops inside it are counted
+            definition = torch._library.custom_ops.OPDEFS[func._schema.name]
+            with self:
+                return definition._init_fn(*args, **(kwargs or {}))
+        if self.counting and not func.is_view and func.overloadpacket.__name__ not in _ALLOCATIONS:
+            self.ops.append(func.overloadpacket.__name__)
+        return func(*args, **(kwargs or {}))
+
+    def __enter__(self) -> "_Work":
+        _Work.active = self
+        return super().__enter__()  # type: ignore[no-any-return]
+
+    def __exit__(self, *exc: Any) -> None:
+        _Work.active = None
+        super().__exit__(*exc)
+
+    @staticmethod
+    def paused() -> Any:
+        mode = _Work.active
+
+        class _Pause:
+            def __enter__(self) -> None:
+                if mode is not None:
+                    mode.counting = False
+
+            def __exit__(self, *exc: Any) -> None:
+                if mode is not None:
+                    mode.counting = True
+
+        return _Pause()
+
+
+def _inputs(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    y = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    mask = torch.rand((shape[0], 1) + shape[2:], generator=g) > 0.15
+    return x, y, mask
+
+
+def _value_and_grads(loss: Loss, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor]) -> list[torch.Tensor]:
+    x, y = x.clone().requires_grad_(), y.clone().requires_grad_()
+    value = loss(x, y, mask)
+    grads = torch.autograd.grad(value, (x, y), allow_unused=True, materialize_grads=True)
+    return [value.detach(), *grads]
+
+
+def _eager(call: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.delenv(FORCE_TRITON)
+    try:
+        return call()
+    finally:
+        monkeypatch.setenv(FORCE_TRITON, "1")
+
+
+def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    tol = TOLERANCE[expected.dtype]
+    scale = max(float(expected.double().abs().max()), 1.0)
+    torch.testing.assert_close(actual.double(), expected.double(), rtol=tol, atol=tol * scale)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_equal_to_the_eager_function(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Values and both gradients, with and without a mask, equal to the eager Function's; the kernels ran."""
+    loss = CASES[name]
+    for dtype in (torch.float64,) + ((HALF[name],) if name in HALF else ()):
+        x, y, mask = _inputs(_shape(name), dtype)
+        for m in (None, mask) if name in MASKED else (None,):
+            launches.clear()
+            got = _value_and_grads(loss, x, y, m)
+            assert "_total_kernel" in launches and "_adjoint_kernel" in launches, (name, dtype, launches)
+            expected = _eager(lambda: _value_and_grads(loss, x, y, m), monkeypatch)
+            for a, e in zip(got, expected):
+                _close(a, e)
+
+
+def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """NaN and inf in holes never reach the loss or the gradients; NaN in a valid pixel propagates."""
+    x, y, mask = _inputs(SHAPE, torch.float32)
+    x[~mask.expand(SHAPE)] = float("nan")
+    y[0, 1][~mask[0, 0]] = float("inf")
+    got = _value_and_grads(CASES["l1_sobel"], x, y, mask)
+    assert all(bool(torch.isfinite(t).all()) for t in got)
+    expected = _eager(lambda: _value_and_grads(CASES["l1_sobel"], x, y, mask), monkeypatch)
+    for a, e in zip(got, expected):
+        _close(a, e)
+    everything_out = torch.zeros_like(mask)
+    assert float(F.gradient_loss(x, y, everything_out)) == 0.0  # nothing counts: 0, as the eager Function
+    x[0, 0, 4, 5] = float("nan")
+    mask[0, 0, 3:6, 4:7] = True
+    assert torch.isnan(F.gradient_loss(x, y, mask))
+
+
+COUNTED = ["l1_sobel", "charbonnier_scharr_zeros", "l2_diff", "gradient_difference", "total_variation_l1"]
+
+
+@pytest.mark.parametrize("name", COUNTED)
+def test_launch_counts(name: str, launches: list[str]) -> None:
+    """At most 6 launches (kernels and aten ops that do work) forward plus backward, reductions included,
+    the same at batch 2 and 32, with and without a mask."""
+    loss = CASES[name]
+    for m in (False, True) if name in MASKED else (False,):
+        counts = []
+        for batch in (2, 32):
+            x, y, mask = _inputs((batch, 1, 4, 5), torch.float32)
+            x.requires_grad_()
+            y.requires_grad_(not name.startswith(("gradient_difference", "total_variation")))
+            seed = torch.ones(())
+            launches.clear()
+            with _Work() as work:
+                value = loss(x, y, mask if m else None)
+                forward = launches + work.ops
+                launches.clear()
+                work.ops.clear()
+                torch.autograd.grad(value, [t for t in (x, y) if t.requires_grad], seed)
+                backward = launches + work.ops
+            counts.append((sorted(forward), sorted(backward)))
+        assert counts[0] == counts[1], counts
+        forward, backward = counts[0]
+        assert "_total_kernel" in forward and "_adjoint_kernel" in backward
+        assert len(forward) + len(backward) <= 6, (name, m, forward, backward)
+
+
+def test_double_backward_takes_the_differentiable_eager_code(
+    launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A graph of the gradient (``create_graph=True``): a gradient penalty equal to the eager Function's."""
+    x, y, mask = _inputs(SHAPE, torch.float64)
+
+    def penalty() -> list[torch.Tensor]:
+        u, v = x.clone().requires_grad_(), y.clone().requires_grad_()
+        value = F.gradient_loss(u, v, mask, p=2, operator="scharr")
+        gx, gy = torch.autograd.grad(value, (u, v), create_graph=True)
+        return list(torch.autograd.grad((gx * gx).sum() + (gy * gy).sum(), (u, v)))
+
+    launches.clear()
+    got = penalty()
+    assert "_total_kernel" in launches
+    for a, e in zip(got, _eager(penalty, monkeypatch)):
+        _close(a, e)
+    u, v, small = (t[:1, :1, :5, :6].clone() for t in (x, y, mask))
+    u.requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: F.gradient_loss(t, v, small, penalty="charbonnier"), (u,), fast_mode=True)
+    assert torch.autograd.gradgradcheck(lambda t: F.gradient_loss(t, v, small, p=2), (u,), fast_mode=True)
+
+
+def test_compile_fullgraph(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.compile(fullgraph=True)``: the ops in the graph, eager's value and gradients."""
+    x, y, mask = _inputs(SHAPE, torch.float32)
+    torch._dynamo.reset()
+    loss = CASES["charbonnier_scharr_zeros"]
+    compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
+    launches.clear()
+    got = _value_and_grads(compiled, x, y, mask)
+    assert "_total_kernel" in launches and "_adjoint_kernel" in launches
+    for a, e in zip(got, _eager(lambda: _value_and_grads(loss, x, y, mask), monkeypatch)):
+        _close(a, e)
+
+
+def test_opcheck(launches: list[str]) -> None:
+    x, y, mask = _inputs(SHAPE, torch.float32)
+    description = describe(build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2))
+    args = (x, y, mask.expand(SHAPE), description, penalty_codes.CHARBONNIER, [0.01], [1.0, 1.0], True, 0)
+    total, scales = loss_ops.fused_loss(*args, torch.float32)
+    torch.library.opcheck(loss_ops.fused_loss, (*args, torch.float32))
+    backward_args = (torch.ones(()), x, y, mask.expand(SHAPE), scales, description, penalty_codes.CHARBONNIER)
+    torch.library.opcheck(loss_ops.fused_loss_backward, (*backward_args, [0.01], True))
+    assert launches
+
+
+def test_what_the_kernels_do_not_serve_falls_back(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Laplacian (a sum of chains), per-element maps, the gradient difference's target gradient,
+    edge-aware smoothness, empty batches and ``torch.func`` take the eager Function, with its results."""
+    x, y, mask = _inputs(SHAPE, torch.float64)
+    calls: list[Callable[[], Any]] = [
+        lambda: _value_and_grads(lambda u, v, m: F.gradient_loss(u, v, m, operator="laplacian"), x, y, mask),
+        lambda: _value_and_grads(lambda u, v, m: F.gradient_loss(u, v, m, reduction="none").sum(), x, y, mask),
+        lambda: _value_and_grads(lambda u, v, m: F.gradient_difference_loss(u, v), x, y, None),
+        lambda: _value_and_grads(lambda u, v, m: F.edge_aware_smoothness_loss(u[:, :1], v), x, y, None),
+        lambda: F.gradient_loss(x[:0], y[:0]),
+        lambda: torch.func.grad(lambda u: F.gradient_loss(u, y, mask, p=2))(x),
+    ]
+    for call in calls:
+        launches.clear()
+        got = call()
+        assert "_total_kernel" not in launches
+        torch.testing.assert_close(got, _eager(call, monkeypatch), rtol=1e-12, atol=1e-12, equal_nan=True)

@@ -1,0 +1,208 @@
+"""The fused losses on the Triton kernels: a penalty on the components of ``A``, totalled, and its gradients.
+
+Forward (:func:`triton_loss`): the forward kernel computes ``A (input - target)`` on each tile, the penalty
+and the tile's sum per component (:mod:`~torchgrad._triton.penalty_kernels`), and one small kernel adds the
+sums into the loss. Backward (:func:`triton_loss_backward`): the forward kernel recomputes the components
+and writes each one's cotangent ``grad * scale * d value / d a``, then the adjoint kernel writes the input's
+gradient and, for a linear penalty, the target's (its negative) in the same pass.
+
+``input - target`` is one elementwise subtraction first. Half-precision inputs instead take ``A target``
+from one more forward launch (components in float32), which the loss kernel subtracts, so that the
+difference is never rounded to half precision; penalties that compare ``A input`` with ``A target`` (the
+gradient difference) take that route at every dtype. Launches per call, whatever the batch: 3 forward
+(2 without a target) and 3 backward (2 without a target).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import triton
+from torch import Tensor
+
+from .._separable import Separable
+from . import kernels, launch, penalty_codes, penalty_kernels
+from .launch import _accumulator, _block, _forward, _programs, unsupported_reason
+from .layout import kernel_layout
+from .plan import KernelPlan, Unsupported, kernel_plan
+
+TOTAL_BLOCK = 1024
+"""Rows of partial sums that the final reduction adds per step."""
+
+
+def _work_dtype(x: Tensor) -> torch.dtype:
+    """The dtype of intermediates (components, partial sums, scales): float32, float64 for float64."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def _uses_references(penalty: int, x: Tensor, y: Optional[Tensor]) -> bool:
+    """Whether the loss kernel reads ``A target`` from buffers instead of an input ``x - y``."""
+    return y is not None and (penalty not in penalty_codes.LINEAR or x.dtype in (torch.float16, torch.bfloat16))
+
+
+def loss_refusal(op: Separable) -> Optional[str]:
+    """Why the loss kernels cannot run an operator that the operator kernels serve, or ``None``: outputs
+    that sum chains (the mask rule and the penalty read one chain per output)."""
+    return "outputs that sum chains (the Laplacian) take the eager loss" if op.summed else None
+
+
+def _plan(op: Separable, x: Tensor) -> KernelPlan:
+    reason = unsupported_reason(op, x) or loss_refusal(op)
+    if reason is not None:
+        raise Unsupported(f"the Triton executor cannot serve this loss: {reason}")
+    return kernel_plan(op, x.shape)
+
+
+def _references(plan: KernelPlan, y: Tensor) -> list[Tensor]:
+    """``A y`` per component, in the work dtype: one forward launch."""
+    refs = [torch.empty_like(y, dtype=_work_dtype(y)) for _ in range(plan.n_outputs)]
+    if kernel_layout([y] + refs, plan.ndim) is None:
+        y = y.contiguous()
+        refs = [torch.empty_like(y, dtype=_work_dtype(y)) for _ in refs]
+    _forward(plan, y, refs, kernels.COMPONENTS, None)
+    return refs
+
+
+def _launch_loss(
+    plan: KernelPlan,
+    source: Tensor,
+    components: list[Tensor],
+    mask: Optional[Tensor],
+    grad: Optional[Tensor],
+    scales: Optional[Tensor],
+    penalty: int,
+    params: tuple[float, ...],
+    refs: bool,
+) -> tuple[Tensor, int]:
+    """The forward kernel on ``source`` with the loss epilogue; ``components`` are read (``refs``) and/or
+    written (``grad`` given: the slopes, with the ``scales`` of the forward). Returns the partial sums (a row
+    per program; the scales when ``grad`` is given) and the number of programs."""
+    held = [] if mask is None else [mask.view(torch.uint8)]
+    tensors = [source] + components + held
+    layout = kernel_layout(tensors, plan.ndim)
+    if layout is None:
+        raise Unsupported("the input, the target's components and the mask share no layout")
+    strides = layout.strides
+    c_strides = strides[1] if components else strides[0]
+    ys = components + [components[0] if components else source] * (3 - len(components))
+    m = held[0] if held else source
+    m_strides = strides[-1] if held else strides[0]
+    meta = plan.constexprs()
+    tile = _block(layout, plan.ndim, None)
+    programs = _programs(layout, tile)
+    if scales is None:
+        sums = torch.empty((programs, plan.n_outputs + 1), dtype=_work_dtype(source), device=source.device)
+    else:
+        sums = scales
+    output = kernels.LOSS_SLOPES if grad is not None else kernels.LOSS_SUMS
+    launch.launch_kernel(
+        kernels._forward_kernel,
+        programs,
+        source, *ys, source if grad is None else grad,
+        *layout.sizes[1:], *strides[0], *c_strides, *strides[0],
+        **launch._forward_meta(meta), OUTPUT=output, EPS=0.0, ACC=_accumulator(source.dtype),
+        BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
+        s_ptr=sums, m_ptr=m, ms1=m_strides[0], ms0=m_strides[1], msz=m_strides[2], msy=m_strides[3],
+        msx=m_strides[4], PENALTY=penalty, PARAMS=params, REFS=refs, LOSS_MASK=mask is not None,
+    )  # fmt: skip
+    return sums, programs
+
+
+def _contiguous_if_needed(plan: KernelPlan, tensors: list[Optional[Tensor]]) -> list[Optional[Tensor]]:
+    """The tensors as they are when their layouts merge (with float buffers like the first), else contiguous."""
+    present = [t for t in tensors if t is not None]
+    like = [torch.empty_like(present[0], dtype=_work_dtype(present[0]), device="meta")]  # strides only
+    held = [t.view(torch.uint8) if t.dtype == torch.bool else t for t in present]
+    if kernel_layout(held + like, plan.ndim) is not None:
+        return tensors
+    return [None if t is None else t.contiguous() for t in tensors]
+
+
+def triton_loss(
+    op: Separable,
+    x: Tensor,
+    y: Optional[Tensor],
+    mask: Optional[Tensor],
+    penalty: int,
+    params: Sequence[float],
+    weights: Sequence[float],
+    mean: bool,
+    elements: int,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    """The loss ``sum_c weights[c] sum penalty(A_c ...)`` in ``dtype``, over the number of elements that count
+    when ``mean`` (under ``mask``, at least 1; else ``elements``), and each component's scale (its weight over
+    that number), which :func:`triton_loss_backward` takes."""
+    plan = _plan(op, x)
+    params = tuple(float(p) for p in params)
+    x, y, mask = _contiguous_if_needed(plan, [x, y, mask])  # type: ignore[assignment]
+    work = _work_dtype(x)
+    refs = _uses_references(penalty, x, y)
+    if refs:
+        source, components = x, _references(plan, y)  # type: ignore[arg-type]
+    else:
+        source, components = (x if y is None else torch.sub(x, y)), []
+    sums, programs = _launch_loss(plan, source, components, mask, None, None, penalty, params, refs)
+    out = torch.empty((), dtype=dtype, device=x.device)
+    scales = torch.empty((plan.n_outputs,), dtype=work, device=x.device)
+    launch.launch_kernel(
+        penalty_kernels._total_kernel, 1, sums, out, scales, programs, elements,
+        NC=plan.n_outputs, WEIGHTS=tuple(float(w) for w in weights), MEAN=mean, LOSS_MASK=mask is not None,
+        BLOCK=min(TOTAL_BLOCK, triton.next_power_of_2(programs)),
+    )  # fmt: skip
+    return out, scales
+
+
+def triton_loss_backward(
+    op: Separable,
+    x: Tensor,
+    y: Optional[Tensor],
+    mask: Optional[Tensor],
+    scales: Tensor,
+    grad: Tensor,
+    penalty: int,
+    params: Sequence[float],
+    need_y: bool,
+) -> tuple[Tensor, Optional[Tensor]]:
+    """The gradients of :func:`triton_loss` for ``x`` and (``need_y``, linear penalties) ``y``: two launches
+    after ``input - target`` (or ``A target``)."""
+    plan = _plan(op, x)
+    params = tuple(float(p) for p in params)
+    y_in = y
+    x, y, mask = _contiguous_if_needed(plan, [x, y, mask])  # type: ignore[assignment]
+    refs = _uses_references(penalty, x, y)
+    if refs:
+        source, slopes = x, _references(plan, y)  # type: ignore[arg-type]
+    else:
+        source = x if y is None else torch.sub(x, y)
+        slopes = [torch.empty_like(source, dtype=_work_dtype(x)) for _ in range(plan.n_outputs)]
+    _launch_loss(plan, source, slopes, mask, grad, scales, penalty, params, refs)
+    gx = torch.empty_like(x)
+    negated = None
+    if need_y and y_in is not None:
+        negated = torch.empty_like(gx, dtype=y_in.dtype)
+    _adjoint(plan, slopes, gx, negated)
+    return gx, negated
+
+
+def _adjoint(plan: KernelPlan, grads: list[Tensor], out: Tensor, negated: Optional[Tensor]) -> None:
+    """``out = A^T g`` (and ``negated = -A^T g``) from one launch."""
+    tensors = grads + [out] + ([] if negated is None else [negated])
+    layout = kernel_layout(tensors, plan.ndim)
+    if layout is None:
+        raise Unsupported("the cotangents and the gradient share no layout")
+    pointers = grads + [grads[0]] * (3 - len(grads))
+    strides = list(layout.strides[: len(grads)]) + [layout.strides[0]] * (3 - len(grads))
+    out_strides = layout.strides[len(grads)]
+    meta = plan.constexprs()
+    tile = _block(layout, plan.ndim, None)
+    launch.launch_kernel(
+        kernels._adjoint_kernel,
+        _programs(layout, tile),
+        *pointers, out,
+        *layout.sizes[1:], *strides[0], *strides[1], *strides[2], *out_strides,
+        **launch._adjoint_meta(meta), ACC=_accumulator(grads[0].dtype), BLOCK_D=tile[0], BLOCK_H=tile[1],
+        BLOCK_W=tile[2],
+        neg_ptr=out if negated is None else negated, NEG=negated is not None,
+    )  # fmt: skip

@@ -1,0 +1,91 @@
+"""The fused losses' Triton kernels as PyTorch operators: ``torchgrad::fused_loss`` and
+``torchgrad::fused_loss_backward`` (:mod:`torchgrad._triton.loss_launch`), with fake implementations, so that
+``torch.compile(fullgraph=True)`` captures them.
+
+The operator travels as its description string (:mod:`torchgrad._triton.description`), the penalty as
+its code and parameters (:mod:`torchgrad._triton.penalty_codes`). Their autograd lives with the penalties,
+in the losses' fused Function, which falls back to its differentiable eager code when a graph of the
+gradient is asked for (double backward).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .description import parse
+from .loss_launch import triton_loss, triton_loss_backward
+
+
+def _work_dtype(x: Tensor) -> torch.dtype:
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+@torch.library.custom_op("torchgrad::fused_loss", mutates_args=())
+def fused_loss(
+    x: Tensor,
+    y: Optional[Tensor],
+    mask: Optional[Tensor],
+    operator: str,
+    penalty: int,
+    params: list[float],
+    weights: list[float],
+    mean: bool,
+    elements: int,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    """The loss (a scalar of ``dtype``) and each component's scale: two launches, three with a target."""
+    return triton_loss(parse(operator), x, y, mask, penalty, params, weights, mean, elements, dtype)
+
+
+@fused_loss.register_fake
+def _(
+    x: Tensor,
+    y: Optional[Tensor],
+    mask: Optional[Tensor],
+    operator: str,
+    penalty: int,
+    params: list[float],
+    weights: list[float],
+    mean: bool,
+    elements: int,
+    dtype: torch.dtype,
+) -> tuple[Tensor, Tensor]:
+    components = len(parse(operator).chains)
+    return x.new_empty((), dtype=dtype), x.new_empty((components,), dtype=_work_dtype(x))
+
+
+@torch.library.custom_op("torchgrad::fused_loss_backward", mutates_args=())
+def fused_loss_backward(
+    grad: Tensor,
+    x: Tensor,
+    y: Optional[Tensor],
+    mask: Optional[Tensor],
+    scales: Tensor,
+    operator: str,
+    penalty: int,
+    params: list[float],
+    need_y: bool,
+) -> list[Tensor]:
+    """``[grad_input]``, or ``[grad_input, grad_target]`` with ``need_y`` (linear penalties: its negative,
+    written by the same adjoint launch)."""
+    gx, gy = triton_loss_backward(parse(operator), x, y, mask, scales, grad, penalty, params, need_y)
+    return [gx] if gy is None else [gx, gy]
+
+
+@fused_loss_backward.register_fake
+def _(
+    grad: Tensor,
+    x: Tensor,
+    y: Optional[Tensor],
+    mask: Optional[Tensor],
+    scales: Tensor,
+    operator: str,
+    penalty: int,
+    params: list[float],
+    need_y: bool,
+) -> list[Tensor]:
+    gx = torch.empty_like(x)
+    return [gx] if not need_y or y is None else [gx, torch.empty_like(x, dtype=y.dtype)]

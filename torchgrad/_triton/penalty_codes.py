@@ -1,0 +1,15 @@
+"""The penalties that the fused-loss kernels compute, by code: a penalty class declares its code and its
+parameters (:mod:`torchgrad.losses`' ``Penalty.kernel_code`` and ``kernel_params``), the kernels read them as
+compile-time constants. This file never imports Triton.
+
+- ``L1``: ``|a|``; ``SQUARED_L2``: ``a^2``; ``CHARBONNIER``: ``sqrt(a^2 + eps^2)``, parameters ``(eps^2,)``;
+  ``a`` is ``A (input - target)``.
+- ``GRADIENT_DIFFERENCE``: ``||a| - |b||^alpha``, parameters ``(alpha,)``; ``a = A input``, ``b = A target``.
+"""
+
+from __future__ import annotations
+
+L1, SQUARED_L2, CHARBONNIER, GRADIENT_DIFFERENCE = range(1, 5)
+
+LINEAR = (L1, SQUARED_L2, CHARBONNIER)
+"""Codes of the penalties of ``A (input - target)`` (the others compare ``A input`` with ``A target``)."""

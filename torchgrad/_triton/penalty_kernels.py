@@ -1,0 +1,272 @@
+"""The fused losses' part of the Triton kernels: penalties, masks and sums, on the components of ``A``.
+
+:func:`loss_epilogue` runs at the end of :func:`~torchgrad._triton.kernels._forward_kernel` (its ``OUTPUT``
+modes ``LOSS_SUMS`` and ``LOSS_SLOPES``), on the components that the kernel has just computed for its tile:
+
+- ``LOSS_SUMS``: the penalty per element, zero where a mask leaves it out, summed per component into one
+  row of per-program partial sums (and, under a mask, the number of elements that count);
+- ``LOSS_SLOPES``: ``grad * scale_c * d penalty / d a`` per component (zero where left out), the
+  cotangents that the adjoint kernel takes.
+
+:func:`_total_kernel` adds the partial sums of every program (in float64) into the loss and writes the scale
+of each component (its weight over the number of elements that count), which the backward reads.
+
+Penalties arrive as a code (:mod:`torchgrad._triton.penalty_codes`) and a tuple of parameters, both
+compile-time constants. Masks: an element counts where every sample its stencil reads with a non-zero
+weight is valid (samples that zero padding leaves out are not read; rows that ``valid`` padding zeroes read
+nothing), as the eager executor's ``op.support()`` finds it. As in :mod:`~torchgrad._triton.kernels`, only
+Triton's builtins are used (``tl.reduce`` with a jitted ``_add``, not ``tl.sum``).
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from . import penalty_codes
+
+_L1: tl.constexpr = tl.constexpr(penalty_codes.L1)
+_SQUARED_L2: tl.constexpr = tl.constexpr(penalty_codes.SQUARED_L2)
+_CHARBONNIER: tl.constexpr = tl.constexpr(penalty_codes.CHARBONNIER)
+_GRADIENT_DIFFERENCE: tl.constexpr = tl.constexpr(penalty_codes.GRADIENT_DIFFERENCE)
+
+_ROWS: tl.constexpr = tl.constexpr(6)  # the border rules of torchgrad._triton.plan
+_VALID: tl.constexpr = tl.constexpr(5)
+
+
+@triton.jit
+def _add(a, b):
+    return a + b
+
+
+@triton.jit
+def _tile_sum(v):
+    """The sum of a ``BLOCK_D x BLOCK_H x BLOCK_W`` tile."""
+    return tl.reduce(tl.reduce(tl.reduce(v, 2, _add), 1, _add), 0, _add)
+
+
+@triton.jit
+def _sign(a):
+    """``torch.sign``: -1, 0 or 1, NaN for NaN."""
+    return tl.where(a > 0, 1.0, tl.where(a < 0, -1.0, a * 0.0)).to(a.dtype)
+
+
+@triton.jit
+def _sqrt(v, ACC: tl.constexpr):
+    """A correctly rounded square root (as torch's)."""
+    if ACC == tl.float64:
+        out = tl.sqrt(v)
+    else:
+        out = tl.sqrt_rn(v)
+    return out
+
+
+@triton.jit
+def _power(r, alpha: tl.constexpr):
+    """``r ** alpha`` for ``r >= 0`` (0 at 0 for ``alpha > 0``)."""
+    if alpha == 1:
+        out = r
+    elif alpha == 2:
+        out = r * r
+    else:
+        out = tl.where(r > 0, tl.exp(alpha * tl.log(tl.where(r > 0, r, 1.0))), r * 0.0)  # NaN stays NaN
+    return out
+
+
+@triton.jit
+def penalty_value(a, b, PENALTY: tl.constexpr, PARAMS: tl.constexpr, ACC: tl.constexpr):
+    """The per-element loss of component values ``a`` (``A (input - target)``, or ``A input`` with ``b``
+    the target's)."""
+    if PENALTY == _L1:
+        v = tl.abs(a)
+    elif PENALTY == _SQUARED_L2:
+        v = a * a
+    elif PENALTY == _CHARBONNIER:
+        v = _sqrt(a * a + PARAMS[0], ACC)
+    else:  # _GRADIENT_DIFFERENCE
+        v = _power(tl.abs(tl.abs(a) - tl.abs(b)), PARAMS[0])
+    return v
+
+
+@triton.jit
+def penalty_slope(a, b, PENALTY: tl.constexpr, PARAMS: tl.constexpr, ACC: tl.constexpr):
+    """``d value / d a`` (the gradient difference's is 0 where ``|a| = |b|``, as the eager penalty's)."""
+    if PENALTY == _L1:
+        d = _sign(a)
+    elif PENALTY == _SQUARED_L2:
+        d = 2 * a
+    elif PENALTY == _CHARBONNIER:
+        d = a / _sqrt(a * a + PARAMS[0], ACC)
+    else:  # _GRADIENT_DIFFERENCE
+        r = tl.abs(a) - tl.abs(b)
+        if PARAMS[0] == 1:
+            s = _sign(r)
+        else:
+            m = tl.abs(r)
+            s = tl.where(m == 0, 0.0, PARAMS[0] * _power(m, PARAMS[0] - 1)) * _sign(r)
+        d = s * _sign(a)
+    return d
+
+
+@triton.jit
+def _reads(i, n, MODE: tl.constexpr, W: tl.constexpr, t: tl.constexpr):
+    """Whether slot ``t`` of rows ``i`` carries a weight (the border rows of ``ROWS`` have their own)."""
+    if MODE == _ROWS:
+        w = tl.where(i == 0, W[1][t], tl.where(i == n - 1, W[2][t], W[0][t]))
+        out = w != 0
+    else:
+        out = i >= 0
+    return out
+
+
+@triton.jit
+def _zeroed(i, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr):
+    """The rows that ``valid`` padding zeroes: a non-zero tap reads past the edge (they read nothing, so
+    they always count)."""
+    out = i < 0
+    if MODE == _VALID:
+        for t in tl.static_range(2 * R + 1):
+            if W[0][t] != 0:
+                out = out | (i + (t - R) < 0) | (i + (t - R) > n - 1)
+    return out
+
+
+@triton.jit
+def _holes(
+    bad, c: tl.constexpr, hole, t0: tl.constexpr, t1: tl.constexpr, t2: tl.constexpr, zi, rows, cols, D, H, W,
+    MODES: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
+):  # fmt: skip
+    """``bad`` with the elements of component ``c`` whose slots ``(t0, t1, t2)`` read a hole added."""
+    if NZ[c][0][t0]:
+        if NZ[c][1][t1]:
+            if NZ[c][2][t2]:
+                bad = bad | (
+                    hole
+                    & _reads(zi, D, MODES[0], WTS[c][0], t0)
+                    & _reads(rows, H, MODES[1], WTS[c][1], t1)
+                    & _reads(cols, W, MODES[2], WTS[c][2], t2)
+                )
+    return bad
+
+
+@triton.jit
+def _counted(
+    m_base, mask, zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, msz, msy, msx,
+    NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
+    LOSS_MASK: tl.constexpr,
+):  # fmt: skip
+    """Per component, the tile's elements that count: inside the tensor and, under a mask, reading valid
+    samples only (the mask is read once per slot and serves every component)."""
+    bad0 = mask & (D < 0)
+    bad1 = bad0
+    bad2 = bad0
+    if LOSS_MASK:
+        for t0 in tl.static_range(2 * RADII[0] + 1):
+            for t1 in tl.static_range(2 * RADII[1] + 1):
+                for t2 in tl.static_range(2 * RADII[2] + 1):
+                    read = NZ[0][0][t0] and NZ[0][1][t1] and NZ[0][2][t2]
+                    if NC > 1:
+                        read = read or (NZ[1][0][t0] and NZ[1][1][t1] and NZ[1][2][t2])
+                    if NC > 2:
+                        read = read or (NZ[2][0][t0] and NZ[2][1][t1] and NZ[2][2][t2])
+                    if read:
+                        inside = mask & zm[t0] & ym[t1] & xm[t2]
+                        at = zs[t0] * msz + ys[t1] * msy + xs[t2] * msx
+                        hole = tl.load(m_base + at, mask=inside, other=1) == 0
+                        bad0 = _holes(bad0, 0, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, WTS, NZ)
+                        if NC > 1:
+                            bad1 = _holes(bad1, 1, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, WTS, NZ)
+                        if NC > 2:
+                            bad2 = _holes(bad2, 2, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, WTS, NZ)
+    bads = (bad0, bad1, bad2)
+    counted = ()
+    for c in tl.static_range(3):
+        zeroed = (
+            _zeroed(zi, D, MODES[0], RADII[0], WTS[c % NC][0])
+            | _zeroed(rows, H, MODES[1], RADII[1], WTS[c % NC][1])
+            | _zeroed(cols, W, MODES[2], RADII[2], WTS[c % NC][2])
+        )
+        counted = counted + (mask & (zeroed | ~bads[c]),)
+    return counted
+
+
+@triton.jit
+def loss_epilogue(
+    accs, mask, y_ptrs, y_off, g_ptr, s_ptr, m_base, msz, msy, msx,
+    zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm,
+    NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
+    SLOPES: tl.constexpr, PENALTY: tl.constexpr, PARAMS: tl.constexpr, REFS: tl.constexpr,
+    LOSS_MASK: tl.constexpr, ACC: tl.constexpr,
+):  # fmt: skip
+    """The fused losses' end of the forward kernel, component by component (``accs[c]``, ``A`` of the input;
+    one chain per component).
+
+    With ``REFS``, ``y_ptrs[c]`` holds the target's component, which a linear penalty subtracts and the
+    others compare with. ``SLOPES=False``: row ``program_id`` of ``s_ptr`` gets each component's sum and the
+    number of elements that count; ``SLOPES=True``: ``y_ptrs[c]`` gets ``grad * s_ptr[c] * d value / d a``.
+    """
+    counted = _counted(m_base, mask, zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, msz, msy, msx,
+                       NC, MODES, RADII, WTS, NZ, LOSS_MASK)  # fmt: skip
+    row = s_ptr + tl.program_id(0).to(tl.int64) * (NC + 1)
+    number = tl.full(mask.shape, 0, ACC)
+    grad = 0.0
+    if SLOPES:
+        grad = tl.load(g_ptr).to(ACC)
+    for c in tl.static_range(NC):
+        a = accs[c]
+        b = a
+        if REFS:
+            b = tl.load(y_ptrs[c] + y_off, mask=mask, other=0.0).to(ACC)
+            if PENALTY != _GRADIENT_DIFFERENCE:  # linear: A (input - target) = A input - A target
+                a = a - b
+        if SLOPES:
+            d = penalty_slope(a, b, PENALTY, PARAMS, ACC) * (grad * tl.load(s_ptr + c).to(ACC))
+            d = tl.where(counted[c], d, 0.0)
+            tl.store(y_ptrs[c] + y_off, d.to(y_ptrs[c].dtype.element_ty), mask=mask)
+        else:
+            v = tl.where(counted[c], penalty_value(a, b, PENALTY, PARAMS, ACC), 0.0)
+            tl.store(row + c, _tile_sum(v).to(s_ptr.dtype.element_ty))
+            number += counted[c].to(ACC)
+    if not SLOPES:
+        tl.store(row + NC, _tile_sum(number).to(s_ptr.dtype.element_ty))
+
+
+@triton.jit
+def _total_kernel(
+    p_ptr, out_ptr, scale_ptr, programs, elements,
+    NC: tl.constexpr, WEIGHTS: tl.constexpr, MEAN: tl.constexpr, LOSS_MASK: tl.constexpr, BLOCK: tl.constexpr,
+):  # fmt: skip
+    """The loss from the partial sums of ``programs`` rows: ``sum_c WEIGHTS[c] sum_c`` in float64, over the
+    number of elements that count (``MEAN``: the masked count, at least 1, else ``elements``); writes the
+    loss and each component's scale ``WEIGHTS[c] / number``."""
+    lanes = tl.arange(0, BLOCK).to(tl.int64)
+    s0 = tl.full([BLOCK], 0, tl.float64)
+    s1 = s0
+    s2 = s0
+    n = s0
+    for start in range(0, programs, BLOCK):
+        i = start + lanes
+        ok = i < programs
+        s0 += tl.load(p_ptr + i * (NC + 1), mask=ok, other=0.0).to(tl.float64)
+        if NC > 1:
+            s1 += tl.load(p_ptr + i * (NC + 1) + 1, mask=ok, other=0.0).to(tl.float64)
+        if NC > 2:
+            s2 += tl.load(p_ptr + i * (NC + 1) + 2, mask=ok, other=0.0).to(tl.float64)
+        if LOSS_MASK:
+            n += tl.load(p_ptr + i * (NC + 1) + NC, mask=ok, other=0.0).to(tl.float64)
+    sums = (tl.reduce(s0, 0, _add), tl.reduce(s1, 0, _add), tl.reduce(s2, 0, _add))
+    if not MEAN:
+        number = 1.0
+    elif LOSS_MASK:
+        number = tl.maximum(tl.reduce(n, 0, _add), 1.0)
+    else:
+        number = tl.cast(elements, tl.float64)
+    total = sums[0] * WEIGHTS[0]
+    for c in tl.static_range(1, NC):
+        total += sums[c] * WEIGHTS[c]
+    loss = total / number
+    if out_ptr.dtype.element_ty != tl.float64:  # through float32 (the interpreter cannot go to bfloat16 directly)
+        loss = loss.to(tl.float32)
+    tl.store(out_ptr, loss.to(out_ptr.dtype.element_ty))
+    for c in tl.static_range(NC):
+        tl.store(scale_ptr + c, (WEIGHTS[c] / number).to(scale_ptr.dtype.element_ty))
