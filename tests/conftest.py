@@ -12,6 +12,11 @@ if not torch.cuda.is_available():
     # chosen before torchgrad._triton.kernels is imported. Triton itself may be imported already
     # (torchvision imports it): the kernels use its builtins only, which the interpreter patches at each launch.
     os.environ.setdefault("TRITON_INTERPRET", "1")
+if "OMP_NUM_THREADS" not in os.environ:
+    # The tests' tensors are small, so a second intra-op thread buys nothing; on a busy 2-core machine every
+    # parallel region then waits for a core (deblur's 3x32x32 blur: about 80 ms a call with two threads, 0.5 ms
+    # with one). OMP_NUM_THREADS, when set, decides instead.
+    torch.set_num_threads(1)
 from hypothesis import settings
 from references import save_random_weights
 

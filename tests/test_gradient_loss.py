@@ -77,9 +77,11 @@ def test_charbonnier_matches_its_formula(operator: str, masked: bool) -> None:
 
 @pytest.mark.parametrize("operator", OPERATORS)
 def test_charbonnier_gradgradcheck(operator: str) -> None:
-    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
-    mask = torch.rand(1, 1, 5, 6) > 0.2
+    """On the smallest shape where each axis holds both border rows of a 3-tap stencil and an interior row (every
+    check's cost grows with the number of elements; channels and batches are the formula tests' part)."""
+    x = torch.randn(1, 1, 4, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(1, 1, 4, 5, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(4, 5) > 0.2
     for reduction, m in (("mean", mask), ("none", None)):
         fn = lambda x, y: gradient_loss(  # noqa: E731
             x, y, m, operator=operator, penalty="charbonnier", eps=0.3, reduction=reduction
@@ -239,9 +241,10 @@ def test_tensorflow_equivalences() -> None:
 @pytest.mark.parametrize("p", [1, 2])
 @pytest.mark.parametrize("operator", OPERATORS)
 def test_gradcheck(p: int, operator: str) -> None:
-    x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
-    y = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
-    mask = torch.rand(1, 1, 5, 6) > 0.2
+    """The shape of ``test_charbonnier_gradgradcheck``, for the same reason."""
+    x = torch.randn(1, 1, 4, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(1, 1, 4, 5, dtype=torch.float64, requires_grad=True)
+    mask = torch.rand(4, 5) > 0.2
     for reduction in ("mean", "none"):
         fn = lambda x, y: gradient_loss(x, y, mask, operator=operator, p=p, reduction=reduction)  # noqa: E731
         assert torch.autograd.gradcheck(fn, (x, y))
@@ -332,8 +335,9 @@ def test_autocast_cpu_bfloat16() -> None:
     assert model.weight.grad is not None and torch.isfinite(model.weight.grad).all()
 
 
-@pytest.mark.parametrize("operator, p", [("sobel", 1), ("diff", 2), ("scharr", 2), ("central", 1)])
+@pytest.mark.parametrize("operator, p", [("sobel", 1), ("diff", 2)])
 def test_compiled_training_step(operator: str, p: int) -> None:
+    """One compilation per penalty (each costs seconds): every operator is the same fused Function."""
     torch.manual_seed(0)
     model = torch.nn.Conv2d(2, 2, 3, padding=1)
     criterion = GradientLoss(operator, p=p)

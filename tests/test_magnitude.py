@@ -36,7 +36,9 @@ def _reference(components: tuple[torch.Tensor, ...], eps: float) -> torch.Tensor
     ],
 )
 def test_values_and_gradients(kwargs: dict, components) -> None:
-    x = torch.randn(2, 3, 5, 6, dtype=torch.float64, requires_grad=True)
+    """Three channels of 4 x 5 pixels, or one volume of 3 x 4 x 5: every axis holds both border rows of a 3-tap
+    stencil and an interior row (the checks' cost grows with the number of elements)."""
+    x = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     torch.testing.assert_close(gradient_magnitude(x, eps=1e-3, **kwargs), _reference(components(x), 1e-3))
     assert torch.autograd.gradcheck(lambda x: gradient_magnitude(x, eps=1e-3, **kwargs), x)
     assert torch.autograd.gradgradcheck(lambda x: gradient_magnitude(x, eps=1e-3, **kwargs), x)
