@@ -245,6 +245,27 @@ def test_compile_dynamic_shapes(launches: list[str], monkeypatch: pytest.MonkeyP
             _close(a, e)
 
 
+@pytest.mark.parametrize("name", ["sobel_reflect", "magnitude_scharr_zeros"])
+def test_compiled_calls_fall_back_where_the_kernels_refuse_the_size(
+    name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``torch.compile`` the choice of the ops is made once, on a stand-in of size 8 per axis; a size
+    the kernels then refuse (a plane beyond int32 offsets, the limit lowered here to 64 elements) runs the
+    operator's own executors inside the ops: the CPU executor's values and gradients, no launch."""
+    monkeypatch.setattr(launch, "INT32_MAX", 64)
+    fn = CASES[name][0]
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager", dynamic=True)
+    for shape, served in (((2, 5, 6), True), ((2, 9, 10), False)):
+        x = _input(shape, torch.float32)
+        launches.clear()
+        got = _values_and_grad(compiled, x)
+        assert bool(launches) == served, (shape, launches)
+        expected = _on_the_cpu_executor(lambda: _values_and_grad(fn, x), monkeypatch)
+        for a, e in zip(got[0] + (got[1],), expected[0] + (expected[1],)):  # type: ignore[index]
+            _close(a, e)
+
+
 def test_opcheck_every_op(launches: list[str]) -> None:
     x = _input((2, 5, 6), torch.float32)
     op = build_operator("t", REGISTRY["sobel"], x, "reflect", True, 2)

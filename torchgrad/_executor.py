@@ -49,8 +49,9 @@ def triton_description(op: object, x: Tensor) -> Optional[str]:
 @torch.compiler.assume_constant_result
 def _traced_description(op: object, device: str, dtype: torch.dtype, ndim: int, forced: bool) -> Optional[str]:
     """:func:`_decide` while Dynamo traces, run (not traced) on the operator written as plain tuples
-    and a one-element stand-in for the input: its sizes are 8, since the descriptions hold no sizes
-    (an axis shorter than a stencil reaches is specialized by Dynamo and checked when the kernels run)."""
+    and a one-element stand-in for the input: its sizes are 8, since the descriptions hold no sizes.
+    A size the kernels refuse (a plane beyond int32 offsets) is seen when the ops run, which then
+    compute with the operator's own executors (:mod:`torchgrad._triton.ops`)."""
     from ._triton.description import from_plain
     from ._triton.plan import Unsupported
 
