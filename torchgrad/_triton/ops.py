@@ -63,13 +63,20 @@ def _components(op: Separable, x: Tensor) -> tuple[Tensor, ...]:
     return (op.with_output_dtype(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else op).apply(x)
 
 
+def _norm(components: Sequence[Tensor], eps: float) -> Tensor:
+    total = components[0] * components[0]
+    for c in components[1:]:
+        total = total + c * c
+    return torch.sqrt(total + eps)
+
+
 def _fallback_magnitude(op: Separable, x: Tensor, eps: float) -> Tensor:
-    return _like(x, torch.sqrt(sum(c * c for c in _components(op, x)) + eps).to(x.dtype))
+    return _like(x, _norm(_components(op, x), eps).to(x.dtype))
 
 
 def _fallback_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: float) -> Tensor:
     components = _components(op, x)
-    scale = grad / torch.sqrt(sum(c * c for c in components) + eps)
+    scale = grad / _norm(components, eps)
     return _like(x, op.adjoint([scale * c for c in components]).to(x.dtype))
 
 
