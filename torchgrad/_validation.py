@@ -223,6 +223,20 @@ def check_dtype(fn: str, name: str, value: Tensor, allowed: tuple[torch.dtype, .
     raise TypeError(f"{fn}: `{name}` must have {kind} dtype, got {value.dtype} (supported: {supported}{hint})")
 
 
+def check_rank(fn: str, name: str, value: Tensor, ranks: Sequence[int], what: str) -> Tensor:
+    """A tensor of one of ``ranks`` dimensions; ``what`` names them in the message (``"(N, C, H, W) images"``)."""
+    if value.dim() not in ranks:
+        raise ValueError(f"{fn}: `{name}` must be {what}, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_not_empty(fn: str, name: str, value: Tensor, why: str = "") -> Tensor:
+    """A tensor of at least one element; ``why`` follows the requirement (``" (OpenCV refuses empty images)"``)."""
+    if value.numel() == 0:
+        raise ValueError(f"{fn}: `{name}` must not be empty{why}, got shape {tuple(value.shape)}")
+    return value
+
+
 def check_image(
     fn: str, name: str, value: Any, spatial_dims: int, dtypes: tuple[torch.dtype, ...] = FLOATING + COMPLEX
 ) -> Tensor:
@@ -252,9 +266,7 @@ def check_batch(fn: str, name: str, value: Any, ranks: Sequence[int] = (4, 5)) -
     """A loss's input: ``(N, C, H, W)`` images (or ``(N, C, D, H, W)`` volumes where ``ranks`` has 5) of
     a real floating dtype, with at least 2 pixels along each spatial axis."""
     value = check_dtype(fn, name, check_tensor(fn, name, value), FLOATING)
-    if value.dim() not in ranks:
-        what = "(N, C, H, W) images" + (" or (N, C, D, H, W) volumes" if 5 in ranks else "")
-        raise ValueError(f"{fn}: `{name}` must be {what}, got shape {tuple(value.shape)}")
+    check_rank(fn, name, value, ranks, "(N, C, H, W) images" + (" or (N, C, D, H, W) volumes" if 5 in ranks else ""))
     if any(s < 2 for s in value.shape[2:]):
         raise ValueError(
             f"{fn}: `{name}` needs at least 2 pixels along each spatial axis, got shape {tuple(value.shape)}"
