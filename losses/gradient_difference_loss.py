@@ -46,21 +46,28 @@ def gradient_difference_loss(
     r"""Gradient difference loss: ``| |g_d(input)| - |g_d(target)| |^alpha`` per gradient element.
 
     Mathieu, Couprie and LeCun, *Deep multi-scale video prediction beyond mean square error* (2016):
-    it penalises edges that are weaker or stronger than the target's, whatever their sign. Reduced as
-    :func:`gradient_loss` reduces (``"mean"`` over every element of every component). One autograd
-    Function computes it; its backward is written by hand and saves only references to the inputs.
+    it penalises edges that are weaker or stronger than the target's, whatever their sign. ``g_d`` are
+    the components of ``operator``, the operators of :func:`gradient_loss`: first derivatives, or the
+    second derivatives of ``"laplacian"`` and ``"hessian"``. Reduced as :func:`gradient_loss` reduces
+    (``"mean"`` over every element of every component). One autograd Function computes it; its
+    backward is written by hand and saves only references to the inputs.
 
     Args:
-        input: ``(N, C, H, W)`` images or ``(N, C, D, H, W)`` volumes.
+        input: ``(N, C, H, W)`` images or ``(N, C, D, H, W)`` volumes (``"scharr"``, ``"hessian"``: images
+            only).
         target: same shape, device and dtype; gradients flow to it when it requires grad.
         alpha: the exponent, positive and finite.
-        operator: ``"diff"`` (as in the paper), ``"sobel"``, ``"scharr"`` or ``"central"``.
-        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (stacked as ``(N, C, 2, H, W)``).
-        padding: border mode of ``"sobel"``/``"scharr"``; ``None`` takes their default.
-        normalized: divide the Sobel/Scharr kernel by its L1 norm.
+        operator: ``"diff"`` (as in the paper), ``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"central"``,
+            ``"laplacian"`` or ``"hessian"``; another name is a ``ValueError``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        padding: border mode of the filters (``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"laplacian"``,
+            ``"hessian"``); ``None`` takes their default, reflect.
+        normalized: divide the filter as :func:`gradient_loss` does (Sobel by 8, Scharr by 32, ...).
 
     Returns:
-        A scalar, or the per-element loss with ``reduction="none"``.
+        A scalar, or with ``reduction="none"`` the per-element loss stacked as ``(N, C, K, H, W)``
+        (``(N, C, K, D, H, W)`` for volumes), ``K`` the number of components: one per spatial axis for
+        the first derivatives, 1 for ``"laplacian"``, 3 for ``"hessian"``.
 
     Example:
         >>> target = torch.zeros(1, 1, 4, 4)

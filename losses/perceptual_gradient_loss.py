@@ -24,7 +24,9 @@ class PerceptualGradientLoss(nn.Module):
     Args:
         perceptual_weight: weight of the perceptual term, finite.
         gradient_weight: weight of the gradient term, finite.
-        gradient_operator: ``"sobel"``, ``"diff"``, ``"scharr"`` or ``"central"``.
+        gradient_operator: the operator of the gradient term, as :class:`GradientLoss` takes it: ``"sobel"``,
+            ``"diff"``, ``"scharr"``, ``"prewitt"``, ``"central"``, ``"laplacian"`` or ``"hessian"`` (the filters
+            with their default padding, reflect); another name is a ``ValueError``.
         gradient_p: 1 (L1) or 2 (squared L2) for the gradient term.
         network, layers, layer_weights, criterion, normalize_features: of :class:`PerceptualLoss`.
         reduction: ``"mean"`` or ``"sum"`` over the batch of per-sample losses (each term a mean over

@@ -37,6 +37,32 @@ def test_matches_naive_autograd(alpha: float, operator: str, reduction: str) -> 
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("operator", ["prewitt", "laplacian", "hessian"])
+def test_newer_operators(operator: str) -> None:
+    """Prewitt and the second derivatives, each of its own padding, against the formula; values and gradients."""
+    x = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    ours = gradient_difference_loss(x, y, alpha=1.5, operator=operator, reduction="none")
+    ref = naive_gdl(x, y, 1.5, operator, "none")
+    assert ours.shape[2] == {"prewitt": 2, "laplacian": 1, "hessian": 3}[operator]
+    torch.testing.assert_close(ours, ref)
+    probe = torch.randn_like(ours)
+    for a, b in zip(
+        torch.autograd.grad((ours * probe).sum(), (x, y)), torch.autograd.grad((ref * probe).sum(), (x, y))
+    ):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(GradientDifferenceLoss(1.5, operator)(x, y), ref.mean())
+
+
+def test_unknown_operator_names_the_argument() -> None:
+    listed = "'diff', 'sobel', 'scharr', 'central', 'prewitt', 'laplacian', 'hessian', got 'canny'"
+    with pytest.raises(ValueError, match=f"GradientDifferenceLoss: `operator` must be one of {listed}"):
+        GradientDifferenceLoss(operator="canny")
+    x = torch.rand(1, 1, 4, 4)
+    with pytest.raises(ValueError, match=f"gradient_difference_loss: `operator` must be one of {listed}"):
+        gradient_difference_loss(x, x, operator="canny")
+
+
 def test_volumes_and_gradcheck() -> None:
     x = torch.randn(1, 1, 4, 5, 6, dtype=torch.float64, requires_grad=True)
     y = torch.randn(1, 1, 4, 5, 6, dtype=torch.float64, requires_grad=True)

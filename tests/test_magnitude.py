@@ -82,6 +82,23 @@ def test_torch_func_and_compile() -> None:
     torch.testing.assert_close(xc.grad, xe.grad)
 
 
+def test_compile_dynamic_fullgraph() -> None:
+    """``dynamic=True`` makes ``eps`` a symbolic float: its checks become guards (no graph break), one graph
+    serves every size and every valid ``eps``, values and gradients as in eager mode."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    compiled = torch.compile(gradient_magnitude, backend=counter, dynamic=True, fullgraph=True)
+    for shape, eps in [((2, 9, 11), 1e-3), ((3, 12, 10), 0.25), ((2, 10, 13), 1e-6)]:
+        x = torch.randn(shape, dtype=torch.float64, requires_grad=True)
+        got, expected = compiled(x, eps=eps), gradient_magnitude(x, eps=eps)
+        torch.testing.assert_close(got, expected)
+        cotangent = torch.randn_like(got)
+        torch.testing.assert_close(*(torch.autograd.grad(y, x, cotangent)[0] for y in (got, expected)))
+    assert counter.frame_count == 1
+
+
 def test_bad_arguments() -> None:
     x = torch.randn(4, 4)
     with pytest.raises(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -20,7 +21,7 @@ import torchgrad
 from torchgrad._internal import operator_by_name
 from torchgrad.losses.functional import gradient_loss
 
-PADDINGS = ("reflect", "replicate", "zeros", "circular")
+PADDINGS = ("reflect", "replicate", "zeros", "circular", "symmetric")
 VALUES = (float("nan"), float("inf"))
 SOBEL, SCHARR = (1, 2, 1), (3, 10, 3)
 SHAPES = {2: (2, 2, 7, 8), 3: (1, 2, 5, 6, 7)}
@@ -60,10 +61,14 @@ def _kernels(smoothing: tuple[int, int, int], spatial_dims: int) -> list[torch.T
 
 
 def _correlate(x: torch.Tensor, kernel: torch.Tensor, padding: str) -> torch.Tensor:
-    """``x`` padded as ``padding`` pads it, correlated with ``kernel`` by conv2d/conv3d."""
+    """``x`` padded as ``padding`` pads it (``numpy.pad`` for symmetric, which torch's ``pad`` lacks), correlated
+    with ``kernel`` by conv2d/conv3d."""
     spatial_dims = kernel.dim()
     flat = x.reshape(-1, 1, *x.shape[-spatial_dims:])
-    padded = F.pad(flat, [1] * (2 * spatial_dims), mode="constant" if padding == "zeros" else padding)
+    if padding == "symmetric":
+        padded = torch.from_numpy(np.pad(flat.numpy(), [(0, 0), (0, 0)] + [(1, 1)] * spatial_dims, mode="symmetric"))
+    else:
+        padded = F.pad(flat, [1] * (2 * spatial_dims), mode="constant" if padding == "zeros" else padding)
     conv = F.conv2d if spatial_dims == 2 else F.conv3d
     return conv(padded, kernel[None, None]).reshape(x.shape)
 
@@ -221,9 +226,9 @@ def test_gradient_magnitude(operator: str, spatial_dims: int, padding: str, valu
             kernels = _kernels(SOBEL if operator == "sobel" else SCHARR, spatial_dims)
             conv = torch.stack([_correlate(x, k, padding) for k in kernels]).square().sum(0)
             assert (_bad(conv) >= reads).all() and _bad(conv)[position]
-            # the centre tap is zero: only replicate padding copies a border pixel into its own window
+            # the centre tap is zero: only replicate and symmetric padding copy a border pixel into its own window
             on_border = any(i in (0, n - 1) for i, n in zip(position[-spatial_dims:], x.shape[-spatial_dims:]))
-            assert reads[position] == (padding == "replicate" and on_border)
+            assert reads[position] == (padding in ("replicate", "symmetric") and on_border)
         if not reads[position]:
             for finite in (0.0, 1e3):
                 replaced = x.clone()

@@ -129,6 +129,23 @@ def test_perceptual_gradient_loss_is_the_weighted_sum(vgg_files) -> None:
         torch.testing.assert_close(reduced(x, y), expected)
 
 
+@pytest.mark.parametrize("operator", ["prewitt", "laplacian", "hessian"])
+def test_perceptual_gradient_loss_takes_the_newer_operators(vgg_files, operator: str) -> None:
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    loss = PerceptualGradientLoss(
+        gradient_operator=operator, gradient_p=1, layers=("relu1_2",), weights=vgg_files["vgg16"]["features"]
+    )
+    total, parts = loss(x, y, return_parts=True)
+    torch.testing.assert_close(parts["gradient"], GradientLoss(operator, p=1)(x, y))
+    torch.testing.assert_close(total, parts["perceptual"] + 0.05 * parts["gradient"])
+
+
+def test_perceptual_gradient_loss_refuses_an_unknown_operator_naming_the_argument() -> None:
+    listed = "'diff', 'sobel', 'scharr', 'central', 'prewitt', 'laplacian', 'hessian', got 'canny'"
+    with pytest.raises(ValueError, match=f"PerceptualGradientLoss: `gradient_operator` must be one of {listed}"):
+        PerceptualGradientLoss(gradient_operator="canny", weights=None)
+
+
 def test_autocast_and_dtypes(vgg_files) -> None:
     loss = PerceptualLoss(layers=("relu2_2",), weights=vgg_files["vgg16"]["features"])
     x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)

@@ -1,5 +1,6 @@
-"""The public operators on the Triton executor (``TORCHGRAD_FORCE_TRITON=1``, CPU tensors under Triton's
-interpreter, which ``tests/conftest.py`` turns on where there is no GPU), against the CPU executor.
+"""The public operators on the Triton executor against the CPU executor: on CUDA tensors where there is a
+GPU, else on CPU tensors under Triton's interpreter (``TORCHGRAD_FORCE_TRITON=1``; ``tests/conftest.py``
+turns the interpreter on where there is no GPU). The CPU executor computes on CPU copies.
 
 Values and gradients for every operator x padding x normalized x dtype; gradcheck and gradgradcheck;
 torch.func; ``torch.compile(fullgraph=True)``; ``torch.library.opcheck`` on every op; launch counts at
@@ -8,7 +9,7 @@ batch 2 and 32; the fallbacks. Every test also checks that the kernels ran (or, 
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -27,12 +28,18 @@ from torchgrad._triton.description import describe, parse  # noqa: E402
 from torchgrad._triton.plan import Unsupported  # noqa: E402
 from torchgrad.gradient import _coordinate_stencil, _uniform_stencil  # noqa: E402
 
-if not launch.interpreting():
-    pytest.skip("the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
+if torch.cuda.is_available() and not launch.interpreting():
+    DEVICE = "cuda"
+elif launch.interpreting():
+    DEVICE = "cpu"
+else:
+    pytest.skip("no GPU, and the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
+interpreter_only = pytest.mark.skipif(DEVICE != "cpu", reason="TORCHGRAD_FORCE_TRITON=1 on CPU tensors")
 
 Fn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 DTYPES = list(TOLERANCE)
+HALF = (torch.float16, torch.bfloat16)
 
 
 def _as_tuple(fn: Callable[[torch.Tensor], object]) -> Fn:
@@ -111,8 +118,12 @@ def launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return calls
 
 
-def _input(shape: tuple[int, ...], dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
-    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+def _input(
+    shape: tuple[int, ...], dtype: torch.dtype = torch.float64, seed: int = 0, device: str = DEVICE
+) -> torch.Tensor:
+    """The same numbers on every device."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return x.to(dtype=dtype, device=device)
 
 
 def _shape(name: str, batch: int = 2) -> tuple[int, ...]:
@@ -120,6 +131,9 @@ def _shape(name: str, batch: int = 2) -> tuple[int, ...]:
 
 
 def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Equal within the dtype's tolerance, relative to the expected scale; ``actual`` on :data:`DEVICE`."""
+    assert actual.device.type == DEVICE
+    actual, expected = actual.cpu(), expected.cpu()
     assert actual.dtype == expected.dtype and actual.shape == expected.shape
     tol = TOLERANCE[expected.dtype]
     scale = max(float(expected.double().abs().max()), 1.0)
@@ -129,21 +143,26 @@ def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
 def _values_and_grad(fn: Fn, x: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     x = x.detach().requires_grad_()
     ys = fn(x)
-    cotangents = [_input(tuple(y.shape), y.dtype, seed=1 + k) for k, y in enumerate(ys)]
+    cotangents = [_input(tuple(y.shape), y.dtype, seed=1 + k, device=y.device.type) for k, y in enumerate(ys)]
     (gx,) = torch.autograd.grad(ys, x, cotangents)
     return tuple(y.detach() for y in ys), gx
 
 
+def _served_dtypes(name: str) -> list[torch.dtype]:
+    """``gradient`` in half precision keeps torch.gradient's rounding on the other executors."""
+    return [d for d in DTYPES if not (name.startswith("gradient") and d in HALF)]
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_equal_to_the_cpu_executor(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Values and gradients, every dtype, equal to the CPU executor's; the kernels ran for each."""
+    """Values and gradients, every dtype served, equal to the CPU executor's; the kernels ran for each."""
     fn = CASES[name][0]
-    for dtype in DTYPES:
+    for dtype in _served_dtypes(name):
         x = _input(_shape(name), dtype)
         launches.clear()
         got = _values_and_grad(fn, x)
         assert launches, (name, dtype)
-        expected = _on_the_cpu_executor(lambda: _values_and_grad(fn, x), monkeypatch)
+        expected = _on_the_cpu_executor(monkeypatch, _values_and_grad, fn, x)
         assert len(got[0]) == len(expected[0])
         for a, e in zip(got[0] + (got[1],), expected[0] + (expected[1],)):
             _close(a, e)
@@ -173,10 +192,12 @@ def test_gradcheck_and_gradgradcheck(name: str, launches: list[str]) -> None:
     assert "_adjoint_kernel" in launches and "_forward_kernel" in launches
 
 
-def _on_the_cpu_executor(call: Callable[[], object], monkeypatch: pytest.MonkeyPatch) -> object:
+def _on_the_cpu_executor(monkeypatch: pytest.MonkeyPatch, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` with the tensors of ``args`` copied to the CPU, on the CPU executor."""
+    cpu_args = torch.utils._pytree.tree_map_only(torch.Tensor, lambda t: t.detach().cpu(), args)
     monkeypatch.delenv(FORCE_TRITON)
     try:
-        return call()
+        return call(*cpu_args)
     finally:
         monkeypatch.setenv(FORCE_TRITON, "1")
 
@@ -192,18 +213,19 @@ def test_torch_func(name: str, launches: list[str], monkeypatch: pytest.MonkeyPa
     def summed(u: torch.Tensor) -> torch.Tensor:
         return sum((y * y).sum() for y in fn(u))  # type: ignore[return-value]
 
-    transforms: dict[str, Callable[[], object]] = {
-        "vmap": lambda: torch.func.vmap(fn, in_dims=1)(x.transpose(0, 1)),
-        "jvp": lambda: torch.func.jvp(fn, (x,), (t,)),
-        "jacrev": lambda: torch.func.jacrev(fn)(x[0]),
-        "jacfwd": lambda: torch.func.jacfwd(fn)(x[0]),
-        "per_sample": lambda: torch.func.vmap(torch.func.grad(summed))(x),
+    transforms: dict[str, Callable[[torch.Tensor, torch.Tensor], object]] = {
+        "vmap": lambda x, t: torch.func.vmap(fn, in_dims=1)(x.transpose(0, 1)),
+        "jvp": lambda x, t: torch.func.jvp(fn, (x,), (t,)),
+        "jacrev": lambda x, t: torch.func.jacrev(fn)(x[0]),
+        "jacfwd": lambda x, t: torch.func.jacfwd(fn)(x[0]),
+        "per_sample": lambda x, t: torch.func.vmap(torch.func.grad(summed))(x),
     }
     for what, call in transforms.items():
         launches.clear()
-        got = call()
+        got = torch.utils._pytree.tree_map_only(torch.Tensor, lambda r: r.cpu(), call(x, t))
         assert launches, what
-        torch.testing.assert_close(got, _on_the_cpu_executor(call, monkeypatch), rtol=1e-12, atol=1e-12, msg=what)
+        expected = _on_the_cpu_executor(monkeypatch, call, x, t)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12, msg=what)
 
 
 @pytest.mark.parametrize(
@@ -235,7 +257,28 @@ def test_compile_dynamic_shapes(launches: list[str], monkeypatch: pytest.MonkeyP
         launches.clear()
         got = compiled(x)
         assert launches == ["_forward_kernel"]
-        for a, e in zip(got, _on_the_cpu_executor(lambda: torchgrad.sobel(x), monkeypatch)):
+        for a, e in zip(got, _on_the_cpu_executor(monkeypatch, torchgrad.sobel, x)):
+            _close(a, e)
+
+
+@pytest.mark.parametrize("name", ["sobel_reflect", "magnitude_scharr_zeros"])
+def test_compiled_calls_fall_back_where_the_kernels_refuse_the_size(
+    name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under ``torch.compile`` the choice of the ops is made once, on a stand-in of size 8 per axis; a size
+    the kernels then refuse (a plane beyond int32 offsets, the limit lowered here to 64 elements) runs the
+    operator's own executors inside the ops: the CPU executor's values and gradients, no launch."""
+    monkeypatch.setattr(launch, "INT32_MAX", 64)
+    fn = CASES[name][0]
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager", dynamic=True)
+    for shape, served in (((2, 5, 6), True), ((2, 9, 10), False)):
+        x = _input(shape, torch.float32)
+        launches.clear()
+        got = _values_and_grad(compiled, x)
+        assert bool(launches) == served, (shape, launches)
+        expected = _on_the_cpu_executor(monkeypatch, _values_and_grad, fn, x)
+        for a, e in zip(got[0] + (got[1],), expected[0] + (expected[1],)):
             _close(a, e)
 
 
@@ -321,7 +364,7 @@ def test_launch_counts(name: str, launches: list[str]) -> None:
 def test_what_the_kernels_do_not_serve_falls_back(launches: list[str]) -> None:
     """Coordinates, complex and integer inputs take the other executors, with their results."""
     x = _input((2, 5, 6))
-    coords = torch.linspace(0, 1, 6, dtype=torch.float64) ** 2
+    coords = torch.linspace(0, 1, 6, dtype=torch.float64, device=DEVICE) ** 2
     calls = [
         lambda: torchgrad.gradient(x, spacing=(coords,), dim=-1),
         lambda: torchgrad.sobel(x.to(torch.complex128)),
@@ -338,6 +381,30 @@ def test_what_the_kernels_do_not_serve_falls_back(launches: list[str]) -> None:
     torch.testing.assert_close(calls[0]()[0], expected_values)
 
 
+@pytest.mark.parametrize("dtype", HALF, ids=str)
+def test_half_precision_gradient_rounds_as_torch_gradient(dtype: torch.dtype, launches: list[str]) -> None:
+    """torch.gradient rounds half precision after every operation, as the other executors do; the kernels
+    accumulate in float32 and round once, an ulp apart from it in many elements (interior included, at a
+    spacing of 3): half-precision gradient takes the other executors, bit for bit torch.gradient's numbers,
+    forward and backward. gradient_magnitude's central differences (float32 inside) follow the same rule."""
+    x = (_input((4, 9, 10)) * 10).to(dtype).requires_grad_()
+    for kwargs in ({"spacing": 3.0, "edge_order": 2}, {"spacing": (0.5, 3.0), "dim": (-2, -1)}):
+        launches.clear()
+        got = torchgrad.gradient(x, **kwargs)  # type: ignore[arg-type]
+        torch.autograd.grad(got, x, [torch.ones_like(y) for y in got])
+        torchgrad.gradient_magnitude(x, operator="central")
+        assert launches == []
+        for a, e in zip(got, torch.gradient(x.detach(), **kwargs)):  # type: ignore[arg-type]
+            assert torch.equal(a, e)
+    # The kernels on their own (what the rule keeps out) differ from torch.gradient here.
+    op = Separable(tuple((_uniform_stencil(x, d, 3.0, 2),) for d in (-2, -1)))
+    kernels = launch.triton_apply(op, x.detach())
+    assert not all(torch.equal(a, e) for a, e in zip(kernels, torch.gradient(x.detach(), spacing=3.0, edge_order=2)))
+    single = x.detach().float()
+    assert triton_description(Separable(tuple((_uniform_stencil(single, d, 3.0, 2),) for d in (-2, -1))), single)
+
+
+@interpreter_only
 def test_switch_is_read_at_each_call(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     x = _input((2, 5, 6))
     torchgrad.sobel(x)
@@ -352,5 +419,5 @@ def test_switch_is_read_at_each_call(launches: list[str], monkeypatch: pytest.Mo
 def test_forced_without_the_interpreter_says_so(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(launch, "interpreting", lambda: False)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
-        torchgrad.sobel(_input((2, 5, 6)))
+        torchgrad.sobel(_input((2, 5, 6), device="cpu"))
     assert launches == []

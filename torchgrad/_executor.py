@@ -5,6 +5,9 @@
   autograd Functions of :mod:`torchgrad._linear`.
 - ``TORCHGRAD_FORCE_TRITON=1`` (read at each call) sends CPU tensors to the Triton ops too; the kernels
   must then have been defined under Triton's interpreter (``TRITON_INTERPRET=1``).
+- ``torch.gradient``'s differences (the only stencils with explicit border rows) in half precision
+  take the other executors: they round after every operation, as ``torch.gradient`` does, where the
+  kernels accumulate in float32 and round once (up to an ulp apart, in the interior as at the ends).
 - Everything else, and every operator the kernels do not serve (:func:`torchgrad._triton.unsupported_reason`
   says why), takes the :class:`~torchgrad._separable.Separable` executors: the CPU eager executor (slab by
   slab) for CPU tensors, plain tensor code for other devices, under ``torch.compile`` and ``torch.func``.
@@ -23,6 +26,7 @@ from . import _triton
 from ._separable import Separable
 
 FORCE_TRITON = "TORCHGRAD_FORCE_TRITON"
+HALF = (torch.float16, torch.bfloat16)
 
 
 def triton_description(op: object, x: Tensor) -> Optional[str]:
@@ -45,8 +49,9 @@ def triton_description(op: object, x: Tensor) -> Optional[str]:
 @torch.compiler.assume_constant_result
 def _traced_description(op: object, device: str, dtype: torch.dtype, ndim: int, forced: bool) -> Optional[str]:
     """:func:`_decide` while Dynamo traces, run (not traced) on the operator written as plain tuples
-    and a one-element stand-in for the input: its sizes are 8, since the descriptions hold no sizes
-    (an axis shorter than a stencil reaches is specialized by Dynamo and checked when the kernels run)."""
+    and a one-element stand-in for the input: its sizes are 8, since the descriptions hold no sizes.
+    A size the kernels refuse (a plane beyond int32 offsets) is seen when the ops run, which then
+    compute with the operator's own executors (:mod:`torchgrad._triton.ops`)."""
     from ._triton.description import from_plain
     from ._triton.plan import Unsupported
 
@@ -69,6 +74,8 @@ def _decide(op: Separable, x: Tensor, forced: bool) -> Optional[str]:
             f"{FORCE_TRITON}=1 runs the Triton kernels on CPU tensors only under Triton's interpreter: set "
             "TRITON_INTERPRET=1 in the environment before torchgrad's Triton kernels are first imported"
         )
+    if x.dtype in HALF and any(stencil.padding is None for chain in op.chains for stencil in chain):
+        return None
     if launch.unsupported_reason(op, x) is not None:
         return None
     return _description(op)

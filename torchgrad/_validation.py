@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator as _operator
+import sys
 from collections.abc import Sequence
 from typing import Any, Optional
 
@@ -61,6 +62,14 @@ def _float(value: numbers.Real) -> float:
         return float(value)
     except OverflowError:
         return math.inf
+
+
+def _finite(number: float) -> bool:
+    """``math.isfinite(number)`` as two comparisons (false for NaN and infinities alike), which Dynamo
+    turns into a guard where ``number`` is symbolic (a float argument of a function compiled with
+    ``dynamic=True``) instead of breaking the graph; ``number < math.inf`` would not do: the symbolic
+    algebra takes every symbol for finite."""
+    return -sys.float_info.max <= number <= sys.float_info.max
 
 
 def _is_sequence(value: Any) -> bool:
@@ -122,7 +131,7 @@ def check_number(
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{fn}: `{name}` must be a real number, got {_quote(value)}")
     number = _float(value)
-    if not math.isfinite(number):
+    if not _finite(number):
         raise ValueError(f"{fn}: `{name}` must be finite, got {_quote(value)}")
     if positive and not number > 0:
         raise ValueError(f"{fn}: `{name}` must be a positive number, got {_quote(value)}")
@@ -150,7 +159,7 @@ def check_numbers(fn: str, name: str, value: Any, length: Optional[int] = None, 
     if length is not None and len(value) != length:
         raise ValueError(f"{fn}: `{name}` must be {described}, got {len(value)} values: {_quote(value)}")
     floats = tuple(_float(v) for v in value)
-    if not all(math.isfinite(v) for v in floats):
+    if not all(_finite(v) for v in floats):
         raise ValueError(f"{fn}: `{name}` must hold finite numbers, got {_quote(value)}")
     return floats
 
@@ -214,6 +223,20 @@ def check_dtype(fn: str, name: str, value: Tensor, allowed: tuple[torch.dtype, .
     raise TypeError(f"{fn}: `{name}` must have {kind} dtype, got {value.dtype} (supported: {supported}{hint})")
 
 
+def check_rank(fn: str, name: str, value: Tensor, ranks: Sequence[int], what: str) -> Tensor:
+    """A tensor of one of ``ranks`` dimensions; ``what`` names them in the message (``"(N, C, H, W) images"``)."""
+    if value.dim() not in ranks:
+        raise ValueError(f"{fn}: `{name}` must be {what}, got shape {tuple(value.shape)}")
+    return value
+
+
+def check_not_empty(fn: str, name: str, value: Tensor, why: str = "") -> Tensor:
+    """A tensor of at least one element; ``why`` follows the requirement (``" (OpenCV refuses empty images)"``)."""
+    if value.numel() == 0:
+        raise ValueError(f"{fn}: `{name}` must not be empty{why}, got shape {tuple(value.shape)}")
+    return value
+
+
 def check_image(
     fn: str, name: str, value: Any, spatial_dims: int, dtypes: tuple[torch.dtype, ...] = FLOATING + COMPLEX
 ) -> Tensor:
@@ -243,9 +266,7 @@ def check_batch(fn: str, name: str, value: Any, ranks: Sequence[int] = (4, 5)) -
     """A loss's input: ``(N, C, H, W)`` images (or ``(N, C, D, H, W)`` volumes where ``ranks`` has 5) of
     a real floating dtype, with at least 2 pixels along each spatial axis."""
     value = check_dtype(fn, name, check_tensor(fn, name, value), FLOATING)
-    if value.dim() not in ranks:
-        what = "(N, C, H, W) images" + (" or (N, C, D, H, W) volumes" if 5 in ranks else "")
-        raise ValueError(f"{fn}: `{name}` must be {what}, got shape {tuple(value.shape)}")
+    check_rank(fn, name, value, ranks, "(N, C, H, W) images" + (" or (N, C, D, H, W) volumes" if 5 in ranks else ""))
     if any(s < 2 for s in value.shape[2:]):
         raise ValueError(
             f"{fn}: `{name}` needs at least 2 pixels along each spatial axis, got shape {tuple(value.shape)}"

@@ -16,7 +16,7 @@ from torch import Tensor
 from ._linear import apply_operator
 from ._separable import Separable
 from ._stencil import Stencil, padded_stencil
-from ._validation import FLOATING, check_dtype, check_int, check_number, check_tensor
+from ._validation import FLOATING, check_dtype, check_int, check_not_empty, check_number, check_rank, check_tensor
 
 BORDER_CONSTANT = 0
 BORDER_REPLICATE = 1
@@ -129,8 +129,8 @@ def Sobel(
         tensor([0., 3., 3., 0.], dtype=torch.float64)
     """
     fn = "cv2_compat.Sobel"
-    src = _check_src(fn, src)
-    dtype = _check_ddepth(fn, ddepth, src)
+    src = _check_src(fn, "src", src)
+    dtype = _check_ddepth(fn, "ddepth", ddepth, src)
     dx, dy, ksize = _check_orders(fn, dx, dy, ksize)
     scale, delta, padding = _check_affine(fn, scale, delta, borderType)
     kx, ky = _kernel(dx, ksize), _kernel(dy, ksize)
@@ -171,8 +171,8 @@ def Scharr(
                 [ 0., 16., 16.,  0.]])
     """
     fn = "cv2_compat.Scharr"
-    src = _check_src(fn, src)
-    dtype = _check_ddepth(fn, ddepth, src)
+    src = _check_src(fn, "src", src)
+    dtype = _check_ddepth(fn, "ddepth", ddepth, src)
     dx, dy, ksize = _check_orders(fn, dx, dy, FILTER_SCHARR, "Scharr")
     scale, delta, padding = _check_affine(fn, scale, delta, borderType)
     return _filter(src, dtype, dtype, [(_kernel(dx, ksize), _kernel(dy, ksize))], scale, delta, padding)
@@ -212,10 +212,10 @@ def Laplacian(
                 [ 0.,  1.,  0.]])
     """
     fn = "cv2_compat.Laplacian"
-    src = _check_src(fn, src)
-    ksize = _check_ksize(fn, ksize, scharr=False)
+    src = _check_src(fn, "src", src)
+    ksize = _check_ksize(fn, "ksize", ksize, scharr=False)
     # 3x3 kernels filter in src's depth; larger ones in float32, or float64 for float64 src, into any depth
-    dtype = _check_ddepth(fn, ddepth, src, widen=ksize > 3, narrow=ksize > 3)
+    dtype = _check_ddepth(fn, "ddepth", ddepth, src, widen=ksize > 3, narrow=ksize > 3)
     compute = dtype if ksize <= 3 else torch.float64 if src.dtype == torch.float64 else torch.float32
     scale, delta, padding = _check_affine(fn, scale, delta, borderType)
     d2, smooth = _kernel(2, ksize), _kernel(0, ksize)
@@ -245,7 +245,7 @@ def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAUL
         (tensor([0., 4., 4., 0.]), True)
     """
     fn = "cv2_compat.spatialGradient"
-    src = _check_src(fn, src)
+    src = _check_src(fn, "src", src)
     if check_int(fn, "ksize", ksize) != 3:
         raise ValueError(f"{fn}: `ksize` must be 3 (OpenCV's spatialGradient takes no other size), got {ksize}")
     border = check_int(fn, "borderType", borderType)
@@ -264,47 +264,47 @@ def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAUL
 # Validation ---------------------------------------------------------------------------------------------------
 
 
-def _check_src(fn: str, src: Any) -> Tensor:
+# OpenCV's own rules, in the house form (fn, name, value, ...) and made of the checks of _validation.
+
+
+def _check_src(fn: str, name: str, value: Any) -> Tensor:
     """An ``(H, W)`` or ``(H, W, C)`` floating tensor with no empty axis."""
-    src = check_dtype(fn, "src", check_tensor(fn, "src", src), FLOATING)
-    if src.dim() not in (2, 3):
-        raise ValueError(f"{fn}: `src` must be an (H, W) or (H, W, C) image, got shape {tuple(src.shape)}")
-    if 0 in src.shape:
-        raise ValueError(f"{fn}: `src` must not be empty (OpenCV refuses empty images), got shape {tuple(src.shape)}")
-    return src
+    value = check_dtype(fn, name, check_tensor(fn, name, value), FLOATING)
+    check_rank(fn, name, value, (2, 3), "an (H, W) or (H, W, C) image")
+    return check_not_empty(fn, name, value, " (OpenCV refuses empty images)")
 
 
-def _check_ddepth(fn: str, ddepth: Any, src: Tensor, widen: bool = True, narrow: bool = False) -> torch.dtype:
+def _check_ddepth(fn: str, name: str, value: Any, src: Tensor, widen: bool = True, narrow: bool = False) -> torch.dtype:
     """The dtype of the result: ``src``'s for -1, float32 for CV_32F, float64 for CV_64F, where OpenCV's filter
     takes it: CV_64F from a narrower ``src`` where ``widen``, CV_32F from float64 where ``narrow``."""
-    ddepth = check_int(fn, "ddepth", ddepth)
+    ddepth = check_int(fn, name, value)
     if ddepth in _INTEGER_DEPTHS:
         raise ValueError(
-            f"{fn}: `ddepth` {_INTEGER_DEPTHS[ddepth]} ({ddepth}) is an integer depth, which rounds and "
+            f"{fn}: `{name}` {_INTEGER_DEPTHS[ddepth]} ({ddepth}) is an integer depth, which rounds and "
             "saturates and has no gradient; use -1, CV_32F (5) or CV_64F (6) and round the result if needed"
         )
     if ddepth not in (-1, CV_32F, CV_64F):
-        raise ValueError(f"{fn}: `ddepth` must be -1, CV_32F (5) or CV_64F (6), got {ddepth}")
+        raise ValueError(f"{fn}: `{name}` must be -1, CV_32F (5) or CV_64F (6), got {ddepth}")
     dtype = {-1: src.dtype, CV_32F: torch.float32, CV_64F: torch.float64}[ddepth]
     if src.dtype != dtype and ((dtype == torch.float64 and not widen) or (src.dtype == torch.float64 and not narrow)):
-        name = "CV_64F (6)" if ddepth == CV_64F else "CV_32F (5)"
+        depth = "CV_64F (6)" if ddepth == CV_64F else "CV_32F (5)"
         raise ValueError(
-            f"{fn}: `ddepth` {name} from a {src.dtype} `src` is refused by OpenCV for this filter and ksize; "
+            f"{fn}: `{name}` {depth} from a {src.dtype} `src` is refused by OpenCV for this filter and ksize; "
             "use -1, or convert `src` first"
         )
     return dtype
 
 
-def _check_ksize(fn: str, ksize: Any, scharr: bool) -> int:
+def _check_ksize(fn: str, name: str, value: Any, scharr: bool) -> int:
     """An odd kernel size from 1 to ``_MAX_KSIZE``; any ``ksize <= 0`` (FILTER_SCHARR) where ``scharr``."""
-    ksize = check_int(fn, "ksize", ksize)
+    ksize = check_int(fn, name, value)
     if scharr and ksize <= 0:
         return FILTER_SCHARR
     if ksize <= 0 or ksize % 2 == 0 or ksize > 31:
-        raise ValueError(f"{fn}: `ksize` must be odd, from 1 to 31 in OpenCV, got {ksize}")
+        raise ValueError(f"{fn}: `{name}` must be odd, from 1 to 31 in OpenCV, got {ksize}")
     if ksize > _MAX_KSIZE:
         raise ValueError(
-            f"{fn}: `ksize` {ksize} is accepted by OpenCV but not here: torchgrad's stencils have at most "
+            f"{fn}: `{name}` {ksize} is accepted by OpenCV but not here: torchgrad's stencils have at most "
             f"{_MAX_KSIZE} taps (ksize 1, 3, 5 or 7)"
         )
     return ksize
@@ -314,7 +314,7 @@ def _check_orders(fn: str, dx: Any, dy: Any, ksize: Any, name: str = "Sobel") ->
     """Derivative orders that OpenCV's kernels for ``ksize`` take."""
     dx = check_int(fn, "dx", dx, minimum=0)
     dy = check_int(fn, "dy", dy, minimum=0)
-    ksize = _check_ksize(fn, ksize, scharr=True)
+    ksize = _check_ksize(fn, "ksize", ksize, scharr=True)
     if ksize == FILTER_SCHARR:
         if dx + dy != 1:
             raise ValueError(

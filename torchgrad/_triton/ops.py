@@ -12,6 +12,11 @@ Every op has a fake implementation that only allocates, an autograd formula and 
   no graph is built, else ``apply`` and ``adjoint`` with plain tensor code between them;
 - ``vmap`` moves the batch dimension to the front (the operators act on trailing dimensions).
 
+Each op computes with the kernels where they serve its tensors, else with the operator's own
+executors (:class:`~torchgrad._separable.Separable`): under ``torch.compile`` the choice of these ops
+is made once, on the description and the rank (:mod:`torchgrad._executor`), so a size the kernels
+refuse (a plane beyond int32 offsets) is only seen when the op runs, and computed there all the same.
+
 ``custom_op`` provides no forward-mode AD, and ops with tensor-list arguments or results do not
 support ``torch.func.grad``: under ``torch.func`` transforms and forward mode, :mod:`torchgrad._executor`
 runs these ops inside the autograd Functions of :mod:`torchgrad._linear` (:class:`TritonOperator`).
@@ -25,8 +30,10 @@ from typing import Any, Optional, Sequence
 import torch
 from torch import Tensor
 
+from .._separable import Separable
 from .description import parse
 from .launch import triton_adjoint, triton_apply, triton_magnitude, triton_magnitude_backward
+from .plan import Unsupported
 
 
 @dataclass(frozen=True)
@@ -43,13 +50,47 @@ class TritonOperator:
         return adjoint(list(grads), self.description)
 
 
+# --- where the kernels refuse the tensors: the operator's own executors -----------------------------
+
+
+def _like(x: Tensor, result: Tensor) -> Tensor:
+    """``result`` in a new tensor laid out as the fake implementations say: like ``x``."""
+    return torch.empty_like(x, dtype=result.dtype).copy_(result)
+
+
+def _components(op: Separable, x: Tensor) -> tuple[Tensor, ...]:
+    """``A x``, in float32 for half precision (whose squares overflow), as the kernels accumulate it."""
+    return (op.with_output_dtype(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else op).apply(x)
+
+
+def _norm(components: Sequence[Tensor], eps: float) -> Tensor:
+    total = components[0] * components[0]
+    for c in components[1:]:
+        total = total + c * c
+    return torch.sqrt(total + eps)
+
+
+def _fallback_magnitude(op: Separable, x: Tensor, eps: float) -> Tensor:
+    return _like(x, _norm(_components(op, x), eps).to(x.dtype))
+
+
+def _fallback_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: float) -> Tensor:
+    components = _components(op, x)
+    scale = grad / _norm(components, eps)
+    return _like(x, op.adjoint([scale * c for c in components]).to(x.dtype))
+
+
 # --- A x --------------------------------------------------------------------------------------------
 
 
 @torch.library.custom_op("torchgrad::apply", mutates_args=())
 def apply(x: Tensor, operator: str) -> list[Tensor]:
     """``A x``: one tensor per component, shaped and typed like ``x``, from one kernel launch."""
-    return list(triton_apply(parse(operator), x))
+    op = parse(operator)
+    try:
+        return list(triton_apply(op, x))
+    except Unsupported:
+        return [_like(x, y) for y in op.apply(x)]
 
 
 @apply.register_fake
@@ -85,7 +126,12 @@ def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, operator: str) -
 @torch.library.custom_op("torchgrad::adjoint", mutates_args=())
 def adjoint(grads: list[Optional[Tensor]], operator: str) -> Tensor:
     """``A^T g``, ``None`` standing for a zero cotangent; shaped and typed like the first one given."""
-    return triton_adjoint(parse(operator), grads)
+    op = parse(operator)
+    try:
+        return triton_adjoint(op, grads)
+    except Unsupported:
+        first = _first(grads)
+        return _like(first, op.adjoint(grads).to(first.dtype))
 
 
 @adjoint.register_fake
@@ -134,7 +180,11 @@ def _(info: Any, in_dims: tuple[Any, ...], grads: list[Optional[Tensor]], operat
 @torch.library.custom_op("torchgrad::magnitude", mutates_args=())
 def magnitude(x: Tensor, operator: str, eps: float) -> Tensor:
     """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written."""
-    return triton_magnitude(parse(operator), x, eps)
+    op = parse(operator)
+    try:
+        return triton_magnitude(op, x, eps)
+    except Unsupported:
+        return _fallback_magnitude(op, x, eps)
 
 
 @magnitude.register_fake
@@ -145,7 +195,11 @@ def _(x: Tensor, operator: str, eps: float) -> Tensor:
 @torch.library.custom_op("torchgrad::magnitude_backward", mutates_args=())
 def magnitude_backward(x: Tensor, grad: Tensor, operator: str, eps: float) -> Tensor:
     """``A^T (grad * A x / |A x|)``: the gradient of :func:`magnitude`, two launches."""
-    return triton_magnitude_backward(parse(operator), x, grad, eps)
+    op = parse(operator)
+    try:
+        return triton_magnitude_backward(op, x, grad, eps)
+    except Unsupported:
+        return _fallback_magnitude_backward(op, x, grad, eps)
 
 
 @magnitude_backward.register_fake
