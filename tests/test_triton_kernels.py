@@ -427,6 +427,8 @@ def test_what_is_not_served() -> None:
     assert "no padding mode" in unsupported_reason(Separable(((four,),)), x)
     third = Stencil(-1, (0.1, 0, 0.1), 1, (Row(((0, 1),)),), (Row(((-1, 1),)),))
     assert "float32" in unsupported_reason(Separable(((third,),)), x)
+    folded = padded_stencil(-1, (1.0, 0, 2.0**-30), "reflect")  # row 0 gives sample 1 the weight 1 + 2^-30
+    assert "float32" in unsupported_reason(Separable(((folded,),)), x)
     assert can_serve(sobel, _input((2, 5, 7)))  # descriptions hold no size: one operator serves every shape
     copies = (Row(((0, 1),)), Row(((1, 1),))), (Row(((-2, 1),)), Row(((-1, 1),)))
     long_rows = Stencil(-1, (1, 4, 6, 4, 1), 1, *copies)  # explicit border rows that copy the input

@@ -13,7 +13,7 @@ wrapped). Explicit border rows that read farther than ``R`` samples add two far 
 ``n - 1``, which run only on the tiles they reach. Every sample index is clamped into its axis, so the
 loads of a tile that reaches past the edge stay inside the tensor without a mask; masks only zero the
 samples that zero padding leaves out, and keep stores (and the cotangent's load) to the tile's own
-elements.
+elements (rows that valid borders zero are zeroed by the arithmetic, not by masks).
 
 Only Triton's builtins are used, none of its standard library (``tl.cdiv``, ``tl.zeros``): those are
 jitted when ``triton.language`` is first imported, so the interpreter could not run them if Triton
@@ -25,16 +25,17 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from . import plan
 from .penalty_kernels import loss_epilogue
 
-_NONE: tl.constexpr = tl.constexpr(0)
-_REFLECT: tl.constexpr = tl.constexpr(1)
-_REPLICATE: tl.constexpr = tl.constexpr(2)
-_ZEROS: tl.constexpr = tl.constexpr(3)
-_CIRCULAR: tl.constexpr = tl.constexpr(4)
-_VALID: tl.constexpr = tl.constexpr(5)
-_ROWS: tl.constexpr = tl.constexpr(6)
-_SYMMETRIC: tl.constexpr = tl.constexpr(7)
+_NONE: tl.constexpr = tl.constexpr(plan.NONE)
+_REFLECT: tl.constexpr = tl.constexpr(plan.REFLECT)
+_REPLICATE: tl.constexpr = tl.constexpr(plan.REPLICATE)
+_ZEROS: tl.constexpr = tl.constexpr(plan.ZEROS)
+_CIRCULAR: tl.constexpr = tl.constexpr(plan.CIRCULAR)
+_VALID: tl.constexpr = tl.constexpr(plan.VALID)
+_ROWS: tl.constexpr = tl.constexpr(plan.ROWS)
+_SYMMETRIC: tl.constexpr = tl.constexpr(plan.SYMMETRIC)
 
 COMPONENTS: tl.constexpr = tl.constexpr(0)
 MAGNITUDE: tl.constexpr = tl.constexpr(1)

@@ -9,8 +9,8 @@ gradient and, for a linear penalty, the target's (its negative) in the same pass
 ``input - target`` is one elementwise subtraction first. Half-precision inputs instead take ``A target``
 from one more forward launch (components in float32), which the loss kernel subtracts, so that the
 difference is never rounded to half precision; penalties that compare ``A input`` with ``A target`` (the
-gradient difference) take that route at every dtype. Launches per call, whatever the batch: 3 forward
-(2 without a target) and 3 backward (2 without a target).
+gradient difference) take that route at every dtype. Launches per call, whatever the batch (kernels, and
+``input - target`` or ``A target``): 3 forward (2 without a target) and 3 backward (2 without a target).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ TOTAL_BLOCK = 1024
 """Rows of partial sums that the final reduction adds per step."""
 
 
-def _work_dtype(x: Tensor) -> torch.dtype:
+def work_dtype(x: Tensor) -> torch.dtype:
     """The dtype of intermediates (components, partial sums, scales): float32, float64 for float64."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
@@ -56,10 +56,10 @@ def _plan(op: Separable, x: Tensor) -> KernelPlan:
 
 def _references(plan: KernelPlan, y: Tensor) -> list[Tensor]:
     """``A y`` per component, in the work dtype: one forward launch."""
-    refs = [torch.empty_like(y, dtype=_work_dtype(y)) for _ in range(plan.n_outputs)]
+    refs = [torch.empty_like(y, dtype=work_dtype(y)) for _ in range(plan.n_outputs)]
     if kernel_layout([y] + refs, plan.ndim) is None:
         y = y.contiguous()
-        refs = [torch.empty_like(y, dtype=_work_dtype(y)) for _ in refs]
+        refs = [torch.empty_like(y, dtype=work_dtype(y)) for _ in refs]
     _forward(plan, y, refs, kernels.COMPONENTS, None)
     return refs
 
@@ -92,7 +92,7 @@ def _launch_loss(
     tile = _block(layout, plan.ndim, None)
     programs = _programs(layout, tile)
     if scales is None:
-        sums = torch.empty((programs, plan.n_outputs + 1), dtype=_work_dtype(source), device=source.device)
+        sums = torch.empty((programs, plan.n_outputs + 1), dtype=work_dtype(source), device=source.device)
     else:
         sums = scales
     output = kernels.LOSS_SLOPES if grad is not None else kernels.LOSS_SUMS
@@ -112,7 +112,7 @@ def _launch_loss(
 def _contiguous_if_needed(plan: KernelPlan, tensors: list[Optional[Tensor]]) -> list[Optional[Tensor]]:
     """The tensors as they are when their layouts merge (with float buffers like the first), else contiguous."""
     present = [t for t in tensors if t is not None]
-    like = [torch.empty_like(present[0], dtype=_work_dtype(present[0]), device="meta")]  # strides only
+    like = [torch.empty_like(present[0], dtype=work_dtype(present[0]), device="meta")]  # strides only
     held = [t.view(torch.uint8) if t.dtype == torch.bool else t for t in present]
     if kernel_layout(held + like, plan.ndim) is not None:
         return tensors
@@ -137,7 +137,7 @@ def triton_loss(
     plan = _plan(op, x)
     params = tuple(float(p) for p in params)
     x, y, mask = _contiguous_if_needed(plan, [x, y, mask])  # type: ignore[assignment]
-    work = _work_dtype(x)
+    work = work_dtype(x)
     refs = _uses_references(penalty, x, y)
     if refs:
         source, components = x, _references(plan, y)  # type: ignore[arg-type]
@@ -176,7 +176,7 @@ def triton_loss_backward(
         source, slopes = x, _references(plan, y)  # type: ignore[arg-type]
     else:
         source = x if y is None else torch.sub(x, y)
-        slopes = [torch.empty_like(source, dtype=_work_dtype(x)) for _ in range(plan.n_outputs)]
+        slopes = [torch.empty_like(source, dtype=work_dtype(x)) for _ in range(plan.n_outputs)]
     _launch_loss(plan, source, slopes, mask, grad, scales, penalty, params, refs)
     gx = torch.empty_like(x)
     negated = None

@@ -16,11 +16,7 @@ import torch
 from torch import Tensor
 
 from .description import parse
-from .loss_launch import triton_loss, triton_loss_backward
-
-
-def _work_dtype(x: Tensor) -> torch.dtype:
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
+from .loss_launch import triton_loss, triton_loss_backward, work_dtype
 
 
 @torch.library.custom_op("torchgrad::fused_loss", mutates_args=())
@@ -53,8 +49,8 @@ def _(
     elements: int,
     dtype: torch.dtype,
 ) -> tuple[Tensor, Tensor]:
-    components = len(parse(operator).chains)
-    return x.new_empty((), dtype=dtype), x.new_empty((components,), dtype=_work_dtype(x))
+    components = parse(operator).n_outputs
+    return x.new_empty((), dtype=dtype), x.new_empty((components,), dtype=work_dtype(x))
 
 
 @torch.library.custom_op("torchgrad::fused_loss_backward", mutates_args=())

@@ -23,15 +23,15 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from . import penalty_codes
+from . import penalty_codes, plan
 
 _L1: tl.constexpr = tl.constexpr(penalty_codes.L1)
 _SQUARED_L2: tl.constexpr = tl.constexpr(penalty_codes.SQUARED_L2)
 _CHARBONNIER: tl.constexpr = tl.constexpr(penalty_codes.CHARBONNIER)
 _GRADIENT_DIFFERENCE: tl.constexpr = tl.constexpr(penalty_codes.GRADIENT_DIFFERENCE)
 
-_ROWS: tl.constexpr = tl.constexpr(6)  # the border rules of torchgrad._triton.plan
-_VALID: tl.constexpr = tl.constexpr(5)
+_ROWS: tl.constexpr = tl.constexpr(plan.ROWS)
+_VALID: tl.constexpr = tl.constexpr(plan.VALID)
 
 
 @triton.jit

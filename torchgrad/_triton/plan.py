@@ -205,6 +205,17 @@ def _exact_in_float32(w: float) -> bool:
     return struct.unpack("f", struct.pack("f", w))[0] == w
 
 
+def _net_exact(stencil: _Real) -> bool:
+    """Whether float32 holds every running sum of the weights that a border row gives one sample."""
+    for terms in stencil.rows.values():
+        sums: dict[int, float] = {}
+        for k, w in terms:
+            sums[k] = sums.get(k, 0.0) + w
+            if not _exact_in_float32(sums[k]):
+                return False
+    return True
+
+
 @lru_cache(maxsize=256)
 def _plan(
     chains: tuple[tuple[_Real, ...], ...], outputs: tuple[int, ...], ndim: int, shape: tuple[int, ...]
@@ -230,8 +241,10 @@ def _plan(
     weights = tuple(
         tuple(_axis_weights(s, radii[a], *rules[a]) for a, s in enumerate(per_axis)) for per_axis in stencils
     )
-    # Taps and border-row weights become float32 constants in the kernels (divisors keep full precision).
-    if not all(_exact_in_float32(v) for axes in weights for w in axes for v in w.taps + w.first + w.last):
+    # Taps and border-row weights become float32 constants in the kernels (divisors keep full precision), and
+    # the adjoint adds in float32 the weights that a border row gives one sample.
+    exact = all(_exact_in_float32(v) for axes in weights for w in axes for v in w.taps + w.first + w.last)
+    if not exact or not all(_net_exact(s) for per_axis in stencils for s in per_axis if s is not None):
         raise Unsupported("weights that float32 does not hold exactly are not served")
     divisors = tuple(float(math.prod(s.divisor for s in chain)) for chain in chains)
     adjoint = tuple(
