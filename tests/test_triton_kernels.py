@@ -17,6 +17,8 @@ import torch
 
 pytest.importorskip("triton")
 
+from launches import count_launches
+
 from torchgrad._filters import build_operator
 from torchgrad._registry import REGISTRY
 from torchgrad._separable import Separable
@@ -314,7 +316,7 @@ def test_batch_dims_that_do_not_merge() -> None:
 
 
 def test_batch_zero_launches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    counts = _count_launches(monkeypatch)
+    counts = count_launches(monkeypatch)
     x = torch.zeros(0, 3, 5, 6, dtype=torch.float32)
     op = OPERATORS["sobel_reflect"][0](x)
     ys = triton_apply(op, x)
@@ -358,23 +360,10 @@ def test_magnitude(name: str, dtype: torch.dtype) -> None:
     torch.testing.assert_close(gx.double(), expected_grad, rtol=tol, atol=tol * scale)
 
 
-def _count_launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Wraps the executor's one launch function; the list grows by the kernel's name at each launch."""
-    calls: list[str] = []
-    original = launch.launch_kernel
-
-    def counting(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
-        calls.append(kernel.fn.__name__)
-        original(kernel, programs, *args, **meta)
-
-    monkeypatch.setattr(launch, "launch_kernel", counting)
-    return calls
-
-
 @pytest.mark.parametrize("batch", [2, 32])
 def test_launch_counts(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """One launch forward and one for the adjoint, whatever the batch; two for the magnitude's backward."""
-    calls = _count_launches(monkeypatch)
+    calls = count_launches(monkeypatch)
     for name in ("image_gradients", "sobel_reflect", "scharr_circular", "gradient_edge2_spacing", "image_gradients_3d"):
         nd = OPERATORS[name][1]
         x = _input((batch,) + ((2, 3, 4) if nd == 3 else (3, 4)), torch.float32)

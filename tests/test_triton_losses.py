@@ -16,6 +16,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip("triton")
 
+from launches import count_launches  # noqa: E402
+
 from torchgrad._executor import FORCE_TRITON  # noqa: E402
 from torchgrad._filters import build_operator  # noqa: E402
 from torchgrad._registry import REGISTRY  # noqa: E402
@@ -63,16 +65,8 @@ def _shape(name: str, batch: int = 2) -> tuple[int, ...]:
 def launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The Triton executor switched on for CPU tensors; the list grows by a kernel's name at each launch."""
     monkeypatch.setenv(FORCE_TRITON, "1")
-    calls: list[str] = []
-    original = launch.launch_kernel
-
-    def counting(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
-        calls.append(kernel.fn.__name__)
-        with _Work.paused():  # the interpreter's own tensor operations are part of the launch
-            original(kernel, programs, *args, **meta)
-
-    monkeypatch.setattr(launch, "launch_kernel", counting)
-    return calls
+    # The interpreter's own tensor operations are part of the launch, not work of their own.
+    return count_launches(monkeypatch, around=_Work.paused)
 
 
 _ALLOCATIONS = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"}

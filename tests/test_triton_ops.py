@@ -16,6 +16,8 @@ import torch
 
 pytest.importorskip("triton")
 
+from launches import count_launches  # noqa: E402
+
 import torchgrad  # noqa: E402
 from torchgrad import cv2_compat  # noqa: E402
 from torchgrad._executor import FORCE_TRITON, triton_description  # noqa: E402
@@ -107,15 +109,7 @@ CASES = _cases()
 def launches(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The Triton executor switched on for CPU tensors; the list grows by a kernel's name at each launch."""
     monkeypatch.setenv(FORCE_TRITON, "1")
-    calls: list[str] = []
-    original = launch.launch_kernel
-
-    def counting(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
-        calls.append(kernel.fn.__name__)
-        original(kernel, programs, *args, **meta)
-
-    monkeypatch.setattr(launch, "launch_kernel", counting)
-    return calls
+    return count_launches(monkeypatch)
 
 
 def _input(

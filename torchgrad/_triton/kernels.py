@@ -25,17 +25,16 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from . import plan
 from .penalty_kernels import loss_epilogue
-
-_NONE: tl.constexpr = tl.constexpr(plan.NONE)
-_REFLECT: tl.constexpr = tl.constexpr(plan.REFLECT)
-_REPLICATE: tl.constexpr = tl.constexpr(plan.REPLICATE)
-_ZEROS: tl.constexpr = tl.constexpr(plan.ZEROS)
-_CIRCULAR: tl.constexpr = tl.constexpr(plan.CIRCULAR)
-_VALID: tl.constexpr = tl.constexpr(plan.VALID)
-_ROWS: tl.constexpr = tl.constexpr(plan.ROWS)
-_SYMMETRIC: tl.constexpr = tl.constexpr(plan.SYMMETRIC)
+from .rows import CIRCULAR as _CIRCULAR
+from .rows import NONE as _NONE
+from .rows import REFLECT as _REFLECT
+from .rows import ROWS as _ROWS
+from .rows import SYMMETRIC as _SYMMETRIC
+from .rows import VALID as _VALID
+from .rows import ZEROS as _ZEROS
+from .rows import row_weight as _row_weight
+from .rows import valid_rows as _valid_rows
 
 COMPONENTS: tl.constexpr = tl.constexpr(0)
 MAGNITUDE: tl.constexpr = tl.constexpr(1)
@@ -82,27 +81,6 @@ def _sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: tl
         sources = sources + (tl.minimum(tl.maximum(s, 0), hi),)
         inside = inside + (m,)
     return sources, inside
-
-
-@triton.jit
-def _row_weight(i, n, t: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr):
-    """The weight that rows ``i`` give slot ``t``, ``W = (taps, row 0, row n - 1)``."""
-    if MODE == _ROWS:
-        w = tl.where(i == 0, W[1][t], tl.where(i == n - 1, W[2][t], W[0][t]))
-    else:
-        w = W[0][t]
-    return w
-
-
-@triton.jit
-def _valid_rows(i, n, R: tl.constexpr, MODE: tl.constexpr, W: tl.constexpr):
-    """``VALID``: the rows whose non-zero taps all read inside the axis (every row otherwise)."""
-    ok = i == i
-    if MODE == _VALID:
-        for t in tl.static_range(2 * R + 1):
-            if W[0][t] != 0:
-                ok = ok & (i + (t - R) >= 0) & (i + (t - R) <= n - 1)
-    return ok
 
 
 @triton.jit

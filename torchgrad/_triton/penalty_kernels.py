@@ -23,15 +23,13 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from . import penalty_codes, plan
+from . import penalty_codes
+from .rows import ROWS, row_weight, valid_rows
 
 _L1: tl.constexpr = tl.constexpr(penalty_codes.L1)
 _SQUARED_L2: tl.constexpr = tl.constexpr(penalty_codes.SQUARED_L2)
 _CHARBONNIER: tl.constexpr = tl.constexpr(penalty_codes.CHARBONNIER)
 _GRADIENT_DIFFERENCE: tl.constexpr = tl.constexpr(penalty_codes.GRADIENT_DIFFERENCE)
-
-_ROWS: tl.constexpr = tl.constexpr(plan.ROWS)
-_VALID: tl.constexpr = tl.constexpr(plan.VALID)
 
 
 @triton.jit
@@ -111,23 +109,10 @@ def penalty_slope(a, b, PENALTY: tl.constexpr, PARAMS: tl.constexpr, ACC: tl.con
 @triton.jit
 def _reads(i, n, MODE: tl.constexpr, W: tl.constexpr, t: tl.constexpr):
     """Whether slot ``t`` of rows ``i`` carries a weight (the border rows of ``ROWS`` have their own)."""
-    if MODE == _ROWS:
-        w = tl.where(i == 0, W[1][t], tl.where(i == n - 1, W[2][t], W[0][t]))
-        out = w != 0
+    if MODE == ROWS:
+        out = row_weight(i, n, t, MODE, W) != 0
     else:
         out = i >= 0
-    return out
-
-
-@triton.jit
-def _zeroed(i, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr):
-    """The rows that ``valid`` padding zeroes: a non-zero tap reads past the edge (they read nothing, so
-    they always count)."""
-    out = i < 0
-    if MODE == _VALID:
-        for t in tl.static_range(2 * R + 1):
-            if W[0][t] != 0:
-                out = out | (i + (t - R) < 0) | (i + (t - R) > n - 1)
     return out
 
 
@@ -181,10 +166,11 @@ def _counted(
     bads = (bad0, bad1, bad2)
     counted = ()
     for c in tl.static_range(3):
-        zeroed = (
-            _zeroed(zi, D, MODES[0], RADII[0], WTS[c % NC][0])
-            | _zeroed(rows, H, MODES[1], RADII[1], WTS[c % NC][1])
-            | _zeroed(cols, W, MODES[2], RADII[2], WTS[c % NC][2])
+        # Rows that valid borders zero read nothing, so they always count.
+        zeroed = ~(
+            valid_rows(zi, D, RADII[0], MODES[0], WTS[c % NC][0])
+            & valid_rows(rows, H, RADII[1], MODES[1], WTS[c % NC][1])
+            & valid_rows(cols, W, RADII[2], MODES[2], WTS[c % NC][2])
         )
         counted = counted + (mask & (zeroed | ~bads[c]),)
     return counted
