@@ -94,8 +94,7 @@ def reduced_penalty(
         return penalty_call(x, y, mask, loss, None).to(dtype)
     if elements is None:
         elements = loss.op.n_outputs * x.numel()
-    target_needs_grad = y is not None and y.requires_grad
-    description = fused_loss_description(loss.op, x, loss.penalty.kernel_code, target_needs_grad)
+    description = fused_loss_description(loss.op, x, loss.penalty.kernel_code, y)
     if description is not None:
         total, _ = _KernelPenaltyFunction.apply(x, y, mask, loss, description, reduction == "mean", elements, dtype)
         return total
@@ -259,10 +258,13 @@ class _KernelPenaltyFunction(torch.autograd.Function):
     ``dtype``, over the elements that count when ``mean``; also returns each component's scale (no gradient).
 
     Backward is ``torch.ops.torchgrad.fused_loss_backward``; asked for a graph of the gradient (double
-    backward), it is the eager Function's differentiable code instead."""
+    backward), it is the eager Function's differentiable code instead. (No ``torch.func`` rules: those calls
+    never come here. So ``forward`` takes the ``ctx`` itself, which spares each call the signature binding
+    that a separate ``setup_context`` costs.)"""
 
     @staticmethod
     def forward(
+        ctx: Any,
         x: Tensor,
         y: Optional[Tensor],
         mask: Optional[Tensor],
@@ -275,22 +277,24 @@ class _KernelPenaltyFunction(torch.autograd.Function):
         penalty = loss.penalty
         weights = list(loss.weights or (1.0,) * loss.op.n_outputs)
         params = list(penalty.kernel_params())
-        return torch.ops.torchgrad.fused_loss(
+        total, scales = torch.ops.torchgrad.fused_loss(
             x, y, mask, description, penalty.kernel_code, params, weights, mean, elements, dtype
         )
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
-        x, y, mask, ctx.loss, ctx.description = inputs[:5]
-        ctx.save_for_backward(x, y, mask, output[1])
-        ctx.mark_non_differentiable(output[1])
+        ctx.loss, ctx.description = loss, description
+        ctx.save_for_backward(x, y, mask)
+        # The scales (one number per component, never seen outside this Function) are not one of autograd's
+        # saved tensors: only the inputs are.
+        ctx.scales = scales
+        ctx.mark_non_differentiable(scales)
         ctx.set_materialize_grads(False)  # no zeros for the scales' (absent) gradient
+        return total, scales
 
     @staticmethod
     def backward(ctx: Any, grad: Optional[Tensor], _: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
         if grad is None:
             return (None,) * 8
-        x, y, mask, scales = ctx.saved_tensors
+        x, y, mask = ctx.saved_tensors
+        scales: Tensor = ctx.scales
         loss: FusedLoss = ctx.loss
         need_x, need_y = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled():

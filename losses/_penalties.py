@@ -136,6 +136,8 @@ class GradientDifference(Penalty):
 class EdgeAware(Penalty):
     """``|a| exp(-mean_channels |b|)`` with ``b`` the image's gradient, a constant (edge-aware smoothness)."""
 
+    kernel_code: ClassVar[Optional[int]] = PENALTY_CODES.EDGE_AWARE
+
     def reference(self, components: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         with torch.no_grad():
             return tuple(torch.exp(-c.abs().mean(-3, keepdim=True)) for c in components)

@@ -12,7 +12,7 @@ from torchgrad._internal import (
     forward_difference_operator,
 )
 
-from ._fused import FusedLoss, penalty_call
+from ._fused import FusedLoss, reduced_penalty
 from ._penalties import EdgeAware
 
 
@@ -80,8 +80,9 @@ def edge_aware_smoothness_loss(
         n, c, h, w = disparity.shape
         weights = (1.0 / (n * c * (h - 1) * w), 1.0 / (n * c * h * (w - 1)))
     loss = FusedLoss(forward_difference_operator(disparity, 2, fn), EdgeAware(), weights)
-    keep = None if reduction == "none" else 0
-    return penalty_call(disparity, image.detach(), None, loss, keep).to(disparity.dtype)
+    # The weights make the sum of the map monodepth2's mean.
+    total = "none" if reduction == "none" else "sum"
+    return reduced_penalty(disparity, image.detach(), None, loss, total, disparity.dtype)
 
 
 class EdgeAwareSmoothnessLoss(nn.Module):

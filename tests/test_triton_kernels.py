@@ -437,19 +437,27 @@ from torchgrad._separable import Separable
 from torchgrad._stencil import padded_stencil
 
 
-def compile(fn, meta):
-    names = fn.arg_names
-    signature = {n: "constexpr" if n in meta else "*bf16" if n.endswith("_ptr") else "i32" for n in names}
-    constants = {n: meta[n] for n in names if n in meta}
+def compile(fn, meta, pointer="*bf16"):
+    def kind(n):
+        if n in meta:
+            return "constexpr"
+        if n == "m_ptr":
+            return "*u8"
+        return pointer if n.endswith("_ptr") else "fp64" if n == "eps" else "i32"
+
+    signature = {n: kind(n) for n in fn.arg_names}
+    constants = {n: meta[n] for n in fn.arg_names if n in meta}
     triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constants), target=GPUTarget("cuda", 90, 32))
 
 
 x = torch.zeros(2, 3, 64, 64)
-tile = dict(EPS=0.0, ACC=tl.float32, BLOCK_D=1, BLOCK_H=8, BLOCK_W=64)
+tile = dict(ACC=tl.float32, BLOCK_D=1, BLOCK_H=8, BLOCK_W=64)
 losses = [
     dict(OUTPUT=kernels.LOSS_SUMS, PENALTY=penalty_codes.CHARBONNIER, PARAMS=(1e-6,), REFS=False, LOSS_MASK=True),
     dict(OUTPUT=kernels.LOSS_SLOPES, PENALTY=penalty_codes.GRADIENT_DIFFERENCE, PARAMS=(1.5,), REFS=True,
          LOSS_MASK=False),
+    dict(OUTPUT=kernels.LOSS_SUMS, PENALTY=penalty_codes.EDGE_AWARE, PARAMS=(), REFS=True, LOSS_MASK=False),
+    dict(OUTPUT=kernels.EDGE_WEIGHTS),
 ]
 for op in (build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2),
            Separable(tuple((_uniform_stencil(x, d, 0.5, 2),) for d in (-2, -1))),
@@ -457,8 +465,13 @@ for op in (build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2),
            Separable(tuple((padded_stencil(d, (1, -6, 15, -20, 15, -6, 1), "reflect"),) for d in (-3, -2, -1)))):
     plan = kernel_plan(op, x.shape).constexprs()
     compile(kernels._adjoint_kernel, dict(plan, **tile, NEG=True))
-    for output in [dict(OUTPUT=kernels.COMPONENTS)] + ([] if op.summed else losses):
+    outputs = [dict(OUTPUT=kernels.COMPONENTS), dict(OUTPUT=kernels.MAGNITUDE), dict(OUTPUT=kernels.SCALED)]
+    for output in outputs + ([] if op.summed else losses):
         compile(kernels._forward_kernel, dict(plan, **tile, **output))
+    # float64 throughout (the adjoint's weights and the magnitude's square root take other paths)
+    double = dict(tile, ACC=tl.float64)
+    compile(kernels._forward_kernel, dict(plan, **double, OUTPUT=kernels.MAGNITUDE), "*fp64")
+    compile(kernels._adjoint_kernel, dict(plan, **double, NEG=False), "*fp64")
 compile(penalty_kernels._total_kernel, dict(NC=2, WEIGHTS=(1.0, 0.5), MEAN=True, LOSS_MASK=True, BLOCK=1024))
 print("compiled")
 """

@@ -50,10 +50,14 @@ CASES: dict[str, Loss] = {
     ),
     "total_variation_l1": lambda x, y, m: F.total_variation_loss(x),
     "total_variation_l2_sum": lambda x, y, m: F.total_variation_loss(x, p=2, reduction="sum"),
+    # the image (y, two channels) only weighs the disparity's (x's) gradients
+    "edge_aware": lambda x, y, m: F.edge_aware_smoothness_loss(x[:, :1], y),
+    "edge_aware_sum": lambda x, y, m: F.edge_aware_smoothness_loss(x, y[:, :1], normalize=False, reduction="sum"),
 }
 MASKED = {"l1_sobel", "l2_diff", "charbonnier_scharr_zeros", "l1_central", "l2_prewitt_circular_normalized"}
 MASKED |= {"l1_hessian_symmetric", "l1_sobel_3d"}
 HALF = {"l1_sobel": torch.float16, "charbonnier_scharr_zeros": torch.bfloat16, "gradient_difference": torch.float16}
+HALF["edge_aware"] = torch.bfloat16
 """Cases also run in half precision (the interpreter is slow: one dtype stands for the others)."""
 
 
@@ -178,6 +182,28 @@ def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytes
 
 
 COUNTED = ["l1_sobel", "charbonnier_scharr_zeros", "l2_diff", "gradient_difference", "total_variation_l1"]
+COUNTED += ["edge_aware_sum"]
+NO_TARGET_GRAD = ("gradient_difference", "total_variation", "edge_aware")
+
+
+def _counts(loss: Loss, name: str, masked: bool, launches: list[str]) -> list[tuple[list[str], list[str]]]:
+    """Launches and aten ops that do work, forward and backward, at batch 2 and 32."""
+    counts = []
+    for batch in (2, 32):
+        x, y, mask = _inputs((batch, 1, 4, 5), torch.float32)
+        x.requires_grad_()
+        y.requires_grad_(not name.startswith(NO_TARGET_GRAD))
+        seed = torch.ones(())
+        launches.clear()
+        with _Work() as work:
+            value = loss(x, y, mask if masked else None)
+            forward = launches + work.ops
+            launches.clear()
+            work.ops.clear()
+            torch.autograd.grad(value, [t for t in (x, y) if t.requires_grad], seed)
+            backward = launches + work.ops
+        counts.append((sorted(forward), sorted(backward)))
+    return counts
 
 
 @pytest.mark.parametrize("name", COUNTED)
@@ -186,25 +212,36 @@ def test_launch_counts(name: str, launches: list[str]) -> None:
     the same at batch 2 and 32, with and without a mask."""
     loss = CASES[name]
     for m in (False, True) if name in MASKED else (False,):
-        counts = []
-        for batch in (2, 32):
-            x, y, mask = _inputs((batch, 1, 4, 5), torch.float32)
-            x.requires_grad_()
-            y.requires_grad_(not name.startswith(("gradient_difference", "total_variation")))
-            seed = torch.ones(())
-            launches.clear()
-            with _Work() as work:
-                value = loss(x, y, mask if m else None)
-                forward = launches + work.ops
-                launches.clear()
-                work.ops.clear()
-                torch.autograd.grad(value, [t for t in (x, y) if t.requires_grad], seed)
-                backward = launches + work.ops
-            counts.append((sorted(forward), sorted(backward)))
+        counts = _counts(loss, name, m, launches)
         assert counts[0] == counts[1], counts
         forward, backward = counts[0]
         assert "_total_kernel" in forward and "_adjoint_kernel" in backward
         assert len(forward) + len(backward) <= 6, (name, m, forward, backward)
+
+
+def test_launch_counts_of_the_normalised_edge_aware_loss(launches: list[str]) -> None:
+    """Edge-aware smoothness with ``normalize`` (its default): the 6 launches of the loss and torch's ops that
+    divide the disparity by its per-sample mean, the same at batch 2 and 32."""
+    counts = _counts(CASES["edge_aware"], "edge_aware", False, launches)
+    assert counts[0] == counts[1], counts
+    forward, backward = counts[0]
+    kernels = [k for k in forward + backward if k.startswith("_")]
+    assert sorted(kernels) == ["_adjoint_kernel"] + ["_forward_kernel"] * 4 + ["_total_kernel"], kernels
+    assert "mean" in forward and "div" in forward
+
+
+@pytest.mark.parametrize("name", ["l1_sobel", "gradient_difference", "total_variation_l1", "edge_aware_sum"])
+def test_saves_only_references_to_the_inputs(name: str, launches: list[str]) -> None:
+    """Autograd keeps the inputs (and the mask) and nothing else, on the kernels' path as on the eager one."""
+    x, y, mask = _inputs(SHAPE, torch.float32)
+    x.requires_grad_()
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        value = CASES[name](x, y, mask if name in MASKED else None)
+    assert "_total_kernel" in launches and saved
+    assert {t.data_ptr() for t in saved} <= {x.data_ptr(), y.data_ptr(), mask.data_ptr()}
+    (gx,) = torch.autograd.grad(value, x)
+    assert gx.shape == x.shape
 
 
 def test_double_backward_takes_the_differentiable_eager_code(
@@ -228,13 +265,17 @@ def test_double_backward_takes_the_differentiable_eager_code(
     u.requires_grad_()
     assert torch.autograd.gradcheck(lambda t: F.gradient_loss(t, v, small, penalty="charbonnier"), (u,), fast_mode=True)
     assert torch.autograd.gradgradcheck(lambda t: F.gradient_loss(t, v, small, p=2), (u,), fast_mode=True)
+    image = v.expand(1, 3, 5, 6)
+    assert torch.autograd.gradcheck(lambda t: F.edge_aware_smoothness_loss(t, image), (u,), fast_mode=True)
+    assert torch.autograd.gradgradcheck(lambda t: F.edge_aware_smoothness_loss(t, image), (u,), fast_mode=True)
 
 
-def test_compile_fullgraph(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("name", ["charbonnier_scharr_zeros", "edge_aware"])
+def test_compile_fullgraph(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """``torch.compile(fullgraph=True)``: the ops in the graph, eager's value and gradients."""
     x, y, mask = _inputs(SHAPE, torch.float32)
     torch._dynamo.reset()
-    loss = CASES["charbonnier_scharr_zeros"]
+    loss = CASES[name]
     compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")
     launches.clear()
     got = _value_and_grads(compiled, x, y, mask)
@@ -256,13 +297,16 @@ def test_opcheck(launches: list[str]) -> None:
 
 def test_what_the_kernels_do_not_serve_falls_back(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The Laplacian (a sum of chains), per-element maps, the gradient difference's target gradient,
-    edge-aware smoothness, empty batches and ``torch.func`` take the eager Function, with its results."""
+    edge-aware weights of more than 16 image channels, empty batches and ``torch.func`` take the eager
+    Function, with its results."""
     x, y, mask = _inputs(SHAPE, torch.float64)
     calls: list[Callable[[], Any]] = [
         lambda: _value_and_grads(lambda u, v, m: F.gradient_loss(u, v, m, operator="laplacian"), x, y, mask),
         lambda: _value_and_grads(lambda u, v, m: F.gradient_loss(u, v, m, reduction="none").sum(), x, y, mask),
         lambda: _value_and_grads(lambda u, v, m: F.gradient_difference_loss(u, v), x, y, None),
-        lambda: _value_and_grads(lambda u, v, m: F.edge_aware_smoothness_loss(u[:, :1], v), x, y, None),
+        lambda: _value_and_grads(
+            lambda u, v, m: F.edge_aware_smoothness_loss(u[:, :1], v[:, :1].expand(2, 17, 9, 11)), x, y, None
+        ),
         lambda: F.gradient_loss(x[:0], y[:0]),
         lambda: torch.func.grad(lambda u: F.gradient_loss(u, y, mask, p=2))(x),
     ]

@@ -44,6 +44,10 @@ DTYPES = list(TOLERANCE)
 HALF = (torch.float16, torch.bfloat16)
 
 
+_EPS = torch.scalar_tensor(1e-3, dtype=torch.float64)
+"""``eps`` as the magnitude ops take it."""
+
+
 def _as_tuple(fn: Callable[[torch.Tensor], object]) -> Fn:
     def wrapped(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = fn(x)
@@ -255,6 +259,26 @@ def test_compile_dynamic_shapes(launches: list[str], monkeypatch: pytest.MonkeyP
             _close(a, e)
 
 
+def test_compile_dynamic_eps_is_an_input(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``dynamic=True``: a new ``eps`` of the magnitude (with a new size) is an input of the one graph, not a
+    recompilation; the kernels take it at run time."""
+    from torch._dynamo.testing import CompileCounter
+
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    compiled = torch.compile(torchgrad.gradient_magnitude, backend=counter, fullgraph=True, dynamic=True)
+    for shape, eps in (((2, 5, 6), 1e-3), ((3, 6, 7), 0.25), ((2, 7, 5), 1e-6)):
+        x = _input(shape, torch.float64)
+        launches.clear()
+        got = _values_and_grad(_as_tuple(lambda t: compiled(t, eps=eps)), x)
+        assert launches == ["_forward_kernel", "_forward_kernel", "_adjoint_kernel"], launches
+        eager = _as_tuple(lambda t: torchgrad.gradient_magnitude(t, eps=eps))
+        expected = _on_the_cpu_executor(monkeypatch, _values_and_grad, eager, x)
+        for a, e in zip(got[0] + (got[1],), expected[0] + (expected[1],)):
+            _close(a, e)
+    assert counter.frame_count == 1
+
+
 @pytest.mark.parametrize("name", ["sobel_reflect", "magnitude_scharr_zeros"])
 def test_compiled_calls_fall_back_where_the_kernels_refuse_the_size(
     name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch
@@ -285,8 +309,8 @@ def test_opcheck_every_op(launches: list[str]) -> None:
         (ops.apply, (x.clone().requires_grad_(), description)),
         (ops.adjoint, ([g[0].clone().requires_grad_(), g[1]], description)),
         (ops.adjoint, ([None, g[1].clone().requires_grad_()], description)),
-        (ops.magnitude, (x.clone().requires_grad_(), description, 1e-3)),
-        (ops.magnitude_backward, (x, g[0], description, 1e-3)),
+        (ops.magnitude, (x.clone().requires_grad_(), description, _EPS)),
+        (ops.magnitude_backward, (x, g[0], description, _EPS)),
     ]
     for fn, args in cases:
         torch.library.opcheck(fn, args)
@@ -308,8 +332,8 @@ def test_vmap_rules_of_the_ops(launches: list[str]) -> None:
         (lambda t: ops.apply(t, description), (1,)),
         (lambda t: ops.adjoint([None, t], description), (1,)),
         (lambda t: ops.adjoint([t, g], description), (1,)),
-        (lambda t: ops.magnitude(t, description, 1e-3), (1,)),
-        (lambda t, u: ops.magnitude_backward(t, u, description, 1e-3), (1, 1)),
+        (lambda t: ops.magnitude(t, description, _EPS), (1,)),
+        (lambda t, u: ops.magnitude_backward(t, u, description, _EPS), (1, 1)),
     ]
     for fn, dims in cases:
         args = (x,) * len(dims)

@@ -102,19 +102,20 @@ def _stand_in(x: Tensor) -> Tensor:
         return torch.empty_strided(x.shape, (0,) * x.dim(), dtype=x.dtype, device=x.device)
 
 
-def fused_loss_description(op: object, x: Tensor, penalty: Optional[int], target_needs_grad: bool) -> Optional[str]:
+def fused_loss_description(op: object, x: Tensor, penalty: Optional[int], target: Optional[Tensor]) -> Optional[str]:
     """The description of ``op`` for the fused-loss ops (``torch.ops.torchgrad.fused_loss``) on ``x``, else ``None``.
 
     They serve what the Triton ops serve (:func:`triton_description`), called directly (not under
     ``torch.func`` transforms or forward-mode AD) and the loss kernels take
-    (:func:`~torchgrad._triton.loss_launch.loss_refusal`), for a penalty with a kernel code (``penalty``), a
-    non-empty input, and the target's gradient of penalties that are linear in ``input - target`` only.
+    (:func:`~torchgrad._triton.loss_launch.loss_refusal`, which also reads the ``target``), for a penalty
+    with a kernel code (``penalty``) and a non-empty input; a target that needs a gradient only with a
+    penalty that is linear in ``input - target``.
     """
     from ._triton import penalty_codes
 
     if penalty is None or not ops_directly() or x.numel() == 0:
         return None
-    if target_needs_grad and penalty not in penalty_codes.LINEAR:
+    if target is not None and target.requires_grad and penalty not in penalty_codes.LINEAR:
         return None
     description = triton_description(op, x)
     if description is None:
@@ -122,7 +123,7 @@ def fused_loss_description(op: object, x: Tensor, penalty: Optional[int], target
     from ._triton import loss_ops  # noqa: F401  (registers torch.ops.torchgrad.fused_loss)
     from ._triton.loss_launch import loss_refusal
 
-    return None if loss_refusal(op) is not None else description  # type: ignore[arg-type]
+    return None if loss_refusal(op, penalty, target) is not None else description  # type: ignore[arg-type]
 
 
 def triton_operator(description: str) -> Any:

@@ -50,6 +50,7 @@ are terms even where they are zero: all three samples are read, as ``torch.gradi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional, Sequence, Union
 
 import torch
@@ -384,10 +385,27 @@ def padded_stencil(dim: int, taps: tuple[Weight, ...], padding: str, divisor: We
 
     ``padding`` is one of :data:`PADDING_MODES`, or ``"valid"``: a border row that would read past
     the edge is zero (``tf.image.image_gradients``). ``reflect`` needs 2 samples along ``dim``.
-    Border rows are the rows whose non-zero taps reach past the edge.
+    Border rows are the rows whose non-zero taps reach past the edge. Stencils of number weights are
+    built once (every call of an operator asks for the same few).
     """
     if padding not in PADDING_MODES + ("valid",):
         raise ValueError(f"padding must be one of {PADDING_MODES + ('valid',)}, got {padding!r}")
+    taps = tuple(taps)
+    if torch.compiler.is_compiling() or isinstance(divisor, Tensor) or any(isinstance(w, Tensor) for w in taps):
+        return _padded_stencil(dim, taps, padding, divisor)  # (Dynamo traces through caches, and warns)
+    # The types are part of the key: 1 and 1.0 are equal, but the stencils they make are not the same.
+    types = tuple(type(w).__name__ for w in (*taps, divisor))
+    return _cached_stencil(dim, taps, padding, divisor, types)
+
+
+@lru_cache(maxsize=1024)
+def _cached_stencil(
+    dim: int, taps: tuple[Weight, ...], padding: str, divisor: Weight, _types: tuple[str, ...]
+) -> Stencil:
+    return _padded_stencil(dim, taps, padding, divisor)
+
+
+def _padded_stencil(dim: int, taps: tuple[Weight, ...], padding: str, divisor: Weight) -> Stencil:
     h = len(taps) // 2
     used = [t for t, w in enumerate(taps) if not _is_zero(w)]
     before = max(0, h - used[0]) if used else 0  # rows whose taps reach before the start

@@ -139,8 +139,10 @@ def gradient_magnitude(
     separable = _operator(image, operator, padding, normalized, spatial_dims, eps)
     description = triton_description(separable, image)
     if description is not None and ops_directly():
-        # The fused kernels, which square and sum half precision in float32.
-        return torch.ops.torchgrad.magnitude(image, description, eps)
+        # The fused kernels, which square and sum half precision in float32; eps travels as a 0-d tensor
+        # (a graph input under torch.compile, not a constant that each new value recompiles).
+        eps_tensor = torch.scalar_tensor(eps, dtype=torch.float64)
+        return torch.ops.torchgrad.magnitude(image, description, eps_tensor)
     half = image.dtype in (torch.float16, torch.bfloat16)
     # Squares of half-precision components overflow float16 (255^2) and round in bfloat16, and so
     # does the double backward's 1 / (|A x|^2 + eps) where the image is flat: all in float32.

@@ -25,7 +25,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .penalty_kernels import loss_epilogue
+from .penalty_kernels import edge_weights_epilogue, loss_epilogue
 from .rows import CIRCULAR as _CIRCULAR
 from .rows import NONE as _NONE
 from .rows import REFLECT as _REFLECT
@@ -41,6 +41,7 @@ MAGNITUDE: tl.constexpr = tl.constexpr(1)
 SCALED: tl.constexpr = tl.constexpr(2)
 LOSS_SUMS: tl.constexpr = tl.constexpr(3)
 LOSS_SLOPES: tl.constexpr = tl.constexpr(4)
+EDGE_WEIGHTS: tl.constexpr = tl.constexpr(5)
 
 
 @triton.jit
@@ -191,16 +192,18 @@ def _forward_kernel(
     gs1, gs0, gsz, gsy, gsx,
     NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, FIRST: tl.constexpr, MODES: tl.constexpr,
     RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
-    USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr, EPS: tl.constexpr,
+    USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr,
     ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-    s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0,
+    eps: tl.float64 = 0.0, copies=1, s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0,
     PENALTY: tl.constexpr = 0, PARAMS: tl.constexpr = (), REFS: tl.constexpr = False, LOSS_MASK: tl.constexpr = False,
 ):  # fmt: skip
-    """``A x`` on one tile: every output (``COMPONENTS``), their magnitude ``sqrt(sum y^2 + EPS)``
+    """``A x`` on one tile: every output (``COMPONENTS``), their magnitude ``sqrt(sum y^2 + eps)``
     (``MAGNITUDE``), or ``y * g / magnitude`` (``SCALED``, the magnitude's backward before ``A^T``); or a
     fused loss's penalty on the outputs (``LOSS_SUMS``, ``LOSS_SLOPES``: see
     :func:`~torchgrad._triton.penalty_kernels.loss_epilogue`; ``s_ptr`` its sums or scales, ``m_ptr`` and
-    its strides the mask, ``y*_ptr`` the target's outputs with ``REFS``, or the slopes written).
+    its strides the mask, ``y*_ptr`` the target's outputs with ``REFS``, or the slopes written); or the
+    edge-aware weights of an image whose channels lie along z (``EDGE_WEIGHTS``, see
+    :func:`~torchgrad._triton.penalty_kernels.edge_weights_epilogue`, ``copies`` its channels written).
 
     Each sample of the tile and its halo is loaded once per slot and serves every chain, which is
     reduced along x, then y, then z, and divided once by its divisor; an output adds its chains."""
@@ -245,14 +248,18 @@ def _forward_kernel(
         loss_epilogue(outputs, mask, y_ptrs, y_off, g_ptr, s_ptr, m_ptr + bo * ms1 + bi * ms0, msz, msy, msx,
                       zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, NO, MODES, RADII, WTS, NZ,
                       OUTPUT == LOSS_SLOPES, PENALTY, PARAMS, REFS, LOSS_MASK, ACC)  # fmt: skip
+    elif OUTPUT == EDGE_WEIGHTS:
+        edge_weights_epilogue(outputs, mask, y_ptrs, bo * ys1 + bi * ys0 + rows * ysy + cols * ysx, ysz,
+                              zi, rows, cols, D, H, W, copies, NO, ACC)  # fmt: skip
     else:
         total = outputs[0] * outputs[0]
         for o in tl.static_range(1, NO):
             total += outputs[o] * outputs[o]
+        # eps is a run-time argument (a new value compiles nothing), rounded to float32 as torch rounds it
         if ACC == tl.float64:
-            norm = tl.sqrt(total + EPS)
+            norm = tl.sqrt(total + eps)
         else:
-            norm = tl.sqrt_rn(total + EPS)
+            norm = tl.sqrt_rn(total + tl.cast(eps, ACC))
         if OUTPUT == MAGNITUDE:
             tl.store(y0_ptr + y_off, norm.to(y0_ptr.dtype.element_ty), mask=mask)
         else:

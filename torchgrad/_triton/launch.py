@@ -84,20 +84,30 @@ def _accumulator(dtype: torch.dtype) -> Any:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
 
+def next_power_of_2(n: int) -> int:
+    """The least power of 2 at least ``n`` (1 for ``n <= 1``); plain Python, as the host code's other
+    arithmetic (Triton's own helper costs microseconds per call outside a kernel)."""
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
 def _block(layout: Layout, ndim: int, block: Block) -> tuple[int, int, int]:
     """The tile ``(BLOCK_D, BLOCK_H, BLOCK_W)``: ``block`` when given, else sized to the tensor."""
     if block is not None:
         return block
     _, _, d, h, w = layout.sizes
     volume = ndim == 3
-    bw = min(32 if volume else 64, triton.next_power_of_2(w))
-    bh = min(8, triton.next_power_of_2(h))
-    return min(triton.next_power_of_2(d), max(1, TILE[3 if volume else 2] // (bh * bw))), bh, bw
+    bw = min(32 if volume else 64, next_power_of_2(w))
+    bh = min(8, next_power_of_2(h))
+    return min(next_power_of_2(d), max(1, TILE[3 if volume else 2] // (bh * bw))), bh, bw
 
 
 def _programs(layout: Layout, block: tuple[int, int, int]) -> int:
     b1, b0, d, h, w = layout.sizes
-    return b1 * b0 * triton.cdiv(d, block[0]) * triton.cdiv(h, block[1]) * triton.cdiv(w, block[2])
+    return b1 * b0 * cdiv(d, block[0]) * cdiv(h, block[1]) * cdiv(w, block[2])
 
 
 FORWARD_META = ("NC", "NO", "OUT", "FIRST", "MODES", "RADII", "FK", "LK", "WTS", "NZ", "USED", "DIVS")
@@ -138,7 +148,7 @@ def _forward(
         _programs(layout, tile),
         x, *ys, x if grad is None else tensors[2],
         *layout.sizes[1:], *x_strides, *y_strides, *g_strides,
-        **_forward_meta(meta), OUTPUT=output, EPS=float(eps), ACC=_accumulator(x.dtype),
+        **_forward_meta(meta), OUTPUT=output, eps=float(eps), ACC=_accumulator(x.dtype),
         BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
     )  # fmt: skip
 

@@ -9,8 +9,10 @@ gradient and, for a linear penalty, the target's (its negative) in the same pass
 ``input - target`` is one elementwise subtraction first. Half-precision inputs instead take ``A target``
 from one more forward launch (components in float32), which the loss kernel subtracts, so that the
 difference is never rounded to half precision; penalties that compare ``A input`` with ``A target`` (the
-gradient difference) take that route at every dtype. Launches per call, whatever the batch (kernels, and
-``input - target`` or ``A target``): 3 forward (2 without a target) and 3 backward (2 without a target).
+gradient difference) take that route at every dtype. The edge-aware smoothness reads its weights,
+``exp(-mean_channels |A image|)``, from one launch over the image (:func:`_edge_weights`) the same way.
+Launches per call, whatever the batch (kernels, and ``input - target``, ``A target`` or the weights):
+3 forward (2 without a target) and 3 backward (2 without a target).
 """
 
 from __future__ import annotations
@@ -18,13 +20,12 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import torch
-import triton
 from torch import Tensor
 
 from .._separable import Separable
 from . import kernels, launch, penalty_codes, penalty_kernels
 from .launch import _accumulator, _block, _forward, _programs, unsupported_reason
-from .layout import kernel_layout
+from .layout import INT32_MAX, Layout, kernel_layout
 from .plan import KernelPlan, Unsupported, kernel_plan
 
 TOTAL_BLOCK = 1024
@@ -41,14 +42,28 @@ def _uses_references(penalty: int, x: Tensor, y: Optional[Tensor]) -> bool:
     return y is not None and (penalty not in penalty_codes.LINEAR or x.dtype in (torch.float16, torch.bfloat16))
 
 
-def loss_refusal(op: Separable) -> Optional[str]:
-    """Why the loss kernels cannot run an operator that the operator kernels serve, or ``None``: outputs
-    that sum chains (the mask rule and the penalty read one chain per output)."""
-    return "outputs that sum chains (the Laplacian) take the eager loss" if op.summed else None
+EDGE_CHANNELS = 16
+"""The most image channels whose edge-aware weights one program computes (they lie along its tile's z)."""
 
 
-def _plan(op: Separable, x: Tensor) -> KernelPlan:
-    reason = unsupported_reason(op, x) or loss_refusal(op)
+def loss_refusal(op: Separable, penalty: int, y: Optional[Tensor]) -> Optional[str]:
+    """Why the loss kernels cannot run an operator that the operator kernels serve, with ``penalty`` and
+    target ``y``, or ``None``: outputs that sum chains (the mask rule and the penalty read one chain per
+    output); for the edge-aware weights, an image that the kernels cannot read or of too many channels."""
+    if op.summed:
+        return "outputs that sum chains (the Laplacian) take the eager loss"
+    if penalty == penalty_codes.EDGE_AWARE:
+        if y is None or y.dim() != 4:
+            return "the edge-aware weights need an (N, C, H, W) image"
+        if y.shape[1] > EDGE_CHANNELS:
+            return f"the edge-aware weights read at most {EDGE_CHANNELS} image channels, got {y.shape[1]}"
+        if y.dtype not in launch.FLOATING:
+            return f"the kernels read float16, bfloat16, float32 and float64 images, got {y.dtype}"
+    return None
+
+
+def _plan(op: Separable, x: Tensor, penalty: int, y: Optional[Tensor]) -> KernelPlan:
+    reason = unsupported_reason(op, x) or loss_refusal(op, penalty, y)
     if reason is not None:
         raise Unsupported(f"the Triton executor cannot serve this loss: {reason}")
     return kernel_plan(op, x.shape)
@@ -62,6 +77,46 @@ def _references(plan: KernelPlan, y: Tensor) -> list[Tensor]:
         refs = [torch.empty_like(y, dtype=work_dtype(y)) for _ in refs]
     _forward(plan, y, refs, kernels.COMPONENTS, None)
     return refs
+
+
+def _edge_weights(plan: KernelPlan, image: Tensor, like: Tensor) -> list[Tensor]:
+    """The edge-aware weights ``exp(-mean_channels |A_c image|)`` per component, in the work dtype, shaped and
+    laid out like ``like`` (the same weight in each of its channels): one forward launch, a program per
+    tile of one image's plane with every channel along z."""
+    weights = [torch.empty_like(like, dtype=work_dtype(like)) for _ in range(plan.n_outputs)]
+    n, channels, h, w = image.shape
+    copies = like.shape[1]
+    if (h - 1) * image.stride(2) + (w - 1) * image.stride(3) > INT32_MAX:
+        image = image.contiguous()  # a plane as large as the input's, which the kernels read
+    strides = [(0, t.stride(0), t.stride(1), t.stride(2), t.stride(3)) for t in (image, weights[0])]
+    layout = Layout((1, n, channels, h, w), (strides[0], strides[1]))
+    bd = launch.next_power_of_2(max(channels, copies))
+    bw = min(64, launch.next_power_of_2(w))
+    bh = min(8, launch.next_power_of_2(h), max(1, launch.TILE[2] // (bd * bw)))
+    ys = weights + [weights[0]] * (3 - len(weights))
+    launch.launch_kernel(
+        kernels._forward_kernel,
+        _programs(layout, (bd, bh, bw)),
+        image, *ys, image,
+        *layout.sizes[1:], *strides[0], *strides[1], *strides[0],
+        **launch._forward_meta(plan.constexprs()), OUTPUT=kernels.EDGE_WEIGHTS, ACC=_accumulator(image.dtype),
+        BLOCK_D=bd, BLOCK_H=bh, BLOCK_W=bw, copies=copies,
+    )  # fmt: skip
+    return weights
+
+
+def _operands(
+    plan: KernelPlan, penalty: int, x: Tensor, y: Optional[Tensor], mask: Optional[Tensor]
+) -> tuple[Tensor, Optional[Tensor], Tensor, list[Tensor]]:
+    """``x`` and ``mask`` as the kernels read them, the tensor that the loss kernel applies ``A`` to, and
+    the components it reads (``A target``, or the edge-aware weights; none when it reads ``x - y``)."""
+    if penalty == penalty_codes.EDGE_AWARE:
+        x, mask = _contiguous_if_needed(plan, [x, mask])  # type: ignore[assignment]
+        return x, mask, x, _edge_weights(plan, y, x)  # type: ignore[arg-type]
+    x, y, mask = _contiguous_if_needed(plan, [x, y, mask])  # type: ignore[assignment]
+    if _uses_references(penalty, x, y):
+        return x, mask, x, _references(plan, y)  # type: ignore[arg-type]
+    return x, mask, (x if y is None else torch.sub(x, y)), []
 
 
 def _launch_loss(
@@ -101,7 +156,7 @@ def _launch_loss(
         programs,
         source, *ys, source if grad is None else grad,
         *layout.sizes[1:], *strides[0], *c_strides, *strides[0],
-        **launch._forward_meta(meta), OUTPUT=output, EPS=0.0, ACC=_accumulator(source.dtype),
+        **launch._forward_meta(meta), OUTPUT=output, ACC=_accumulator(source.dtype),
         BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
         s_ptr=sums, m_ptr=m, ms1=m_strides[0], ms0=m_strides[1], msz=m_strides[2], msy=m_strides[3],
         msx=m_strides[4], PENALTY=penalty, PARAMS=params, REFS=refs, LOSS_MASK=mask is not None,
@@ -134,22 +189,17 @@ def triton_loss(
     """The loss ``sum_c weights[c] sum penalty(A_c ...)`` in ``dtype``, over the number of elements that count
     when ``mean`` (under ``mask``, at least 1; else ``elements``), and each component's scale (its weight over
     that number), which :func:`triton_loss_backward` takes."""
-    plan = _plan(op, x)
+    plan = _plan(op, x, penalty, y)
     params = tuple(float(p) for p in params)
-    x, y, mask = _contiguous_if_needed(plan, [x, y, mask])  # type: ignore[assignment]
+    x, mask, source, components = _operands(plan, penalty, x, y, mask)
     work = work_dtype(x)
-    refs = _uses_references(penalty, x, y)
-    if refs:
-        source, components = x, _references(plan, y)  # type: ignore[arg-type]
-    else:
-        source, components = (x if y is None else torch.sub(x, y)), []
-    sums, programs = _launch_loss(plan, source, components, mask, None, None, penalty, params, refs)
+    sums, programs = _launch_loss(plan, source, components, mask, None, None, penalty, params, bool(components))
     out = torch.empty((), dtype=dtype, device=x.device)
     scales = torch.empty((plan.n_outputs,), dtype=work, device=x.device)
     launch.launch_kernel(
         penalty_kernels._total_kernel, 1, sums, out, scales, programs, elements,
         NC=plan.n_outputs, WEIGHTS=tuple(float(w) for w in weights), MEAN=mean, LOSS_MASK=mask is not None,
-        BLOCK=min(TOTAL_BLOCK, triton.next_power_of_2(programs)),
+        BLOCK=min(TOTAL_BLOCK, launch.next_power_of_2(programs)),
     )  # fmt: skip
     return out, scales
 
@@ -167,21 +217,17 @@ def triton_loss_backward(
 ) -> tuple[Tensor, Optional[Tensor]]:
     """The gradients of :func:`triton_loss` for ``x`` and (``need_y``, linear penalties) ``y``: two launches
     after ``input - target`` (or ``A target``)."""
-    plan = _plan(op, x)
+    plan = _plan(op, x, penalty, y)
     params = tuple(float(p) for p in params)
-    y_in = y
-    x, y, mask = _contiguous_if_needed(plan, [x, y, mask])  # type: ignore[assignment]
-    refs = _uses_references(penalty, x, y)
-    if refs:
-        source, slopes = x, _references(plan, y)  # type: ignore[arg-type]
-    else:
-        source = x if y is None else torch.sub(x, y)
+    x, mask, source, slopes = _operands(plan, penalty, x, y, mask)
+    refs = bool(slopes)  # the slopes overwrite the components they are computed from
+    if not refs:
         slopes = [torch.empty_like(source, dtype=work_dtype(x)) for _ in range(plan.n_outputs)]
     _launch_loss(plan, source, slopes, mask, grad, scales, penalty, params, refs)
     gx = torch.empty_like(x)
     negated = None
-    if need_y and y_in is not None:
-        negated = torch.empty_like(gx, dtype=y_in.dtype)
+    if need_y and y is not None:
+        negated = torch.empty_like(gx, dtype=y.dtype)
     _adjoint(plan, slopes, gx, negated)
     return gx, negated
 

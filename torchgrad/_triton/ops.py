@@ -178,49 +178,53 @@ def _(info: Any, in_dims: tuple[Any, ...], grads: list[Optional[Tensor]], operat
 
 
 @torch.library.custom_op("torchgrad::magnitude", mutates_args=())
-def magnitude(x: Tensor, operator: str, eps: float) -> Tensor:
-    """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written."""
+def magnitude(x: Tensor, operator: str, eps: Tensor) -> Tensor:
+    """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written.
+
+    ``eps`` is a 0-d float64 tensor on the CPU, not a ``float``: under ``torch.compile(dynamic=True)`` a
+    new value is then an input of the graph, not a recompilation (and the kernels take it at run time).
+    Reading it costs no device synchronisation."""
     op = parse(operator)
     try:
-        return triton_magnitude(op, x, eps)
+        return triton_magnitude(op, x, float(eps))
     except Unsupported:
-        return _fallback_magnitude(op, x, eps)
+        return _fallback_magnitude(op, x, float(eps))
 
 
 @magnitude.register_fake
-def _(x: Tensor, operator: str, eps: float) -> Tensor:
+def _(x: Tensor, operator: str, eps: Tensor) -> Tensor:
     return torch.empty_like(x)
 
 
 @torch.library.custom_op("torchgrad::magnitude_backward", mutates_args=())
-def magnitude_backward(x: Tensor, grad: Tensor, operator: str, eps: float) -> Tensor:
+def magnitude_backward(x: Tensor, grad: Tensor, operator: str, eps: Tensor) -> Tensor:
     """``A^T (grad * A x / |A x|)``: the gradient of :func:`magnitude`, two launches."""
     op = parse(operator)
     try:
-        return triton_magnitude_backward(op, x, grad, eps)
+        return triton_magnitude_backward(op, x, grad, float(eps))
     except Unsupported:
-        return _fallback_magnitude_backward(op, x, grad, eps)
+        return _fallback_magnitude_backward(op, x, grad, float(eps))
 
 
 @magnitude_backward.register_fake
-def _(x: Tensor, grad: Tensor, operator: str, eps: float) -> Tensor:
+def _(x: Tensor, grad: Tensor, operator: str, eps: Tensor) -> Tensor:
     return torch.empty_like(x)
 
 
 def _magnitude_setup(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-    x, ctx.operator, ctx.eps = inputs
-    ctx.save_for_backward(x)
+    x, ctx.operator, eps = inputs
+    ctx.save_for_backward(x, eps)
 
 
 def _magnitude_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-    (x,) = ctx.saved_tensors
+    x, eps = ctx.saved_tensors
     if not torch.is_grad_enabled():
-        return magnitude_backward(x, grad, ctx.operator, ctx.eps), None, None
+        return magnitude_backward(x, grad, ctx.operator, eps), None, None
     # A graph of the gradient (double backward): A x again through the differentiable ops, in float32
     # for half precision (the squares overflow float16).
     work = x if x.dtype == torch.float64 else x.float()
     components = apply(work, ctx.operator)
-    scale = grad / torch.sqrt(sum(c * c for c in components) + ctx.eps)
+    scale = grad / torch.sqrt(sum(c * c for c in components) + eps)
     return adjoint([scale * c for c in components], ctx.operator).to(x.dtype), None, None
 
 
@@ -228,14 +232,14 @@ magnitude.register_autograd(_magnitude_backward, setup_context=_magnitude_setup)
 
 
 @magnitude.register_vmap
-def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, operator: str, eps: float) -> Any:
+def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, operator: str, eps: Tensor) -> Any:
     if in_dims[0] is None:
         return magnitude(x, operator, eps), None
     return magnitude(x.movedim(in_dims[0], 0), operator, eps), 0
 
 
 @magnitude_backward.register_vmap
-def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, grad: Tensor, operator: str, eps: float) -> Any:
+def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, grad: Tensor, operator: str, eps: Tensor) -> Any:
     if in_dims[0] is None and in_dims[1] is None:
         return magnitude_backward(x, grad, operator, eps), None
     x = x.movedim(in_dims[0], 0) if in_dims[0] is not None else x.expand(info.batch_size, *x.shape)

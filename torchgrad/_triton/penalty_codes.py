@@ -5,11 +5,13 @@ compile-time constants. This file never imports Triton.
 - ``L1``: ``|a|``; ``SQUARED_L2``: ``a^2``; ``CHARBONNIER``: ``sqrt(a^2 + eps^2)``, parameters ``(eps^2,)``;
   ``a`` is ``A (input - target)``.
 - ``GRADIENT_DIFFERENCE``: ``||a| - |b||^alpha``, parameters ``(alpha,)``; ``a = A input``, ``b = A target``.
+- ``EDGE_AWARE``: ``|a| b``; ``a = A input``, ``b = exp(-mean_channels |A target|)``, the target an image of
+  any number of channels (edge-aware smoothness).
 """
 
 from __future__ import annotations
 
-L1, SQUARED_L2, CHARBONNIER, GRADIENT_DIFFERENCE = range(1, 5)
+L1, SQUARED_L2, CHARBONNIER, GRADIENT_DIFFERENCE, EDGE_AWARE = range(1, 6)
 
 LINEAR = (L1, SQUARED_L2, CHARBONNIER)
 """Codes of the penalties of ``A (input - target)`` (the others compare ``A input`` with ``A target``)."""

@@ -30,6 +30,7 @@ _L1: tl.constexpr = tl.constexpr(penalty_codes.L1)
 _SQUARED_L2: tl.constexpr = tl.constexpr(penalty_codes.SQUARED_L2)
 _CHARBONNIER: tl.constexpr = tl.constexpr(penalty_codes.CHARBONNIER)
 _GRADIENT_DIFFERENCE: tl.constexpr = tl.constexpr(penalty_codes.GRADIENT_DIFFERENCE)
+_EDGE_AWARE: tl.constexpr = tl.constexpr(penalty_codes.EDGE_AWARE)
 
 
 @triton.jit
@@ -61,28 +62,33 @@ def _sqrt(v, ACC: tl.constexpr):
 
 @triton.jit
 def _power(r, alpha: tl.constexpr):
-    """``r ** alpha`` for ``r >= 0`` (0 at 0 for ``alpha > 0``)."""
+    """``r ** alpha`` for ``r >= 0`` (0 at 0 for ``alpha > 0``), through float64 ``exp`` and ``log`` (a GPU's
+    float32 ones are approximations; the float64 ones are accurate, and the loss is bound by memory)."""
     if alpha == 1:
         out = r
     elif alpha == 2:
         out = r * r
     else:
-        out = tl.where(r > 0, tl.exp(alpha * tl.log(tl.where(r > 0, r, 1.0))), r * 0.0)  # NaN stays NaN
+        positive = tl.where(r > 0, r, 1.0).to(tl.float64)
+        power = tl.exp(alpha * tl.log(positive)).to(r.dtype)
+        out = tl.where(r > 0, power, r * 0.0)  # NaN stays NaN
     return out
 
 
 @triton.jit
 def penalty_value(a, b, PENALTY: tl.constexpr, PARAMS: tl.constexpr, ACC: tl.constexpr):
     """The per-element loss of component values ``a`` (``A (input - target)``, or ``A input`` with ``b``
-    the target's)."""
+    the target's component, or the edge-aware weight)."""
     if PENALTY == _L1:
         v = tl.abs(a)
     elif PENALTY == _SQUARED_L2:
         v = a * a
     elif PENALTY == _CHARBONNIER:
         v = _sqrt(a * a + PARAMS[0], ACC)
-    else:  # _GRADIENT_DIFFERENCE
+    elif PENALTY == _GRADIENT_DIFFERENCE:
         v = _power(tl.abs(tl.abs(a) - tl.abs(b)), PARAMS[0])
+    else:  # _EDGE_AWARE
+        v = tl.abs(a) * b
     return v
 
 
@@ -95,6 +101,8 @@ def penalty_slope(a, b, PENALTY: tl.constexpr, PARAMS: tl.constexpr, ACC: tl.con
         d = 2 * a
     elif PENALTY == _CHARBONNIER:
         d = a / _sqrt(a * a + PARAMS[0], ACC)
+    elif PENALTY == _EDGE_AWARE:
+        d = _sign(a) * b
     else:  # _GRADIENT_DIFFERENCE
         r = tl.abs(a) - tl.abs(b)
         if PARAMS[0] == 1:
@@ -203,8 +211,8 @@ def loss_epilogue(
         b = a
         if REFS:
             b = tl.load(y_ptrs[c] + y_off, mask=mask, other=0.0).to(ACC)
-            if PENALTY != _GRADIENT_DIFFERENCE:  # linear: A (input - target) = A input - A target
-                a = a - b
+            if PENALTY == _L1 or PENALTY == _SQUARED_L2 or PENALTY == _CHARBONNIER:
+                a = a - b  # linear: A (input - target) = A input - A target
         if SLOPES:
             d = penalty_slope(a, b, PENALTY, PARAMS, ACC) * (grad * tl.load(s_ptr + c).to(ACC))
             d = tl.where(counted[c], d, 0.0)
@@ -215,6 +223,22 @@ def loss_epilogue(
             number += counted[c].to(ACC)
     if not SLOPES:
         tl.store(row + NC, _tile_sum(number).to(s_ptr.dtype.element_ty))
+
+
+@triton.jit
+def edge_weights_epilogue(
+    accs, mask, y_ptrs, plane_off, ysz, zi, rows, cols, D, H, W, copies, NC: tl.constexpr, ACC: tl.constexpr
+):  # fmt: skip
+    """The end of the forward kernel for the edge-aware weights (``OUTPUT=EDGE_WEIGHTS``): the tile holds
+    every channel of one image along z; per component, ``exp(-mean over the channels of |A image|)`` is
+    written to channels ``0 .. copies - 1`` of ``y_ptrs[c]`` (``plane_off`` their offset in the plane, ``ysz``
+    their channel stride)."""
+    inside = (zi < copies) & (rows < H) & (cols < W)
+    channels = tl.cast(D, ACC)
+    for c in tl.static_range(NC):
+        total = tl.reduce(tl.where(mask, tl.abs(accs[c]), 0.0), 0, _add, keep_dims=True)
+        weight = tl.exp(-(total / channels)) + tl.zeros(zi.shape, ACC)  # one value for every channel
+        tl.store(y_ptrs[c] + plane_off + zi * ysz, weight.to(y_ptrs[c].dtype.element_ty), mask=inside)
 
 
 @triton.jit
@@ -242,17 +266,21 @@ def _total_kernel(
             n += tl.load(p_ptr + i * (NC + 1) + NC, mask=ok, other=0.0).to(tl.float64)
     sums = (tl.reduce(s0, 0, _add), tl.reduce(s1, 0, _add), tl.reduce(s2, 0, _add))
     if not MEAN:
-        number = 1.0
+        number = tl.full([], 1.0, tl.float64)
     elif LOSS_MASK:
         number = tl.maximum(tl.reduce(n, 0, _add), 1.0)
     else:
         number = tl.cast(elements, tl.float64)
-    total = sums[0] * WEIGHTS[0]
+    # The weights as float64 constants (a bare Python float would reach float64 through float32).
+    weights = ()
+    for c in tl.static_range(NC):
+        weights = weights + (tl.full([], WEIGHTS[c], tl.float64),)
+    total = sums[0] * weights[0]
     for c in tl.static_range(1, NC):
-        total += sums[c] * WEIGHTS[c]
+        total += sums[c] * weights[c]
     loss = total / number
     if out_ptr.dtype.element_ty != tl.float64:  # through float32 (the interpreter cannot go to bfloat16 directly)
         loss = loss.to(tl.float32)
     tl.store(out_ptr, loss.to(out_ptr.dtype.element_ty))
     for c in tl.static_range(NC):
-        tl.store(scale_ptr + c, (WEIGHTS[c] / number).to(scale_ptr.dtype.element_ty))
+        tl.store(scale_ptr + c, (weights[c] / number).to(scale_ptr.dtype.element_ty))

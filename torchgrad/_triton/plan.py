@@ -97,6 +97,8 @@ class KernelPlan:
     def for_outputs(self, given: Sequence[int]) -> "KernelPlan":
         """The plan of the chains whose outputs are ``given`` (the adjoint of the cotangents that are
         given), their outputs renumbered by position in ``given``."""
+        if tuple(given) == tuple(range(self.n_outputs)):
+            return self  # every cotangent given: the plan itself, its compile-time arguments already made
         kept = [c for c, o in enumerate(self.outputs) if o in given]
         return replace(
             self,
@@ -111,7 +113,12 @@ class KernelPlan:
         return tuple(tuple(self._forward_slots(self.modes[a], w) for a, w in enumerate(axes)) for axes in self.weights)
 
     def constexprs(self) -> dict[str, object]:
-        """The description as the kernels' compile-time arguments (plain nested tuples)."""
+        """The description as the kernels' compile-time arguments (plain nested tuples); one dict per plan,
+        which callers read and never change."""
+        return self._constexprs
+
+    @cached_property
+    def _constexprs(self) -> dict[str, object]:
         forward = self.forward_slots()
         used = tuple(tuple(any(f[a][t] for f in forward) for t in range(2 * self.radii[a] + 1)) for a in range(_AXES))
         return {
@@ -190,15 +197,21 @@ def _as_real(stencil: Stencil, n: int) -> _Real:
 
 
 def kernel_plan(op: Separable, shape: Sequence[int]) -> KernelPlan:
-    """The plan of ``op`` for an input of ``shape``; :class:`Unsupported` when the kernels cannot run it."""
+    """The plan of ``op`` for an input of ``shape``; :class:`Unsupported` when the kernels cannot run it.
+    Plans are cached by operator and spatial sizes (the batch sizes do not enter them)."""
     if not isinstance(op, Separable):
         raise Unsupported(f"the Triton executor runs Separable operators, got {type(op).__name__}")
     ndim, shape = op.spatial_dims, tuple(shape)
     if ndim > len(shape):
         raise Unsupported(f"the kernels run up to 3 spatial dims, the operator has {ndim} for shape {shape}")
-    chains = tuple(tuple(_as_real(s, shape[s.dim]) for s in chain) for chain in op.chains)
+    return _spatial_plan(op, shape[len(shape) - ndim :])
+
+
+@lru_cache(maxsize=256)
+def _spatial_plan(op: Separable, spatial: tuple[int, ...]) -> KernelPlan:
+    chains = tuple(tuple(_as_real(s, spatial[s.dim]) for s in chain) for chain in op.chains)
     outputs = op.output_of or tuple(range(len(op.chains)))
-    return _plan(chains, outputs, ndim, shape)
+    return _plan(chains, outputs, len(spatial), spatial)
 
 
 def _exact_in_float32(w: float) -> bool:
