@@ -10,7 +10,8 @@ a linear penalty takes one operator pass over ``input - target`` instead of two.
 Where the Triton kernels serve the operator and the penalty (``fused_loss_description`` of
 :mod:`torchgrad._internal` says so, the one place), totals run as the fused-loss ops instead, inside
 :class:`_KernelPenaltyFunction`: a forward kernel with the penalty and per-block sums, a final reduction,
-and a backward of two kernels (recomputed slopes, then the adjoint writing both gradients).
+and a backward of two kernels (recomputed slopes, then the adjoint writing both gradients); each pass is
+preceded by ``input - target``, or by one launch for the target's components or the edge-aware weights.
 
 Totals over everything run slab by slab along the batch, so that no temporary is as large as the
 input: each slab's values are computed in place in the operator's output buffers, summed in the

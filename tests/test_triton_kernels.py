@@ -229,7 +229,7 @@ def addresses_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def tracking(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
         spans.clear()
-        for t in args:
+        for t in (*args, *meta.values()):  # the tensors passed by keyword too (eps, sums, mask)
             if isinstance(t, torch.Tensor):
                 extent = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride())) + 1
                 spans.append((t.data_ptr(), t.data_ptr() + extent * t.element_size()))
@@ -443,7 +443,9 @@ def compile(fn, meta, pointer="*bf16"):
             return "constexpr"
         if n == "m_ptr":
             return "*u8"
-        return pointer if n.endswith("_ptr") else "fp64" if n == "eps" else "i32"
+        if n == "e_ptr":
+            return "*fp64"
+        return pointer if n.endswith("_ptr") else "i32"
 
     signature = {n: kind(n) for n in fn.arg_names}
     constants = {n: meta[n] for n in fn.arg_names if n in meta}
@@ -458,6 +460,7 @@ losses = [
          LOSS_MASK=False),
     dict(OUTPUT=kernels.LOSS_SUMS, PENALTY=penalty_codes.EDGE_AWARE, PARAMS=(), REFS=True, LOSS_MASK=False),
     dict(OUTPUT=kernels.EDGE_WEIGHTS),
+    dict(OUTPUT=kernels.EDGE_WEIGHTS, BLOCK_D=4, BLOCK_H=2),  # the mean over 4 channels along z
 ]
 for op in (build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2),
            Separable(tuple((_uniform_stencil(x, d, 0.5, 2),) for d in (-2, -1))),
@@ -467,7 +470,7 @@ for op in (build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2),
     compile(kernels._adjoint_kernel, dict(plan, **tile, NEG=True))
     outputs = [dict(OUTPUT=kernels.COMPONENTS), dict(OUTPUT=kernels.MAGNITUDE), dict(OUTPUT=kernels.SCALED)]
     for output in outputs + ([] if op.summed else losses):
-        compile(kernels._forward_kernel, dict(plan, **tile, **output))
+        compile(kernels._forward_kernel, dict(plan, **{**tile, **output}))
     # float64 throughout (the adjoint's weights and the magnitude's square root take other paths)
     double = dict(tile, ACC=tl.float64)
     compile(kernels._forward_kernel, dict(plan, **double, OUTPUT=kernels.MAGNITUDE), "*fp64")

@@ -297,7 +297,7 @@ def test_opcheck(launches: list[str]) -> None:
 
 def test_what_the_kernels_do_not_serve_falls_back(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The Laplacian (a sum of chains), per-element maps, the gradient difference's target gradient,
-    edge-aware weights of more than 16 image channels, empty batches and ``torch.func`` take the eager
+    edge-aware weights of more than 16 image or disparity channels, empty batches and ``torch.func`` take the eager
     Function, with its results."""
     x, y, mask = _inputs(SHAPE, torch.float64)
     calls: list[Callable[[], Any]] = [
@@ -306,6 +306,9 @@ def test_what_the_kernels_do_not_serve_falls_back(launches: list[str], monkeypat
         lambda: _value_and_grads(lambda u, v, m: F.gradient_difference_loss(u, v), x, y, None),
         lambda: _value_and_grads(
             lambda u, v, m: F.edge_aware_smoothness_loss(u[:, :1], v[:, :1].expand(2, 17, 9, 11)), x, y, None
+        ),
+        lambda: _value_and_grads(
+            lambda u, v, m: F.edge_aware_smoothness_loss(u[:, :1].expand(2, 17, 9, 11), v), x, y, None
         ),
         lambda: F.gradient_loss(x[:0], y[:0]),
         lambda: torch.func.grad(lambda u: F.gradient_loss(u, y, mask, p=2))(x),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Optional
 
 import torch
@@ -111,7 +112,8 @@ def gradient_magnitude(
 
     ``eps`` keeps the magnitude and its gradient finite where the image is flat (``sqrt`` of zero
     has an infinite derivative, the NaN trap of hand-rolled versions). The backward is written by
-    hand and saves only a reference to ``image``. For half-precision images the derivatives, their
+    hand and saves only a reference to ``image`` (on the CUDA kernels, also ``eps`` as a one-number
+    tensor). For half-precision images the derivatives, their
     squares and sums (the square of 256 overflows float16) and the gradients are computed in float32
     and returned in the image's dtype.
 
@@ -139,10 +141,8 @@ def gradient_magnitude(
     separable = _operator(image, operator, padding, normalized, spatial_dims, eps)
     description = triton_description(separable, image)
     if description is not None and ops_directly():
-        # The fused kernels, which square and sum half precision in float32; eps travels as a 0-d tensor
-        # (a graph input under torch.compile, not a constant that each new value recompiles).
-        eps_tensor = torch.scalar_tensor(eps, dtype=torch.float64)
-        return torch.ops.torchgrad.magnitude(image, description, eps_tensor)
+        # The fused kernels, which square and sum half precision in float32.
+        return torch.ops.torchgrad.magnitude(image, description, _eps_tensor(eps, image.device))
     half = image.dtype in (torch.float16, torch.bfloat16)
     # Squares of half-precision components overflow float16 (255^2) and round in bfloat16, and so
     # does the double backward's 1 / (|A x|^2 + eps) where the image is flat: all in float32.
@@ -150,6 +150,20 @@ def gradient_magnitude(
     if description is not None and not half:
         return magnitude(triton_operator(description), image, eps)
     return magnitude(op, image, eps)
+
+
+def _eps_tensor(eps: float, device: torch.device) -> Tensor:
+    """``eps`` as the Triton ops take it, a float64 scalar on ``device``: under ``torch.compile`` computed in
+    the graph (so that a new value is an input, not a recompilation), else made once per value and device
+    (no launch per call)."""
+    if torch.compiler.is_compiling():
+        return torch.zeros((), dtype=torch.float64, device=device) + eps
+    return _stored_eps(eps, device)
+
+
+@lru_cache(maxsize=64)
+def _stored_eps(eps: float, device: torch.device) -> Tensor:
+    return torch.full((), eps, dtype=torch.float64, device=device)
 
 
 def _operator(

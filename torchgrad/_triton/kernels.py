@@ -194,12 +194,12 @@ def _forward_kernel(
     RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
     USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr,
     ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-    eps: tl.float64 = 0.0, copies=1, s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0,
+    e_ptr=None, copies=1, s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0,
     PENALTY: tl.constexpr = 0, PARAMS: tl.constexpr = (), REFS: tl.constexpr = False, LOSS_MASK: tl.constexpr = False,
 ):  # fmt: skip
     """``A x`` on one tile: every output (``COMPONENTS``), their magnitude ``sqrt(sum y^2 + eps)``
-    (``MAGNITUDE``), or ``y * g / magnitude`` (``SCALED``, the magnitude's backward before ``A^T``); or a
-    fused loss's penalty on the outputs (``LOSS_SUMS``, ``LOSS_SLOPES``: see
+    (``MAGNITUDE``; ``eps`` the float64 scalar at ``e_ptr``), or ``y * g / magnitude`` (``SCALED``, the
+    magnitude's backward before ``A^T``); or a fused loss's penalty on the outputs (``LOSS_SUMS``, ``LOSS_SLOPES``: see
     :func:`~torchgrad._triton.penalty_kernels.loss_epilogue`; ``s_ptr`` its sums or scales, ``m_ptr`` and
     its strides the mask, ``y*_ptr`` the target's outputs with ``REFS``, or the slopes written); or the
     edge-aware weights of an image whose channels lie along z (``EDGE_WEIGHTS``, see
@@ -255,11 +255,12 @@ def _forward_kernel(
         total = outputs[0] * outputs[0]
         for o in tl.static_range(1, NO):
             total += outputs[o] * outputs[o]
-        # eps is a run-time argument (a new value compiles nothing), rounded to float32 as torch rounds it
+        # eps is read at run time (a new value compiles nothing), rounded to float32 as torch rounds it
+        eps = tl.load(e_ptr).to(ACC)
         if ACC == tl.float64:
             norm = tl.sqrt(total + eps)
         else:
-            norm = tl.sqrt_rn(total + tl.cast(eps, ACC))
+            norm = tl.sqrt_rn(total + eps)
         if OUTPUT == MAGNITUDE:
             tl.store(y0_ptr + y_off, norm.to(y0_ptr.dtype.element_ty), mask=mask)
         else:

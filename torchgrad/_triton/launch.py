@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 import triton
@@ -131,7 +131,7 @@ def _forward(
     output: int,
     block: Block,
     grad: Optional[Tensor] = None,
-    eps: float = 0.0,
+    eps: Optional[Tensor] = None,
 ) -> None:
     tensors = [x, outputs[0]] + ([] if grad is None else [grad])
     tensors, layout = _layout(tensors, plan.ndim)
@@ -148,7 +148,7 @@ def _forward(
         _programs(layout, tile),
         x, *ys, x if grad is None else tensors[2],
         *layout.sizes[1:], *x_strides, *y_strides, *g_strides,
-        **_forward_meta(meta), OUTPUT=output, eps=float(eps), ACC=_accumulator(x.dtype),
+        **_forward_meta(meta), OUTPUT=output, e_ptr=eps, ACC=_accumulator(x.dtype),
         BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
     )  # fmt: skip
 
@@ -202,8 +202,16 @@ def triton_adjoint(op: Separable, grads: Sequence[Optional[Tensor]], *, block: B
     return out
 
 
-def triton_magnitude(op: Separable, x: Tensor, eps: float, *, block: Block = None) -> Tensor:
-    """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written."""
+def eps_tensor(eps: Union[float, Tensor], device: torch.device) -> Tensor:
+    """``eps`` as the magnitude kernels read it: a float64 scalar tensor on ``device``."""
+    if isinstance(eps, Tensor):
+        return eps.to(device=device, dtype=torch.float64)
+    return torch.full((), eps, dtype=torch.float64, device=device)
+
+
+def triton_magnitude(op: Separable, x: Tensor, eps: Union[float, Tensor], *, block: Block = None) -> Tensor:
+    """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written (``eps``: a number or
+    a 0-d tensor, which the kernel reads at run time)."""
     plan = _plan(op, x)
     out = torch.empty_like(x)
     if x.numel() == 0:
@@ -211,11 +219,13 @@ def triton_magnitude(op: Separable, x: Tensor, eps: float, *, block: Block = Non
     if kernel_layout([x, out], plan.ndim) is None:
         x = x.contiguous()
         out = torch.empty_like(x)
-    _forward(plan, x, [out], kernels.MAGNITUDE, block, eps=eps)
+    _forward(plan, x, [out], kernels.MAGNITUDE, block, eps=eps_tensor(eps, x.device))
     return out
 
 
-def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: float, *, block: Block = None) -> Tensor:
+def triton_magnitude_backward(
+    op: Separable, x: Tensor, grad: Tensor, eps: Union[float, Tensor], *, block: Block = None
+) -> Tensor:
     """The gradient of :func:`triton_magnitude` w.r.t. ``x``: ``A^T (grad * A x / |A x|)``, two launches.
 
     The first recomputes the components and scales them (float32 intermediates for half precision),
@@ -228,5 +238,5 @@ def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: float
     if kernel_layout([x, scaled[0], grad], plan.ndim) is None:
         x, grad = x.contiguous(), grad.contiguous()
         scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.n_outputs)]
-    _forward(plan, x, scaled, kernels.SCALED, block, grad=grad, eps=eps)
+    _forward(plan, x, scaled, kernels.SCALED, block, grad=grad, eps=eps_tensor(eps, x.device))
     return triton_adjoint(op, scaled, block=block).to(x.dtype)

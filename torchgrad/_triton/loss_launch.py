@@ -46,24 +46,26 @@ EDGE_CHANNELS = 16
 """The most image channels whose edge-aware weights one program computes (they lie along its tile's z)."""
 
 
-def loss_refusal(op: Separable, penalty: int, y: Optional[Tensor]) -> Optional[str]:
-    """Why the loss kernels cannot run an operator that the operator kernels serve, with ``penalty`` and
-    target ``y``, or ``None``: outputs that sum chains (the mask rule and the penalty read one chain per
-    output); for the edge-aware weights, an image that the kernels cannot read or of too many channels."""
+def loss_refusal(op: Separable, penalty: int, x: Tensor, y: Optional[Tensor]) -> Optional[str]:
+    """Why the loss kernels cannot run an operator that the operator kernels serve on ``x``, with ``penalty``
+    and target ``y``, or ``None``: outputs that sum chains (the mask rule and the penalty read one chain per
+    output); for the edge-aware weights, an image that the kernels cannot read, or more channels (of the
+    image, or of the input that gets the weights) than one program holds."""
     if op.summed:
         return "outputs that sum chains (the Laplacian) take the eager loss"
     if penalty == penalty_codes.EDGE_AWARE:
-        if y is None or y.dim() != 4:
-            return "the edge-aware weights need an (N, C, H, W) image"
-        if y.shape[1] > EDGE_CHANNELS:
-            return f"the edge-aware weights read at most {EDGE_CHANNELS} image channels, got {y.shape[1]}"
+        if y is None or y.dim() != 4 or x.dim() != 4:
+            return "the edge-aware weights need an (N, C, H, W) image and input"
+        if max(x.shape[1], y.shape[1]) > EDGE_CHANNELS:
+            shapes = f"{tuple(x.shape)} and {tuple(y.shape)}"
+            return f"the edge-aware weights serve at most {EDGE_CHANNELS} channels, got shapes {shapes}"
         if y.dtype not in launch.FLOATING:
             return f"the kernels read float16, bfloat16, float32 and float64 images, got {y.dtype}"
     return None
 
 
 def _plan(op: Separable, x: Tensor, penalty: int, y: Optional[Tensor]) -> KernelPlan:
-    reason = unsupported_reason(op, x) or loss_refusal(op, penalty, y)
+    reason = unsupported_reason(op, x) or loss_refusal(op, penalty, x, y)
     if reason is not None:
         raise Unsupported(f"the Triton executor cannot serve this loss: {reason}")
     return kernel_plan(op, x.shape)
@@ -216,7 +218,7 @@ def triton_loss_backward(
     need_y: bool,
 ) -> tuple[Tensor, Optional[Tensor]]:
     """The gradients of :func:`triton_loss` for ``x`` and (``need_y``, linear penalties) ``y``: two launches
-    after ``input - target`` (or ``A target``)."""
+    after ``input - target`` (or ``A target``, or the edge-aware weights)."""
     plan = _plan(op, x, penalty, y)
     params = tuple(float(p) for p in params)
     x, mask, source, slopes = _operands(plan, penalty, x, y, mask)

@@ -63,18 +63,18 @@ def _components(op: Separable, x: Tensor) -> tuple[Tensor, ...]:
     return (op.with_output_dtype(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else op).apply(x)
 
 
-def _norm(components: Sequence[Tensor], eps: float) -> Tensor:
+def _norm(components: Sequence[Tensor], eps: Tensor) -> Tensor:
     total = components[0] * components[0]
     for c in components[1:]:
         total = total + c * c
     return torch.sqrt(total + eps)
 
 
-def _fallback_magnitude(op: Separable, x: Tensor, eps: float) -> Tensor:
+def _fallback_magnitude(op: Separable, x: Tensor, eps: Tensor) -> Tensor:
     return _like(x, _norm(_components(op, x), eps).to(x.dtype))
 
 
-def _fallback_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: float) -> Tensor:
+def _fallback_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: Tensor) -> Tensor:
     components = _components(op, x)
     scale = grad / _norm(components, eps)
     return _like(x, op.adjoint([scale * c for c in components]).to(x.dtype))
@@ -181,14 +181,14 @@ def _(info: Any, in_dims: tuple[Any, ...], grads: list[Optional[Tensor]], operat
 def magnitude(x: Tensor, operator: str, eps: Tensor) -> Tensor:
     """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written.
 
-    ``eps`` is a 0-d float64 tensor on the CPU, not a ``float``: under ``torch.compile(dynamic=True)`` a
-    new value is then an input of the graph, not a recompilation (and the kernels take it at run time).
-    Reading it costs no device synchronisation."""
+    ``eps`` is a 0-d float64 tensor on the input's device, not a ``float``: under
+    ``torch.compile(dynamic=True)`` a new value is then an input of the graph, not a recompilation, and the
+    kernel reads it from memory (no synchronisation, nothing to compile for a new value)."""
     op = parse(operator)
     try:
-        return triton_magnitude(op, x, float(eps))
+        return triton_magnitude(op, x, eps)
     except Unsupported:
-        return _fallback_magnitude(op, x, float(eps))
+        return _fallback_magnitude(op, x, eps)
 
 
 @magnitude.register_fake
@@ -201,9 +201,9 @@ def magnitude_backward(x: Tensor, grad: Tensor, operator: str, eps: Tensor) -> T
     """``A^T (grad * A x / |A x|)``: the gradient of :func:`magnitude`, two launches."""
     op = parse(operator)
     try:
-        return triton_magnitude_backward(op, x, grad, float(eps))
+        return triton_magnitude_backward(op, x, grad, eps)
     except Unsupported:
-        return _fallback_magnitude_backward(op, x, grad, float(eps))
+        return _fallback_magnitude_backward(op, x, grad, eps)
 
 
 @magnitude_backward.register_fake

@@ -8,6 +8,9 @@ modes ``LOSS_SUMS`` and ``LOSS_SLOPES``), on the components that the kernel has 
 - ``LOSS_SLOPES``: ``grad * scale_c * d penalty / d a`` per component (zero where left out), the
   cotangents that the adjoint kernel takes.
 
+:func:`edge_weights_epilogue` ends the kernel's ``EDGE_WEIGHTS`` mode: the edge-aware weights of an image,
+``exp(-mean over channels |A image|)``, which the edge-aware penalty reads as its ``b``.
+
 :func:`_total_kernel` adds the partial sums of every program (in float64) into the loss and writes the scale
 of each component (its weight over the number of elements that count), which the backward reads.
 
@@ -235,9 +238,11 @@ def edge_weights_epilogue(
     their channel stride)."""
     inside = (zi < copies) & (rows < H) & (cols < W)
     channels = tl.cast(D, ACC)
+    every = tl.full(zi.shape, 0, tl.float64)  # broadcasts the weight to every channel
     for c in tl.static_range(NC):
         total = tl.reduce(tl.where(mask, tl.abs(accs[c]), 0.0), 0, _add, keep_dims=True)
-        weight = tl.exp(-(total / channels)) + tl.zeros(zi.shape, ACC)  # one value for every channel
+        # exp in float64: a GPU's float32 exp is an approximation (one per pixel and component: cheap)
+        weight = tl.exp(-(total / channels).to(tl.float64)) + every
         tl.store(y_ptrs[c] + plane_off + zi * ysz, weight.to(y_ptrs[c].dtype.element_ty), mask=inside)
 
 
