@@ -37,24 +37,29 @@ def interpreting() -> bool:
 
 def unsupported_reason(op: Separable, x: Tensor) -> Optional[str]:
     """Why the kernels cannot compute ``op`` on ``x``, or ``None`` when they can."""
+    return _checked_plan(op, x)[1]
+
+
+def _checked_plan(op: Separable, x: Tensor) -> tuple[Optional[KernelPlan], Optional[str]]:
+    """The plan of ``op`` on ``x``, or why the kernels cannot compute it."""
     if not isinstance(x, Tensor):
-        return f"the input must be a tensor, got {type(x).__name__}"
+        return None, f"the input must be a tensor, got {type(x).__name__}"
     if x.dtype not in FLOATING:
-        return f"the kernels read float16, bfloat16, float32 and float64, got {x.dtype}"
+        return None, f"the kernels read float16, bfloat16, float32 and float64, got {x.dtype}"
     if x.device.type != "cuda" and not (x.device.type == "cpu" and interpreting()):
-        return f"the kernels run on CUDA tensors (CPU tensors under TRITON_INTERPRET=1), got device {x.device}"
+        return None, f"the kernels run on CUDA tensors (CPU tensors under TRITON_INTERPRET=1), got device {x.device}"
     functorch = torch._C._functorch
     if functorch.is_functorch_wrapped_tensor(x) or functorch.is_legacy_batchedtensor(x):
-        return "tensors wrapped by a torch.func transform are not served by raw kernel launches"
+        return None, "tensors wrapped by a torch.func transform are not served by raw kernel launches"
     try:
         plan = kernel_plan(op, x.shape)
     except Unsupported as error:
-        return str(error)
+        return None, str(error)
     if any(stencil.dtype not in (None, x.dtype) for chain in op.chains for stencil in chain):
-        return "the operator's result dtype differs from the input's"
+        return None, "the operator's result dtype differs from the input's"
     if x.shape[-1] * (x.shape[-2] if plan.ndim > 1 else 1) > INT32_MAX:
-        return f"an image plane of shape {tuple(x.shape)} is beyond int32 offsets"
-    return None
+        return None, f"an image plane of shape {tuple(x.shape)} is beyond int32 offsets"
+    return plan, None
 
 
 def can_serve(op: Separable, x: Tensor) -> bool:
@@ -63,10 +68,10 @@ def can_serve(op: Separable, x: Tensor) -> bool:
 
 
 def _plan(op: Separable, x: Tensor) -> KernelPlan:
-    reason = unsupported_reason(op, x)
-    if reason is not None:
+    plan, reason = _checked_plan(op, x)
+    if plan is None:
         raise Unsupported(f"the Triton executor cannot serve this call: {reason}")
-    return kernel_plan(op, x.shape)
+    return plan
 
 
 def _layout(tensors: list[Tensor], ndim: int) -> tuple[list[Tensor], Layout]:

@@ -28,12 +28,13 @@ def kernel_layout(tensors: Sequence[Tensor], ndim: int) -> Optional[Layout]:
     """The layout of same-shaped ``tensors`` whose last ``ndim`` dims are spatial; ``None`` when their
     batch dims do not merge into two groups, or a plane spans more than int32 offsets reach."""
     shape = tuple(tensors[0].shape)
+    all_strides = [t.stride() for t in tensors]
     lead = len(shape) - ndim
     groups: list[tuple[int, list[int]]] = []  # (size, stride of each tensor), outermost first
     for d in range(lead):
         if shape[d] == 1:
             continue
-        strides = [t.stride(d) for t in tensors]
+        strides = [s[d] for s in all_strides]
         if groups and all(outer == shape[d] * s for outer, s in zip(groups[-1][1], strides)):
             groups[-1] = (groups[-1][0] * shape[d], strides)
         else:
@@ -45,13 +46,13 @@ def kernel_layout(tensors: Sequence[Tensor], ndim: int) -> Optional[Layout]:
     if inner:
         groups = [(1, [0] * len(tensors)), groups[0], groups[1]]
     else:
-        groups = [*groups, (shape[-3], [t.stride(-3) for t in tensors])]
+        groups = [*groups, (shape[-3], [s[-3] for s in all_strides])]
     h = shape[-2] if ndim >= 2 else 1
     w = shape[-1]
     per_tensor = []
-    for k, t in enumerate(tensors):
-        sy = t.stride(-2) if ndim >= 2 else 0
-        sx = t.stride(-1)
+    for k, t_strides in enumerate(all_strides):
+        sy = t_strides[-2] if ndim >= 2 else 0
+        sx = t_strides[-1]
         # In-plane offsets are int32 in the kernels; batch and z offsets are int64.
         if (h - 1) * sy + (w - 1) * sx > INT32_MAX:
             return None

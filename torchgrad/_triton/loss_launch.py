@@ -24,9 +24,9 @@ from torch import Tensor
 
 from .._separable import Separable
 from . import kernels, launch, penalty_codes, penalty_kernels
-from .launch import _accumulator, _block, _forward, _programs, unsupported_reason
+from .launch import _accumulator, _block, _forward, _programs
 from .layout import INT32_MAX, Layout, kernel_layout
-from .plan import KernelPlan, Unsupported, kernel_plan
+from .plan import KernelPlan, Unsupported
 
 TOTAL_BLOCK = 1024
 """Rows of partial sums that the final reduction adds per step."""
@@ -65,10 +65,11 @@ def loss_refusal(op: Separable, penalty: int, x: Tensor, y: Optional[Tensor]) ->
 
 
 def _plan(op: Separable, x: Tensor, penalty: int, y: Optional[Tensor]) -> KernelPlan:
-    reason = unsupported_reason(op, x) or loss_refusal(op, penalty, x, y)
-    if reason is not None:
+    plan, reason = launch._checked_plan(op, x)
+    reason = reason or loss_refusal(op, penalty, x, y)
+    if plan is None or reason is not None:
         raise Unsupported(f"the Triton executor cannot serve this loss: {reason}")
-    return kernel_plan(op, x.shape)
+    return plan
 
 
 def _references(plan: KernelPlan, y: Tensor) -> list[Tensor]:
