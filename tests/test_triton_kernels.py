@@ -469,7 +469,7 @@ for op in (build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2),
     plan = kernel_plan(op, x.shape).constexprs()
     compile(kernels._adjoint_kernel, dict(plan, **tile, NEG=True))
     outputs = [dict(OUTPUT=kernels.COMPONENTS), dict(OUTPUT=kernels.MAGNITUDE), dict(OUTPUT=kernels.SCALED)]
-    for output in outputs + ([] if op.summed else losses):
+    for output in outputs + losses:
         compile(kernels._forward_kernel, dict(plan, **{**tile, **output}))
     # float64 throughout (the adjoint's weights and the magnitude's square root take other paths)
     double = dict(tile, ACC=tl.float64)

@@ -44,6 +44,12 @@ CASES: dict[str, Loss] = {
     ),
     "l1_hessian_symmetric": lambda x, y, m: F.gradient_loss(x, y, m, operator="hessian", padding="symmetric"),
     "l1_sobel_3d": lambda x, y, m: F.gradient_loss(x, y, m, padding="replicate"),
+    # outputs that add chains
+    "l1_laplacian": lambda x, y, m: F.gradient_loss(x, y, m, operator="laplacian"),
+    "charbonnier_laplacian_zeros_3d": lambda x, y, m: F.gradient_loss(
+        x, y, m, operator="laplacian", padding="zeros", penalty="charbonnier", eps=0.1
+    ),
+    "gradient_difference_laplacian": lambda x, y, m: F.gradient_difference_loss(x, y.detach(), operator="laplacian"),
     "gradient_difference": lambda x, y, m: F.gradient_difference_loss(x, y.detach()),
     "gradient_difference_alpha": lambda x, y, m: F.gradient_difference_loss(
         x, y.detach(), alpha=1.5, operator="sobel", reduction="sum"
@@ -55,7 +61,7 @@ CASES: dict[str, Loss] = {
     "edge_aware_sum": lambda x, y, m: F.edge_aware_smoothness_loss(x, y[:, :1], normalize=False, reduction="sum"),
 }
 MASKED = {"l1_sobel", "l2_diff", "charbonnier_scharr_zeros", "l1_central", "l2_prewitt_circular_normalized"}
-MASKED |= {"l1_hessian_symmetric", "l1_sobel_3d"}
+MASKED |= {"l1_hessian_symmetric", "l1_sobel_3d", "l1_laplacian", "charbonnier_laplacian_zeros_3d"}
 HALF = {"l1_sobel": torch.float16, "charbonnier_scharr_zeros": torch.bfloat16, "gradient_difference": torch.float16}
 HALF["edge_aware"] = torch.bfloat16
 """Cases also run in half precision (the interpreter is slow: one dtype stands for the others)."""
@@ -182,7 +188,7 @@ def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytes
 
 
 COUNTED = ["l1_sobel", "charbonnier_scharr_zeros", "l2_diff", "gradient_difference", "total_variation_l1"]
-COUNTED += ["edge_aware_sum"]
+COUNTED += ["edge_aware_sum", "l1_laplacian"]
 NO_TARGET_GRAD = ("gradient_difference", "total_variation", "edge_aware")
 
 
@@ -296,12 +302,11 @@ def test_opcheck(launches: list[str]) -> None:
 
 
 def test_what_the_kernels_do_not_serve_falls_back(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The Laplacian (a sum of chains), per-element maps, the gradient difference's target gradient,
+    """Per-element maps, the gradient difference's target gradient,
     edge-aware weights of more than 16 image or disparity channels, empty batches and ``torch.func`` take the eager
     Function, with its results."""
     x, y, mask = _inputs(SHAPE, torch.float64)
     calls: list[Callable[[], Any]] = [
-        lambda: _value_and_grads(lambda u, v, m: F.gradient_loss(u, v, m, operator="laplacian"), x, y, mask),
         lambda: _value_and_grads(lambda u, v, m: F.gradient_loss(u, v, m, reduction="none").sum(), x, y, mask),
         lambda: _value_and_grads(lambda u, v, m: F.gradient_difference_loss(u, v), x, y, None),
         lambda: _value_and_grads(

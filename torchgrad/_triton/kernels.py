@@ -246,7 +246,7 @@ def _forward_kernel(
             tl.store(y_ptrs[o] + y_off, outputs[o].to(y_ptrs[o].dtype.element_ty), mask=mask)
     elif OUTPUT == LOSS_SUMS or OUTPUT == LOSS_SLOPES:
         loss_epilogue(outputs, mask, y_ptrs, y_off, g_ptr, s_ptr, m_ptr + bo * ms1 + bi * ms0, msz, msy, msx,
-                      zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, NO, MODES, RADII, WTS, NZ,
+                      zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, NC, NO, OUT, MODES, RADII, WTS, NZ,
                       OUTPUT == LOSS_SLOPES, PENALTY, PARAMS, REFS, LOSS_MASK, ACC)  # fmt: skip
     elif OUTPUT == EDGE_WEIGHTS:
         edge_weights_epilogue(outputs, mask, y_ptrs, bo * ys1 + bi * ys0 + rows * ysy + cols * ysx, ysz,

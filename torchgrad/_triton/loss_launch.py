@@ -48,11 +48,8 @@ EDGE_CHANNELS = 16
 
 def loss_refusal(op: Separable, penalty: int, x: Tensor, y: Optional[Tensor]) -> Optional[str]:
     """Why the loss kernels cannot run an operator that the operator kernels serve on ``x``, with ``penalty``
-    and target ``y``, or ``None``: outputs that sum chains (the mask rule and the penalty read one chain per
-    output); for the edge-aware weights, an image that the kernels cannot read, or more channels (of the
-    image, or of the input that gets the weights) than one program holds."""
-    if op.summed:
-        return "outputs that sum chains (the Laplacian) take the eager loss"
+    and target ``y``, or ``None``: for the edge-aware weights, an image that the kernels cannot read, or more
+    channels (of the image, or of the input that gets the weights) than one program holds."""
     if penalty == penalty_codes.EDGE_AWARE:
         if y is None or y.dim() != 4 or x.dim() != 4:
             return "the edge-aware weights need an (N, C, H, W) image and input"
@@ -241,8 +238,10 @@ def _adjoint(plan: KernelPlan, grads: list[Tensor], out: Tensor, negated: Option
     layout = kernel_layout(tensors, plan.ndim)
     if layout is None:
         raise Unsupported("the cotangents and the gradient share no layout")
-    pointers = grads + [grads[0]] * (3 - len(grads))
-    strides = list(layout.strides[: len(grads)]) + [layout.strides[0]] * (3 - len(grads))
+    # Chain c reads the cotangent of its output; the pointers of absent chains are never read.
+    chains = list(plan.outputs) + [0] * (3 - plan.chains)
+    pointers = [grads[o] for o in chains]
+    strides = [layout.strides[o] for o in chains]
     out_strides = layout.strides[len(grads)]
     meta = plan.constexprs()
     tile = _block(layout, plan.ndim, None)

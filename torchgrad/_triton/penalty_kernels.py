@@ -148,11 +148,12 @@ def _holes(
 @triton.jit
 def _counted(
     m_base, mask, zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, msz, msy, msx,
-    NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
-    LOSS_MASK: tl.constexpr,
+    NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr,
+    WTS: tl.constexpr, NZ: tl.constexpr, LOSS_MASK: tl.constexpr,
 ):  # fmt: skip
-    """Per component, the tile's elements that count: inside the tensor and, under a mask, reading valid
-    samples only (the mask is read once per slot and serves every component)."""
+    """Per output, the tile's elements that count: inside the tensor and, under a mask, reading valid
+    samples only, through every chain that the output adds (the mask is read once per slot and serves
+    every chain)."""
     bad0 = mask & (D < 0)
     bad1 = bad0
     bad2 = bad0
@@ -175,15 +176,22 @@ def _counted(
                         if NC > 2:
                             bad2 = _holes(bad2, 2, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, WTS, NZ)
     bads = (bad0, bad1, bad2)
-    counted = ()
-    for c in tl.static_range(3):
+    oks = ()
+    for c in tl.static_range(NC):
         # Rows that valid borders zero read nothing, so they always count.
         zeroed = ~(
-            valid_rows(zi, D, RADII[0], MODES[0], WTS[c % NC][0])
-            & valid_rows(rows, H, RADII[1], MODES[1], WTS[c % NC][1])
-            & valid_rows(cols, W, RADII[2], MODES[2], WTS[c % NC][2])
+            valid_rows(zi, D, RADII[0], MODES[0], WTS[c][0])
+            & valid_rows(rows, H, RADII[1], MODES[1], WTS[c][1])
+            & valid_rows(cols, W, RADII[2], MODES[2], WTS[c][2])
         )
-        counted = counted + (mask & (zeroed | ~bads[c]),)
+        oks = oks + (zeroed | ~bads[c],)
+    counted = ()
+    for o in tl.static_range(NO):
+        ok = mask
+        for c in tl.static_range(NC):
+            if OUT[c] == o:
+                ok = ok & oks[c]
+        counted = counted + (ok,)
     return counted
 
 
@@ -191,25 +199,26 @@ def _counted(
 def loss_epilogue(
     accs, mask, y_ptrs, y_off, g_ptr, s_ptr, m_base, msz, msy, msx,
     zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm,
-    NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
+    NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr,
+    WTS: tl.constexpr, NZ: tl.constexpr,
     SLOPES: tl.constexpr, PENALTY: tl.constexpr, PARAMS: tl.constexpr, REFS: tl.constexpr,
     LOSS_MASK: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
-    """The fused losses' end of the forward kernel, component by component (``accs[c]``, ``A`` of the input;
-    one chain per component).
+    """The fused losses' end of the forward kernel, component by component (``accs[c]``, output ``c`` of
+    ``A`` on the input, which adds the chains ``k`` with ``OUT[k] == c``).
 
     With ``REFS``, ``y_ptrs[c]`` holds the target's component, which a linear penalty subtracts and the
     others compare with. ``SLOPES=False``: row ``program_id`` of ``s_ptr`` gets each component's sum and the
     number of elements that count; ``SLOPES=True``: ``y_ptrs[c]`` gets ``grad * s_ptr[c] * d value / d a``.
     """
     counted = _counted(m_base, mask, zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, msz, msy, msx,
-                       NC, MODES, RADII, WTS, NZ, LOSS_MASK)  # fmt: skip
-    row = s_ptr + tl.program_id(0).to(tl.int64) * (NC + 1)
+                       NC, NO, OUT, MODES, RADII, WTS, NZ, LOSS_MASK)  # fmt: skip
+    row = s_ptr + tl.program_id(0).to(tl.int64) * (NO + 1)
     number = tl.full(mask.shape, 0, ACC)
     grad = 0.0
     if SLOPES:
         grad = tl.load(g_ptr).to(ACC)
-    for c in tl.static_range(NC):
+    for c in tl.static_range(NO):
         a = accs[c]
         b = a
         if REFS:
@@ -225,7 +234,7 @@ def loss_epilogue(
             tl.store(row + c, _tile_sum(v).to(s_ptr.dtype.element_ty))
             number += counted[c].to(ACC)
     if not SLOPES:
-        tl.store(row + NC, _tile_sum(number).to(s_ptr.dtype.element_ty))
+        tl.store(row + NO, _tile_sum(number).to(s_ptr.dtype.element_ty))
 
 
 @triton.jit
