@@ -103,6 +103,19 @@ def test_compile_dynamic_fullgraph() -> None:
     assert counter.frame_count == 1
 
 
+def test_eps_of_any_real_type() -> None:
+    """``eps`` is used as the float it was checked as (a Fraction or a NumPy float works like a float)."""
+    import fractions
+
+    import numpy as np
+
+    x = torch.randn(2, 6, 7, dtype=torch.float64)
+    expected = gradient_magnitude(x, eps=1e-3)
+    for eps in (fractions.Fraction(1, 1000), np.float64(1e-3), np.float32(0.25)):
+        torch.testing.assert_close(gradient_magnitude(x, eps=eps), gradient_magnitude(x, eps=float(eps)))
+    torch.testing.assert_close(gradient_magnitude(x, eps=fractions.Fraction(1, 1000)), expected)
+
+
 def test_bad_arguments() -> None:
     x = torch.randn(4, 4)
     with pytest.raises(

@@ -475,7 +475,7 @@ for op in (build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2),
     double = dict(tile, ACC=tl.float64)
     compile(kernels._forward_kernel, dict(plan, **double, OUTPUT=kernels.MAGNITUDE), "*fp64")
     compile(kernels._adjoint_kernel, dict(plan, **double, NEG=False), "*fp64")
-compile(penalty_kernels._total_kernel, dict(NC=2, WEIGHTS=(1.0, 0.5), MEAN=True, LOSS_MASK=True, BLOCK=1024))
+compile(penalty_kernels._total_kernel, dict(NO=2, WEIGHTS=(1.0, 0.5), MEAN=True, LOSS_MASK=True, BLOCK=1024))
 print("compiled")
 """
 

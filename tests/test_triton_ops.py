@@ -44,8 +44,8 @@ DTYPES = list(TOLERANCE)
 HALF = (torch.float16, torch.bfloat16)
 
 
-_EPS = torch.scalar_tensor(1e-3, dtype=torch.float64)
-"""``eps`` as the magnitude ops take it."""
+_EPS = torch.scalar_tensor(1e-3, dtype=torch.float64, device=DEVICE)
+"""``eps`` as the magnitude ops take it: a float64 scalar on the input's device."""
 
 
 def _as_tuple(fn: Callable[[torch.Tensor], object]) -> Fn:
@@ -279,6 +279,24 @@ def test_compile_dynamic_eps_is_an_input(launches: list[str], monkeypatch: pytes
             _close(a, e)
         compilations.append(counter.frame_count)
     assert compilations[0] >= 1 and compilations == compilations[:1] * 3, compilations
+
+
+def test_magnitude_after_inference_mode_and_fake_tensors(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Calls under ``inference_mode`` (a validation loop) and ``FakeTensorMode`` (shape propagation) leave
+    nothing behind that a training call with the same ``eps`` then trips on."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    x = _input((2, 5, 6), torch.float32)
+    with torch.inference_mode():
+        torchgrad.gradient_magnitude(x)
+    with FakeTensorMode() as mode:
+        assert torchgrad.gradient_magnitude(mode.from_tensor(x)).shape == x.shape
+    launches.clear()
+    got = _values_and_grad(_as_tuple(torchgrad.gradient_magnitude), x)
+    assert launches == ["_forward_kernel", "_forward_kernel", "_adjoint_kernel"], launches
+    expected = _on_the_cpu_executor(monkeypatch, _values_and_grad, _as_tuple(torchgrad.gradient_magnitude), x)
+    for a, e in zip(got[0] + (got[1],), expected[0] + (expected[1],)):
+        _close(a, e)
 
 
 @pytest.mark.parametrize("name", ["sobel_reflect", "magnitude_scharr_zeros"])

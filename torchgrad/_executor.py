@@ -123,7 +123,7 @@ def fused_loss_description(op: object, x: Tensor, penalty: Optional[int], target
     from ._triton import loss_ops  # noqa: F401  (registers torch.ops.torchgrad.fused_loss)
     from ._triton.loss_launch import loss_refusal
 
-    return None if loss_refusal(op, penalty, x, target) is not None else description  # type: ignore[arg-type]
+    return None if loss_refusal(penalty, x, target) is not None else description
 
 
 def triton_operator(description: str) -> Any:

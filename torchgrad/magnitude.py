@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Optional
 
 import torch
@@ -138,7 +137,7 @@ def gradient_magnitude(
                 [0., 4., 4., 0.],
                 [0., 4., 4., 0.]])
     """
-    separable = _operator(image, operator, padding, normalized, spatial_dims, eps)
+    separable, eps = _operator(image, operator, padding, normalized, spatial_dims, eps)
     description = triton_description(separable, image)
     if description is not None and ops_directly():
         # The fused kernels, which square and sum half precision in float32.
@@ -153,29 +152,23 @@ def gradient_magnitude(
 
 
 def _eps_tensor(eps: float, device: torch.device) -> Tensor:
-    """``eps`` as the Triton ops take it, a float64 scalar on ``device``: under ``torch.compile`` computed in
-    the graph (so that a new value is an input, not a recompilation), else made once per value and device
-    (no launch per call)."""
+    """``eps`` as the Triton ops take it, a float64 scalar on ``device`` (one fill; under ``torch.compile``
+    computed in the graph, so that a new value is an input, not a recompilation)."""
     if torch.compiler.is_compiling():
         return torch.zeros((), dtype=torch.float64, device=device) + eps
-    return _stored_eps(eps, device)
-
-
-@lru_cache(maxsize=64)
-def _stored_eps(eps: float, device: torch.device) -> Tensor:
     return torch.full((), eps, dtype=torch.float64, device=device)
 
 
 def _operator(
     image: Tensor, operator: str, padding: Optional[str], normalized: bool, spatial_dims: int, eps: float
-) -> Separable:
-    """The linear operator behind ``operator``, its arguments checked."""
+) -> tuple[Separable, float]:
+    """The linear operator behind ``operator`` and ``eps`` as a float, the arguments checked."""
     fn = "gradient_magnitude"
     operator, eps, padding, normalized, spatial_dims = _check_options(
         fn, operator, eps, padding, normalized, spatial_dims
     )
     image = check_image(fn, "image", image, spatial_dims, FLOATING)
-    return operator_by_name(fn, operator, image, padding, normalized, spatial_dims)
+    return operator_by_name(fn, operator, image, padding, normalized, spatial_dims), eps
 
 
 def _check_options(

@@ -62,11 +62,6 @@ def _checked_plan(op: Separable, x: Tensor) -> tuple[Optional[KernelPlan], Optio
     return plan, None
 
 
-def can_serve(op: Separable, x: Tensor) -> bool:
-    """Whether :func:`triton_apply` (and the adjoint and magnitude) run ``op`` on ``x``."""
-    return unsupported_reason(op, x) is None
-
-
 def _plan(op: Separable, x: Tensor) -> KernelPlan:
     plan, reason = _checked_plan(op, x)
     if plan is None:

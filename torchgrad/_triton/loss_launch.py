@@ -46,10 +46,10 @@ EDGE_CHANNELS = 16
 """The most image channels whose edge-aware weights one program computes (they lie along its tile's z)."""
 
 
-def loss_refusal(op: Separable, penalty: int, x: Tensor, y: Optional[Tensor]) -> Optional[str]:
-    """Why the loss kernels cannot run an operator that the operator kernels serve on ``x``, with ``penalty``
-    and target ``y``, or ``None``: for the edge-aware weights, an image that the kernels cannot read, or more
-    channels (of the image, or of the input that gets the weights) than one program holds."""
+def loss_refusal(penalty: int, x: Tensor, y: Optional[Tensor]) -> Optional[str]:
+    """Why the loss kernels cannot run ``penalty`` on ``x`` and target ``y`` with an operator that the operator
+    kernels serve on ``x``, or ``None``: for the edge-aware weights, an image that the kernels cannot read, or
+    more channels (of the image, or of the input that gets the weights) than one program holds."""
     if penalty == penalty_codes.EDGE_AWARE:
         if y is None or y.dim() != 4 or x.dim() != 4:
             return "the edge-aware weights need an (N, C, H, W) image and input"
@@ -63,7 +63,7 @@ def loss_refusal(op: Separable, penalty: int, x: Tensor, y: Optional[Tensor]) ->
 
 def _plan(op: Separable, x: Tensor, penalty: int, y: Optional[Tensor]) -> KernelPlan:
     plan, reason = launch._checked_plan(op, x)
-    reason = reason or loss_refusal(op, penalty, x, y)
+    reason = reason or loss_refusal(penalty, x, y)
     if plan is None or reason is not None:
         raise Unsupported(f"the Triton executor cannot serve this loss: {reason}")
     return plan
@@ -198,7 +198,7 @@ def triton_loss(
     scales = torch.empty((plan.n_outputs,), dtype=work, device=x.device)
     launch.launch_kernel(
         penalty_kernels._total_kernel, 1, sums, out, scales, programs, elements,
-        NC=plan.n_outputs, WEIGHTS=tuple(float(w) for w in weights), MEAN=mean, LOSS_MASK=mask is not None,
+        NO=plan.n_outputs, WEIGHTS=tuple(float(w) for w in weights), MEAN=mean, LOSS_MASK=mask is not None,
         BLOCK=min(TOTAL_BLOCK, launch.next_power_of_2(programs)),
     )  # fmt: skip
     return out, scales

@@ -258,7 +258,7 @@ def edge_weights_epilogue(
 @triton.jit
 def _total_kernel(
     p_ptr, out_ptr, scale_ptr, programs, elements,
-    NC: tl.constexpr, WEIGHTS: tl.constexpr, MEAN: tl.constexpr, LOSS_MASK: tl.constexpr, BLOCK: tl.constexpr,
+    NO: tl.constexpr, WEIGHTS: tl.constexpr, MEAN: tl.constexpr, LOSS_MASK: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     """The loss from the partial sums of ``programs`` rows: ``sum_c WEIGHTS[c] sum_c`` in float64, over the
     number of elements that count (``MEAN``: the masked count, at least 1, else ``elements``); writes the
@@ -271,13 +271,13 @@ def _total_kernel(
     for start in range(0, programs, BLOCK):
         i = start + lanes
         ok = i < programs
-        s0 += tl.load(p_ptr + i * (NC + 1), mask=ok, other=0.0).to(tl.float64)
-        if NC > 1:
-            s1 += tl.load(p_ptr + i * (NC + 1) + 1, mask=ok, other=0.0).to(tl.float64)
-        if NC > 2:
-            s2 += tl.load(p_ptr + i * (NC + 1) + 2, mask=ok, other=0.0).to(tl.float64)
+        s0 += tl.load(p_ptr + i * (NO + 1), mask=ok, other=0.0).to(tl.float64)
+        if NO > 1:
+            s1 += tl.load(p_ptr + i * (NO + 1) + 1, mask=ok, other=0.0).to(tl.float64)
+        if NO > 2:
+            s2 += tl.load(p_ptr + i * (NO + 1) + 2, mask=ok, other=0.0).to(tl.float64)
         if LOSS_MASK:
-            n += tl.load(p_ptr + i * (NC + 1) + NC, mask=ok, other=0.0).to(tl.float64)
+            n += tl.load(p_ptr + i * (NO + 1) + NO, mask=ok, other=0.0).to(tl.float64)
     sums = (tl.reduce(s0, 0, _add), tl.reduce(s1, 0, _add), tl.reduce(s2, 0, _add))
     if not MEAN:
         number = tl.full([], 1.0, tl.float64)
@@ -287,14 +287,14 @@ def _total_kernel(
         number = tl.cast(elements, tl.float64)
     # The weights as float64 constants (a bare Python float would reach float64 through float32).
     weights = ()
-    for c in tl.static_range(NC):
+    for c in tl.static_range(NO):
         weights = weights + (tl.full([], WEIGHTS[c], tl.float64),)
     total = sums[0] * weights[0]
-    for c in tl.static_range(1, NC):
+    for c in tl.static_range(1, NO):
         total += sums[c] * weights[c]
     loss = total / number
     if out_ptr.dtype.element_ty != tl.float64:  # through float32 (the interpreter cannot go to bfloat16 directly)
         loss = loss.to(tl.float32)
     tl.store(out_ptr, loss.to(out_ptr.dtype.element_ty))
-    for c in tl.static_range(NC):
+    for c in tl.static_range(NO):
         tl.store(scale_ptr + c, (weights[c] / number).to(scale_ptr.dtype.element_ty))
