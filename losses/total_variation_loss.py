@@ -67,10 +67,9 @@ def total_variation_loss(
             # in float32 for half precision: eps = 1e-8 underflows to 0 in float16
             work = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
             per_pixel = gradient_magnitude(work, operator="diff", eps=eps, spatial_dims=spatial_dims)
-            total = per_pixel if reduction == "none" else per_pixel.sum()
-            if reduction == "mean":
-                total = total / input.numel()
-            return total.to(dtype)
+            if reduction == "none":
+                return per_pixel.to(dtype)
+            return (per_pixel.sum() if reduction == "sum" else per_pixel.mean()).to(dtype)
         loss = FusedLoss(forward_difference_operator(input, spatial_dims, fn), L1() if p == 1 else SquaredL2())
         if reduction == "none":
             return penalty_call(input, None, None, loss, None).sum(dim=-(spatial_dims + 1)).to(dtype)

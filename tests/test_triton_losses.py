@@ -225,6 +225,20 @@ def test_launch_counts(name: str, launches: list[str]) -> None:
         assert len(forward) + len(backward) <= 6, (name, m, forward, backward)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_launch_counts_of_the_isotropic_total_variation(reduction: str, launches: list[str]) -> None:
+    """Isotropic TV is the fused magnitude and one reduction: at most 6 launches, the same at batch 2 and 32."""
+
+    def loss(x: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
+        return F.total_variation_loss(x, isotropic=True, reduction=reduction)
+
+    counts = _counts(loss, "total_variation", False, launches)
+    assert counts[0] == counts[1], counts
+    forward, backward = counts[0]
+    assert "_forward_kernel" in forward and "_adjoint_kernel" in backward
+    assert len(forward) + len(backward) <= 6, (forward, backward)
+
+
 def test_launch_counts_of_the_normalised_edge_aware_loss(launches: list[str]) -> None:
     """Edge-aware smoothness with ``normalize`` (its default): the 6 launches of the loss and torch's ops that
     divide the disparity by its per-sample mean, the same at batch 2 and 32."""
