@@ -50,7 +50,9 @@ def test_gradcheck_and_saved_memory() -> None:
         saved: list[torch.Tensor] = []
         with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
             total_variation_loss(x, **kwargs)
-        assert {t.data_ptr() for t in saved} <= {x.data_ptr()}
+        # nothing but the input; the Triton kernels' magnitude also keeps its eps, a one-number tensor
+        assert {t.data_ptr() for t in saved if t.dim() > 0} <= {x.data_ptr()}
+        assert all(t.numel() == 1 for t in saved if t.dim() == 0)
     assert torch.autograd.gradgradcheck(lambda x: total_variation_loss(x, p=2), x)
 
 
