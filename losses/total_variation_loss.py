@@ -38,7 +38,9 @@ def total_variation_loss(
 
     Per pixel: ``|dy| + |dx|`` (``p=1``), ``dy^2 + dx^2`` (``p=2``) or ``sqrt(dy^2 + dx^2 + eps)``
     (``isotropic=True``), with ``dz`` too for volumes. ``dy`` is zero on the last row and ``dx`` on the
-    last column, as TensorFlow defines them. Hand-written backward, saving only a reference to ``input``.
+    last column, as TensorFlow defines them. Hand-written backward, saving only a reference to ``input``
+    (isotropic on the Triton kernels: also ``eps``, a one-number tensor). Half precision is computed in
+    float32 (isotropic: the casts in and out are launches of their own on CUDA).
 
     Args:
         input: ``(N, C, H, W)`` images or ``(N, C, D, H, W)`` volumes.

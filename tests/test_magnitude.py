@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import kornia
 import pytest
 import torch
@@ -67,9 +69,12 @@ def test_saves_only_a_reference_to_the_input() -> None:
     saved: list[torch.Tensor] = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
         gradient_magnitude(x)
-    references = [t for t in saved if t.dim() > 0]
-    assert len(references) == 1 and references[0].data_ptr() == x.data_ptr()
-    assert len(saved) <= 2 and all(t.numel() == 1 for t in saved if t.dim() == 0)
+    assert saved[0].data_ptr() == x.data_ptr()
+    if os.environ.get("TORCHGRAD_FORCE_TRITON") == "1":
+        assert len(saved) == 2 and saved[1].dim() == 0 and saved[1].dtype == torch.float64
+        assert saved[1].item() == 1e-6  # the default eps
+    else:
+        assert len(saved) == 1
 
 
 def test_torch_func_and_compile() -> None:

@@ -121,6 +121,11 @@ NAMES_3D = [name for name, (_, nd, _) in OPERATORS.items() if nd == 3]
 TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 
+def _scalar(eps: float) -> torch.Tensor:
+    """``eps`` as the magnitude kernels take it: a float64 scalar tensor."""
+    return torch.scalar_tensor(eps, dtype=torch.float64)
+
+
 def _input(shape: tuple[int, ...], dtype: torch.dtype = torch.float64, seed: int = 0) -> torch.Tensor:
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
 
@@ -270,9 +275,9 @@ def test_magnitude_tiles() -> None:
     grad = _input((3, 7, 9), seed=3)
     components = op.apply(x)
     norm = torch.sqrt(sum(c * c for c in components) + 1e-6)
-    _close(triton_magnitude(op, x, 1e-6, block=(2, 4, 4)), norm)
+    _close(triton_magnitude(op, x, _scalar(1e-6), block=(2, 4, 4)), norm)
     expected = op.adjoint([grad * c / norm for c in components])
-    _close(triton_magnitude_backward(op, x, grad, 1e-6, block=(2, 4, 4)), expected)
+    _close(triton_magnitude_backward(op, x, grad, _scalar(1e-6), block=(2, 4, 4)), expected)
 
 
 def test_strided_channels_last_and_expanded() -> None:
@@ -322,8 +327,8 @@ def test_batch_zero_launches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     ys = triton_apply(op, x)
     assert len(ys) == 2 and all(y.shape == x.shape and y.dtype == x.dtype for y in ys)
     assert triton_adjoint(op, list(ys)).shape == x.shape
-    assert triton_magnitude(op, x, 1e-6).shape == x.shape
-    assert triton_magnitude_backward(op, x, x, 1e-6).shape == x.shape
+    assert triton_magnitude(op, x, _scalar(1e-6)).shape == x.shape
+    assert triton_magnitude_backward(op, x, x, _scalar(1e-6)).shape == x.shape
     assert counts == []
 
 
@@ -351,10 +356,10 @@ def test_magnitude(name: str, dtype: torch.dtype) -> None:
     grad = _input(tuple(x.shape), dtype, seed=5)
     expected_grad = op.adjoint([grad.double() * c / norm for c in components])
     tol = {torch.float64: 1e-12, torch.bfloat16: 2e-2}[dtype]
-    got = triton_magnitude(op, x, eps)
+    got = triton_magnitude(op, x, _scalar(eps))
     assert got.dtype == dtype
     torch.testing.assert_close(got.double(), norm, rtol=tol, atol=tol)
-    gx = triton_magnitude_backward(op, x, grad, eps)
+    gx = triton_magnitude_backward(op, x, grad, _scalar(eps))
     assert gx.dtype == dtype
     scale = float(expected_grad.abs().max())
     torch.testing.assert_close(gx.double(), expected_grad, rtol=tol, atol=tol * scale)
@@ -377,10 +382,10 @@ def test_launch_counts(batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
     x = _input((batch, 3, 4), torch.float32)
     op = OPERATORS["sobel_reflect"][0](x)
     calls.clear()
-    triton_magnitude(op, x, 1e-6)
+    triton_magnitude(op, x, _scalar(1e-6))
     assert len(calls) == 1
     calls.clear()
-    triton_magnitude_backward(op, x, x, 1e-6)
+    triton_magnitude_backward(op, x, x, _scalar(1e-6))
     assert len(calls) == 2
 
 

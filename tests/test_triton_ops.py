@@ -9,6 +9,7 @@ batch 2 and 32; the fallbacks. Every test also checks that the kernels ran (or, 
 
 from __future__ import annotations
 
+import fractions
 from typing import Any, Callable
 
 import pytest
@@ -289,6 +290,11 @@ def test_magnitude_after_inference_mode_and_fake_tensors(launches: list[str], mo
     x = _input((2, 5, 6), torch.float32)
     with torch.inference_mode():
         torchgrad.gradient_magnitude(x)
+        # eps of any real type is used as the float it was checked as
+        exact = fractions.Fraction(1, 1000)
+        torch.testing.assert_close(
+            torchgrad.gradient_magnitude(x, eps=exact), torchgrad.gradient_magnitude(x, eps=1e-3)
+        )
     with FakeTensorMode() as mode:
         assert torchgrad.gradient_magnitude(mode.from_tensor(x)).shape == x.shape
     launches.clear()

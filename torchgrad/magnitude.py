@@ -153,7 +153,7 @@ def gradient_magnitude(
 
 def _eps_tensor(eps: float, device: torch.device) -> Tensor:
     """``eps`` as the Triton ops take it, a float64 scalar on ``device`` (one fill; under ``torch.compile``
-    computed in the graph, so that a new value is an input, not a recompilation)."""
+    computed in the graph, so that with ``dynamic=True`` a new value is an input, not a recompilation)."""
     if torch.compiler.is_compiling():
         return torch.zeros((), dtype=torch.float64, device=device) + eps
     return torch.full((), eps, dtype=torch.float64, device=device)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Optional, Sequence
 
 import torch
 import triton
@@ -202,16 +202,9 @@ def triton_adjoint(op: Separable, grads: Sequence[Optional[Tensor]], *, block: B
     return out
 
 
-def eps_tensor(eps: Union[float, Tensor], device: torch.device) -> Tensor:
-    """``eps`` as the magnitude kernels read it: a float64 scalar tensor on ``device``."""
-    if isinstance(eps, Tensor):
-        return eps.to(device=device, dtype=torch.float64)
-    return torch.full((), eps, dtype=torch.float64, device=device)
-
-
-def triton_magnitude(op: Separable, x: Tensor, eps: Union[float, Tensor], *, block: Block = None) -> Tensor:
-    """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written (``eps``: a number or
-    a 0-d tensor, which the kernel reads at run time)."""
+def triton_magnitude(op: Separable, x: Tensor, eps: Tensor, *, block: Block = None) -> Tensor:
+    """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written (``eps``: a float64
+    scalar tensor on ``x``'s device, which the kernel reads at run time)."""
     plan = _plan(op, x)
     out = torch.empty_like(x)
     if x.numel() == 0:
@@ -219,13 +212,11 @@ def triton_magnitude(op: Separable, x: Tensor, eps: Union[float, Tensor], *, blo
     if kernel_layout([x, out], plan.ndim) is None:
         x = x.contiguous()
         out = torch.empty_like(x)
-    _forward(plan, x, [out], kernels.MAGNITUDE, block, eps=eps_tensor(eps, x.device))
+    _forward(plan, x, [out], kernels.MAGNITUDE, block, eps=eps)
     return out
 
 
-def triton_magnitude_backward(
-    op: Separable, x: Tensor, grad: Tensor, eps: Union[float, Tensor], *, block: Block = None
-) -> Tensor:
+def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: Tensor, *, block: Block = None) -> Tensor:
     """The gradient of :func:`triton_magnitude` w.r.t. ``x``: ``A^T (grad * A x / |A x|)``, two launches.
 
     The first recomputes the components and scales them (float32 intermediates for half precision),
@@ -238,5 +229,5 @@ def triton_magnitude_backward(
     if kernel_layout([x, scaled[0], grad], plan.ndim) is None:
         x, grad = x.contiguous(), grad.contiguous()
         scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.n_outputs)]
-    _forward(plan, x, scaled, kernels.SCALED, block, grad=grad, eps=eps_tensor(eps, x.device))
+    _forward(plan, x, scaled, kernels.SCALED, block, grad=grad, eps=eps)
     return triton_adjoint(op, scaled, block=block).to(x.dtype)
