@@ -187,6 +187,18 @@ def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytes
     assert torch.isnan(F.gradient_loss(x, y, mask))
 
 
+@pytest.mark.parametrize("name", ["l1_sobel", "gradient_difference_alpha", "edge_aware_sum"])
+def test_nan_input_gives_the_eager_gradients(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN in the input: the loss is NaN, and the gradients are autograd's (``sign(NaN) = 0``, as torch's)."""
+    x, y, _ = _inputs(SHAPE, torch.float64)
+    x[0, 0, 4, 5] = float("nan")
+    got = _value_and_grads(CASES[name], x, y, None)
+    assert "_total_kernel" in launches and torch.isnan(got[0])
+    expected = _eager(lambda: _value_and_grads(CASES[name], x, y, None), monkeypatch)
+    for a, e in zip(got, expected):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
 COUNTED = ["l1_sobel", "charbonnier_scharr_zeros", "l2_diff", "gradient_difference", "total_variation_l1"]
 COUNTED += ["edge_aware_sum", "l1_laplacian"]
 NO_TARGET_GRAD = ("gradient_difference", "total_variation", "edge_aware")

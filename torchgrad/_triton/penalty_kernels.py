@@ -49,8 +49,9 @@ def _tile_sum(v):
 
 @triton.jit
 def _sign(a):
-    """``torch.sign``: -1, 0 or 1, NaN for NaN."""
-    return tl.where(a > 0, 1.0, tl.where(a < 0, -1.0, a * 0.0)).to(a.dtype)
+    """``torch.sign``: -1, 0 or 1, and 0 for NaN (``(0 < a) - (a < 0)``), so that autograd's gradient of
+    ``|a|`` at a NaN is 0."""
+    return tl.where(a > 0, 1.0, tl.where(a < 0, -1.0, 0.0)).to(a.dtype)
 
 
 @triton.jit
