@@ -184,22 +184,34 @@ def triton_adjoint(op: Separable, grads: Sequence[Optional[Tensor]], *, block: B
     if out.numel() == 0:
         return out
     tensors, layout = _layout(present + [out], plan.ndim)
-    if tensors[-1] is not out:
-        out = tensors[-1]
+    out = tensors[-1]
+    launch_adjoint(plan, layout, tensors[:-1], out, block)
+    return out
+
+
+def launch_adjoint(
+    plan: KernelPlan,
+    layout: Layout,
+    grads: Sequence[Tensor],
+    out: Tensor,
+    block: Block,
+    negated: Optional[Tensor] = None,
+) -> None:
+    """One adjoint launch: ``out = A^T g`` (and ``negated = -A^T g``), ``grads`` one cotangent per output of
+    ``plan``, then ``out`` (then ``negated``) laid out as ``layout`` says."""
     # Chain c reads the cotangent of its output; the pointers of absent chains are never read.
     chains = list(plan.outputs) + [0] * (3 - plan.chains)
-    pointers = [tensors[o] for o in chains]
+    pointers = [grads[o] for o in chains]
     strides = [layout.strides[o] for o in chains]
-    meta = plan.constexprs()
     tile = _block(layout, plan.ndim, block)
     launch_kernel(
         kernels._adjoint_kernel,
         _programs(layout, tile),
         *pointers, out,
-        *layout.sizes[1:], *strides[0], *strides[1], *strides[2], *layout.strides[-1],
-        **_adjoint_meta(meta), ACC=_accumulator(first.dtype), BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
+        *layout.sizes[1:], *strides[0], *strides[1], *strides[2], *layout.strides[len(grads)],
+        **_adjoint_meta(plan.constexprs()), ACC=_accumulator(grads[0].dtype), BLOCK_D=tile[0], BLOCK_H=tile[1],
+        BLOCK_W=tile[2], neg_ptr=out if negated is None else negated, NEG=negated is not None,
     )  # fmt: skip
-    return out
 
 
 def triton_magnitude(op: Separable, x: Tensor, eps: Tensor, *, block: Block = None) -> Tensor:

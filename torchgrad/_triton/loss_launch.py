@@ -234,23 +234,7 @@ def triton_loss_backward(
 
 def _adjoint(plan: KernelPlan, grads: list[Tensor], out: Tensor, negated: Optional[Tensor]) -> None:
     """``out = A^T g`` (and ``negated = -A^T g``) from one launch."""
-    tensors = grads + [out] + ([] if negated is None else [negated])
-    layout = kernel_layout(tensors, plan.ndim)
+    layout = kernel_layout(grads + [out] + ([] if negated is None else [negated]), plan.ndim)
     if layout is None:
         raise Unsupported("the cotangents and the gradient share no layout")
-    # Chain c reads the cotangent of its output; the pointers of absent chains are never read.
-    chains = list(plan.outputs) + [0] * (3 - plan.chains)
-    pointers = [grads[o] for o in chains]
-    strides = [layout.strides[o] for o in chains]
-    out_strides = layout.strides[len(grads)]
-    meta = plan.constexprs()
-    tile = _block(layout, plan.ndim, None)
-    launch.launch_kernel(
-        kernels._adjoint_kernel,
-        _programs(layout, tile),
-        *pointers, out,
-        *layout.sizes[1:], *strides[0], *strides[1], *strides[2], *out_strides,
-        **launch._adjoint_meta(meta), ACC=_accumulator(grads[0].dtype), BLOCK_D=tile[0], BLOCK_H=tile[1],
-        BLOCK_W=tile[2],
-        neg_ptr=out if negated is None else negated, NEG=negated is not None,
-    )  # fmt: skip
+    launch.launch_adjoint(plan, layout, grads, out, None, negated)
