@@ -12,6 +12,9 @@ Where the Triton kernels serve the operator and the penalty (``fused_loss_descri
 :class:`_KernelPenaltyFunction`: a forward kernel with the penalty and per-block sums, a final reduction,
 and a backward of two kernels (recomputed slopes, then the adjoint writing both gradients); each pass is
 preceded by ``input - target``, or by one launch for the target's components or the edge-aware weights.
+Where those ops raise ``KernelsUnavailable`` (the kernels cannot be compiled on the device, or were switched
+off between forward and backward), the same numbers come from the eager code: the forward's in
+:func:`reduced_penalty`, the backward's in :class:`_KernelPenaltyFunction`, with the forward's scales.
 
 Totals over everything run slab by slab along the batch, so that no temporary is as large as the
 input: each slab's values are computed in place in the operator's output buffers, summed in the
@@ -27,6 +30,7 @@ import torch
 from torch import Tensor
 
 from torchgrad._internal import (
+    KernelsUnavailable,
     apply_adjoint,
     apply_operator,
     fused_loss_description,
@@ -97,8 +101,11 @@ def reduced_penalty(
         elements = loss.op.n_outputs * x.numel()
     description = fused_loss_description(loss.op, x, loss.penalty.kernel_code, y)
     if description is not None:
-        total, _ = _KernelPenaltyFunction.apply(x, y, mask, loss, description, reduction == "mean", elements, dtype)
-        return total
+        try:
+            total, _ = _KernelPenaltyFunction.apply(x, y, mask, loss, description, reduction == "mean", elements, dtype)
+            return total
+        except KernelsUnavailable:
+            pass  # the kernels cannot be compiled on this device (the op warned, once): the eager code follows
     total = penalty_call(x, y, mask, loss, 0)
     if reduction == "mean":
         total = total / (elements if mask is None else _count(loss.op, mask))
@@ -259,7 +266,8 @@ class _KernelPenaltyFunction(torch.autograd.Function):
     ``dtype``, over the elements that count when ``mean``; also returns each component's scale (no gradient).
 
     Backward is ``torch.ops.torchgrad.fused_loss_backward``; asked for a graph of the gradient (double
-    backward), it is the eager Function's differentiable code instead. (No ``torch.func`` rules: those calls
+    backward), or where that op raises ``KernelsUnavailable``, it is the eager Function's differentiable code
+    instead, with the forward's scales. (No ``torch.func`` rules: those calls
     never come here. So ``forward`` takes the ``ctx`` itself, which spares each call the signature binding
     that a separate ``setup_context`` costs.)"""
 
@@ -298,20 +306,24 @@ class _KernelPenaltyFunction(torch.autograd.Function):
         scales: Tensor = ctx.scales
         loss: FusedLoss = ctx.loss
         need_x, need_y = ctx.needs_input_grad[:2]
-        if torch.is_grad_enabled():
-            # A graph of the gradient: the eager Function's differentiable code, each component's cotangent
-            # grad * scale (its weight over the elements that count) stacked as a per-element map would be.
-            spatial = (1,) * loss.op.spatial_dims
-            stacked = (grad * scales).reshape((1,) * (x.dim() - loss.op.spatial_dims) + (-1,) + spatial)
-            unweighted = replace(loss, weights=None)
-            gx, gy = _pull_back(x, y, mask, unweighted, stacked, None, need_x, need_y, traceable=True)
-            return gx, gy, None, None, None, None, None, None
-        penalty = loss.penalty
-        grads = torch.ops.torchgrad.fused_loss_backward(
-            grad, x, y, mask, scales, ctx.description, penalty.kernel_code, list(penalty.kernel_params()), need_y
-        )
-        gy = grads[1] if len(grads) > 1 else None
-        return (grads[0] if need_x else None), gy, None, None, None, None, None, None
+        if not torch.is_grad_enabled():
+            penalty, params = loss.penalty, list(loss.penalty.kernel_params())
+            try:
+                grads = torch.ops.torchgrad.fused_loss_backward(
+                    grad, x, y, mask, scales, ctx.description, penalty.kernel_code, params, need_y
+                )
+            except KernelsUnavailable:
+                pass  # the kernels cannot run now (switched off, or not compiled on this device): the code below
+            else:
+                gy = grads[1] if len(grads) > 1 else None
+                return (grads[0] if need_x else None), gy, None, None, None, None, None, None
+        # A graph of the gradient, or no kernels: the eager Function's differentiable code, each component's
+        # cotangent grad * scale (its weight over the elements that count) stacked as a per-element map would be.
+        spatial = (1,) * loss.op.spatial_dims
+        stacked = (grad * scales).reshape((1,) * (x.dim() - loss.op.spatial_dims) + (-1,) + spatial)
+        unweighted = replace(loss, weights=None)
+        gx, gy = _pull_back(x, y, mask, unweighted, stacked, None, need_x, need_y, traceable=True)
+        return gx, gy, None, None, None, None, None, None
 
 
 def _cut(t: Optional[Tensor], s: tuple[slice, ...]) -> Optional[Tensor]:

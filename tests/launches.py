@@ -25,3 +25,21 @@ def count_launches(
 
     monkeypatch.setattr(launch, "launch_kernel", counting)
     return calls
+
+
+def record_interior_tiles(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Wraps the kernels' choice of path (undone with ``monkeypatch``): the list grows by ``True`` for each
+    program that took the interior path, ``False`` for each that took the border path (interpreter only)."""
+    from torchgrad._triton import kernels
+
+    taken: list[bool] = []
+    original = kernels._interior
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        inside = original(*args, **kwargs)
+        handle = getattr(inside, "handle", inside)  # the interpreter's tensor around a NumPy value
+        taken.append(bool(getattr(handle, "data", handle)))
+        return inside
+
+    monkeypatch.setattr(kernels, "_interior", recording)
+    return taken

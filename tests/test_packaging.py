@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 
 def _run(code: str, cwd: Path) -> str:
     done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=300)
@@ -42,3 +44,20 @@ def test_no_top_level_losses_is_importable_without_the_users_own(tmp_path: Path)
 def test_torchgrad_alone_does_not_import_the_losses_or_torchvision(tmp_path: Path) -> None:
     code = "import sys, torchgrad\nprint('torchgrad.losses' in sys.modules, 'torchvision' in sys.modules)\n"
     assert _run(code, tmp_path) == "False False"
+
+
+def test_torchgrad_imports_neither_dynamo_nor_triton(tmp_path: Path) -> None:
+    code = "import sys, torchgrad\nprint('torch._dynamo' in sys.modules, 'triton' in sys.modules)\n"
+    assert _run(code, tmp_path) == "False False"
+
+
+def test_the_constant_result_mark_is_torchs() -> None:
+    """The executor marks its trace-time decision as torch.compile's decorator would (without importing
+    Dynamo at import time): the same attributes, the same values."""
+    from torchgrad import _executor
+
+    def mine() -> None: ...
+
+    def torchs() -> None: ...
+
+    assert vars(_executor._constant_result(mine)) == vars(torch.compiler.assume_constant_result(torchs))

@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip("triton")
 
-from launches import count_launches  # noqa: E402
+from launches import count_launches, record_interior_tiles  # noqa: E402
 
 from torchgrad._executor import FORCE_TRITON  # noqa: E402
 from torchgrad._filters import build_operator  # noqa: E402
@@ -185,6 +185,28 @@ def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytes
     x[0, 0, 4, 5] = float("nan")
     mask[0, 0, 3:6, 4:7] = True
     assert torch.isnan(F.gradient_loss(x, y, mask))
+
+
+INTERIOR = ["l1_sobel", "l2_diff", "charbonnier_scharr_zeros", "l1_central", "l1_laplacian"]
+INTERIOR += ["gradient_difference_alpha", "total_variation_l2_sum", "edge_aware_sum"]
+
+
+@pytest.mark.parametrize("name", INTERIOR)
+def test_interior_tiles(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With 4 x 4 plane tiles over a tensor large enough that some tiles reach no border, the loss kernels run
+    both paths (the mask rule and the penalties on the interior path too) and equal the eager Function."""
+    monkeypatch.setattr(launch, "PLANE", {2: (4, 4)})
+    monkeypatch.setattr(launch, "TILE", {2: 16})
+    monkeypatch.setattr(launch, "LOSS_TILE", {2: 16})
+    taken = record_interior_tiles(monkeypatch)
+    x, y, mask = _inputs((1, 2, 12, 12), torch.float64)
+    for m in [None, mask] if name in MASKED else [None]:
+        taken.clear()
+        got = _value_and_grads(CASES[name], x, y, m)
+        assert True in taken and False in taken
+        expected = _eager(lambda: _value_and_grads(CASES[name], x, y, m), monkeypatch)
+        for a, e in zip(got, expected):
+            _close(a, e)
 
 
 @pytest.mark.parametrize("name", ["l1_sobel", "gradient_difference_alpha", "edge_aware_sum"])

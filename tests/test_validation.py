@@ -236,6 +236,7 @@ FLAG_CALLS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "VGGFeatures": ("repeat_grey", lambda v: _vgg(repeat_grey=v)),
     "PerceptualLoss": ("normalize_features", lambda v: _vgg(PerceptualLoss, normalize_features=v)),
     "PerceptualGradientLoss": ("normalize_features", lambda v: _vgg(PerceptualGradientLoss, normalize_features=v)),
+    "use_kernels": ("enabled", lambda v: torchgrad.use_kernels(v)),
 }
 
 

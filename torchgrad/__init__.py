@@ -6,13 +6,17 @@ magnitude, as functions and modules. Every operator saves no tensors for backwar
 backward, ``torch.func`` and ``torch.compile``. TensorFlow's NHWC forms live in
 :mod:`torchgrad.tf_compat`, OpenCV's ``(H, W[, C])`` filters in :mod:`torchgrad.cv2_compat`; the losses
 built on the operators in :mod:`torchgrad.losses` (imported on first use, so that the operators alone
-never import torchvision).
+never import torchvision). On CUDA the operators and the losses run as Triton kernels where those serve;
+:class:`use_kernels` (or ``TORCHGRAD_EXECUTOR=eager``) keeps them on plain tensor code, and a kernel that
+cannot be compiled on the GPU does the same for the rest of the process, with one
+:class:`KernelFallbackWarning`.
 """
 
 import importlib
 from types import ModuleType
 
 from . import cv2_compat, tf_compat
+from ._executor import KernelFallbackWarning, use_kernels
 from .gradient import Gradient, GradientError, gradient
 from .hessian import Hessian, hessian
 from .image_gradients import ImageGradients, image_gradients
@@ -28,6 +32,7 @@ __all__ = [
     "GradientMagnitude",
     "Hessian",
     "ImageGradients",
+    "KernelFallbackWarning",
     "Laplacian",
     "Prewitt",
     "Scharr",
@@ -40,6 +45,7 @@ __all__ = [
     "prewitt",
     "scharr",
     "sobel",
+    "use_kernels",
     "losses",
     "tf_compat",
     "cv2_compat",

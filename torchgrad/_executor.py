@@ -11,33 +11,179 @@
 - Everything else, and every operator the kernels do not serve (:func:`torchgrad._triton.unsupported_reason`
   says why), takes the :class:`~torchgrad._separable.Separable` executors: the CPU eager executor (slab by
   slab) for CPU tensors, plain tensor code for other devices, under ``torch.compile`` and ``torch.func``.
+
+The switch (:func:`kernels_enabled`): ``TORCHGRAD_EXECUTOR=eager`` (read at each call) or
+:class:`use_kernels` ``(False)`` keeps every tensor off the kernels, CUDA ones and those that
+``TORCHGRAD_FORCE_TRITON=1`` sends there alike (that variable says which tensors the kernels take; the
+switch, whether they run at all). A kernel that cannot be compiled or loaded on this device
+(:func:`compile_failure`) switches them off for the rest of the process with one
+:class:`KernelFallbackWarning` (:func:`kernels_failed`); the op that met it computes with the operator's
+own executors. The switch is process-wide, not thread-local: autograd runs the backward of CUDA tensors
+in threads of its own, which must see the setting that the forward saw.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
+import threading
+import warnings
 from functools import lru_cache
-from typing import Any, Optional
+from types import TracebackType
+from typing import Any, Callable, Optional
 
 import torch
 from torch import Tensor
 
 from . import _triton
 from ._separable import Separable
+from ._validation import check_bool, check_environment_choice
 
 FORCE_TRITON = "TORCHGRAD_FORCE_TRITON"
+EXECUTOR = "TORCHGRAD_EXECUTOR"
+EXECUTORS = ("auto", "eager")
+"""The values of ``TORCHGRAD_EXECUTOR``: ``"auto"`` (also set to nothing, or unset) lets the device choose the
+executor, ``"eager"`` keeps every tensor off the Triton kernels."""
 HALF = (torch.float16, torch.bfloat16)
 
 
+class KernelFallbackWarning(RuntimeWarning):
+    """torchgrad's Triton kernels could not be compiled or loaded on this device: the call that found it, and
+    every later one in the process, computes with the plain-tensor executor (the same numbers, up to
+    rounding). Issued once per process; ``TORCHGRAD_EXECUTOR=eager`` or :class:`use_kernels` ``(False)``
+    choose that executor from the start."""
+
+    __module__ = "torchgrad"
+
+
+class KernelsUnavailable(RuntimeError):
+    """A kernel launch that failed because the kernels cannot be compiled or loaded on this device
+    (``launch_kernel`` raises it from Triton's error, :func:`compile_failure` says which errors those are),
+    or a fused-loss op called while the kernels are switched off: the caller computes with the operator's
+    own executors instead."""
+
+
+class _Switch:
+    """The process-wide state of the kernels: ``enabled`` is the innermost active :class:`use_kernels`'
+    setting (``None`` outside any: ``TORCHGRAD_EXECUTOR`` decides), ``failure`` why they cannot run in this
+    process (``None`` until a launch fails to compile). Dynamo guards on both when it traces
+    :func:`kernels_enabled`, so a change recompiles a function compiled before it (and setting one back
+    serves the graph traced with it again: both are always the object's own attributes)."""
+
+    def __init__(self) -> None:
+        self.enabled: Optional[bool] = None
+        self.failure: Optional[str] = None
+
+
+_SWITCH = _Switch()
+_FAILURE_LOCK = threading.Lock()
+
+
+def kernels_enabled() -> bool:
+    """Whether the Triton kernels may run: not after one failed to compile in this process; else as the
+    innermost active :class:`use_kernels` says; else unless ``TORCHGRAD_EXECUTOR=eager`` (read at each call;
+    another value than ``"auto"``, ``"eager"`` or nothing raises ``ValueError``)."""
+    if _SWITCH.failure is not None:
+        return False
+    if _SWITCH.enabled is not None:
+        return _SWITCH.enabled
+    return check_environment_choice("torchgrad", EXECUTOR, os.environ.get(EXECUTOR, ""), EXECUTORS) == "auto"
+
+
+class use_kernels:
+    """Switch torchgrad's Triton kernels off (or back on) inside a ``with`` block.
+
+    ``use_kernels(False)`` keeps CUDA tensors on the plain-tensor executor, as ``TORCHGRAD_EXECUTOR=eager``
+    does for the whole process; ``use_kernels(True)`` restores the kernels where they serve the call, whatever
+    ``TORCHGRAD_EXECUTOR`` says, unless they failed to compile in this process. The block's setting holds
+    for the backward passes run inside it too; blocks nest, the innermost one deciding.
+
+    The setting is process-wide, like ``torch.backends.cudnn.flags``, not thread-local like
+    ``torch.no_grad``: autograd runs the backward of CUDA tensors in threads of its own, which must see it.
+    Enter the block from one thread at a time. A function compiled with ``torch.compile`` is traced again
+    when the setting differs from the one it was traced with (Dynamo guards on it), and the graph traced
+    before serves again once the setting is back.
+
+    Args:
+        enabled: ``False`` for the plain-tensor executor, ``True`` for the kernels where they serve.
+
+    Example:
+        >>> image = torch.rand(2, 1, 16, 16)
+        >>> with use_kernels(False):  # CUDA tensors too would take the plain-tensor executor here
+        ...     edges = gradient_magnitude(image)
+        >>> torch.allclose(edges, gradient_magnitude(image))
+        True
+    """
+
+    __module__ = "torchgrad"
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = check_bool("use_kernels", "enabled", enabled)
+        self._outer: list[Optional[bool]] = []
+
+    def __enter__(self) -> None:
+        self._outer.append(_SWITCH.enabled)
+        _SWITCH.enabled = self.enabled
+
+    def __exit__(
+        self, kind: Optional[type[BaseException]], error: Optional[BaseException], trace: Optional[TracebackType]
+    ) -> None:
+        _SWITCH.enabled = self._outer.pop()
+
+
+def compile_failure(error: Exception) -> bool:
+    """Whether ``error``, raised by Triton while it compiled, loaded or launched a kernel on a GPU (not under
+    its interpreter), says that the kernels cannot run on this device.
+
+    Those are Triton's compilation errors (``CompilationError``, ``OutOfResources``, ``PTXASError``: an
+    architecture it does not support, more registers or shared memory than the device has, ``ptxas``
+    refusing the code); ``RuntimeError``, which its compiler passes, older ``ptxas`` failures and the CUDA
+    driver raise (a driver too old for the generated code, no kernel image for this GPU, a missing C
+    compiler for Triton's launcher); ``OSError`` and ``subprocess.SubprocessError`` (a tool missing or
+    failing, an unwritable cache). Not ``torch.OutOfMemoryError``, nor the ``TypeError``, ``ValueError``
+    and others raised while Triton binds the arguments: those are errors of the call, raised as they are.
+    """
+    from triton.compiler.errors import CompilationError
+    from triton.runtime import errors
+
+    if isinstance(error, torch.OutOfMemoryError):
+        return False
+    failures = (CompilationError, errors.OutOfResources, RuntimeError, OSError, subprocess.SubprocessError)
+    ptxas = getattr(errors, "PTXASError", None)  # Triton 3.2 on; before, ptxas failures are RuntimeError
+    return isinstance(error, failures) or (ptxas is not None and isinstance(error, ptxas))
+
+
+def kernels_failed(error: KernelsUnavailable) -> None:
+    """Switch the kernels off for the rest of the process, warning once (:class:`KernelFallbackWarning`)."""
+    with _FAILURE_LOCK:
+        if _SWITCH.failure is not None:
+            return
+        _SWITCH.failure = str(error)
+    warnings.warn(
+        "torchgrad's Triton kernels cannot be compiled or loaded on this device, so torchgrad computes with "
+        "its plain-tensor executor for the rest of the process (the same numbers, up to rounding; slower). "
+        f"To choose that executor from the start, set {EXECUTOR}=eager in the environment or run the calls "
+        f"inside torchgrad.use_kernels(False). The error was {_SWITCH.failure}",
+        KernelFallbackWarning,
+        stacklevel=2,
+    )
+
+
+def forget_kernel_failure() -> None:
+    """Let the kernels run again after a failure (for tests: a process that met one keeps it)."""
+    _SWITCH.failure = None
+
+
 def triton_description(op: object, x: Tensor) -> Optional[str]:
-    """The description of ``op`` for the Triton ops when they compute it on ``x``, else ``None``.
+    """The description of ``op`` for the Triton ops when they compute it on ``x``, else ``None`` (also when
+    the kernels are switched off: :func:`kernels_enabled`).
 
     Raises ``RuntimeError`` when ``TORCHGRAD_FORCE_TRITON=1`` asks for the Triton executor on a CPU
     tensor and Triton is missing or the kernels were compiled for a GPU instead of its interpreter.
     """
     device = x.device.type
     forced = device == "cpu" and os.environ.get(FORCE_TRITON) == "1"
-    if (device != "cuda" and not forced) or not isinstance(op, Separable):
+    if (device != "cuda" and not forced) or not isinstance(op, Separable) or not kernels_enabled():
         return None
     if torch.compiler.is_compiling():
         from ._triton.description import plain
@@ -46,7 +192,15 @@ def triton_description(op: object, x: Tensor) -> Optional[str]:
     return _decide(op, _stand_in(x), forced)
 
 
-@torch.compiler.assume_constant_result
+def _constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo`` (and Triton with it)
+    when torchgrad is imported: the decorator only marks the function, with the attribute that
+    ``tests/test_packaging.py`` checks against torch's own decorator."""
+    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return fn
+
+
+@_constant_result
 def _traced_description(op: object, device: str, dtype: torch.dtype, ndim: int, forced: bool) -> Optional[str]:
     """:func:`_decide` while Dynamo traces, run (not traced) on the operator written as plain tuples
     and a one-element stand-in for the input: its sizes are 8, since the descriptions hold no sizes.

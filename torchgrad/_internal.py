@@ -19,7 +19,9 @@ arguments with the checks the operators use.
 - :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces.
 - :func:`fused_loss_description`: whether the fused-loss Triton ops (``torch.ops.torchgrad.fused_loss``
   and ``fused_loss_backward``) compute a loss on a tensor, and the operator's description they take;
-  :data:`PENALTY_CODES`, the penalties they compute, by code.
+  :data:`PENALTY_CODES`, the penalties they compute, by code; :class:`KernelsUnavailable`, what they raise
+  where the kernels are switched off or cannot be compiled on the device (the losses then compute with
+  their eager code).
 - :func:`needs_traceable_code`: whether a tensor needs plain, out-of-place tensor operations (under
   ``torch.compile`` or a ``torch.func`` transform) instead of eager code writing through ``out=``.
 - the ``check_*`` functions of :mod:`torchgrad._validation` (one signature: ``check_xxx(fn, name,
@@ -27,7 +29,7 @@ arguments with the checks the operators use.
   :func:`autocast_enabled` (whether autocast runs on a device; never on ``meta``).
 """
 
-from ._executor import fused_loss_description
+from ._executor import KernelsUnavailable, fused_loss_description
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._named import OPERATORS, operator_by_name
 from ._registry import REGISTRY
@@ -70,6 +72,7 @@ __all__ = [
     "PENALTY_CODES",
     "REDUCTIONS",
     "REGISTRY",
+    "KernelsUnavailable",
     "LinearOperator",
     "Separable",
     "apply_adjoint",

@@ -105,6 +105,18 @@ def check_choice(fn: str, name: str, value: Any, choices: Sequence[str]) -> str:
     return value
 
 
+def check_environment_choice(fn: str, name: str, value: str, choices: Sequence[str]) -> str:
+    """The value of the environment variable ``name``, one of ``choices``; the empty string (set to nothing)
+    stands for the first choice, as unset does."""
+    if value == "":
+        return choices[0]
+    if value not in choices:
+        raise ValueError(
+            f"{fn}: the environment variable {name} must be one of {_names(choices)} or unset, got {_quote(value)}"
+        )
+    return value
+
+
 def check_int_choice(fn: str, name: str, value: Any, choices: Sequence[int]) -> int:
     """One of the ints in ``choices`` (a Python or NumPy integer; not a bool, not a float)."""
     listed = " or ".join(map(str, choices))

@@ -27,6 +27,7 @@ import triton.language as tl
 
 from .penalty_kernels import edge_weights_epilogue, loss_epilogue
 from .rows import CIRCULAR as _CIRCULAR
+from .rows import INTERIOR as _INTERIOR
 from .rows import NONE as _NONE
 from .rows import REFLECT as _REFLECT
 from .rows import ROWS as _ROWS
@@ -45,20 +46,22 @@ EDGE_WEIGHTS: tl.constexpr = tl.constexpr(5)
 
 
 @triton.jit
-def _source(s, n, MODE: tl.constexpr):
-    """Where index ``s`` of the padded axis reads: folded into ``0 .. n - 1`` as often as a short axis
-    needs (reflect: period ``2 (n - 1)``, symmetric: ``2 n``, circular: ``n``), clamped (replicate), or
-    left for the caller to mask (zeros, valid)."""
-    if MODE == _REFLECT:
-        period = 2 * (n - 1)
-        s = ((s % period) + period) % period
-        s = tl.where(s > n - 1, period - s, s)
-    elif MODE == _SYMMETRIC:
-        period = 2 * n
-        s = ((s % period) + period) % period
-        s = tl.where(s > n - 1, period - 1 - s, s)
-    elif MODE == _CIRCULAR:
-        s = ((s % n) + n) % n
+def _source(s, n, MODE: tl.constexpr, R: tl.constexpr):
+    """Where index ``s`` (at most ``R`` outside the axis) of the padded axis reads: folded into
+    ``0 .. n - 1`` by comparisons, once per sample of reach so that an axis shorter than the stencil folds
+    as often as it needs (reflect about ``0`` and ``n - 1``, symmetric about ``-1/2`` and ``n - 1/2``,
+    circular by ``n``), clamped (replicate), or left for the caller to mask (zeros, valid)."""
+    hi = n - 1
+    for _ in tl.static_range(R):
+        if MODE == _REFLECT:
+            s = tl.where(s < 0, -s, s)
+            s = tl.where(s > hi, 2 * hi - s, s)
+        elif MODE == _SYMMETRIC:
+            s = tl.where(s < 0, -1 - s, s)
+            s = tl.where(s > hi, 2 * hi + 1 - s, s)
+        elif MODE == _CIRCULAR:
+            s = tl.where(s < 0, s + n, s)
+            s = tl.where(s > hi, s - n, s)
     return s
 
 
@@ -73,13 +76,15 @@ def _sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: tl
         s = i + (t - R)
         if MODE == _ROWS:
             s = tl.where(i == 0, FK[t], tl.where(i == hi, n + LK[t], s))
-        else:
-            s = _source(s, n, MODE)
+        elif MODE != _INTERIOR:
+            s = _source(s, n, MODE, R)
         if MODE == _ZEROS or MODE == _VALID:
             m = (s >= 0) & (s <= hi)
         else:
             m = i == i  # every sample is inside the axis
-        sources = sources + (tl.minimum(tl.maximum(s, 0), hi),)
+        if MODE != _INTERIOR:  # an interior tile reads inside the axis as it is
+            s = tl.minimum(tl.maximum(s, 0), hi)
+        sources = sources + (s,)
         inside = inside + (m,)
     return sources, inside
 
@@ -93,7 +98,7 @@ def _combine(vs, i, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, NZ:
     else:
         out = tl.full(vs[R].shape, 0, vs[R].dtype)
         for t in tl.static_range(2 * R + 1):
-            if NZ[t]:
+            if NZ[t] and (MODE != _INTERIOR or W[0][t] != 0):
                 if MODE == _ROWS:
                     w = _row_weight(i, n, t, MODE, W).to(vs[t].dtype)
                     out += tl.where(w != 0, w * vs[t], 0.0)
@@ -101,6 +106,15 @@ def _combine(vs, i, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, NZ:
                     out += vs[t] * W[0][t]
         if MODE == _VALID:
             out = tl.where(_valid_rows(i, n, R, MODE, W), out, 0.0)
+    return out
+
+
+@triton.jit
+def _wide(indices, N: tl.constexpr):
+    """The ``N`` index tensors of ``indices`` as int64."""
+    out = ()
+    for k in tl.static_range(N):
+        out = out + (indices[k].to(tl.int64),)
     return out
 
 
@@ -115,27 +129,42 @@ def _zeros(zero, NC: tl.constexpr):
 
 @triton.jit
 def _tile(B0, D, H, W, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """This program's tile: the batch item (outer and inner index), the indices along z, y and x,
-    their first values, and the sizes. Index arithmetic is int64 (also spares the interpreter its
-    int32 overflow checks)."""
-    pid = tl.program_id(0).to(tl.int64)
-    B0 = tl.cast(B0, tl.int64)
-    D = tl.cast(D, tl.int64)
-    H = tl.cast(H, tl.int64)
-    W = tl.cast(W, tl.int64)
+    """This program's tile: the batch item (outer and inner index, int64), the indices along z, y and x
+    and their first values (int32: the host keeps every in-plane offset and the program count within
+    int32), from one division chain per program, never per element."""
+    pid = tl.program_id(0)
     tiles_w = (W + BLOCK_W - 1) // BLOCK_W
     tiles_h = (H + BLOCK_H - 1) // BLOCK_H
     tiles_d = (D + BLOCK_D - 1) // BLOCK_D
-    col0 = (pid % tiles_w) * BLOCK_W
     rest = pid // tiles_w
-    row0 = (rest % tiles_h) * BLOCK_H
-    rest = rest // tiles_h
-    z0 = (rest % tiles_d) * BLOCK_D
-    b = rest // tiles_d
-    zi = z0 + tl.arange(0, BLOCK_D).to(tl.int64)[:, None, None]
-    rows = row0 + tl.arange(0, BLOCK_H).to(tl.int64)[None, :, None]
-    cols = col0 + tl.arange(0, BLOCK_W).to(tl.int64)[None, None, :]
-    return b // B0, b % B0, zi, rows, cols, z0, row0, col0, D, H, W
+    col0 = (pid - rest * tiles_w) * BLOCK_W
+    plane = rest // tiles_h
+    row0 = (rest - plane * tiles_h) * BLOCK_H
+    b = plane // tiles_d
+    z0 = (plane - b * tiles_d) * BLOCK_D
+    bo = b // B0
+    bi = b - bo * B0
+    zi = z0 + tl.arange(0, BLOCK_D)[:, None, None]
+    rows = row0 + tl.arange(0, BLOCK_H)[None, :, None]
+    cols = col0 + tl.arange(0, BLOCK_W)[None, None, :]
+    return bo.to(tl.int64), bi.to(tl.int64), zi, rows, cols, z0, row0, col0
+
+
+@triton.jit
+def _inside(start, n, BLOCK: tl.constexpr, MARGIN: tl.constexpr):
+    """Whether rows ``start .. start + BLOCK - 1`` lie within ``MARGIN = (lo, hi)`` of the axis's ends
+    (see :meth:`~torchgrad._triton.plan.KernelPlan.margins`)."""
+    return (start >= MARGIN[0]) & (start + (BLOCK + MARGIN[1]) <= n)
+
+
+@triton.jit
+def _interior(z0, row0, col0, D, H, W, MARGINS: tl.constexpr,
+              BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
+    """Whether the tile takes the interior path: every axis's rows within its margins (a uniform branch)."""
+    return (
+        _inside(z0, D, BLOCK_D, MARGINS[0]) & _inside(row0, H, BLOCK_H, MARGINS[1]) & _inside(col0, W, BLOCK_W,
+                                                                                                MARGINS[2])
+    )  # fmt: skip
 
 
 @triton.jit
@@ -192,7 +221,7 @@ def _forward_kernel(
     gs1, gs0, gsz, gsy, gsx,
     NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, FIRST: tl.constexpr, MODES: tl.constexpr,
     RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
-    USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr,
+    USED: tl.constexpr, DIVS: tl.constexpr, INNER: tl.constexpr, MARGINS: tl.constexpr, OUTPUT: tl.constexpr,
     ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
     e_ptr=None, copies=1, s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0,
     PENALTY: tl.constexpr = 0, PARAMS: tl.constexpr = (), REFS: tl.constexpr = False, LOSS_MASK: tl.constexpr = False,
@@ -205,9 +234,40 @@ def _forward_kernel(
     edge-aware weights of an image whose channels lie along z (``EDGE_WEIGHTS``, see
     :func:`~torchgrad._triton.penalty_kernels.edge_weights_epilogue`, ``copies`` its channels written).
 
+    A tile whose stencils reach no border (``MARGINS``) runs the interior taps on unfolded, unmasked
+    indices (``INNER``: the border rules replaced by ``INTERIOR``); the others fold and mask."""
+    bo, bi, zi, rows, cols, z0, row0, col0 = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
+    if _interior(z0, row0, col0, D, H, W, MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _forward_tile(x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
+                      xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
+                      NC, NO, OUT, FIRST, INNER, RADII, FK, LK, WTS, NZ, USED, DIVS, OUTPUT, ACC, False,
+                      BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx,
+                      PENALTY, PARAMS, REFS, LOSS_MASK)  # fmt: skip
+    else:
+        _forward_tile(x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
+                      xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
+                      NC, NO, OUT, FIRST, MODES, RADII, FK, LK, WTS, NZ, USED, DIVS, OUTPUT, ACC, True,
+                      BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx,
+                      PENALTY, PARAMS, REFS, LOSS_MASK)  # fmt: skip
+
+
+@triton.jit
+def _forward_tile(
+    x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
+    xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
+    NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, FIRST: tl.constexpr, MODES: tl.constexpr,
+    RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
+    USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr, ACC: tl.constexpr, BORDER: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx,
+    PENALTY: tl.constexpr, PARAMS: tl.constexpr, REFS: tl.constexpr, LOSS_MASK: tl.constexpr,
+):  # fmt: skip
+    """:func:`_forward_kernel` on a tile, under border rules ``MODES`` (``BORDER``: the tile may reach past
+    the tensor's end, so stores are masked).
+
     Each sample of the tile and its halo is loaded once per slot and serves every chain, which is
-    reduced along x, then y, then z, and divided once by its divisor; an output adds its chains."""
-    bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
+    reduced along x, then y, then z, and divided once by its divisor; an output adds its chains.
+    Offsets within a plane are int32, along z and the batch int64."""
     MASKED: tl.constexpr = MODES[0] == _ZEROS or MODES[1] == _ZEROS or MODES[2] == _ZEROS
     zs, zm = _sources(zi, D, MODES[0], RADII[0], FK[0], LK[0])
     ys, ym = _sources(rows, H, MODES[1], RADII[1], FK[1], LK[1])
@@ -218,7 +278,7 @@ def _forward_kernel(
     for t in tl.static_range(2 * RADII[0] + 1):
         parts = _zeros(zero, NC)
         if USED[0][t]:
-            parts = _plane(x_base + zs[t] * xsz, zm[t], zero, ys, ym, xs, xm, rows, cols, H, W, xsy, xsx,
+            parts = _plane(x_base + zs[t].to(tl.int64) * xsz, zm[t], zero, ys, ym, xs, xm, rows, cols, H, W, xsy, xsx,
                            MODES, RADII, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
         per_slot = per_slot + (parts,)
     chains = ()
@@ -238,8 +298,11 @@ def _forward_kernel(
                 acc = acc + chains[c]
         outputs = outputs + (acc,)
 
-    mask = (zi < D) & (rows < H) & (cols < W)
-    y_off = bo * ys1 + bi * ys0 + zi * ysz + rows * ysy + cols * ysx
+    if BORDER:
+        mask = (zi < D) & (rows < H) & (cols < W)
+    else:
+        mask = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 1, tl.int1)
+    y_off = (bo * ys1 + bi * ys0 + zi.to(tl.int64) * ysz) + (rows * ysy + cols * ysx)
     y_ptrs = (y0_ptr, y1_ptr, y2_ptr)
     if OUTPUT == COMPONENTS:
         for o in tl.static_range(NO):
@@ -249,7 +312,7 @@ def _forward_kernel(
                       zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, NC, NO, OUT, MODES, RADII, WTS, NZ,
                       OUTPUT == LOSS_SLOPES, PENALTY, PARAMS, REFS, LOSS_MASK, ACC)  # fmt: skip
     elif OUTPUT == EDGE_WEIGHTS:
-        edge_weights_epilogue(outputs, mask, y_ptrs, bo * ys1 + bi * ys0 + rows * ysy + cols * ysx, ysz,
+        edge_weights_epilogue(outputs, mask, y_ptrs, (bo * ys1 + bi * ys0) + (rows * ysy + cols * ysx), ysz,
                               zi, rows, cols, D, H, W, copies, NO, ACC)  # fmt: skip
     else:
         total = outputs[0] * outputs[0]
@@ -264,7 +327,7 @@ def _forward_kernel(
         if OUTPUT == MAGNITUDE:
             tl.store(y0_ptr + y_off, norm.to(y0_ptr.dtype.element_ty), mask=mask)
         else:
-            g_off = bo * gs1 + bi * gs0 + zi * gsz + rows * gsy + cols * gsx
+            g_off = (bo * gs1 + bi * gs0 + zi.to(tl.int64) * gsz) + (rows * gsy + cols * gsx)
             scale = tl.load(g_ptr + g_off, mask=mask, other=0.0).to(ACC) / norm
             for o in tl.static_range(NO):
                 tl.store(y_ptrs[o] + y_off, (outputs[o] * scale).to(y_ptrs[o].dtype.element_ty), mask=mask)
@@ -273,15 +336,18 @@ def _forward_kernel(
 @triton.jit
 def _adjoint_rows(j, n, MODE: tl.constexpr, R: tl.constexpr):
     """The rows of ``g`` that the ``2 R + 3`` slots of ``A^T`` read at columns ``j`` (clamped into the
-    axis): ``j - R .. j + R`` (wrapped around for circular padding), then the border rows 0 and ``n - 1``."""
+    axis): ``j - R .. j + R`` (wrapped around for circular padding; as they are on an interior tile),
+    then the border rows 0 and ``n - 1``."""
     top = n - 1
-    jc = tl.minimum(j, top)  # lanes past the end of the axis read its last row
+    jc = j
+    if MODE != _INTERIOR:
+        jc = tl.minimum(j, top)  # lanes past the end of the axis read its last row
     rows = ()
     for k in tl.static_range(2 * R + 1):
         r = jc + (k - R)
         if MODE == _CIRCULAR:
-            r = ((r % n) + n) % n
-        else:
+            r = _source(r, n, MODE, R)
+        elif MODE != _INTERIOR:
             r = tl.minimum(tl.maximum(r, 0), top)
         rows = rows + (r,)
     return rows + (j * 0, j * 0 + top)
@@ -348,7 +414,7 @@ def _adjoint_term(v, k: tl.constexpr, MODE: tl.constexpr, R: tl.constexpr, W: tl
     touches ``v`` (a sample that a column does not read never reaches it, inf included)."""
     if MODE == _NONE:
         out = v
-    elif MODE == _CIRCULAR:
+    elif MODE == _CIRCULAR or MODE == _INTERIOR:
         out = v * W[0][2 * R - k]
     else:
         out = tl.where(weights[k] != 0, weights[k] * v, 0.0)
@@ -364,7 +430,7 @@ def _adjoint_row(
     The far slots run only on tiles that hold the columns they reach (a uniform branch)."""
     out = zero
     for k in tl.static_range(2 * R + 3):
-        if SLOTS[k]:
+        if SLOTS[k] and (MODE != _INTERIOR or (k <= 2 * R and W[0][2 * R - k] != 0)):
             if k <= 2 * R:
                 out += _adjoint_term(tl.load(ptrs + xr[k] * sx).to(ACC), k, MODE, R, W, xw)
             elif k == 2 * R + 1:
@@ -385,7 +451,7 @@ def _adjoint_plane(
     out = zero
     R: tl.constexpr = RADII[1]
     for k in tl.static_range(2 * R + 3):
-        if SLOTS[1][k]:
+        if SLOTS[1][k] and (MODES[1] != _INTERIOR or (k <= 2 * R and WC[1][0][2 * R - k] != 0)):
             if k <= 2 * R:
                 h = _adjoint_row(ptrs + yr[k] * sy, zero, xr, sx, xw, near_x, far_x,
                                  MODES[2], RADII[2], WC[2], SLOTS[2], ACC)  # fmt: skip
@@ -408,8 +474,8 @@ def _axis_adjoint(
     j, n, start, BLOCK: tl.constexpr, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr,
     SLOTS: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, zero,
 ):  # fmt: skip
-    """:func:`_adjoint_weights` on axes with border rules (none for identity and circular axes)."""
-    if MODE != _NONE and MODE != _CIRCULAR:
+    """:func:`_adjoint_weights` on axes with border rules (none for identity, circular and interior axes)."""
+    if MODE != _NONE and MODE != _CIRCULAR and MODE != _INTERIOR:
         out = _adjoint_weights(j, n, start, BLOCK, MODE, R, W, SLOTS, FK, LK)
     else:
         never = n < 0
@@ -434,7 +500,7 @@ def _adjoint_part(
     part = zero
     R: tl.constexpr = RADII[0]
     for k in tl.static_range(2 * R + 3):
-        if SLOTS[0][k]:
+        if SLOTS[0][k] and (MODES[0] != _INTERIOR or (k <= 2 * R and WC[0][0][2 * R - k] != 0)):
             if k <= 2 * R:
                 h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x, far_x,
                                    MODES, RADII, WC, SLOTS, ACC)  # fmt: skip
@@ -463,16 +529,39 @@ def _adjoint_kernel(
     g2s1, g2s0, g2sz, g2sy, g2sx,
     os1, os0, osz, osy, osx,
     NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
-    WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, ACC: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, INNER: tl.constexpr, ADJ_MARGINS: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
     neg_ptr=None, NEG: tl.constexpr = False,
 ):  # fmt: skip
     """``A^T g = sum_c A_c^T g_c`` on one tile, chain ``c`` reading the cotangent of its output
     (pointer ``c``, with its own strides); with ``NEG``, ``-A^T g`` written to ``neg_ptr`` too (laid out
-    like ``out_ptr``: a fused loss's target gradient)."""
-    bo, bi, zi, rows, cols, z0, row0, col0, D, H, W = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
+    like ``out_ptr``: a fused loss's target gradient). A tile whose columns only interior rows read
+    (``ADJ_MARGINS``) takes the reversed taps with no border weights (``INNER``)."""
+    bo, bi, zi, rows, cols, z0, row0, col0 = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
+    if _interior(z0, row0, col0, D, H, W, ADJ_MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _adjoint_tile(g0_ptr, g1_ptr, g2_ptr, out_ptr, bo, bi, zi, rows, cols, z0, row0, col0, D, H, W,
+                      g0s1, g0s0, g0sz, g0sy, g0sx, g1s1, g1s0, g1sz, g1sy, g1sx, g2s1, g2s0, g2sz, g2sy, g2sx,
+                      os1, os0, osz, osy, osx, NC, INNER, RADII, FK, LK, WTS, SLOTS, DIVS, ACC, False,
+                      BLOCK_D, BLOCK_H, BLOCK_W, neg_ptr, NEG)  # fmt: skip
+    else:
+        _adjoint_tile(g0_ptr, g1_ptr, g2_ptr, out_ptr, bo, bi, zi, rows, cols, z0, row0, col0, D, H, W,
+                      g0s1, g0s0, g0sz, g0sy, g0sx, g1s1, g1s0, g1sz, g1sy, g1sx, g2s1, g2s0, g2sz, g2sy, g2sx,
+                      os1, os0, osz, osy, osx, NC, MODES, RADII, FK, LK, WTS, SLOTS, DIVS, ACC, True,
+                      BLOCK_D, BLOCK_H, BLOCK_W, neg_ptr, NEG)  # fmt: skip
+
+
+@triton.jit
+def _adjoint_tile(
+    g0_ptr, g1_ptr, g2_ptr, out_ptr, bo, bi, zi, rows, cols, z0, row0, col0, D, H, W,
+    g0s1, g0s0, g0sz, g0sy, g0sx, g1s1, g1s0, g1sz, g1sy, g1sx, g2s1, g2s0, g2sz, g2sy, g2sx,
+    os1, os0, osz, osy, osx,
+    NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
+    WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, ACC: tl.constexpr, BORDER: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, neg_ptr, NEG: tl.constexpr,
+):  # fmt: skip
+    """:func:`_adjoint_kernel` on a tile, under border rules ``MODES`` (``BORDER``: stores are masked)."""
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
-    zr = _adjoint_rows(zi, D, MODES[0], RADII[0])
+    zr = _wide(_adjoint_rows(zi, D, MODES[0], RADII[0]), 2 * RADII[0] + 3)  # z offsets reach past int32
     yr = _adjoint_rows(rows, H, MODES[1], RADII[1])
     xr = _adjoint_rows(cols, W, MODES[2], RADII[2])
     acc = _adjoint_part(g0_ptr, bo, bi, g0s1, g0s0, g0sz, g0sy, g0sx, zero, zi, rows, cols, z0, row0, col0, D, H, W,
@@ -486,8 +575,11 @@ def _adjoint_kernel(
         acc += _adjoint_part(g2_ptr, bo, bi, g2s1, g2s0, g2sz, g2sy, g2sx, zero, zi, rows, cols, z0, row0, col0,
                              D, H, W, zr, yr, xr, MODES, RADII, FK, LK, WTS[2], SLOTS[2], DIVS[2], ACC,
                              BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
-    mask = (zi < D) & (rows < H) & (cols < W)
-    out_off = bo * os1 + bi * os0 + zi * osz + rows * osy + cols * osx
+    if BORDER:
+        mask = (zi < D) & (rows < H) & (cols < W)
+    else:
+        mask = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 1, tl.int1)
+    out_off = (bo * os1 + bi * os0 + zi.to(tl.int64) * osz) + (rows * osy + cols * osx)
     tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
     if NEG:
         tl.store(neg_ptr + out_off, (-acc).to(neg_ptr.dtype.element_ty), mask=mask)

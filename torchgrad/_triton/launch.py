@@ -16,18 +16,37 @@ from .layout import INT32_MAX, Layout, kernel_layout
 from .plan import KernelPlan, Unsupported, kernel_plan
 
 NUM_WARPS = 4
-TILE = {2: 512, 3: 256}
-"""Elements of one program's tile (four or two per thread: the 3-D adjoint holds many partial sums);
-at most ``(8, 64)`` in a plane (``(8, 32)`` for volumes), more planes where planes are small. A
-starting point for tuning on a GPU."""
+TILE = {2: 1024, 3: 256}
+PLANE = {2: (32, 32), 3: (8, 32)}
+"""Elements of one program's tile (eight or two per thread: the 3-D adjoint holds many partial sums)
+and its largest extent in a plane, more planes where planes are small. Square plane tiles keep most
+tiles clear of the borders (77% of a 512 x 512 image's for the 2-D adjoint), and eight elements per
+thread spread the per-program index arithmetic thin (``benchmarks/kernel_report.py``)."""
+LOSS_TILE = {2: 256, 3: 256}
+"""The fused losses' tiles (two elements per thread in a plane of at most ``PLANE``): the loss epilogue
+holds a mask rule and slopes per element, which more per thread spill on ``sm_80``
+(``benchmarks/kernel_report.py --kinds``)."""
 
 Block = Optional[tuple[int, int, int]]
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def launch_kernel(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
-    """Every kernel launch of the executor goes through here (a one-dimensional grid)."""
-    kernel[(programs,)](*args, num_warps=NUM_WARPS, **meta)
+    """Every kernel launch of the executor goes through here (a one-dimensional grid).
+
+    Triton compiles a kernel at its first launch for each specialisation; where it cannot compile or load
+    it on this device (:func:`~torchgrad._executor.compile_failure`), this raises
+    :class:`~torchgrad._executor.KernelsUnavailable` from Triton's error, before the kernel wrote anything,
+    and the ops compute with the operator's own executors. Other errors, and every error under Triton's
+    interpreter (which compiles nothing), are raised as they are."""
+    try:
+        kernel[(programs,)](*args, num_warps=NUM_WARPS, **meta)
+    except Exception as error:
+        from .._executor import KernelsUnavailable, compile_failure
+
+        if interpreting() or not compile_failure(error):
+            raise
+        raise KernelsUnavailable(f"{type(error).__name__}: {error}") from error
 
 
 def interpreting() -> bool:
@@ -94,24 +113,44 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _block(layout: Layout, ndim: int, block: Block) -> tuple[int, int, int]:
-    """The tile ``(BLOCK_D, BLOCK_H, BLOCK_W)``: ``block`` when given, else sized to the tensor."""
+def _block(layout: Layout, ndim: int, block: Block, tile: Optional[dict[int, int]] = None) -> tuple[int, int, int]:
+    """The tile ``(BLOCK_D, BLOCK_H, BLOCK_W)``: ``block`` when given, else sized to the tensor, of at most
+    ``tile`` elements (``TILE`` unless given)."""
     if block is not None:
         return block
     _, _, d, h, w = layout.sizes
-    volume = ndim == 3
-    bw = min(32 if volume else 64, next_power_of_2(w))
-    bh = min(8, next_power_of_2(h))
-    return min(next_power_of_2(d), max(1, TILE[3 if volume else 2] // (bh * bw))), bh, bw
+    kind = 3 if ndim == 3 else 2
+    elements = (TILE if tile is None else tile)[kind]
+    bw = min(PLANE[kind][1], next_power_of_2(w))
+    bh = min(PLANE[kind][0], next_power_of_2(h), max(1, elements // bw))
+    return min(next_power_of_2(d), max(1, elements // (bh * bw))), bh, bw
 
 
 def _programs(layout: Layout, block: tuple[int, int, int]) -> int:
     b1, b0, d, h, w = layout.sizes
-    return b1 * b0 * cdiv(d, block[0]) * cdiv(h, block[1]) * cdiv(w, block[2])
+    programs = b1 * b0 * cdiv(d, block[0]) * cdiv(h, block[1]) * cdiv(w, block[2])
+    if programs > INT32_MAX:  # the kernels number their tiles in int32
+        raise Unsupported(f"{programs} tiles of {block} over sizes {layout.sizes} are beyond int32")
+    return programs
 
 
-FORWARD_META = ("NC", "NO", "OUT", "FIRST", "MODES", "RADII", "FK", "LK", "WTS", "NZ", "USED", "DIVS")
-ADJOINT_META = ("NC", "MODES", "RADII", "FK", "LK", "WTS", "SLOTS", "DIVS")
+FORWARD_META = (
+    "NC",
+    "NO",
+    "OUT",
+    "FIRST",
+    "MODES",
+    "RADII",
+    "FK",
+    "LK",
+    "WTS",
+    "NZ",
+    "USED",
+    "DIVS",
+    "INNER",
+    "MARGINS",
+)
+ADJOINT_META = ("NC", "MODES", "RADII", "FK", "LK", "WTS", "SLOTS", "DIVS", "INNER", "ADJ_MARGINS")
 
 
 def _forward_meta(meta: dict[str, object]) -> dict[str, object]:

@@ -144,7 +144,7 @@ def _launch_loss(
     m = held[0] if held else source
     m_strides = strides[-1] if held else strides[0]
     meta = plan.constexprs()
-    tile = _block(layout, plan.ndim, None)
+    tile = _block(layout, plan.ndim, None, launch.LOSS_TILE)
     programs = _programs(layout, tile)
     if scales is None:
         sums = torch.empty((programs, plan.n_outputs + 1), dtype=work_dtype(source), device=source.device)

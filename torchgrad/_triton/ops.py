@@ -13,9 +13,12 @@ Every op has a fake implementation that only allocates, an autograd formula and 
 - ``vmap`` moves the batch dimension to the front (the operators act on trailing dimensions).
 
 Each op computes with the kernels where they serve its tensors, else with the operator's own
-executors (:class:`~torchgrad._separable.Separable`): under ``torch.compile`` the choice of these ops
-is made once, on the description and the rank (:mod:`torchgrad._executor`), so a size the kernels
-refuse (a plane beyond int32 offsets) is only seen when the op runs, and computed there all the same.
+executors (:class:`~torchgrad._separable.Separable`; :func:`computed`): under ``torch.compile`` the choice
+of these ops is made once, on the description and the rank (:mod:`torchgrad._executor`), so a size the
+kernels refuse (a plane beyond int32 offsets) is only seen when the op runs, and computed there all the
+same; so are calls made while the kernels are switched off (``TORCHGRAD_EXECUTOR=eager`` set after the
+graph was traced, a backward run outside the forward's ``use_kernels`` block) and calls whose kernels
+cannot be compiled on this device (which switches them off for the rest of the process).
 
 ``custom_op`` provides no forward-mode AD, and ops with tensor-list arguments or results do not
 support ``torch.func.grad``: under ``torch.func`` transforms and forward mode, :mod:`torchgrad._executor`
@@ -25,11 +28,12 @@ runs these ops inside the autograd Functions of :mod:`torchgrad._linear` (:class
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
 import torch
 from torch import Tensor
 
+from .._executor import KernelsUnavailable, kernels_enabled, kernels_failed
 from .._separable import Separable
 from .description import parse
 from .launch import triton_adjoint, triton_apply, triton_magnitude, triton_magnitude_backward
@@ -52,8 +56,26 @@ class TritonOperator:
 
 # --- where the kernels refuse the tensors: the operator's own executors -----------------------------
 
+T = TypeVar("T")
 
-def _like(x: Tensor, result: Tensor) -> Tensor:
+
+def computed(kernels: Callable[[], T], fallback: Callable[[], T]) -> T:
+    """``kernels()``, or ``fallback()`` (the operator's own executors) where the kernels are switched off
+    (:func:`~torchgrad._executor.kernels_enabled`), refuse the tensors (:class:`Unsupported`) or cannot be
+    compiled on this device (:class:`~torchgrad._executor.KernelsUnavailable`, raised before any kernel ran:
+    the kernels are then switched off for the rest of the process, with one warning)."""
+    if not kernels_enabled():
+        return fallback()
+    try:
+        return kernels()
+    except Unsupported:
+        return fallback()
+    except KernelsUnavailable as error:
+        kernels_failed(error)
+        return fallback()
+
+
+def laid_out_like(x: Tensor, result: Tensor) -> Tensor:
     """``result`` in a new tensor laid out as the fake implementations say: like ``x``."""
     return torch.empty_like(x, dtype=result.dtype).copy_(result)
 
@@ -71,13 +93,13 @@ def _norm(components: Sequence[Tensor], eps: Tensor) -> Tensor:
 
 
 def _fallback_magnitude(op: Separable, x: Tensor, eps: Tensor) -> Tensor:
-    return _like(x, _norm(_components(op, x), eps).to(x.dtype))
+    return laid_out_like(x, _norm(_components(op, x), eps).to(x.dtype))
 
 
 def _fallback_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: Tensor) -> Tensor:
     components = _components(op, x)
     scale = grad / _norm(components, eps)
-    return _like(x, op.adjoint([scale * c for c in components]).to(x.dtype))
+    return laid_out_like(x, op.adjoint([scale * c for c in components]).to(x.dtype))
 
 
 # --- A x --------------------------------------------------------------------------------------------
@@ -87,10 +109,7 @@ def _fallback_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: Te
 def apply(x: Tensor, operator: str) -> list[Tensor]:
     """``A x``: one tensor per component, shaped and typed like ``x``, from one kernel launch."""
     op = parse(operator)
-    try:
-        return list(triton_apply(op, x))
-    except Unsupported:
-        return [_like(x, y) for y in op.apply(x)]
+    return computed(lambda: list(triton_apply(op, x)), lambda: [laid_out_like(x, y) for y in op.apply(x)])
 
 
 @apply.register_fake
@@ -127,11 +146,12 @@ def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, operator: str) -
 def adjoint(grads: list[Optional[Tensor]], operator: str) -> Tensor:
     """``A^T g``, ``None`` standing for a zero cotangent; shaped and typed like the first one given."""
     op = parse(operator)
-    try:
-        return triton_adjoint(op, grads)
-    except Unsupported:
+
+    def fallback() -> Tensor:
         first = _first(grads)
-        return _like(first, op.adjoint(grads).to(first.dtype))
+        return laid_out_like(first, op.adjoint(grads).to(first.dtype))
+
+    return computed(lambda: triton_adjoint(op, grads), fallback)
 
 
 @adjoint.register_fake
@@ -185,10 +205,7 @@ def magnitude(x: Tensor, operator: str, eps: Tensor) -> Tensor:
     ``torch.compile(dynamic=True)`` a new value is then an input of the graph, not a recompilation, and the
     kernel reads it from memory (no synchronisation, nothing to compile for a new value)."""
     op = parse(operator)
-    try:
-        return triton_magnitude(op, x, eps)
-    except Unsupported:
-        return _fallback_magnitude(op, x, eps)
+    return computed(lambda: triton_magnitude(op, x, eps), lambda: _fallback_magnitude(op, x, eps))
 
 
 @magnitude.register_fake
@@ -200,10 +217,9 @@ def _(x: Tensor, operator: str, eps: Tensor) -> Tensor:
 def magnitude_backward(x: Tensor, grad: Tensor, operator: str, eps: Tensor) -> Tensor:
     """``A^T (grad * A x / |A x|)``: the gradient of :func:`magnitude`, two launches."""
     op = parse(operator)
-    try:
-        return triton_magnitude_backward(op, x, grad, eps)
-    except Unsupported:
-        return _fallback_magnitude_backward(op, x, grad, eps)
+    return computed(
+        lambda: triton_magnitude_backward(op, x, grad, eps), lambda: _fallback_magnitude_backward(op, x, grad, eps)
+    )
 
 
 @magnitude_backward.register_fake

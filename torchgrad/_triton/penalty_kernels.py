@@ -27,7 +27,7 @@ import triton
 import triton.language as tl
 
 from . import penalty_codes
-from .rows import ROWS, row_weight, valid_rows
+from .rows import INTERIOR, ROWS, row_weight, valid_rows
 
 _L1: tl.constexpr = tl.constexpr(penalty_codes.L1)
 _SQUARED_L2: tl.constexpr = tl.constexpr(penalty_codes.SQUARED_L2)
@@ -120,9 +120,12 @@ def penalty_slope(a, b, PENALTY: tl.constexpr, PARAMS: tl.constexpr, ACC: tl.con
 
 @triton.jit
 def _reads(i, n, MODE: tl.constexpr, W: tl.constexpr, t: tl.constexpr):
-    """Whether slot ``t`` of rows ``i`` carries a weight (the border rows of ``ROWS`` have their own)."""
+    """Whether slot ``t`` of rows ``i`` carries a weight (the border rows of ``ROWS`` have their own; an
+    interior tile's rows read the taps alone)."""
     if MODE == ROWS:
         out = row_weight(i, n, t, MODE, W) != 0
+    elif MODE == INTERIOR and W[0][t] == 0:
+        out = i < 0
     else:
         out = i >= 0
     return out
@@ -169,7 +172,7 @@ def _counted(
                         read = read or (NZ[2][0][t0] and NZ[2][1][t1] and NZ[2][2][t2])
                     if read:
                         inside = mask & zm[t0] & ym[t1] & xm[t2]
-                        at = zs[t0] * msz + ys[t1] * msy + xs[t2] * msx
+                        at = zs[t0].to(tl.int64) * msz + (ys[t1] * msy + xs[t2] * msx)
                         hole = tl.load(m_base + at, mask=inside, other=1) == 0
                         bad0 = _holes(bad0, 0, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, WTS, NZ)
                         if NC > 1:
@@ -253,7 +256,7 @@ def edge_weights_epilogue(
         total = tl.reduce(tl.where(mask, tl.abs(accs[c]), 0.0), 0, _add, keep_dims=True)
         # exp in float64: a GPU's float32 exp is an approximation (one per pixel and component: cheap)
         weight = tl.exp(-(total / channels).to(tl.float64)) + every
-        tl.store(y_ptrs[c] + plane_off + zi * ysz, weight.to(y_ptrs[c].dtype.element_ty), mask=inside)
+        tl.store(y_ptrs[c] + plane_off + zi.to(tl.int64) * ysz, weight.to(y_ptrs[c].dtype.element_ty), mask=inside)
 
 
 @triton.jit

@@ -32,8 +32,10 @@ from typing import Optional, Sequence
 from .._separable import Separable
 from .._stencil import Stencil, padded_stencil
 
-NONE, REFLECT, REPLICATE, ZEROS, CIRCULAR, VALID, ROWS, SYMMETRIC = range(8)
-"""Border rules of a kernel axis; ``NONE``: no chain has a stencil along it (identity, radius 0)."""
+NONE, REFLECT, REPLICATE, ZEROS, CIRCULAR, VALID, ROWS, SYMMETRIC, INTERIOR = range(9)
+"""Border rules of a kernel axis; ``NONE``: no chain has a stencil along it (identity, radius 0);
+``INTERIOR``: the rule of every axis with a stencil on a tile whose stencils reach no border (the
+interior taps, no index folding)."""
 
 _PADDED = {
     "reflect": REFLECT,
@@ -135,7 +137,33 @@ class KernelPlan:
             "USED": used,
             "SLOTS": self.adjoint_slots,
             "DIVS": self.divisors,
+            "INNER": tuple(NONE if m == NONE else INTERIOR for m in self.modes),
+            "MARGINS": self.margins(adjoint=False),
+            "ADJ_MARGINS": self.margins(adjoint=True),
         }
+
+    def margins(self, adjoint: bool) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """Per axis, ``(lo, hi)``: rows ``lo .. n - 1 - hi`` of ``A`` (columns of ``A^T`` with ``adjoint``)
+        are computed by the interior taps alone, so a tile inside that range takes the ``INTERIOR`` rule.
+
+        ``A``'s rows ``r .. n - 1 - r`` read samples ``i - r .. i + r`` with the taps, in every padding
+        mode (``ROWS``: every row but the first and the last). A column of ``A^T`` is interior when every
+        row that reads it is: rows ``j - r .. j + r`` are interior rows and no border row reads ``j``
+        (border rows fold their reads into the first or last ``r`` samples, or ``ROWS`` read the samples
+        its rows name)."""
+        out = []
+        for a in range(_AXES):
+            r, mode = self.radii[a], self.modes[a]
+            if mode == NONE:
+                out.append((0, 0))
+            elif mode == ROWS:
+                if not adjoint:
+                    out.append((1, 1))
+                else:
+                    out.append((max(r + 1, max(self.first_index[a]) + 1), max(r + 1, -min(self.last_index[a]))))
+            else:
+                out.append((2 * r, 2 * r) if adjoint else (r, r))
+        return (out[0], out[1], out[2])
 
     @staticmethod
     def _forward_slots(mode: int, w: AxisWeights) -> tuple[bool, ...]:

@@ -18,6 +18,7 @@ CIRCULAR: tl.constexpr = tl.constexpr(plan.CIRCULAR)
 VALID: tl.constexpr = tl.constexpr(plan.VALID)
 ROWS: tl.constexpr = tl.constexpr(plan.ROWS)
 SYMMETRIC: tl.constexpr = tl.constexpr(plan.SYMMETRIC)
+INTERIOR: tl.constexpr = tl.constexpr(plan.INTERIOR)
 
 
 @triton.jit

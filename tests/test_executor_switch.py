@@ -1,0 +1,377 @@
+"""The executor switch: ``TORCHGRAD_EXECUTOR=eager`` and ``torchgrad.use_kernels(False)`` keep calls off the Triton
+kernels (no launch, the plain executor's numbers), and a kernel that cannot be compiled falls back with one
+warning, then keeps the kernels off for the rest of the process.
+
+The kernels run on CPU tensors under Triton's interpreter (``TORCHGRAD_FORCE_TRITON=1``; ``tests/conftest.py``
+turns the interpreter on where there is no GPU), on CUDA tensors where there is one. A compile failure is
+simulated with a stand-in kernel that raises what Triton raises when it cannot compile for a GPU, launched
+through the real ``launch_kernel`` as if the kernels were compiled rather than interpreted. Each case covers an
+operator (``sobel``), ``gradient_magnitude`` and a fused loss (``GradientLoss("sobel")``), forward and backward.
+"""
+
+from __future__ import annotations
+
+import ast
+import warnings
+from typing import Any, Callable, Iterator
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+from launches import count_launches  # noqa: E402
+from triton.compiler.errors import CompilationError  # noqa: E402
+from triton.runtime.errors import OutOfResources  # noqa: E402
+
+import torchgrad  # noqa: E402
+from torchgrad import KernelFallbackWarning, use_kernels  # noqa: E402
+from torchgrad._executor import (  # noqa: E402
+    EXECUTOR,
+    FORCE_TRITON,
+    KernelsUnavailable,
+    forget_kernel_failure,
+    kernels_enabled,
+    kernels_failed,
+)
+from torchgrad._triton import launch  # noqa: E402
+from torchgrad.losses import GradientLoss  # noqa: E402
+
+if torch.cuda.is_available() and not launch.interpreting():
+    DEVICE = "cuda"
+elif launch.interpreting():
+    DEVICE = "cpu"
+else:
+    pytest.skip("no GPU, and the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
+
+SHAPE = (2, 1, 5, 6)
+Call = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CALLS: dict[str, Call] = {
+    "sobel": lambda x, y: sum((g * g.detach().sin()).sum() for g in torchgrad.sobel(x)),  # type: ignore[misc]
+    "gradient_magnitude": lambda x, y: (torchgrad.gradient_magnitude(x, eps=1e-3) * y).sum(),
+    "gradient_loss": lambda x, y: GradientLoss("sobel", penalty="charbonnier")(x, y),
+}
+"""A scalar from each public call on ``x`` (``y``: a target, or weights), so that backward runs too."""
+
+
+@pytest.fixture
+def launches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The Triton executor switched on for CPU tensors, ``TORCHGRAD_EXECUTOR`` unset; the list grows by a
+    kernel's name at each launch. A compile failure a test provokes is forgotten after it."""
+    monkeypatch.setenv(FORCE_TRITON, "1")
+    monkeypatch.delenv(EXECUTOR, raising=False)
+    yield count_launches(monkeypatch)
+    forget_kernel_failure()
+
+
+def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x, y = (torch.randn(SHAPE, generator=g, dtype=torch.float64).to(DEVICE) for _ in range(2))
+    return x, y
+
+
+def _value_and_grad(call: Call, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.detach().requires_grad_()
+    value = call(x, y)
+    (gx,) = torch.autograd.grad(value, x)
+    return value.detach(), gx
+
+
+def _plain_executor(monkeypatch: pytest.MonkeyPatch, call: Call) -> tuple[torch.Tensor, torch.Tensor]:
+    """The value and gradient of ``call`` on CPU copies, without ``TORCHGRAD_FORCE_TRITON``: the CPU executor."""
+    x, y = (t.cpu() for t in _inputs())
+    with monkeypatch.context() as m:
+        m.delenv(FORCE_TRITON)
+        return _value_and_grad(call, x, y)
+
+
+def _assert_equal(got: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, ...]) -> None:
+    for a, e in zip(got, expected):
+        assert a.device.type == DEVICE
+        torch.testing.assert_close(a.cpu(), e, rtol=1e-12, atol=1e-12)
+
+
+# The switch --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_the_environment_variable_keeps_calls_off_the_kernels(
+    name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = _plain_executor(monkeypatch, CALLS[name])
+    monkeypatch.setenv(EXECUTOR, "eager")
+    _assert_equal(_value_and_grad(CALLS[name], *_inputs()), expected)
+    assert launches == []
+    for value in ("auto", ""):  # the kernels again, with their own rounding
+        monkeypatch.setenv(EXECUTOR, value)
+        got = _value_and_grad(CALLS[name], *_inputs())
+        assert "_forward_kernel" in launches and "_adjoint_kernel" in launches
+        for a, e in zip(got, expected):
+            torch.testing.assert_close(a.cpu(), e)
+        launches.clear()
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_use_kernels_keeps_calls_off_the_kernels(
+    name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = _plain_executor(monkeypatch, CALLS[name])
+    with use_kernels(False):
+        _assert_equal(_value_and_grad(CALLS[name], *_inputs()), expected)
+    assert launches == []
+    _value_and_grad(CALLS[name], *_inputs())
+    assert "_forward_kernel" in launches and "_adjoint_kernel" in launches
+
+
+def test_use_kernels_nests_and_outranks_the_environment_variable(
+    launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The innermost block decides; ``use_kernels(True)`` runs the kernels under ``TORCHGRAD_EXECUTOR=eager``;
+    leaving a block (by an exception too) restores the setting outside it."""
+    x, _ = _inputs()
+    monkeypatch.setenv(EXECUTOR, "eager")
+    switch = use_kernels(False)
+    with use_kernels(True):
+        torchgrad.sobel(x)
+        assert launches == ["_forward_kernel"]
+        with switch, switch:  # one object entered twice
+            torchgrad.sobel(x)
+        torchgrad.sobel(x)
+        with pytest.raises(KeyError), use_kernels(False):
+            raise KeyError("inside the block")
+        torchgrad.sobel(x)
+    torchgrad.sobel(x)
+    assert launches == ["_forward_kernel"] * 3
+
+
+def test_the_backward_follows_the_switch_when_it_runs(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A forward on the kernels whose backward runs inside ``use_kernels(False)`` launches nothing more, and the
+    loss's gradient is the plain executor's all the same (with the forward's scales)."""
+    for name in ("sobel", "gradient_loss"):
+        x, y = _inputs()
+        x.requires_grad_()
+        value = CALLS[name](x, y)
+        assert launches
+        launches.clear()
+        with use_kernels(False):
+            (gx,) = torch.autograd.grad(value, x)
+        assert launches == []
+        torch.testing.assert_close(gx.cpu(), _plain_executor(monkeypatch, CALLS[name])[1], rtol=1e-12, atol=1e-12)
+
+
+def test_the_switch_outranks_forced_triton(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TORCHGRAD_FORCE_TRITON=1`` says which tensors the kernels take; switched off, they take none, and
+    nothing needs Triton's interpreter (which forcing without it otherwise demands, loudly)."""
+    x, _ = _inputs()
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    with use_kernels(False):
+        torchgrad.sobel(x.cpu())
+    monkeypatch.setenv(EXECUTOR, "eager")
+    torchgrad.sobel(x.cpu())
+    assert launches == []
+    monkeypatch.delenv(EXECUTOR)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        torchgrad.sobel(x.cpu())
+
+
+@pytest.mark.parametrize("value", ["triton", "EAGER", "0"])
+def test_an_unknown_executor_names_the_variable_and_the_values(
+    value: str, launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(EXECUTOR, value)
+    with pytest.raises(ValueError, match=f"{EXECUTOR} must be one of 'auto', 'eager' or unset, got '{value}'"):
+        torchgrad.sobel(_inputs()[0])
+    assert launches == []
+
+
+def _compiled_sobel() -> tuple[Callable[[torch.Tensor], torch.Tensor], list[bool]]:
+    """``sobel``'s ``dx`` summed, compiled (``fullgraph=True``); the list grows at each trace by whether the
+    graph holds the Triton ops."""
+    traced: list[bool] = []
+
+    def backend(graph: torch.fx.GraphModule, example_inputs: Any) -> Callable[..., Any]:
+        traced.append("torchgrad.apply" in graph.code)
+        return graph.forward
+
+    torch._dynamo.reset()
+    return torch.compile(lambda t: torchgrad.sobel(t)[1].sum(), fullgraph=True, backend=backend), traced
+
+
+def test_compiled_functions_follow_the_switch(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.compile``: Dynamo guards on ``use_kernels`` (the function is traced again, without the ops, when
+    it changes; the first graph serves again after the block); a graph traced with the kernels computes with
+    the plain executor inside its ops when ``TORCHGRAD_EXECUTOR=eager`` is set after it was traced."""
+    x, _ = _inputs()
+    expected = _plain_executor(monkeypatch, lambda t, _: torchgrad.sobel(t)[1].sum())[0]
+    compiled, traced = _compiled_sobel()
+    compiled(x)
+    assert launches == ["_forward_kernel"] and traced == [True]
+    with use_kernels(False):
+        _assert_equal((compiled(x),), (expected,))
+    compiled(x)
+    assert launches == ["_forward_kernel"] * 2 and traced == [True, False]
+    monkeypatch.setenv(EXECUTOR, "eager")
+    _assert_equal((compiled(x),), (expected,))
+    assert launches == ["_forward_kernel"] * 2 and traced == [True, False]
+
+
+# A kernel that cannot be compiled ------------------------------------------------------------------------
+
+
+class _Uncompilable:
+    """A kernel that Triton cannot compile or load on this GPU: each launch raises ``error``. ``fn`` is the
+    Python function of the kernel it stands for, whose name the launch counter reads."""
+
+    def __init__(self, error: Exception, fn: Any = None) -> None:
+        self.error, self.fn = error, fn
+
+    def __getitem__(self, grid: tuple[int]) -> Callable[..., None]:
+        def run(*args: Any, **meta: Any) -> None:
+            raise self.error
+
+        return run
+
+
+def _compilation_error() -> CompilationError:
+    return CompilationError(None, ast.Pass(), "sm_52 is not supported by this Triton")
+
+
+def _fail_to_compile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From now on every launch (still counted) goes through the real ``launch_kernel`` with an
+    :class:`_Uncompilable` kernel, as if the kernels were compiled rather than interpreted."""
+    counted = launch.launch_kernel
+
+    def failing(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
+        with monkeypatch.context() as m:
+            m.setattr(launch, "interpreting", lambda: False)
+            counted(_Uncompilable(_compilation_error(), kernel.fn), programs, *args, **meta)
+
+    monkeypatch.setattr(launch, "launch_kernel", failing)
+
+
+def _no_fallback_warning(call: Callable[[], Any]) -> Any:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = call()
+    assert not [w for w in caught if issubclass(w.category, KernelFallbackWarning)]
+    return result
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_a_compile_failure_falls_back_once(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The call that meets it returns the plain executor's numbers with one warning naming the switch and the
+    error; later calls launch nothing and warn no more."""
+    expected = _plain_executor(monkeypatch, CALLS[name])
+    _fail_to_compile(monkeypatch)
+    with pytest.warns(KernelFallbackWarning) as caught:
+        got = _value_and_grad(CALLS[name], *_inputs())
+    assert len(caught) == 1, [str(w.message) for w in caught]
+    message = str(caught[0].message)
+    for text in ("TORCHGRAD_EXECUTOR=eager", "torchgrad.use_kernels(False)", "CompilationError", "sm_52"):
+        assert text in message, message
+    assert launches == ["_forward_kernel"]  # one attempt; the backward did not try
+    _assert_equal(got, expected)
+    launches.clear()
+    _assert_equal(_no_fallback_warning(lambda: _value_and_grad(CALLS[name], *_inputs())), expected)
+    assert launches == []
+
+
+@pytest.mark.parametrize("name", list(CALLS))
+def test_a_backward_that_cannot_compile_after_a_forward_on_the_kernels(
+    name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The forward ran on the kernels; the backward's kernel fails to compile: the gradient is still right
+    (for the loss, from the forward's scales), with one warning."""
+    x, y = _inputs()
+    x.requires_grad_()
+    value = CALLS[name](x, y)
+    assert launches
+    launches.clear()
+    _fail_to_compile(monkeypatch)
+    with pytest.warns(KernelFallbackWarning) as caught:
+        (gx,) = torch.autograd.grad(value, x)
+    assert len(caught) == 1 and len(launches) == 1, launches
+    expected = _plain_executor(monkeypatch, CALLS[name])
+    _assert_equal((value.detach(), gx), expected)
+
+
+def test_a_compiled_function_meeting_a_compile_failure_is_traced_again(
+    launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The op in the graph computes with the plain executor; Dynamo guards on the failure, so the next call
+    runs a graph traced without the kernels, which tries no launch."""
+    x, _ = _inputs()
+    expected = _plain_executor(monkeypatch, lambda t, _: torchgrad.sobel(t)[1].sum())[0]
+    compiled, traced = _compiled_sobel()
+    _fail_to_compile(monkeypatch)
+    with pytest.warns(KernelFallbackWarning):
+        _assert_equal((compiled(x),), (expected,))
+    assert launches == ["_forward_kernel"]
+    _assert_equal((_no_fallback_warning(lambda: compiled(x)),), (expected,))
+    assert launches == ["_forward_kernel"] and traced == [True, False]
+
+
+def test_a_compiled_loss_meeting_a_compile_failure_raises_once(
+    launches: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fused-loss ops have no eager code to return to inside a graph: that call raises the failure (with the
+    warning); the next one runs a graph traced without the kernels, with the plain executor's numbers."""
+    call = CALLS["gradient_loss"]
+    expected = _plain_executor(monkeypatch, call)
+    torch._dynamo.reset()
+    compiled = torch.compile(call, fullgraph=True, backend="aot_eager")
+    _fail_to_compile(monkeypatch)
+    with pytest.warns(KernelFallbackWarning), pytest.raises(KernelsUnavailable, match="CompilationError"):
+        compiled(*_inputs())
+    launches.clear()
+    _assert_equal(_no_fallback_warning(lambda: _value_and_grad(compiled, *_inputs())), expected)
+    assert launches == []
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        _compilation_error(),
+        OutOfResources(232448, 101376, "shared memory"),
+        RuntimeError("Triton Error [CUDA]: device kernel image is invalid"),
+        RuntimeError("PassManager::run failed"),
+        FileNotFoundError("ptxas"),
+    ],
+    ids=["compilation", "resources", "driver", "passes", "tool"],
+)
+def test_launch_kernel_reports_what_cannot_run_here(error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    with pytest.raises(KernelsUnavailable) as info:
+        launch.launch_kernel(_Uncompilable(error), 1)
+    assert info.value.__cause__ is error
+    assert type(error).__name__ in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [TypeError("dynamic_func() missing 1 required positional argument"), ValueError("Pointer argument (at 0)")],
+    ids=["arguments", "pointer"],
+)
+def test_launch_kernel_raises_errors_of_the_call_as_they_are(error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Errors of the call itself (what Triton raises while it binds the arguments), and out of memory, are not
+    compile failures; under the interpreter, which compiles nothing, no error is."""
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    with pytest.raises(type(error)):
+        launch.launch_kernel(_Uncompilable(error), 1)
+    with pytest.raises(torch.OutOfMemoryError):
+        launch.launch_kernel(_Uncompilable(torch.OutOfMemoryError("CUDA out of memory")), 1)
+    monkeypatch.setattr(launch, "interpreting", lambda: True)
+    with pytest.raises(RuntimeError) as info:
+        launch.launch_kernel(_Uncompilable(RuntimeError("PassManager::run failed")), 1)
+    assert info.type is RuntimeError
+
+
+def test_the_warning_is_issued_once_per_process(launches: list[str]) -> None:
+    """Two failures (two threads meeting one each) switch the kernels off with one warning, naming the first."""
+    with pytest.warns(KernelFallbackWarning) as caught:
+        kernels_failed(KernelsUnavailable("CompilationError: first"))
+        kernels_failed(KernelsUnavailable("PTXASError: second"))
+    assert len(caught) == 1 and "first" in str(caught[0].message)
+    assert not kernels_enabled()
+    forget_kernel_failure()
+    assert kernels_enabled()
