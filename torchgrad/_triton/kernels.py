@@ -10,10 +10,16 @@ A program computes one ``BLOCK_D x BLOCK_H x BLOCK_W`` tile of one batch item of
 j + R`` of ``g`` with per-column weights: the taps reversed inside, the weights that the border rows
 give column ``j`` near the edges (circular padding is circulant: its transpose is the reversed taps,
 wrapped). Explicit border rows that read farther than ``R`` samples add two far slots, rows ``0`` and
-``n - 1``, which run only on the tiles they reach. Every sample index is clamped into its axis, so the
-loads of a tile that reaches past the edge stay inside the tensor without a mask; masks only zero the
-samples that zero padding leaves out, and keep stores (and the cotangent's load) to the tile's own
-elements (rows that valid borders zero are zeroed by the arithmetic, not by masks).
+``n - 1``, which run only on the tiles they reach.
+
+Each program takes one of two paths (a uniform branch). A tile whose rows (columns, for ``A^T``) lie
+within the plan's margins reaches no border: it runs the interior taps (the ``INTERIOR`` rule) on
+unfolded indices with unmasked loads and stores. On the other tiles every sample index is folded by
+comparisons and clamped into its axis, so the loads of a tile that reaches past the edge stay inside the
+tensor without a mask; masks only zero the samples that zero padding leaves out, and keep stores (and the
+cotangent's load) to the tile's own elements (rows that valid borders zero are zeroed by the arithmetic,
+not by masks). Indices within a plane are int32 (the host keeps planes and program counts within it),
+offsets along z and the batch int64.
 
 Only Triton's builtins are used, none of its standard library (``tl.cdiv``, ``tl.zeros``): those are
 jitted when ``triton.language`` is first imported, so the interpreter could not run them if Triton
