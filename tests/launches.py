@@ -1,4 +1,5 @@
-"""The Triton executor's launches, counted in tests: the one launch function wrapped."""
+"""The Triton executor in tests: the device its kernels run on, its launches counted (the one launch function
+wrapped), the path each program takes."""
 
 from __future__ import annotations
 
@@ -6,6 +7,20 @@ import contextlib
 from typing import Callable, ContextManager
 
 import pytest
+
+
+def kernel_device() -> str:
+    """``"cuda"`` where there is a GPU and the kernels were compiled for it, ``"cpu"`` under Triton's interpreter;
+    skips the calling test module otherwise."""
+    import torch
+
+    from torchgrad._triton import launch
+
+    if launch.interpreting():
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    pytest.skip("no GPU, and the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
 
 
 def count_launches(

@@ -20,7 +20,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from launches import count_launches  # noqa: E402
+from launches import count_launches, kernel_device  # noqa: E402
 from triton.compiler.errors import CompilationError  # noqa: E402
 from triton.runtime.errors import OutOfResources  # noqa: E402
 
@@ -37,12 +37,7 @@ from torchgrad._executor import (  # noqa: E402
 from torchgrad._triton import launch  # noqa: E402
 from torchgrad.losses import GradientLoss  # noqa: E402
 
-if torch.cuda.is_available() and not launch.interpreting():
-    DEVICE = "cuda"
-elif launch.interpreting():
-    DEVICE = "cpu"
-else:
-    pytest.skip("no GPU, and the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
+DEVICE = kernel_device()
 
 SHAPE = (2, 1, 5, 6)
 Call = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

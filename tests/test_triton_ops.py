@@ -17,7 +17,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from launches import count_launches  # noqa: E402
+from launches import count_launches, kernel_device  # noqa: E402
 
 import torchgrad  # noqa: E402
 from torchgrad import cv2_compat  # noqa: E402
@@ -31,12 +31,7 @@ from torchgrad._triton.description import describe, parse  # noqa: E402
 from torchgrad._triton.plan import Unsupported  # noqa: E402
 from torchgrad.gradient import _coordinate_stencil, _uniform_stencil  # noqa: E402
 
-if torch.cuda.is_available() and not launch.interpreting():
-    DEVICE = "cuda"
-elif launch.interpreting():
-    DEVICE = "cpu"
-else:
-    pytest.skip("no GPU, and the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
+DEVICE = kernel_device()
 interpreter_only = pytest.mark.skipif(DEVICE != "cpu", reason="TORCHGRAD_FORCE_TRITON=1 on CPU tensors")
 
 Fn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]

@@ -30,7 +30,7 @@ import threading
 import warnings
 from functools import lru_cache
 from types import TracebackType
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import torch
 from torch import Tensor
@@ -167,6 +167,31 @@ def kernels_failed(error: KernelsUnavailable) -> None:
         KernelFallbackWarning,
         stacklevel=2,
     )
+
+
+T = TypeVar("T")
+
+
+def with_kernels(kernels: Callable[[], T], fallback: Optional[Callable[[], T]]) -> T:
+    """``kernels()`` (a call that launches the kernels) while they may run; ``fallback()`` where they are
+    switched off (:func:`kernels_enabled`) or cannot be compiled on this device (:class:`KernelsUnavailable`,
+    raised before any kernel ran: they are then switched off for the rest of the process, with one
+    warning). Without a ``fallback``, :class:`KernelsUnavailable` reaches the caller (the fused-loss ops,
+    whose eager code lives in the losses)."""
+    if not kernels_enabled():
+        if fallback is None:
+            raise KernelsUnavailable(
+                "torchgrad's Triton kernels are switched off, but this fused-loss op was traced with them: "
+                "compile the function again (torch._dynamo.reset()) after switching them off"
+            )
+        return fallback()
+    try:
+        return kernels()
+    except KernelsUnavailable as error:
+        kernels_failed(error)
+        if fallback is None:
+            raise
+        return fallback()
 
 
 def forget_kernel_failure() -> None:

@@ -7,38 +7,20 @@ its code and parameters (:mod:`torchgrad._triton.penalty_codes`). Their autograd
 in the losses' fused Function, which falls back to its differentiable eager code when a graph of the
 gradient is asked for (double backward), and when these ops raise
 :class:`~torchgrad._executor.KernelsUnavailable`: the kernels are switched off, or cannot be compiled on this
-device (:func:`on_the_kernels`). The eager code needs the penalty itself, which these ops know only by its code.
+device (:func:`~torchgrad._executor.with_kernels`). The eager code needs the penalty itself, which these
+ops know only by its code.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, TypeVar
+from typing import Optional
 
 import torch
 from torch import Tensor
 
-from .._executor import KernelsUnavailable, kernels_enabled, kernels_failed
+from .._executor import with_kernels
 from .description import parse
 from .loss_launch import triton_loss, triton_loss_backward, work_dtype
-
-T = TypeVar("T")
-
-
-def on_the_kernels(call: Callable[[], T]) -> T:
-    """``call()``, which launches the loss kernels; :class:`~torchgrad._executor.KernelsUnavailable` where
-    they are switched off (only a graph traced while they were on calls these ops then) or cannot be compiled
-    on this device (before any kernel ran: they are then switched off for the rest of the process, with one
-    warning)."""
-    if not kernels_enabled():
-        raise KernelsUnavailable(
-            "torchgrad's Triton kernels are switched off, but this fused-loss op was traced with them: "
-            "compile the function again (torch._dynamo.reset()) after switching them off"
-        )
-    try:
-        return call()
-    except KernelsUnavailable as error:
-        kernels_failed(error)
-        raise
 
 
 @torch.library.custom_op("torchgrad::fused_loss", mutates_args=())
@@ -56,7 +38,7 @@ def fused_loss(
 ) -> tuple[Tensor, Tensor]:
     """The loss (a scalar of ``dtype``) and each component's scale: two launches, three with a target."""
     op = parse(operator)
-    return on_the_kernels(lambda: triton_loss(op, x, y, mask, penalty, params, weights, mean, elements, dtype))
+    return with_kernels(lambda: triton_loss(op, x, y, mask, penalty, params, weights, mean, elements, dtype), None)
 
 
 @fused_loss.register_fake
@@ -91,7 +73,7 @@ def fused_loss_backward(
     """``[grad_input]``, or ``[grad_input, grad_target]`` with ``need_y`` (linear penalties: its negative,
     written by the same adjoint launch)."""
     op = parse(operator)
-    gx, gy = on_the_kernels(lambda: triton_loss_backward(op, x, y, mask, scales, grad, penalty, params, need_y))
+    gx, gy = with_kernels(lambda: triton_loss_backward(op, x, y, mask, scales, grad, penalty, params, need_y), None)
     return [gx] if gy is None else [gx, gy]
 
 

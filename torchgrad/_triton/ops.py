@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 import torch
 from torch import Tensor
 
-from .._executor import KernelsUnavailable, kernels_enabled, kernels_failed
+from .._executor import with_kernels
 from .._separable import Separable
 from .description import parse
 from .launch import triton_adjoint, triton_apply, triton_magnitude, triton_magnitude_backward
@@ -60,19 +60,17 @@ T = TypeVar("T")
 
 
 def computed(kernels: Callable[[], T], fallback: Callable[[], T]) -> T:
-    """``kernels()``, or ``fallback()`` (the operator's own executors) where the kernels are switched off
-    (:func:`~torchgrad._executor.kernels_enabled`), refuse the tensors (:class:`Unsupported`) or cannot be
-    compiled on this device (:class:`~torchgrad._executor.KernelsUnavailable`, raised before any kernel ran:
-    the kernels are then switched off for the rest of the process, with one warning)."""
-    if not kernels_enabled():
-        return fallback()
-    try:
-        return kernels()
-    except Unsupported:
-        return fallback()
-    except KernelsUnavailable as error:
-        kernels_failed(error)
-        return fallback()
+    """``kernels()``, or ``fallback()`` (the operator's own executors) where the kernels refuse the tensors
+    (:class:`Unsupported`), are switched off or cannot be compiled on this device
+    (:func:`~torchgrad._executor.with_kernels`)."""
+
+    def served() -> T:
+        try:
+            return kernels()
+        except Unsupported:
+            return fallback()
+
+    return with_kernels(served, fallback)
 
 
 def laid_out_like(x: Tensor, result: Tensor) -> Tensor:
