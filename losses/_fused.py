@@ -11,7 +11,8 @@ Where the Triton kernels serve the operator and the penalty (``fused_loss_descri
 :mod:`torchgrad._internal` says so, the one place), totals run as the fused-loss ops instead, inside
 :class:`_KernelPenaltyFunction`: a forward kernel with the penalty and per-block sums, a final reduction,
 and a backward of two kernels (recomputed slopes, then the adjoint writing both gradients); each pass is
-preceded by ``input - target``, or by one launch for the target's components or the edge-aware weights.
+preceded by one launch for the target's components or the edge-aware weights where the penalty needs them
+(the kernels form ``input - target`` themselves).
 Where those ops raise ``KernelsUnavailable`` (the kernels cannot be compiled on the device, or were switched
 off between forward and backward), the same numbers come from the eager code: the forward's in
 :func:`reduced_penalty`, the backward's in :class:`_KernelPenaltyFunction`, with the forward's scales.

@@ -175,19 +175,24 @@ def _interior(z0, row0, col0, D, H, W, MARGINS: tl.constexpr,
 
 @triton.jit
 def _x_pass(
-    ptrs, mask, zero, xs, xm, cols, W, sx,
+    ptrs, t_ptrs, mask, zero, xs, xm, cols, W, sx,
     MODE: tl.constexpr, R: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, NC: tl.constexpr,
-    WTS: tl.constexpr, NZ: tl.constexpr, ACC: tl.constexpr,
+    WTS: tl.constexpr, NZ: tl.constexpr, ACC: tl.constexpr, SUBTRACT: tl.constexpr,
 ):  # fmt: skip
-    """Loads the x slots of one (z, y) slot and applies every chain's x operator."""
+    """Loads the x slots of one (z, y) slot (with ``SUBTRACT``, minus the same samples at ``t_ptrs``, the
+    difference formed in ``ACC``) and applies every chain's x operator."""
     vals = ()
     for t in tl.static_range(2 * R + 1):
         v = zero
         if USED[t]:
             if MASKED:
                 v = tl.load(ptrs + xs[t] * sx, mask=mask & xm[t], other=0.0).to(ACC)
+                if SUBTRACT:
+                    v -= tl.load(t_ptrs + xs[t] * sx, mask=mask & xm[t], other=0.0).to(ACC)
             else:
                 v = tl.load(ptrs + xs[t] * sx).to(ACC)
+                if SUBTRACT:
+                    v -= tl.load(t_ptrs + xs[t] * sx).to(ACC)
         vals = vals + (v,)
     parts = ()
     for c in tl.static_range(NC):
@@ -197,17 +202,17 @@ def _x_pass(
 
 @triton.jit
 def _plane(
-    ptrs, mask, zero, ys, ym, xs, xm, rows, cols, H, W, sy, sx,
+    ptrs, t_ptrs, mask, zero, ys, ym, xs, xm, rows, cols, H, W, sy, sx,
     MODES: tl.constexpr, RADII: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, NC: tl.constexpr,
-    WTS: tl.constexpr, NZ: tl.constexpr, ACC: tl.constexpr,
+    WTS: tl.constexpr, NZ: tl.constexpr, ACC: tl.constexpr, SUBTRACT: tl.constexpr,
 ):  # fmt: skip
     """Every chain's y and x operators on the samples of one z slot."""
     per_slot = ()
     for t in tl.static_range(2 * RADII[1] + 1):
         parts = _zeros(zero, NC)
         if USED[1][t]:
-            parts = _x_pass(ptrs + ys[t] * sy, mask & ym[t], zero, xs, xm, cols, W, sx,
-                            MODES[2], RADII[2], USED[2], MASKED, NC, WTS, NZ, ACC)  # fmt: skip
+            parts = _x_pass(ptrs + ys[t] * sy, t_ptrs + ys[t] * sy, mask & ym[t], zero, xs, xm, cols, W, sx,
+                            MODES[2], RADII[2], USED[2], MASKED, NC, WTS, NZ, ACC, SUBTRACT)  # fmt: skip
         per_slot = per_slot + (parts,)
     out = ()
     for c in tl.static_range(NC):
@@ -229,14 +234,16 @@ def _forward_kernel(
     RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
     USED: tl.constexpr, DIVS: tl.constexpr, INNER: tl.constexpr, MARGINS: tl.constexpr, OUTPUT: tl.constexpr,
     ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-    e_ptr=None, copies=1, s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0,
+    e_ptr=None, copies=1, s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0, t_ptr=None,
     PENALTY: tl.constexpr = 0, PARAMS: tl.constexpr = (), REFS: tl.constexpr = False, LOSS_MASK: tl.constexpr = False,
+    SUBTRACT: tl.constexpr = False,
 ):  # fmt: skip
     """``A x`` on one tile: every output (``COMPONENTS``), their magnitude ``sqrt(sum y^2 + eps)``
     (``MAGNITUDE``; ``eps`` the float64 scalar at ``e_ptr``), or ``y * g / magnitude`` (``SCALED``, the
     magnitude's backward before ``A^T``); or a fused loss's penalty on the outputs (``LOSS_SUMS``, ``LOSS_SLOPES``: see
     :func:`~torchgrad._triton.penalty_kernels.loss_epilogue`; ``s_ptr`` its sums or scales, ``m_ptr`` and
-    its strides the mask, ``y*_ptr`` the target's outputs with ``REFS``, or the slopes written); or the
+    its strides the mask, ``y*_ptr`` the target's outputs with ``REFS``, or the slopes written; with
+    ``SUBTRACT``, ``A`` applies to ``x - t``, the target at ``t_ptr`` read with ``x``'s strides); or the
     edge-aware weights of an image whose channels lie along z (``EDGE_WEIGHTS``, see
     :func:`~torchgrad._triton.penalty_kernels.edge_weights_epilogue`, ``copies`` its channels written).
 
@@ -247,14 +254,14 @@ def _forward_kernel(
         _forward_tile(x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
                       xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
                       NC, NO, OUT, FIRST, INNER, RADII, FK, LK, WTS, NZ, USED, DIVS, OUTPUT, ACC, False,
-                      BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx,
-                      PENALTY, PARAMS, REFS, LOSS_MASK)  # fmt: skip
+                      BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx, t_ptr,
+                      PENALTY, PARAMS, REFS, LOSS_MASK, SUBTRACT)  # fmt: skip
     else:
         _forward_tile(x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
                       xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
                       NC, NO, OUT, FIRST, MODES, RADII, FK, LK, WTS, NZ, USED, DIVS, OUTPUT, ACC, True,
-                      BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx,
-                      PENALTY, PARAMS, REFS, LOSS_MASK)  # fmt: skip
+                      BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx, t_ptr,
+                      PENALTY, PARAMS, REFS, LOSS_MASK, SUBTRACT)  # fmt: skip
 
 
 @triton.jit
@@ -265,8 +272,8 @@ def _forward_tile(
     RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
     USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr, ACC: tl.constexpr, BORDER: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-    e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx,
-    PENALTY: tl.constexpr, PARAMS: tl.constexpr, REFS: tl.constexpr, LOSS_MASK: tl.constexpr,
+    e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx, t_ptr,
+    PENALTY: tl.constexpr, PARAMS: tl.constexpr, REFS: tl.constexpr, LOSS_MASK: tl.constexpr, SUBTRACT: tl.constexpr,
 ):  # fmt: skip
     """:func:`_forward_kernel` on a tile, under border rules ``MODES`` (``BORDER``: the tile may reach past
     the tensor's end, so stores are masked).
@@ -279,13 +286,17 @@ def _forward_tile(
     ys, ym = _sources(rows, H, MODES[1], RADII[1], FK[1], LK[1])
     xs, xm = _sources(cols, W, MODES[2], RADII[2], FK[2], LK[2])
     x_base = x_ptr + bo * xs1 + bi * xs0
+    t_base = x_base
+    if SUBTRACT:
+        t_base = t_ptr + bo * xs1 + bi * xs0  # the target shares the input's strides
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
     per_slot = ()
     for t in tl.static_range(2 * RADII[0] + 1):
         parts = _zeros(zero, NC)
         if USED[0][t]:
-            parts = _plane(x_base + zs[t].to(tl.int64) * xsz, zm[t], zero, ys, ym, xs, xm, rows, cols, H, W, xsy, xsx,
-                           MODES, RADII, USED, MASKED, NC, WTS, NZ, ACC)  # fmt: skip
+            z_off = zs[t].to(tl.int64) * xsz
+            parts = _plane(x_base + z_off, t_base + z_off, zm[t], zero, ys, ym, xs, xm, rows, cols, H, W, xsy, xsx,
+                           MODES, RADII, USED, MASKED, NC, WTS, NZ, ACC, SUBTRACT)  # fmt: skip
         per_slot = per_slot + (parts,)
     chains = ()
     for c in tl.static_range(NC):

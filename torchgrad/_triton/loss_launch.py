@@ -1,18 +1,17 @@
 """The fused losses on the Triton kernels: a penalty on the components of ``A``, totalled, and its gradients.
 
-Forward (:func:`triton_loss`): the forward kernel computes ``A (input - target)`` on each tile, the penalty
+Forward (:func:`triton_loss`): the forward kernel computes ``A (input - target)`` on each tile (the difference
+formed in float32, or float64, from one read of each), the penalty
 and the tile's sum per component (:mod:`~torchgrad._triton.penalty_kernels`), and one small kernel adds the
 sums into the loss. Backward (:func:`triton_loss_backward`): the forward kernel recomputes the components
 and writes each one's cotangent ``grad * scale * d value / d a``, then the adjoint kernel writes the input's
 gradient and, for a linear penalty, the target's (its negative) in the same pass.
 
-``input - target`` is one elementwise subtraction first. Half-precision inputs instead take ``A target``
-from one more forward launch (components in float32), which the loss kernel subtracts, so that the
-difference is never rounded to half precision; penalties that compare ``A input`` with ``A target`` (the
-gradient difference) take that route at every dtype. The edge-aware smoothness reads its weights,
-``exp(-mean_channels |A image|)``, from one launch over the image (:func:`_edge_weights`) the same way.
-Launches per call, whatever the batch (kernels, and ``input - target``, ``A target`` or the weights):
-3 forward (2 without a target) and 3 backward (2 without a target).
+Penalties that compare ``A input`` with ``A target`` (the gradient difference) take ``A target`` from one
+more forward launch (components in float32), which the loss kernel reads. The edge-aware smoothness reads
+its weights, ``exp(-mean_channels |A image|)``, from one launch over the image (:func:`_edge_weights`) the
+same way. Launches per call, whatever the batch: 2 forward and 2 backward for the linear penalties, one more
+each for ``A target`` or the weights.
 """
 
 from __future__ import annotations
@@ -38,8 +37,8 @@ def work_dtype(x: Tensor) -> torch.dtype:
 
 
 def _uses_references(penalty: int, x: Tensor, y: Optional[Tensor]) -> bool:
-    """Whether the loss kernel reads ``A target`` from buffers instead of an input ``x - y``."""
-    return y is not None and (penalty not in penalty_codes.LINEAR or x.dtype in (torch.float16, torch.bfloat16))
+    """Whether the loss kernel reads ``A target`` from buffers instead of forming ``x - y`` itself."""
+    return y is not None and penalty not in penalty_codes.LINEAR
 
 
 EDGE_CHANNELS = 16
@@ -107,16 +106,18 @@ def _edge_weights(plan: KernelPlan, image: Tensor, like: Tensor) -> list[Tensor]
 
 def _operands(
     plan: KernelPlan, penalty: int, x: Tensor, y: Optional[Tensor], mask: Optional[Tensor]
-) -> tuple[Tensor, Optional[Tensor], Tensor, list[Tensor]]:
-    """``x`` and ``mask`` as the kernels read them, the tensor that the loss kernel applies ``A`` to, and
-    the components it reads (``A target``, or the edge-aware weights; none when it reads ``x - y``)."""
+) -> tuple[Tensor, Optional[Tensor], list[Tensor], Optional[Tensor]]:
+    """``x`` and ``mask`` as the kernels read them, the components the loss kernel reads (``A target``, or the
+    edge-aware weights), and the target it subtracts from ``x`` sample by sample (with ``x``'s strides)."""
     if penalty == penalty_codes.EDGE_AWARE:
         x, mask = _contiguous_if_needed(plan, [x, mask])  # type: ignore[assignment]
-        return x, mask, x, _edge_weights(plan, y, x)  # type: ignore[arg-type]
+        return x, mask, _edge_weights(plan, y, x), None  # type: ignore[arg-type]
     x, y, mask = _contiguous_if_needed(plan, [x, y, mask])  # type: ignore[assignment]
     if _uses_references(penalty, x, y):
-        return x, mask, x, _references(plan, y)  # type: ignore[arg-type]
-    return x, mask, (x if y is None else torch.sub(x, y)), []
+        return x, mask, _references(plan, y), None  # type: ignore[arg-type]
+    if y is not None and y.stride() != x.stride():  # the kernel reads the target with the input's strides
+        x, y, mask = (None if t is None else t.contiguous() for t in (x, y, mask))  # type: ignore[assignment]
+    return x, mask, [], y
 
 
 def _launch_loss(
@@ -129,10 +130,12 @@ def _launch_loss(
     penalty: int,
     params: tuple[float, ...],
     refs: bool,
+    target: Optional[Tensor],
 ) -> tuple[Tensor, int]:
-    """The forward kernel on ``source`` with the loss epilogue; ``components`` are read (``refs``) and/or
-    written (``grad`` given: the slopes, with the ``scales`` of the forward). Returns the partial sums (a row
-    per program; the scales when ``grad`` is given) and the number of programs."""
+    """The forward kernel on ``source`` (minus ``target`` where given) with the loss epilogue; ``components``
+    are read (``refs``) and/or written (``grad`` given: the slopes, with the ``scales`` of the forward).
+    Returns the partial sums (a row per program; the scales when ``grad`` is given) and the number of
+    programs."""
     held = [] if mask is None else [mask.view(torch.uint8)]
     tensors = [source] + components + held
     layout = kernel_layout(tensors, plan.ndim)
@@ -160,6 +163,7 @@ def _launch_loss(
         BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
         s_ptr=sums, m_ptr=m, ms1=m_strides[0], ms0=m_strides[1], msz=m_strides[2], msy=m_strides[3],
         msx=m_strides[4], PENALTY=penalty, PARAMS=params, REFS=refs, LOSS_MASK=mask is not None,
+        t_ptr=target, SUBTRACT=target is not None,
     )  # fmt: skip
     return sums, programs
 
@@ -191,9 +195,9 @@ def triton_loss(
     that number), which :func:`triton_loss_backward` takes."""
     plan = _plan(op, x, penalty, y)
     params = tuple(float(p) for p in params)
-    x, mask, source, components = _operands(plan, penalty, x, y, mask)
+    x, mask, components, target = _operands(plan, penalty, x, y, mask)
     work = work_dtype(x)
-    sums, programs = _launch_loss(plan, source, components, mask, None, None, penalty, params, bool(components))
+    sums, programs = _launch_loss(plan, x, components, mask, None, None, penalty, params, bool(components), target)
     out = torch.empty((), dtype=dtype, device=x.device)
     scales = torch.empty((plan.n_outputs,), dtype=work, device=x.device)
     launch.launch_kernel(
@@ -216,14 +220,14 @@ def triton_loss_backward(
     need_y: bool,
 ) -> tuple[Tensor, Optional[Tensor]]:
     """The gradients of :func:`triton_loss` for ``x`` and (``need_y``, linear penalties) ``y``: two launches
-    after ``input - target`` (or ``A target``, or the edge-aware weights)."""
+    (after one for ``A target`` or the edge-aware weights)."""
     plan = _plan(op, x, penalty, y)
     params = tuple(float(p) for p in params)
-    x, mask, source, slopes = _operands(plan, penalty, x, y, mask)
+    x, mask, slopes, target = _operands(plan, penalty, x, y, mask)
     refs = bool(slopes)  # the slopes overwrite the components they are computed from
     if not refs:
-        slopes = [torch.empty_like(source, dtype=work_dtype(x)) for _ in range(plan.n_outputs)]
-    _launch_loss(plan, source, slopes, mask, grad, scales, penalty, params, refs)
+        slopes = [torch.empty_like(x, dtype=work_dtype(x)) for _ in range(plan.n_outputs)]
+    _launch_loss(plan, x, slopes, mask, grad, scales, penalty, params, refs, target)
     gx = torch.empty_like(x)
     negated = None
     if need_y and y is not None:
