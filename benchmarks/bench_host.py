@@ -1,0 +1,133 @@
+"""Host time of one call: the Python that torchgrad runs around its kernels, and small inputs on the CPU.
+
+Two tables, from one run:
+
+- the Triton path's host time: CPU tensors sent to the Triton executor (``TRITON_INTERPRET=1``,
+  ``TORCHGRAD_FORCE_TRITON=1``) with every kernel launch replaced by nothing, so that what is timed is the
+  Python of a call (argument checks, the route, the plan, allocations, the ``torch.library`` dispatch), next
+  to a trivial ``torch.library.custom_op`` call (the floor of any op);
+- the CPU executor on a small input at one thread against kornia's forms (a padded ``conv2d``).
+
+Usage: ``python benchmarks/bench_host.py [--repeats N] [--write]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"  # before the kernels are defined: CPU tensors run under the interpreter
+
+import argparse  # noqa: E402
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from _harness import environment, markdown_table, median_ms, publish  # noqa: E402
+
+import torchgrad  # noqa: E402
+from torchgrad._executor import FORCE_TRITON  # noqa: E402
+from torchgrad.losses import GradientLoss  # noqa: E402
+
+SHAPE = (1, 3, 64, 64)
+CPU = torch.device("cpu")
+
+
+@torch.library.custom_op("torchgrad_bench::trivial", mutates_args=())
+def _trivial(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+@_trivial.register_fake
+def _(x: torch.Tensor) -> torch.Tensor:
+    return torch.empty_like(x)
+
+
+def _triton_host_table(repeats: int) -> str:
+    """Microseconds of Python per call on the Triton path, kernel launches made no-ops."""
+    from torchgrad._triton import launch
+
+    x = torch.rand(SHAPE, requires_grad=True)
+    target = torch.rand(SHAPE)
+    loss = GradientLoss("sobel")
+
+    def sobel() -> object:
+        return torchgrad.sobel(x.detach())
+
+    def loss_step() -> object:
+        return torch.autograd.grad(loss(x, target), x)
+
+    def trivial() -> object:
+        return _trivial(x.detach())
+
+    original = launch.launch_kernel
+    os.environ[FORCE_TRITON] = "1"
+    launch.launch_kernel = lambda *args, **meta: None
+    try:
+        sobel()
+        loss_step()  # the kernels' first use imports the Triton modules
+        times = median_ms([trivial, sobel, loss_step], CPU, repeats)
+    finally:
+        launch.launch_kernel = original
+        del os.environ[FORCE_TRITON]
+    floor = times[0]
+    rows = [
+        ["trivial torch.library.custom_op", f"{floor * 1e3:.1f}", "1.0", ""],
+        ["sobel forward", f"{times[1] * 1e3:.1f}", f"{times[1] / floor:.1f}", "<= 6"],
+        ['GradientLoss("sobel") forward + backward', f"{times[2] * 1e3:.1f}", f"{times[2] / floor:.1f}", "<= 25"],
+    ]
+    return markdown_table(["call on the Triton path, launches stubbed, " + str(SHAPE), "us", "x trivial", "target"], rows)
+
+
+def _cpu_small_table(repeats: int) -> str:
+    """Milliseconds of a small call on the CPU executor at one thread, against kornia's forms."""
+    import kornia
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        x = torch.rand(SHAPE, requires_grad=True)
+        target = torch.rand(SHAPE)
+        loss = GradientLoss("sobel")
+
+        def ours_forward() -> object:
+            return torchgrad.sobel(x.detach())
+
+        def kornia_forward() -> object:
+            return kornia.filters.spatial_gradient(x.detach())
+
+        def ours_step() -> object:
+            return torch.autograd.grad(loss(x, target), x)
+
+        def kornia_step() -> object:
+            grads = kornia.filters.spatial_gradient(x)
+            return torch.autograd.grad(F.l1_loss(grads, kornia.filters.spatial_gradient(target)), x)
+
+        times = median_ms([ours_forward, kornia_forward, ours_step, kornia_step], CPU, repeats)
+    finally:
+        torch.set_num_threads(threads)
+    rows = [
+        ["sobel forward", f"{times[0]:.3f}", f"{times[1]:.3f}", f"{times[1] / times[0]:.2f}"],
+        ['GradientLoss("sobel") forward + backward', f"{times[2]:.3f}", f"{times[3]:.3f}", f"{times[3] / times[2]:.2f}"],
+    ]
+    header = ["CPU, one thread, " + str(SHAPE), "torchgrad ms", "kornia ms", "kornia / torchgrad (target >= 1)"]
+    return markdown_table(header, rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
+    args = parser.parse_args()
+    tables = [_triton_host_table(args.repeats), _cpu_small_table(args.repeats)]
+    print(tables[0])
+    publish(
+        "host",
+        "Host time of a call (CPU)",
+        "python benchmarks/bench_host.py --write",
+        environment(CPU),
+        tables,
+        args.write,
+    )
+
+
+if __name__ == "__main__":
+    main()
