@@ -6,9 +6,13 @@ Two tables, from one run:
   ``TORCHGRAD_FORCE_TRITON=1``) with every kernel launch replaced by nothing, so that what is timed is the
   Python of a call (argument checks, the route, the plan, allocations, the ``torch.library`` dispatch), next
   to a trivial ``torch.library.custom_op`` call (the floor of any op);
-- the CPU executor on a small input at one thread against kornia's forms (a padded ``conv2d``).
+- the CPU executor on a small input at one thread against kornia's forms (a padded ``conv2d``);
+- a large call on the CPU (torch's own thread count) against the memory floor measured in the same run:
+  ``GradientLoss("sobel")`` forward plus backward must read ``input`` and ``target`` twice and write the
+  gradient (5 N bytes for N bytes of input, 2.5 times a copy into an existing buffer) and fault one fresh
+  gradient into memory (a copy into a fresh tensor, less a copy into an existing one).
 
-Usage: ``python benchmarks/bench_host.py [--repeats N] [--write]``.
+Usage: ``python benchmarks/bench_host.py [--repeats N] [--large-repeats N] [--write]``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from torchgrad._executor import FORCE_TRITON  # noqa: E402
 from torchgrad.losses import GradientLoss  # noqa: E402
 
 SHAPE = (1, 3, 64, 64)
+LARGE = (16, 3, 512, 512)
 CPU = torch.device("cpu")
 
 
@@ -113,13 +118,50 @@ def _cpu_small_table(repeats: int) -> str:
     return markdown_table(header, rows)
 
 
+def _large_cpu_table(repeats: int) -> str:
+    """Milliseconds of a large loss step on the CPU against the memory floor and kornia's form, one run."""
+    import kornia
+
+    x = torch.rand(LARGE, requires_grad=True)
+    target = torch.rand(LARGE)
+    into = torch.empty_like(target)
+    loss = GradientLoss("sobel")
+
+    def ours() -> None:
+        loss(x, target).backward()
+        x.grad = None
+
+    def theirs() -> None:
+        F.l1_loss(kornia.filters.spatial_gradient(x), kornia.filters.spatial_gradient(target)).backward()
+        x.grad = None
+
+    def copy() -> object:
+        return into.copy_(target)
+
+    def fresh() -> object:
+        return target.clone()
+
+    ms = median_ms([copy, fresh, ours, theirs], CPU, repeats)
+    floor = 2.5 * ms[0] + (ms[1] - ms[0])
+    rows = [
+        ["copy into an existing tensor (2 N bytes)", f"{ms[0]:.1f}", "", ""],
+        ["copy into a fresh tensor (2 N bytes, page faults)", f"{ms[1]:.1f}", "", ""],
+        ["floor: 5 N bytes at copy speed + one fresh gradient", f"{floor:.1f}", "1.0", ""],
+        ['GradientLoss("sobel") forward + backward', f"{ms[2]:.1f}", f"{ms[2] / floor:.2f}", "<= 3"],
+        ["kornia spatial_gradient + l1_loss, forward + backward", f"{ms[3]:.1f}", f"{ms[3] / floor:.2f}", ""],
+    ]
+    header = [f"CPU, {torch.get_num_threads()} threads, {LARGE} float32", "ms", "x floor", "target"]
+    return markdown_table(header, rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=200)
+    parser.add_argument("--large-repeats", type=int, default=7, help="repeats of the large call's table")
     parser.add_argument("--write", action="store_true", help="write the section of benchmarks/RESULTS.md")
     args = parser.parse_args()
-    tables = [_triton_host_table(args.repeats), _cpu_small_table(args.repeats)]
-    print(tables[0])
+    tables = [_triton_host_table(args.repeats), _cpu_small_table(args.repeats), _large_cpu_table(args.large_repeats)]
+    print(tables[0] + "\n\n" + tables[1])
     publish(
         "host",
         "Host time of a call (CPU)",

@@ -29,3 +29,12 @@ def vgg_files(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Random weights of vgg16, vgg19 and vgg16_bn, each as features-only and full-model files."""
     directory = tmp_path_factory.mktemp("vgg")
     return {network: save_random_weights(network, directory) for network in ("vgg16", "vgg19", "vgg16_bn")}
+
+
+@pytest.fixture(params=["small", "slab"])
+def cpu_executor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on each of the CPU executors: the small-input one (``torchgrad._padded``), which the tests'
+    small tensors take by default, and the slab executor, which large tensors take."""
+    if request.param == "slab":
+        monkeypatch.setattr("torchgrad._padded.SMALL_BYTES", 0)
+    return request.param

@@ -24,10 +24,14 @@ def kernel_device() -> str:
 
 
 def count_launches(
-    monkeypatch: pytest.MonkeyPatch, around: Callable[[], ContextManager[object]] = contextlib.nullcontext
+    monkeypatch: pytest.MonkeyPatch,
+    around: Callable[[], ContextManager[object]] = contextlib.nullcontext,
+    run: bool = True,
 ) -> list[str]:
     """Wraps ``launch.launch_kernel`` (undone with ``monkeypatch``); the list grows by the kernel's name at
-    each launch, which runs inside ``around()``."""
+    each launch, which runs inside ``around()``. With ``run=False`` the kernels are counted, not run (their
+    outputs stay as allocated): for the tests of how many launches a call makes, which no value may change
+    (no call branches on a tensor's values), at batch sizes the interpreter would take long over."""
     from torchgrad._triton import launch
 
     calls: list[str] = []
@@ -35,8 +39,9 @@ def count_launches(
 
     def counting(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
         calls.append(kernel.fn.__name__)
-        with around():
-            original(kernel, programs, *args, **meta)
+        if run:
+            with around():
+                original(kernel, programs, *args, **meta)
 
     monkeypatch.setattr(launch, "launch_kernel", counting)
     return calls

@@ -47,7 +47,7 @@ GRADGRADCHECK_3D = (
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_gradcheck_and_gradgradcheck(op: str) -> None:
+def test_gradcheck_and_gradgradcheck(op: str, cpu_executor: str) -> None:
     """One channel (the adjoint identity covers batch and channel axes); in 3-D, 4 x 5 x 3 samples whatever the
     padding: each axis holds both border rows of a 3-tap stencil and an interior row, and the lengths differ."""
     fn, spatial, _ = LINEAR_OPERATORS[op]
@@ -93,7 +93,7 @@ def test_adjoint_identity(op: str, batch: list[int], extra: list[int], seed: int
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_adjoint_identity_of_every_operator(op: str) -> None:
+def test_adjoint_identity_of_every_operator(op: str, cpu_executor: str) -> None:
     """The identity once per operator (the random search above samples from all of them), on a shape with
     sizes 1 to 3 beyond the smallest so that border rows and the interior meet differently along each axis."""
     fn, spatial, small = LINEAR_OPERATORS[op]
@@ -291,6 +291,8 @@ def test_devices(op: str, device: str) -> None:
 def test_slab_by_slab_execution(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Multi-stage chains run in slabs along dim 0 (uneven last slab included): same numbers."""
     import torchgrad._separable as separable
+
+    monkeypatch.setattr("torchgrad._padded.SMALL_BYTES", 0)
 
     fn = LINEAR_OPERATORS[op][0]
     x = torch.randn(_shape(op, (5, 2)), dtype=torch.float64, requires_grad=True)

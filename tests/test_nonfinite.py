@@ -84,7 +84,7 @@ FILTERS = [("sobel", 2), ("sobel", 3), ("scharr", 2)]
 @pytest.mark.parametrize("operator, spatial_dims", FILTERS)
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("value", VALUES)
-def test_sobel_and_scharr(operator: str, spatial_dims: int, padding: str, value: float) -> None:
+def test_sobel_and_scharr(operator: str, spatial_dims: int, padding: str, value: float, cpu_executor: str) -> None:
     smoothing = SOBEL if operator == "sobel" else SCHARR
     kernels = _kernels(smoothing, spatial_dims)
     if operator == "sobel":
@@ -210,7 +210,7 @@ MAGNITUDE_CASES = (
 
 @pytest.mark.parametrize("operator, spatial_dims, padding", MAGNITUDE_CASES)
 @pytest.mark.parametrize("value", VALUES)
-def test_gradient_magnitude(operator: str, spatial_dims: int, padding: str, value: float) -> None:
+def test_gradient_magnitude(operator: str, spatial_dims: int, padding: str, value: float, cpu_executor: str) -> None:
     """Non-finite where any component reads the sample; at the sample itself Sobel and Scharr read only its
     neighbours, so the magnitude there is what any finite value in its place gives."""
     kwargs = dict(operator=operator, padding=padding, spatial_dims=spatial_dims)
@@ -248,7 +248,9 @@ LOSS_CASES = [
 
 @pytest.mark.parametrize("operator, padding, spatial_dims", LOSS_CASES)
 @pytest.mark.parametrize("value", VALUES)
-def test_masked_holes_never_leak(operator: str, padding: str, spatial_dims: int, value: float) -> None:
+def test_masked_holes_never_leak(
+    operator: str, padding: str, spatial_dims: int, value: float, cpu_executor: str
+) -> None:
     """NaN or inf in masked-out holes (interior, edge, corner; in the target and the input) changes nothing: the
     loss and its gradients are finite and equal to those with any finite values in the holes."""
     gen = torch.Generator().manual_seed(1)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Optional
 
+import torch
 from torch import Tensor
 
 from ._registry import Form, OperatorSpec
@@ -50,6 +52,12 @@ def build_operator(
         if border == "reflect":
             check_min_size(fn, "image", image, spatial_dims, 2, "reflect padding")
     divisor = form.divisor if normalized else 1
+    if torch.compiler.is_compiling():  # (Dynamo traces through caches, and warns)
+        return _chains(form, border, divisor, spatial_dims)
+    return _cached_chains(form, border, divisor, spatial_dims)
+
+
+def _chains(form: Form, border: str, divisor: int, spatial_dims: int) -> Separable:
     chains, output_of = [], []
     for o, output in enumerate(form.outputs):
         for term in output:
@@ -62,3 +70,10 @@ def build_operator(
             output_of.append(o)
     summed = len(chains) > len(form.outputs)
     return Separable(tuple(chains), tuple(output_of) if summed else ())
+
+
+@lru_cache(maxsize=256)
+def _cached_chains(form: Form, border: str, divisor: int, spatial_dims: int) -> Separable:
+    """:func:`_chains`, built once: every call of a named operator with the same arguments shares one
+    :class:`Separable` (and what it caches about itself)."""
+    return _chains(form, border, divisor, spatial_dims)

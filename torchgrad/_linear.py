@@ -10,7 +10,10 @@ An operator ``y = A x`` (``y`` a tuple of tensors) needs only ``apply`` (``A x``
 - ``vmap`` moves the batch dimension to the front: operators act on trailing dimensions.
 
 Dynamo does not trace a Function that defines ``jvp``, so each Function has a twin without it that
-serves code under ``torch.compile``; both share one forward and one backward.
+serves code under ``torch.compile``; both share one forward and one backward. Plain eager autograd (no
+``torch.func`` transform, no forward mode) takes a third form of each, with ``forward(ctx, ...)``: torch
+binds the arguments of a Function with a separate ``setup_context`` through :mod:`inspect` at every call
+(tens of microseconds, as much as a small image's arithmetic), and that form needs no binding.
 """
 
 from __future__ import annotations
@@ -75,6 +78,17 @@ class _ApplyWithJvp(_Apply):
         return apply_operator(ctx.op, x_t)
 
 
+class _EagerApply(torch.autograd.Function):
+    """:class:`_Apply` for plain eager autograd (see the module's docstring)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, op: LinearOperator) -> tuple[Tensor, ...]:
+        _Apply.setup_context(ctx, (x, op), None)
+        return op.apply(x)
+
+    backward = staticmethod(_Apply.backward)
+
+
 class _Adjoint(torch.autograd.Function):
     """``A^T g``, cast to the input's dtype; backward ``A gg``."""
 
@@ -119,6 +133,17 @@ class _AdjointWithJvp(_Adjoint):
         return apply_adjoint(ctx.op, ctx.dtype, grads_t)
 
 
+class _EagerAdjoint(torch.autograd.Function):
+    """:class:`_Adjoint` for plain eager autograd (see the module's docstring)."""
+
+    @staticmethod
+    def forward(ctx: Any, op: LinearOperator, dtype: torch.dtype, *grads: Optional[Tensor]) -> Tensor:
+        _Adjoint.setup_context(ctx, (op, dtype, *grads), None)
+        return _Adjoint.forward(op, dtype, *grads)
+
+    backward = staticmethod(_Adjoint.backward)
+
+
 def apply_operator(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
     """``A x`` through autograd: differentiable to any order, forward mode and ``vmap`` included.
 
@@ -130,8 +155,9 @@ def apply_operator(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
         if ops_directly():
             return tuple(torch.ops.torchgrad.apply(x, description))
         op = triton_operator(description)
-    fn = _Apply if torch.compiler.is_compiling() else _ApplyWithJvp
-    return fn.apply(x, op)
+    if torch.compiler.is_compiling():
+        return _Apply.apply(x, op)
+    return (_EagerApply if ops_directly() else _ApplyWithJvp).apply(x, op)
 
 
 def apply_adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Optional[Tensor]]) -> Tensor:
@@ -149,4 +175,4 @@ def apply_adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Option
         op = triton_operator(description)
     if torch.compiler.is_compiling():
         return cast_like_input(op.adjoint(grads), dtype)
-    return _AdjointWithJvp.apply(op, dtype, *grads)
+    return (_EagerAdjoint if ops_directly() else _AdjointWithJvp).apply(op, dtype, *grads)

@@ -4,11 +4,13 @@ sum of such chains (the Laplacian: ``d2/dy2 + d2/dx2``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
+from . import _padded
 from ._stencil import Stencil
 
 # Eager chains of several stages run slab by slab along the leading dimension, so that the
@@ -34,6 +36,11 @@ class Separable:
         """The number of outputs (at most the number of chains)."""
         return self.output_of[-1] + 1 if self.output_of else len(self.chains)
 
+    @cached_property
+    def padded_plan(self) -> Optional[_padded.Plan]:
+        """How the small-input executor computes this operator (:func:`torchgrad._padded.plan`), read once."""
+        return _padded.plan(self)
+
     @property
     def summed(self) -> bool:
         """Whether some output is the sum of several chains."""
@@ -54,6 +61,9 @@ class Separable:
                 y = y.to(chain[-1].dtype or x.dtype)
                 sums[o] = sums[o] + y if o in sums else y
             return tuple(sums[o] for o in range(self.n_outputs))
+        small = _padded.usable(self, x)
+        if small is not None:
+            return _padded.apply(x, small)
         firsts: dict[int, int] = {}  # output -> its first chain
         for k, o in enumerate(owners):
             firsts.setdefault(o, k)
@@ -93,6 +103,9 @@ class Separable:
                     y = stencil.adjoint(y, traceable=True)
                 total = y if total is None else total + y
             return total.to(dtype)  # type: ignore[union-attr]
+        small = _padded.usable(self, pairs[0][1])
+        if small is not None and all(g.dtype == dtype and g.shape == pairs[0][1].shape for _, g in pairs):
+            return _padded.adjoint(grads, small)
         result = torch.empty_like(pairs[0][1])
         scratch = _Scratch()
         for rows in self._slabs(result):
