@@ -19,7 +19,10 @@ off between forward and backward), the same numbers come from the eager code: th
 
 Totals over everything run slab by slab along the batch, so that no temporary is as large as the
 input: each slab's values are computed in place in the operator's output buffers, summed in the
-computation dtype with torch's pairwise summation, and the small partial sums added in float64.
+computation dtype with torch's pairwise summation, and the small partial sums added in float64. The
+slabs of one call share one :class:`~torchgrad._internal.Workspace` (the difference, the operator's outputs
+and intermediates for a linear penalty), and the backward's adjoint writes each slab's gradient in place:
+a call allocates its temporaries once, not once per slab (a fresh buffer costs a page fault per 4 KiB).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from torch import Tensor
 
 from torchgrad._internal import (
     KernelsUnavailable,
+    Workspace,
     apply_adjoint,
     apply_operator,
     fused_loss_description,
@@ -59,9 +63,17 @@ class FusedOperator(Protocol):
     @property
     def spatial_dims(self) -> int: ...
 
-    def apply(self, x: Tensor, traceable: bool = False) -> tuple[Tensor, ...]: ...
+    def apply(self, x: Tensor, traceable: bool = False, workspace: Optional[Workspace] = None) -> tuple[Tensor, ...]:
+        """``A x``; with a ``workspace``, the outputs may be its buffers (until its next use)."""
 
-    def adjoint(self, grads: Sequence[Optional[Tensor]], traceable: bool = False) -> Tensor: ...
+    def adjoint(
+        self,
+        grads: Sequence[Optional[Tensor]],
+        traceable: bool = False,
+        out: Optional[Tensor] = None,
+        workspace: Optional[Workspace] = None,
+    ) -> Tensor:
+        """``A^T g``, written into ``out`` when one is given."""
 
     def support(self) -> FusedOperator: ...
 
@@ -130,26 +142,37 @@ def _float32_if_half(t: Tensor) -> Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
-_OperatorApply = Callable[[Tensor], tuple[Tensor, ...]]
+_OperatorApply = Callable[[Tensor, Optional[Workspace]], tuple[Tensor, ...]]
 
 
 def _outputs(
-    loss: FusedLoss, x: Tensor, y: Optional[Tensor], apply: _OperatorApply
+    loss: FusedLoss, x: Tensor, y: Optional[Tensor], apply: _OperatorApply, workspace: Optional[Workspace] = None
 ) -> tuple[tuple[Tensor, ...], tuple[Optional[Tensor], ...]]:
     """``a`` and ``b`` per component: ``A (x - y)`` and ``None`` for a linear penalty, else ``A x`` and the
-    penalty's reference of ``A y``."""
+    penalty's reference of ``A y``. A linear penalty's difference and outputs live in ``workspace`` when one
+    is given (a penalty with two operator passes allocates its outputs: the second would overwrite the first's)."""
     x = _float32_if_half(x)
     if loss.penalty.linear:
-        a = apply(x if y is None else x - _float32_if_half(y))
+        if y is not None:
+            y = _float32_if_half(y)
+            x = x - y if workspace is None else torch.sub(x, y, out=workspace.get("difference", x, x.dtype))
+        a = apply(x, workspace)
         return a, (None,) * len(a)
     if y is None:
         raise ValueError("a penalty that is not linear in input - target needs a target")
-    return apply(x), loss.penalty.reference(apply(_float32_if_half(y)))
+    return apply(x, None), loss.penalty.reference(apply(_float32_if_half(y), None))
 
 
-def _values(x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, traceable: bool) -> list[Tensor]:
+def _values(
+    x: Tensor,
+    y: Optional[Tensor],
+    mask: Optional[Tensor],
+    loss: FusedLoss,
+    traceable: bool,
+    workspace: Optional[Workspace] = None,
+) -> list[Tensor]:
     """Per component, the weighted per-element loss, zero where not valid under ``mask``."""
-    a, b = _outputs(loss, x, y, lambda t: loss.op.apply(t, traceable=traceable))
+    a, b = _outputs(loss, x, y, lambda t, w: loss.op.apply(t, traceable=traceable, workspace=w), workspace)
     values = [loss.penalty.values(ai, bi, traceable) for ai, bi in zip(a, b)]
     if loss.weights is not None:
         values = [v * w if traceable else v.mul_(w) for v, w in zip(values, loss.weights)]
@@ -176,8 +199,11 @@ class _PenaltyFunction(torch.autograd.Function):
         if keep is None:
             return torch.stack(_values(x, y, mask, loss, traceable), dim=-(loss.op.spatial_dims + 1))
         # A total over everything runs slab by slab, so that no temporary is as large as the input.
-        cuts = slabs(x, loss.op.spatial_dims) if keep == 0 and not traceable else [(slice(None),)]
-        parts = [_partial_total(_values(x[s], _cut(y, s), _cut(mask, s), loss, traceable), keep) for s in cuts]
+        if keep != 0 or traceable:
+            return _partial_total(_values(x, y, mask, loss, traceable), keep).to(_float32_if_half(x).dtype)
+        workspace = Workspace()
+        cuts = slabs(x, loss.op.spatial_dims)
+        parts = [_partial_total(_values(x[s], _cut(y, s), _cut(mask, s), loss, False, workspace), 0) for s in cuts]
         return torch.stack(parts).sum(0).to(_float32_if_half(x).dtype)
 
     @staticmethod
@@ -200,10 +226,17 @@ class _PenaltyFunction(torch.autograd.Function):
             gx, gy = _pull_back(x, y, mask, loss, grad, ctx.keep, need_x, need_y, traceable=False)
             return _cast(gx, x), _cast(gy, y), None, None, None
         grads: list[Optional[Tensor]] = [None, None]
+        # The adjoint writes x's gradient slab by slab, in place (half precision computes in float32 first).
+        in_place = need_x and _float32_if_half(x) is x
+        gx_all = grads[0] = torch.empty_like(x) if in_place else None
+        workspace = Workspace()
         for s in cuts:
-            pieces = _pull_back(x[s], _cut(y, s), _cut(mask, s), loss, grad, ctx.keep, need_x, need_y, traceable=False)
+            out = gx_all[s] if gx_all is not None else None
+            pieces = _pull_back(
+                x[s], _cut(y, s), _cut(mask, s), loss, grad, ctx.keep, need_x, need_y, False, out, workspace
+            )
             for k, (like, piece) in enumerate(zip((x, y), pieces)):
-                if piece is not None:
+                if piece is not None and piece is not out:
                     g = grads[k]
                     if g is None:
                         g = grads[k] = torch.empty_like(like)
@@ -239,7 +272,7 @@ class _PenaltyFunctionWithJvp(_PenaltyFunction):
     def jvp(ctx: Any, x_t: Optional[Tensor], y_t: Optional[Tensor], *_: Any) -> Tensor:
         x, y, mask = ctx.saved_tensors
         loss: FusedLoss = ctx.loss
-        a, b = _outputs(loss, x, y, lambda t: apply_operator(loss.op, t))
+        a, b = _outputs(loss, x, y, lambda t, _: apply_operator(loss.op, t))
         slopes = [loss.penalty.derivatives(ai, bi, traceable=True) for ai, bi in zip(a, b)]
         if loss.penalty.linear:  # the tangent of A (x - y) is A (x_t - y_t)
             t = x_t if y_t is None else (y_t.neg() if x_t is None else x_t - y_t)
@@ -345,13 +378,21 @@ def _pull_back(
     need_x: bool,
     need_y: bool,
     traceable: bool,
+    out: Optional[Tensor] = None,
+    workspace: Optional[Workspace] = None,
 ) -> tuple[Optional[Tensor], Optional[Tensor]]:
     """Gradients for ``x`` and ``y``: ``A^T`` of ``grad * d value / d output``, zero where not valid.
 
-    A linear penalty's target gets minus the input's gradient; a constant reference gets none.
+    A linear penalty's target gets minus the input's gradient; a constant reference gets none. Eager code
+    writes the input's gradient into ``out`` when one is given (of ``x``'s dtype) and keeps its temporaries
+    in ``workspace``.
     """
     op, penalty = loss.op, loss.penalty
-    a, b = _outputs(loss, x, y, (lambda t: apply_operator(op, t)) if traceable else op.apply)
+
+    def apply(t: Tensor, w: Optional[Workspace]) -> tuple[Tensor, ...]:
+        return apply_operator(op, t) if traceable else op.apply(t, workspace=w)
+
+    a, b = _outputs(loss, x, y, apply, workspace)
     if keep is None:
         grads = list(grad.unbind(-(op.spatial_dims + 1)))
     else:
@@ -361,20 +402,22 @@ def _pull_back(
     invalid = _invalid_elements(op, mask) if mask is not None else None
     slopes = [penalty.derivatives(ai, bi, traceable) for ai, bi in zip(a, b)]
 
-    def back(derivatives: list[Tensor], dtype: torch.dtype) -> Tensor:
+    def back(derivatives: list[Tensor], dtype: torch.dtype, into: Optional[Tensor] = None) -> Tensor:
         cotangents = []
         for k, (d, g) in enumerate(zip(derivatives, grads)):
             c = d * g if traceable else d.mul_(g)
             if invalid is not None:
                 c = torch.where(invalid[k], 0.0, c) if traceable else c.masked_fill_(invalid[k], 0.0)
             cotangents.append(c)
-        return apply_adjoint(op, dtype, cotangents) if traceable else op.adjoint(cotangents)
+        if traceable:
+            return apply_adjoint(op, dtype, cotangents)
+        return op.adjoint(cotangents, out=into, workspace=workspace)
 
     da = [d for d, _ in slopes]
     db = [d for _, d in slopes if d is not None]
     if penalty.linear:
-        g = back(da, x.dtype) if need_x or need_y else None
+        g = back(da, x.dtype, out if need_x else None) if need_x or need_y else None
         return (g if need_x else None), (-g if need_y and g is not None else None)
-    gx = back(da, x.dtype) if need_x else None
+    gx = back(da, x.dtype, out) if need_x else None
     gy = back(db, y.dtype) if need_y and y is not None and db else None
     return gx, gy

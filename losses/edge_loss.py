@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torchgrad._internal import (
     FLOATING,
     Separable,
+    Workspace,
     check_image,
     check_like,
     check_number,
@@ -56,20 +57,29 @@ class LaplacianBand:
     n_outputs = 1
     spatial_dims = 2
 
-    def apply(self, x: Tensor, traceable: bool = False) -> tuple[Tensor]:
+    def apply(self, x: Tensor, traceable: bool = False, workspace: Optional[Workspace] = None) -> tuple[Tensor]:
+        """``A x`` (in buffers of its own: the two blurs' outputs would share a ``workspace``'s)."""
         traceable = traceable or needs_traceable_code(x)
         (smooth,) = self.gaussian.apply(x, traceable)
         (smooth,) = self.gaussian.apply(_even_samples_times_4(smooth, traceable), traceable)
         return (self._combine(x, smooth, traceable),)
 
-    def adjoint(self, grads: Sequence[Optional[Tensor]], traceable: bool = False) -> Tensor:
+    def adjoint(
+        self,
+        grads: Sequence[Optional[Tensor]],
+        traceable: bool = False,
+        out: Optional[Tensor] = None,
+        workspace: Optional[Workspace] = None,
+    ) -> Tensor:
+        """``A^T g``, copied into ``out`` when one is given."""
         (g,) = grads
         if g is None:
             raise ValueError("the adjoint needs a cotangent for at least one output")
         traceable = traceable or needs_traceable_code(g)
         smooth = self.gaussian.adjoint([g], traceable)
         smooth = self.gaussian.adjoint([_even_samples_times_4(smooth, traceable)], traceable)
-        return self._combine(g, smooth, traceable)
+        result = self._combine(g, smooth, traceable)
+        return result if out is None else out.copy_(result)
 
     def support(self) -> LaplacianBand:
         return LaplacianBand(self.gaussian.support(), subtract=False)

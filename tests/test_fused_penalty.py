@@ -9,6 +9,8 @@ import pytest
 import torch
 from references import naive_gradients
 from torch import Tensor
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import torchgrad._separable
 from torchgrad._internal import slabs
@@ -63,7 +65,9 @@ def _values_and_gradients(loss: Loss, x: Tensor, y: Tensor, mask: Optional[Tenso
 
 
 @pytest.mark.parametrize("name, masked", [(name, False) for name in LOSSES] + [(name, True) for name in MASKED])
-def test_uneven_slabs_give_the_one_slab_result(name: str, masked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uneven_slabs_give_the_one_slab_result(
+    name: str, masked: bool, monkeypatch: pytest.MonkeyPatch, cpu_executor: str
+) -> None:
     """Batch 5 cut into slabs of 2, 2 and 1 items: values and gradients (input and target) as in one slab."""
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(5, 2, 6, 7, dtype=torch.float64, generator=gen) + 0.5
@@ -76,6 +80,43 @@ def test_uneven_slabs_give_the_one_slab_result(name: str, masked: bool, monkeypa
         for got, expected in zip(_values_and_gradients(LOSSES[name], x, y, mask, reduction), whole[reduction]):
             torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
     assert whole["sum"][0] > 0 and whole["sum"][1].abs().sum() > 0
+
+
+class _FreshBuffers(TorchDispatchMode):
+    """Counts the tensors of at least ``nbytes`` that operations return in storage of their own (not a view,
+    not an ``out=`` argument): the buffers a call allocates."""
+
+    def __init__(self, nbytes: int) -> None:
+        super().__init__()
+        self.nbytes, self.count = nbytes, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        inputs = [t for t in pytree.tree_leaves((args, kwargs)) if isinstance(t, Tensor)]
+        seen = {t.untyped_storage().data_ptr() for t in inputs}
+        result = func(*args, **(kwargs or {}))
+        for t in pytree.tree_leaves(result):
+            if isinstance(t, Tensor) and t.untyped_storage().nbytes() >= self.nbytes:
+                self.count += t.untyped_storage().data_ptr() not in seen
+        return result
+
+
+@pytest.mark.parametrize("name", ["gradient_loss-sobel-p1", "gradient_loss-scharr-p2", "gradient_loss-diff-p1"])
+def test_the_slabs_of_a_call_share_their_buffers(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A loss's forward plus backward allocates its temporaries once per call, not once per slab (each fresh
+    buffer is faulted into memory again): as many buffers of at least a slab's size for 6 slabs as for 2.
+    (The L1 and squared L2 penalties compute in place; Charbonnier's slope still takes a temporary a slab.)"""
+    monkeypatch.setattr("torchgrad._padded.SMALL_BYTES", 0)  # the slab executor, which large inputs take
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 2, 16, 16, dtype=torch.float64, generator=gen).requires_grad_()
+    y = torch.rand(6, 2, 16, 16, dtype=torch.float64, generator=gen)
+    item = x[0].numel() * x.element_size()
+    counts = []
+    for per_slab in (1, 3):
+        monkeypatch.setattr(torchgrad._separable, "SLAB_BYTES", per_slab * item)
+        with _FreshBuffers(item) as fresh:
+            LOSSES[name](x, y, None, "mean").backward()
+        counts.append(fresh.count)
+    assert counts[0] == counts[1], counts
 
 
 def test_the_ramp_of_the_issue_sums_as_accurately_as_torch() -> None:

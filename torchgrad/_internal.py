@@ -16,7 +16,8 @@ arguments with the checks the operators use.
 - :func:`forward_difference_operator`: :func:`torchgrad.image_gradients` as an operator.
 - :func:`padded_stencil`: one stencil along one axis, its border handled as a padding mode pads the input;
   a :class:`Separable` of such stages is a new operator (the edge loss's Gaussian).
-- :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces.
+- :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces; :class:`Workspace`: the
+  buffers a loop over them reuses.
 - :func:`fused_loss_description`: whether the fused-loss Triton ops (``torch.ops.torchgrad.fused_loss``
   and ``fused_loss_backward``) compute a loss on a tensor, and the operator's description they take;
   :data:`PENALTY_CODES`, the penalties they compute, by code; :class:`KernelsUnavailable`, what they raise
@@ -33,7 +34,7 @@ from ._executor import KernelsUnavailable, fused_loss_description
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._named import OPERATORS, operator_by_name
 from ._registry import REGISTRY
-from ._separable import Separable, needs_traceable_code, slabs
+from ._separable import Separable, Workspace, needs_traceable_code, slabs
 from ._stencil import padded_stencil
 from ._triton import penalty_codes as PENALTY_CODES
 from ._validation import (
@@ -105,4 +106,5 @@ __all__ = [
     "operator_by_name",
     "padded_stencil",
     "slabs",
+    "Workspace",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Optional, Sequence
+from typing import Hashable, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -15,8 +15,11 @@ from ._stencil import Stencil
 
 # Eager chains of several stages run slab by slab along the leading dimension, so that the
 # intermediate results live in a small buffer that stays in cache instead of a tensor as large as
-# the input that must be faulted into memory on every call.
-SLAB_BYTES = 8 * 2**20
+# the input that must be faulted into memory on every call. A fused loss keeps about four buffers of a
+# slab's size (the difference, the outputs, an intermediate) in use at once: 2 MiB slabs keep them within
+# an 8-16 MiB L3 cache (at 8 MiB, 32 MiB of buffers outgrow a 32 MiB L3: GradientLoss("sobel") forward
+# plus backward at (16, 3, 512, 512) takes 15% longer, at 16 MiB 65%; benchmarks/bench_host.py).
+SLAB_BYTES = 2 * 2**20
 
 
 @dataclass(frozen=True)
@@ -49,8 +52,11 @@ class Separable:
     def _owners(self) -> tuple[int, ...]:
         return self.output_of or tuple(range(len(self.chains)))
 
-    def apply(self, x: Tensor, traceable: bool = False) -> tuple[Tensor, ...]:
-        """``A x``; ``traceable`` forces plain tensor code (else chosen by :func:`needs_traceable_code`)."""
+    def apply(self, x: Tensor, traceable: bool = False, workspace: Optional["Workspace"] = None) -> tuple[Tensor, ...]:
+        """``A x``; ``traceable`` forces plain tensor code (else chosen by :func:`needs_traceable_code`).
+
+        With a ``workspace`` (eager code only), the outputs and intermediates are its buffers, which the next
+        ``apply`` with it overwrites: a loop over slabs allocates them once."""
         owners = self._owners()
         if traceable or not _slab_by_slab(x):
             sums: dict[int, Tensor] = {}
@@ -68,8 +74,12 @@ class Separable:
         for k, o in enumerate(owners):
             firsts.setdefault(o, k)
         dtypes = [self.chains[firsts[o]][-1].dtype or x.dtype for o in range(self.n_outputs)]
-        outputs = [torch.empty_like(x, dtype=dtype) for dtype in dtypes]
-        scratch = _Scratch()
+        if workspace is None:
+            outputs = [torch.empty_like(x, dtype=dtype) for dtype in dtypes]
+            scratch = Workspace()
+        else:
+            outputs = [workspace.get(("output", o), x, dtype) for o, dtype in enumerate(dtypes)]
+            scratch = workspace
         for rows in self._slabs(x):
             for k, (chain, o) in enumerate(zip(self.chains, owners)):
                 out = outputs[o][rows]
@@ -84,9 +94,16 @@ class Separable:
                     out.add_(y)
         return tuple(outputs)
 
-    def adjoint(self, grads: Sequence[Optional[Tensor]], traceable: bool = False) -> Tensor:
+    def adjoint(
+        self,
+        grads: Sequence[Optional[Tensor]],
+        traceable: bool = False,
+        out: Optional[Tensor] = None,
+        workspace: Optional["Workspace"] = None,
+    ) -> Tensor:
         """The sum of each chain's adjoint of its output's cotangent; the chains after the first add into
-        the first's result."""
+        the first's result. Eager code writes it into ``out`` when one is given (of the cotangents' shape and
+        dtype) and keeps its intermediates in ``workspace``'s buffers when one is given."""
         pairs: list[tuple[tuple[Stencil, ...], Tensor]] = []
         for chain, o in zip(self.chains, self._owners()):
             g = grads[o]
@@ -105,9 +122,10 @@ class Separable:
             return total.to(dtype)  # type: ignore[union-attr]
         small = _padded.usable(self, pairs[0][1])
         if small is not None and all(g.dtype == dtype and g.shape == pairs[0][1].shape for _, g in pairs):
-            return _padded.adjoint(grads, small)
-        result = torch.empty_like(pairs[0][1])
-        scratch = _Scratch()
+            total = _padded.adjoint(grads, small)
+            return total if out is None else out.copy_(total)
+        result = torch.empty_like(pairs[0][1]) if out is None else out
+        scratch = Workspace() if workspace is None else workspace
         for rows in self._slabs(result):
             for i, (chain, g) in enumerate(pairs):
                 y = _float32_for_chain(g[rows], chain)
@@ -171,13 +189,14 @@ def _float32_for_chain(t: Tensor, chain: Sequence[Stencil]) -> Tensor:
     return t
 
 
-class _Scratch:
-    """Intermediate buffers, reused across slabs and chains."""
+class Workspace:
+    """Buffers reused across slabs and chains, by slot (any hashable name): the one of a slot is allocated
+    again only when the shape or dtype asked for changes."""
 
     def __init__(self) -> None:
-        self._buffers: dict[int, Tensor] = {}
+        self._buffers: dict[Hashable, Tensor] = {}
 
-    def get(self, slot: int, like: Tensor, dtype: torch.dtype) -> Tensor:
+    def get(self, slot: Hashable, like: Tensor, dtype: torch.dtype) -> Tensor:
         buf = self._buffers.get(slot)
         if buf is None or buf.shape != like.shape or buf.dtype != dtype:
             buf = self._buffers[slot] = torch.empty_like(like, dtype=dtype)
