@@ -31,10 +31,10 @@ def vgg_files(tmp_path_factory: pytest.TempPathFactory) -> dict:
     return {network: save_random_weights(network, directory) for network in ("vgg16", "vgg19", "vgg16_bn")}
 
 
-@pytest.fixture(params=["small", "slab"])
+@pytest.fixture(params=["padded", "border rows"])
 def cpu_executor(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test on each of the CPU executors: the small-input one (``torchgrad._padded``), which the tests'
-    small tensors take by default, and the slab executor, which large tensors take."""
-    if request.param == "slab":
-        monkeypatch.setattr("torchgrad._padded.SMALL_BYTES", 0)
+    """Run the test on each of the CPU executors of padded stencils: ``torchgrad._padded`` (the input padded
+    once), which float32 and float64 take, and the border-row executor of ``Separable``, which the others take."""
+    if request.param == "border rows":
+        monkeypatch.setattr("torchgrad._padded.usable", lambda op, x: None)
     return request.param

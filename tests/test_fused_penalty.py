@@ -101,11 +101,10 @@ class _FreshBuffers(TorchDispatchMode):
 
 
 @pytest.mark.parametrize("name", ["gradient_loss-sobel-p1", "gradient_loss-scharr-p2", "gradient_loss-diff-p1"])
-def test_the_slabs_of_a_call_share_their_buffers(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_slabs_of_a_call_share_their_buffers(name: str, monkeypatch: pytest.MonkeyPatch, cpu_executor: str) -> None:
     """A loss's forward plus backward allocates its temporaries once per call, not once per slab (each fresh
     buffer is faulted into memory again): as many buffers of at least a slab's size for 6 slabs as for 2.
     (The L1 and squared L2 penalties compute in place; Charbonnier's slope still takes a temporary a slab.)"""
-    monkeypatch.setattr("torchgrad._padded.SMALL_BYTES", 0)  # the slab executor, which large inputs take
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(6, 2, 16, 16, dtype=torch.float64, generator=gen).requires_grad_()
     y = torch.rand(6, 2, 16, 16, dtype=torch.float64, generator=gen)

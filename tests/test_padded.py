@@ -1,5 +1,5 @@
-"""The small-input CPU executor (``torchgrad._padded``): the slab executor's numbers on every operator it takes,
-the slab executor for every call it does not take."""
+"""The CPU executor of padded stencils (``torchgrad._padded``): the border-row executor's numbers on every operator
+it takes, slab by slab at any size; the border-row executor for every call it does not take."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from references import LINEAR_OPERATORS
 
 import torchgrad
+import torchgrad._separable as separable
 from torchgrad import _padded
 from torchgrad._separable import Separable
 from torchgrad._stencil import padded_stencil
@@ -16,11 +17,11 @@ from torchgrad.losses.functional import gradient_loss
 OPS = sorted(LINEAR_OPERATORS)
 
 
-def _both(fn, x: torch.Tensor, gs: list[torch.Tensor] | None, monkeypatch: pytest.MonkeyPatch):
-    """``fn(x)`` and its vector-Jacobian product with ``gs`` (random when ``None``), small executor then slab."""
-    results = []
-    for limit in (_padded.SMALL_BYTES, 0):
-        monkeypatch.setattr(_padded, "SMALL_BYTES", limit)
+def _both(fn, x: torch.Tensor, monkeypatch: pytest.MonkeyPatch):
+    """``fn(x)`` and its vector-Jacobian product with random cotangents: padded, then border rows."""
+    results, gs = [], None
+    for usable in (_padded.usable, lambda op, x: None):
+        monkeypatch.setattr(_padded, "usable", usable)
         xr = x.detach().requires_grad_()
         outputs = fn(xr)
         if gs is None:
@@ -38,20 +39,44 @@ def _shapes(spatial: int, small: int) -> list[tuple[int, ...]]:
 
 
 @pytest.mark.parametrize("op", OPS)
-def test_small_executor_matches_the_slab_executor(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_padded_executor_matches_the_border_rows(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Values and vector-Jacobian products within a few ulps of float64: the terms near the edges are summed in
     another order, nothing else differs."""
     fn, spatial, small = LINEAR_OPERATORS[op]
     for shape in _shapes(spatial, small):
         x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-        (small_out, small_gx), (slab_out, slab_gx) = _both(fn, x, None, monkeypatch)
-        for a, b in zip(small_out, slab_out):
+        (padded_out, padded_gx), (rows_out, rows_gx) = _both(fn, x, monkeypatch)
+        for a, b in zip(padded_out, rows_out):
             torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-13)
-        torch.testing.assert_close(small_gx, slab_gx, rtol=1e-13, atol=1e-13)
+        torch.testing.assert_close(padded_gx, rows_gx, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("op", ["sobel_reflect", "laplacian_ksize3_symmetric", "hessian_circular", "sobel_3d_zeros"])
+def test_uneven_slabs_and_layouts(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Slabs of 2, 2 and 1 items share one workspace (the last one a view of its buffers), and a channels_last or
+    transposed input is read in place: the numbers of one slab, bit for bit."""
+    fn, spatial, _ = LINEAR_OPERATORS[op]
+    x = torch.randn((5, 3) + (7, 6, 8)[-spatial:], dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    gs = [torch.randn_like(o) for o in fn(x)]
+
+    def run(t: torch.Tensor) -> list[torch.Tensor]:
+        t = t.detach().requires_grad_()
+        outputs = fn(t)
+        return list(outputs) + list(torch.autograd.grad(outputs, t, gs))
+
+    whole = run(x)
+    monkeypatch.setattr(separable, "SLAB_BYTES", 2 * x[0].numel() * x.element_size())
+    assert len(separable.slabs(x, spatial)) == 3
+    layouts = [x, x.transpose(-1, -2).contiguous().transpose(-1, -2)]
+    if spatial == 2:
+        layouts.append(x.contiguous(memory_format=torch.channels_last))
+    for t in layouts:
+        for a, b in zip(run(t), whole):
+            assert torch.equal(a, b)
 
 
 def _taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records each call the small executor takes."""
+    """Records each slab the padded executor computes."""
     calls: list[str] = []
     apply, adjoint = _padded.apply, _padded.adjoint
     monkeypatch.setattr(_padded, "apply", lambda *a: calls.append("apply") or apply(*a))
@@ -68,26 +93,26 @@ def _taken(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         lambda x: gradient_loss(x, torch.zeros_like(x), operator="scharr"),
     ],
 )
-def test_small_float_inputs_take_it(call, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("size", [16, 600])
+def test_float_inputs_take_it(call, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small and large (several slabs) float32 inputs."""
     calls = _taken(monkeypatch)
-    x = torch.rand(2, 3, 16, 16, requires_grad=True)
+    x = torch.rand(2, 3, size, size, requires_grad=True)
     out = call(x)
     sum(o.sum() for o in (out if isinstance(out, tuple) else (out,))).backward()
     assert set(calls) == {"apply", "adjoint"}  # (the losses compute A (x - y) again in their backward)
 
 
 @pytest.mark.parametrize(
-    "case",
-    ["large", "bfloat16", "explicit_rows", "valid_rows", "grid", "reflect_on_one_sample", "compile"],
+    "case", ["bfloat16", "explicit_rows", "valid_rows", "grid", "reflect_on_one_sample", "compile"]
 )
-def test_other_inputs_take_the_slab_executor(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inputs beyond ``SMALL_BYTES``, half precision, explicit border rows (``torch.gradient``'s one-sided
-    ends, TensorFlow's valid rows), coordinate grids, an axis that reflect padding refuses (the slab executor
-    raises the error), and traced code (``torch.compile``) never reach it."""
+def test_other_inputs_take_the_border_rows(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half precision, explicit border rows (``torch.gradient``'s one-sided ends, TensorFlow's valid rows),
+    coordinate grids, an axis that reflect padding refuses (the border-row executor raises the error), and
+    traced code (``torch.compile``) never reach it."""
     calls = _taken(monkeypatch)
     x = torch.rand(2, 3, 16, 16)
     run = {
-        "large": lambda: torchgrad.sobel(torch.rand(1, 1, 512, 512)),
         "bfloat16": lambda: torchgrad.sobel(x.bfloat16()),
         "explicit_rows": lambda: torchgrad.gradient(x, dim=(-2, -1)),
         "valid_rows": lambda: torchgrad.image_gradients(x),

@@ -1,44 +1,39 @@
-"""The CPU executor for small inputs: pad once, then every stencil over the padded tensor.
+"""The CPU executor of padded stencils: pad once, then every stencil over shifted views of the padded tensor.
 
-On a small image the slab executor of :class:`~torchgrad._separable.Separable` spends its time in Python
-and in tiny tensor operations (border rows one by one), not in memory. Here the input is padded once
-along each axis that the operator's stencils reach along (one gather of the folded indices per axis, or
-zeros), and each chain then computes its stencils over the padded tensor with no border rows at all:
-along its axis a stencil reads ``k`` shifted views and writes a result ``2 h`` samples shorter. The
-adjoint runs the same steps backwards: each stage's transposed taps spread its cotangent over a
-longer buffer, and the padding is folded back by one ``index_add_`` per axis (the gather's adjoint).
+The border rows of a :class:`~torchgrad._stencil.Stencil` (a few samples per edge, each a tensor operation
+of its own) cost a small image most of its time, and a large one a sizeable share (thin strided rows, one
+by one, slab after slab). Here the input (a slab of it) is padded once into a buffer along each axis that
+the operator's stencils reach along (the core copied in, then a few slices at each edge copied from the
+samples they fold onto, or zeroed), and each chain computes its stencils over views of that buffer with no
+border rows at all: along its axis a stencil reads ``k`` shifted views and writes a result ``2 h`` samples
+shorter. The adjoint runs the same steps backwards: each stage's transposed taps spread its cotangent over
+a longer buffer, and the padding is folded back in place (each edge slice added onto the sample it copied).
 
-The values are those of the slab executor up to rounding (terms are summed in another order near the
-edges), and the non-finite rule of :mod:`torchgrad._stencil` holds unchanged: a zero tap is no term,
-and padding reads the samples it copies. It serves real float32 and float64 inputs of at most
-:data:`SMALL_BYTES` whose stencils are all padded (no explicit border rows, no ``"valid"`` rows, no
-tensor weights), with one padding mode per axis and at most one stencil per axis in each chain;
-everything else takes the slab executor.
+The values are those of the border-row executor up to rounding (terms are summed in another order near the
+edges), and the non-finite rule of :mod:`torchgrad._stencil` holds unchanged: a zero tap is no term, and
+padding reads the samples it copies. It serves real float32 and float64 CPU tensors whose stencils are all
+padded (no explicit border rows, no ``"valid"`` rows, no tensor weights), with one padding mode per axis
+and at most one stencil per axis in each chain; everything else takes the border-row executor
+(:meth:`~torchgrad._separable.Separable.apply`). Buffers come from a
+:class:`~torchgrad._separable.Workspace`, which the slabs of a call share.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from ._stencil import PADDING_MODES, Stencil, _accumulate_into, _is_zero, _weighted_sum_into, source
 
 if TYPE_CHECKING:
-    from ._separable import Separable
-
-SMALL_BYTES = 512 * 2**10
-"""The largest input (in bytes) that this executor takes. Below it, the slab executor's fixed cost per call
-(tens of small operations per stencil) outweighs the extra pass over memory that padding costs; the input,
-its padded copy and an intermediate then fit in a core's L2 cache (1 MiB on the machine it was measured on,
-where the two executors break even between 1 and 1.2 MiB: ``benchmarks/bench_host.py``)."""
+    from ._separable import Separable, Workspace
 
 DTYPES = (torch.float32, torch.float64)
-
+"""The dtypes it computes in: half precision goes through the border-row executor, which computes multi-stage
+chains in float32 (:func:`torchgrad._separable._float32_for_chain`)."""
 
 Axes = dict[int, tuple[str, int]]
 """``{dim: (padding, reach)}``: how far the padded input extends along each axis the stencils reach along."""
@@ -77,7 +72,7 @@ class Plan:
 def usable(op: "Separable", x: Tensor) -> Optional[Plan]:
     """The plan for ``op`` when this executor computes it on the CPU tensor ``x`` (a tensor of the input's
     shape for the adjoint), else ``None`` (see the module's docstring)."""
-    if x.dtype not in DTYPES or x.numel() == 0 or x.numel() * x.element_size() > SMALL_BYTES:
+    if x.dtype not in DTYPES or x.numel() == 0:
         return None
     found = op.padded_plan
     if found is None or any(
@@ -131,51 +126,55 @@ def _plain(stencil: Stencil) -> bool:
     )
 
 
-@lru_cache(maxsize=512)
-def _folded(n: int, reach: int, padding: str) -> Tensor:
-    """The sample that each index ``-reach .. n + reach - 1`` of a padded axis copies (not for zeros)."""
-    return torch.tensor([source(k, n, padding) for k in range(-reach, n + reach)], dtype=torch.int64)
+def _edges(n: int, reach: int, padding: str) -> list[tuple[int, Optional[int]]]:
+    """``(padded index, the input sample it copies)`` for the ``reach`` indices past either edge of an axis
+    of ``n`` samples (counted from the padded start; ``None``: a zero)."""
+    outside = list(range(-reach, 0)) + list(range(n, n + reach))
+    return [(k + reach, source(k, n, padding)) for k in outside]
 
 
-TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circular", "zeros": "constant"}
-"""The padding modes that :func:`torch.nn.functional.pad` computes as torchgrad pads, where its reach allows."""
+def _core(t: Tensor, axes: Axes, shape: Sequence[int], along: Sequence[int]) -> Tensor:
+    """``t`` (padded along ``axes``) narrowed to the input's extent along the axes ``along``."""
+    for dim in along:
+        t = t.narrow(dim, axes[dim][1], shape[dim])
+    return t
 
 
-def _pad_input(x: Tensor, modes: Axes) -> Tensor:
-    """``x`` padded along every axis of ``modes``: by one :func:`torch.nn.functional.pad` call over the last
-    axes where their modes agree and it takes the reach (reflect up to ``n - 1``, circular up to ``n``),
-    else one gather per axis."""
-    k = len(modes)
-    names = {mode for mode, _ in modes.values()}
-    mode = TORCH_MODES.get(names.pop()) if len(names) == 1 else None
-    most = {"reflect": -1, "circular": 0}.get(mode or "", 1 << 30)
-    if mode is None or sorted(modes) != list(range(-k, 0)) or any(r > x.shape[d] + most for d, (_, r) in modes.items()):
-        for dim, (padding, reach) in modes.items():
-            x = _pad(x, dim, reach, padding)
-        return x
-    widths = [r for d in range(-1, -k - 1, -1) for r in (modes[d][1],) * 2]
-    flat = x.reshape((-1,) + x.shape[-k:])  # the batch as channels: the form F.pad takes for these modes
-    padded = F.pad(flat, widths, mode=mode)
-    return padded.reshape(x.shape[:-k] + padded.shape[-k:])
+def _pad_into(buffer: Tensor, x: Tensor, axes: Axes) -> Tensor:
+    """``x`` padded along ``axes`` into ``buffer``, axis by axis (each over what the earlier ones padded)."""
+    dims = list(axes)
+    _core(buffer, axes, x.shape, dims).copy_(x)
+    for i, dim in enumerate(dims):
+        region = _core(buffer, axes, x.shape, dims[i + 1 :])
+        mode, reach = axes[dim]
+        for k, copied in _edges(x.shape[dim], reach, mode):
+            edge = region.narrow(dim, k, 1)
+            if copied is None:
+                edge.zero_()
+            else:
+                edge.copy_(region.narrow(dim, copied + reach, 1))
+    return buffer
 
 
-def _pad(x: Tensor, dim: int, reach: int, padding: str) -> Tensor:
-    if padding == "zeros":
-        shape = list(x.shape)
-        shape[dim] = reach
-        zeros = x.new_zeros(shape)
-        return torch.cat((zeros, x, zeros), dim)
-    return x.index_select(dim, _folded(x.shape[dim], reach, padding))
+def _fold(total: Tensor, axes: Axes, shape: Sequence[int]) -> Tensor:
+    """The adjoint of :func:`_pad_into`, in place in ``total``: axis by axis in reverse, each edge slice's
+    cotangent added onto the sample it copies; the input's extent of ``total`` is the result."""
+    dims = list(axes)
+    for i in reversed(range(len(dims))):
+        dim = dims[i]
+        region = _core(total, axes, shape, dims[i + 1 :])
+        mode, reach = axes[dim]
+        for k, copied in _edges(shape[dim], reach, mode):
+            if copied is not None:
+                region.narrow(dim, copied + reach, 1).add_(region.narrow(dim, k, 1))
+    return _core(total, axes, shape, dims)
 
 
-def _fold(g: Tensor, dim: int, reach: int, padding: str) -> Tensor:
-    """The adjoint of :func:`_pad`: each padded sample's cotangent added onto the sample it copies."""
-    n = g.shape[dim] - 2 * reach
-    if padding == "zeros":
-        return g.narrow(dim, reach, n)
-    shape = list(g.shape)
-    shape[dim] = n
-    return g.new_zeros(shape).index_add_(dim, _folded(n, reach, padding), g)
+def _padded_shape(shape: Sequence[int], axes: Axes) -> list[int]:
+    padded = list(shape)
+    for dim, (_, reach) in axes.items():
+        padded[dim] += 2 * reach
+    return padded
 
 
 def _window(t: Tensor, chain: Chain, like: Tensor) -> Tensor:
@@ -184,37 +183,33 @@ def _window(t: Tensor, chain: Chain, like: Tensor) -> Tensor:
     return t
 
 
-def apply(x: Tensor, found: Plan) -> tuple[Tensor, ...]:
-    """``A x``, ``found`` from :func:`usable`."""
-    padded = _pad_input(x, found.axes)
-    outputs: list[Optional[Tensor]] = [None] * found.n_outputs
-    for chain in found.chains:
+def apply(x: Tensor, found: Plan, out: Sequence[Tensor], workspace: "Workspace") -> None:
+    """``A x`` written into ``out`` (one tensor of ``x``'s shape per output), ``found`` from :func:`usable`."""
+    padded = _pad_into(workspace.buffer("padded", _padded_shape(x.shape, found.axes), x.dtype), x, found.axes)
+    written = [False] * found.n_outputs
+    for c, chain in enumerate(found.chains):
+        o = chain.output
         y = _window(padded, chain, x)
         for s, stage in enumerate(chain.stages):
             n = x.shape[stage.dim]
             terms = [(w, y.narrow(stage.dim, t, n)) for t, w in stage.terms]
-            total = outputs[chain.output]
-            if s == len(chain.stages) - 1 and total is not None:  # a later chain of a summed output adds into it
-                _accumulate_into(total, terms, stage.divisor)
-                continue
-            shape = list(y.shape)
-            shape[stage.dim] = n
-            y = torch.empty(shape, dtype=x.dtype)
-            _weighted_sum_into(y, terms, stage.divisor)
-        if outputs[chain.output] is None:
-            outputs[chain.output] = y
-    return tuple(out.contiguous() for out in outputs)  # type: ignore[union-attr]
+            if s < len(chain.stages) - 1:
+                shape = list(y.shape)
+                shape[stage.dim] = n
+                y = workspace.buffer(("stage", c, s), shape, x.dtype)
+                _weighted_sum_into(y, terms, stage.divisor)
+            elif written[o]:  # a later chain of a summed output adds into it
+                _accumulate_into(out[o], terms, stage.divisor)
+            else:
+                _weighted_sum_into(out[o], terms, stage.divisor)
+                written[o] = True
 
 
-def adjoint(grads: Sequence[Optional[Tensor]], found: Plan) -> Tensor:
-    """``A^T g`` (``None`` cotangents are zero; all given ones of one dtype and shape), ``found`` from
-    :func:`usable` on a given cotangent."""
-    like = next(g for g in grads if g is not None)
-    shape = list(like.shape)
-    for dim, (_, reach) in found.axes.items():
-        shape[dim] += 2 * reach
-    total = like.new_zeros(shape)
-    for chain in found.chains:
+def adjoint(grads: Sequence[Optional[Tensor]], found: Plan, out: Tensor, workspace: "Workspace") -> None:
+    """``A^T g`` written into ``out`` (``None`` cotangents are zero; the given ones of ``out``'s shape and
+    dtype), ``found`` from :func:`usable`."""
+    total = workspace.buffer("padded adjoint", _padded_shape(out.shape, found.axes), out.dtype).zero_()
+    for c, chain in enumerate(found.chains):
         y = grads[chain.output]
         if y is None:
             continue
@@ -223,12 +218,10 @@ def adjoint(grads: Sequence[Optional[Tensor]], found: Plan) -> Tensor:
             if s < len(chain.stages) - 1:
                 grown = list(y.shape)
                 grown[stage.dim] = n + 2 * stage.half
-                out = y.new_zeros(grown)
+                spread = workspace.buffer(("adjoint stage", c, s), grown, out.dtype).zero_()
             else:
-                out = _window(total, chain, like)
+                spread = _window(total, chain, out)
             for t, w in stage.terms:
-                out.narrow(stage.dim, t, n).add_(y, alpha=w / stage.divisor if stage.divisor != 1 else w)
-            y = out
-    for dim, (mode, reach) in found.axes.items():
-        total = _fold(total, dim, reach, mode)
-    return total.contiguous()
+                spread.narrow(stage.dim, t, n).add_(y, alpha=w / stage.divisor if stage.divisor != 1 else w)
+            y = spread
+    out.copy_(_fold(total, found.axes, out.shape))

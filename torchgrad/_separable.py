@@ -3,6 +3,7 @@ sum of such chains (the Laplacian: ``d2/dy2 + d2/dx2``)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Hashable, Optional, Sequence
@@ -67,9 +68,7 @@ class Separable:
                 y = y.to(chain[-1].dtype or x.dtype)
                 sums[o] = sums[o] + y if o in sums else y
             return tuple(sums[o] for o in range(self.n_outputs))
-        small = _padded.usable(self, x)
-        if small is not None:
-            return _padded.apply(x, small)
+        padded = _padded.usable(self, x)
         firsts: dict[int, int] = {}  # output -> its first chain
         for k, o in enumerate(owners):
             firsts.setdefault(o, k)
@@ -80,6 +79,10 @@ class Separable:
         else:
             outputs = [workspace.get(("output", o), x, dtype) for o, dtype in enumerate(dtypes)]
             scratch = workspace
+        if padded is not None:
+            for rows in slabs(x, self.spatial_dims):
+                _padded.apply(x[rows], padded, [out[rows] for out in outputs], scratch)
+            return tuple(outputs)
         for rows in self._slabs(x):
             for k, (chain, o) in enumerate(zip(self.chains, owners)):
                 out = outputs[o][rows]
@@ -120,12 +123,13 @@ class Separable:
                     y = stencil.adjoint(y, traceable=True)
                 total = y if total is None else total + y
             return total.to(dtype)  # type: ignore[union-attr]
-        small = _padded.usable(self, pairs[0][1])
-        if small is not None and all(g.dtype == dtype and g.shape == pairs[0][1].shape for _, g in pairs):
-            total = _padded.adjoint(grads, small)
-            return total if out is None else out.copy_(total)
         result = torch.empty_like(pairs[0][1]) if out is None else out
         scratch = Workspace() if workspace is None else workspace
+        padded = _padded.usable(self, result)
+        if padded is not None and all(g.dtype == dtype and g.shape == result.shape for _, g in pairs):
+            for rows in slabs(result, self.spatial_dims):
+                _padded.adjoint([None if g is None else g[rows] for g in grads], padded, result[rows], scratch)
+            return result
         for rows in self._slabs(result):
             for i, (chain, g) in enumerate(pairs):
                 y = _float32_for_chain(g[rows], chain)
@@ -197,7 +201,17 @@ class Workspace:
         self._buffers: dict[Hashable, Tensor] = {}
 
     def get(self, slot: Hashable, like: Tensor, dtype: torch.dtype) -> Tensor:
+        """The buffer of ``slot``, of ``like``'s shape (and layout, when it is allocated) in ``dtype``."""
         buf = self._buffers.get(slot)
         if buf is None or buf.shape != like.shape or buf.dtype != dtype:
             buf = self._buffers[slot] = torch.empty_like(like, dtype=dtype)
         return buf
+
+    def buffer(self, slot: Hashable, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
+        """A contiguous CPU tensor of ``shape`` in ``dtype`` for ``slot``: a view of its buffer where that is
+        large enough (the last, shorter slab of a call included), else a new buffer."""
+        numel = math.prod(shape)
+        buf = self._buffers.get(slot)
+        if buf is None or buf.dtype != dtype or buf.numel() < numel:
+            buf = self._buffers[slot] = torch.empty(numel, dtype=dtype)
+        return buf.view(-1)[:numel].view(shape)
