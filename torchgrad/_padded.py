@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from ._stencil import PADDING_MODES, Stencil, _accumulate_into, _is_zero, _weighted_sum_into, source
@@ -140,6 +141,31 @@ def _core(t: Tensor, axes: Axes, shape: Sequence[int], along: Sequence[int]) -> 
     return t
 
 
+FRESH_BYTES = 2**20
+"""Slabs up to this size are padded by one :func:`torch.nn.functional.pad` into a fresh tensor where it pads as
+torchgrad does (the allocator serves such sizes from memory it holds); larger ones into the workspace's
+buffer, which a fresh allocation of their size would fault into memory again at every slab."""
+
+TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circular", "zeros": "constant"}
+
+
+def _padded_input(x: Tensor, axes: Axes, workspace: "Workspace") -> Tensor:
+    k = len(axes)
+    modes = {mode for mode, _ in axes.values()}
+    mode = TORCH_MODES.get(modes.pop()) if len(modes) == 1 else None
+    most = {"reflect": -1, "circular": 0}.get(mode or "", 1 << 30)  # F.pad's reach: n - 1 for reflect, n circular
+    if (
+        mode is None
+        or x.numel() * x.element_size() > FRESH_BYTES
+        or sorted(axes) != list(range(-k, 0))
+        or any(reach > x.shape[dim] + most for dim, (_, reach) in axes.items())
+    ):
+        return _pad_into(workspace.buffer("padded", _padded_shape(x.shape, axes), x.dtype), x, axes)
+    widths = [axes[dim][1] for dim in range(-1, -k - 1, -1) for _ in range(2)]
+    padded = F.pad(x.reshape((-1,) + x.shape[-k:]), widths, mode=mode)  # the batch as channels, as F.pad takes it
+    return padded.reshape(x.shape[:-k] + padded.shape[-k:])
+
+
 def _pad_into(buffer: Tensor, x: Tensor, axes: Axes) -> Tensor:
     """``x`` padded along ``axes`` into ``buffer``, axis by axis (each over what the earlier ones padded)."""
     dims = list(axes)
@@ -185,7 +211,7 @@ def _window(t: Tensor, chain: Chain, like: Tensor) -> Tensor:
 
 def apply(x: Tensor, found: Plan, out: Sequence[Tensor], workspace: "Workspace") -> None:
     """``A x`` written into ``out`` (one tensor of ``x``'s shape per output), ``found`` from :func:`usable`."""
-    padded = _pad_into(workspace.buffer("padded", _padded_shape(x.shape, found.axes), x.dtype), x, found.axes)
+    padded = _padded_input(x, found.axes, workspace)
     written = [False] * found.n_outputs
     for c, chain in enumerate(found.chains):
         o = chain.output

@@ -80,8 +80,10 @@ class Separable:
             outputs = [workspace.get(("output", o), x, dtype) for o, dtype in enumerate(dtypes)]
             scratch = workspace
         if padded is not None:
-            for rows in slabs(x, self.spatial_dims):
-                _padded.apply(x[rows], padded, [out[rows] for out in outputs], scratch)
+            cuts = slabs(x, self.spatial_dims)
+            for rows in cuts:
+                cut, parts = _cut(cuts, rows, x, outputs)
+                _padded.apply(cut, padded, parts, scratch)  # type: ignore[arg-type]  # outputs hold no None
             return tuple(outputs)
         for rows in self._slabs(x):
             for k, (chain, o) in enumerate(zip(self.chains, owners)):
@@ -127,8 +129,10 @@ class Separable:
         scratch = Workspace() if workspace is None else workspace
         padded = _padded.usable(self, result)
         if padded is not None and all(g.dtype == dtype and g.shape == result.shape for _, g in pairs):
-            for rows in slabs(result, self.spatial_dims):
-                _padded.adjoint([None if g is None else g[rows] for g in grads], padded, result[rows], scratch)
+            cuts = slabs(result, self.spatial_dims)
+            for rows in cuts:
+                cut, parts = _cut(cuts, rows, result, grads)
+                _padded.adjoint(parts, padded, cut, scratch)
             return result
         for rows in self._slabs(result):
             for i, (chain, g) in enumerate(pairs):
@@ -167,6 +171,15 @@ def slabs(x: Tensor, spatial_dims: int) -> list[tuple[slice, ...]]:
     per_item = x[0].numel() * x.element_size()
     step = max(1, SLAB_BYTES // max(per_item, 1))
     return [(slice(start, start + step),) for start in range(0, x.shape[0], step)]
+
+
+def _cut(
+    cuts: Sequence[tuple[slice, ...]], rows: tuple[slice, ...], t: Tensor, more: Sequence[Optional[Tensor]]
+) -> tuple[Tensor, list[Optional[Tensor]]]:
+    """``t`` and ``more`` at ``rows`` (the tensors themselves where there is one cut)."""
+    if len(cuts) == 1:
+        return t, list(more)
+    return t[rows], [None if m is None else m[rows] for m in more]
 
 
 def needs_traceable_code(t: Tensor) -> bool:
@@ -210,8 +223,11 @@ class Workspace:
     def buffer(self, slot: Hashable, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
         """A contiguous CPU tensor of ``shape`` in ``dtype`` for ``slot``: a view of its buffer where that is
         large enough (the last, shorter slab of a call included), else a new buffer."""
-        numel = math.prod(shape)
         buf = self._buffers.get(slot)
+        if buf is not None and buf.dtype == dtype and buf.shape == tuple(shape):
+            return buf
+        numel = math.prod(shape)
         if buf is None or buf.dtype != dtype or buf.numel() < numel:
-            buf = self._buffers[slot] = torch.empty(numel, dtype=dtype)
+            buf = self._buffers[slot] = torch.empty(shape, dtype=dtype)
+            return buf
         return buf.view(-1)[:numel].view(shape)
