@@ -132,3 +132,30 @@ def test_other_inputs_take_the_border_rows(case: str, monkeypatch: pytest.Monkey
     else:
         run()
     assert calls == []
+
+
+@pytest.mark.parametrize("op", ["sobel_reflect", "sobel_3d_symmetric", "hessian_zeros", "laplacian_ksize3_circular"])
+def test_scratch_is_at_most_three_slabs(op: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The padded copy of a slab and two intermediates, which the chains share, forward and adjoint alike:
+    an input that makes one slab (batch 1) never costs more than three times its padded size in scratch
+    (these operators reach one sample along each axis)."""
+    monkeypatch.setattr(_padded, "FRESH_BYTES", 0)
+    workspaces: list[separable.Workspace] = []
+    init = separable.Workspace.__init__
+
+    def recording(self: separable.Workspace) -> None:
+        init(self)
+        workspaces.append(self)
+
+    monkeypatch.setattr(separable.Workspace, "__init__", recording)
+    fn, spatial, _ = LINEAR_OPERATORS[op]
+    x = torch.rand((1, 2) + (12, 40, 36)[-spatial:], dtype=torch.float64, requires_grad=True)
+    outputs = fn(x)
+    torch.autograd.grad(outputs, x, [torch.ones_like(o) for o in outputs])
+    assert len(workspaces) == 2  # one for the forward, one for the adjoint
+    padded = x[0].numel() // x[0, 0].numel() * x.element_size()
+    for n in x.shape[-spatial:]:
+        padded *= n + 2
+    for workspace in workspaces:
+        scratch = sum(b.untyped_storage().nbytes() for b in workspace._buffers.values())
+        assert scratch <= 3 * padded, scratch / padded

@@ -14,8 +14,11 @@ edges), and the non-finite rule of :mod:`torchgrad._stencil` holds unchanged: a 
 padding reads the samples it copies. It serves real float32 and float64 CPU tensors whose stencils are all
 padded (no explicit border rows, no ``"valid"`` rows, no tensor weights), with one padding mode per axis
 and at most one stencil per axis in each chain; everything else takes the border-row executor
-(:meth:`~torchgrad._separable.Separable.apply`). Buffers come from a
-:class:`~torchgrad._separable.Workspace`, which the slabs of a call share.
+(:meth:`~torchgrad._separable.Separable.apply`). Each operator runs slab by slab: a slab up to
+:data:`FRESH_BYTES` is padded by one :func:`torch.nn.functional.pad` where that pads as torchgrad does, a
+larger one into a buffer of the :class:`~torchgrad._separable.Workspace` that the slabs of a call share,
+which also holds the intermediates (two slots, which the chains share). Besides them, it holds a padded copy
+of the slab: at most about three slabs' worth of scratch.
 """
 
 from __future__ import annotations
@@ -52,9 +55,9 @@ class Stage:
 
 @dataclass(frozen=True)
 class Chain:
-    """One chain of stencils: the output it writes or adds into, its stages, and ``window``: the
-    ``(dim, start)`` of each axis along which it reads less than the padded input (``2 h`` more samples
-    than the input has, where the padding reaches further than its own stencil ``h``, or none)."""
+    """One chain of stencils: the output it writes or adds into, its stages, and ``window``: for each axis
+    along which it reads less than the padded input (where the padding reaches further than its own stencil
+    ``h``), ``(dim, start, 2 h)``: it reads ``2 h`` more samples than the input has, from ``start``."""
 
     output: int
     window: tuple[tuple[int, int, int], ...]
@@ -213,7 +216,7 @@ def apply(x: Tensor, found: Plan, out: Sequence[Tensor], workspace: "Workspace")
     """``A x`` written into ``out`` (one tensor of ``x``'s shape per output), ``found`` from :func:`usable`."""
     padded = _padded_input(x, found.axes, workspace)
     written = [False] * found.n_outputs
-    for c, chain in enumerate(found.chains):
+    for chain in found.chains:
         o = chain.output
         y = _window(padded, chain, x)
         for s, stage in enumerate(chain.stages):
@@ -222,7 +225,7 @@ def apply(x: Tensor, found: Plan, out: Sequence[Tensor], workspace: "Workspace")
             if s < len(chain.stages) - 1:
                 shape = list(y.shape)
                 shape[stage.dim] = n
-                y = workspace.buffer(("stage", c, s), shape, x.dtype)
+                y = workspace.buffer(("stage", s % 2), shape, x.dtype)  # chains run one after another
                 _weighted_sum_into(y, terms, stage.divisor)
             elif written[o]:  # a later chain of a summed output adds into it
                 _accumulate_into(out[o], terms, stage.divisor)
@@ -235,7 +238,7 @@ def adjoint(grads: Sequence[Optional[Tensor]], found: Plan, out: Tensor, workspa
     """``A^T g`` written into ``out`` (``None`` cotangents are zero; the given ones of ``out``'s shape and
     dtype), ``found`` from :func:`usable`."""
     total = workspace.buffer("padded adjoint", _padded_shape(out.shape, found.axes), out.dtype).zero_()
-    for c, chain in enumerate(found.chains):
+    for chain in found.chains:
         y = grads[chain.output]
         if y is None:
             continue
@@ -244,7 +247,7 @@ def adjoint(grads: Sequence[Optional[Tensor]], found: Plan, out: Tensor, workspa
             if s < len(chain.stages) - 1:
                 grown = list(y.shape)
                 grown[stage.dim] = n + 2 * stage.half
-                spread = workspace.buffer(("adjoint stage", c, s), grown, out.dtype).zero_()
+                spread = workspace.buffer(("adjoint stage", s % 2), grown, out.dtype).zero_()
             else:
                 spread = _window(total, chain, out)
             for t, w in stage.terms:

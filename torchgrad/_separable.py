@@ -42,7 +42,7 @@ class Separable:
 
     @cached_property
     def padded_plan(self) -> Optional[_padded.Plan]:
-        """How the small-input executor computes this operator (:func:`torchgrad._padded.plan`), read once."""
+        """How the padded executor computes this operator (:func:`torchgrad._padded.plan`), read once."""
         return _padded.plan(self)
 
     @property
