@@ -153,6 +153,7 @@ TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circ
 
 
 def _padded_input(x: Tensor, axes: Axes, workspace: "Workspace") -> Tensor:
+    """``x`` padded along ``axes``: see :data:`FRESH_BYTES`."""
     k = len(axes)
     modes = {mode for mode, _ in axes.values()}
     mode = TORCH_MODES.get(modes.pop()) if len(modes) == 1 else None

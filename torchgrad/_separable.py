@@ -18,8 +18,8 @@ from ._stencil import Stencil
 # intermediate results live in a small buffer that stays in cache instead of a tensor as large as
 # the input that must be faulted into memory on every call. A fused loss keeps about four buffers of a
 # slab's size (the difference, the outputs, an intermediate) in use at once: 2 MiB slabs keep them within
-# an 8-16 MiB L3 cache (at 8 MiB, 32 MiB of buffers outgrow a 32 MiB L3: GradientLoss("sobel") forward
-# plus backward at (16, 3, 512, 512) takes 15% longer, at 16 MiB 65%; benchmarks/bench_host.py).
+# an 8-16 MiB L3 cache (on a 2-core VM with a 32 MiB L3, GradientLoss("sobel") forward plus backward at
+# (16, 3, 512, 512) took 15% longer with 8 MiB slabs than with 2 to 4 MiB, and 65% longer with 16 MiB).
 SLAB_BYTES = 2 * 2**20
 
 
