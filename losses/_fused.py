@@ -20,9 +20,10 @@ off between forward and backward), the same numbers come from the eager code: th
 Totals over everything run slab by slab along the batch, so that no temporary is as large as the
 input: each slab's values are computed in place in the operator's output buffers, summed in the
 computation dtype with torch's pairwise summation, and the small partial sums added in float64. The
-slabs of one call share one :class:`~torchgrad._internal.Workspace` (the difference, the operator's outputs
-and intermediates for a linear penalty), and the backward's adjoint writes each slab's gradient in place:
-a call allocates its temporaries once, not once per slab (a fresh buffer costs a page fault per 4 KiB).
+slabs of one call share one :class:`~torchgrad._internal.Workspace` (the operator's outputs and intermediates
+for a linear penalty, whose ``input - target`` the operator forms as it pads: ``apply(x, minus=y)``), and the
+backward's adjoint writes each slab's gradient in place: a call allocates its temporaries once, not once per
+slab (a fresh buffer costs a page fault per 4 KiB).
 """
 
 from __future__ import annotations
@@ -63,8 +64,15 @@ class FusedOperator(Protocol):
     @property
     def spatial_dims(self) -> int: ...
 
-    def apply(self, x: Tensor, traceable: bool = False, workspace: Optional[Workspace] = None) -> tuple[Tensor, ...]:
-        """``A x``; with a ``workspace``, the outputs may be its buffers (until its next use)."""
+    def apply(
+        self,
+        x: Tensor,
+        traceable: bool = False,
+        workspace: Optional[Workspace] = None,
+        minus: Optional[Tensor] = None,
+    ) -> tuple[Tensor, ...]:
+        """``A x``, or ``A (x - minus)``; with a ``workspace``, the outputs may be its buffers (until its next
+        use)."""
 
     def adjoint(
         self,
@@ -142,25 +150,23 @@ def _float32_if_half(t: Tensor) -> Tensor:
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
-_OperatorApply = Callable[[Tensor, Optional[Workspace]], tuple[Tensor, ...]]
+_OperatorApply = Callable[[Tensor, Optional[Tensor], Optional[Workspace]], tuple[Tensor, ...]]
+"""``(t, minus, workspace) -> A (t - minus)`` (``A t`` for no ``minus``)."""
 
 
 def _outputs(
     loss: FusedLoss, x: Tensor, y: Optional[Tensor], apply: _OperatorApply, workspace: Optional[Workspace] = None
 ) -> tuple[tuple[Tensor, ...], tuple[Optional[Tensor], ...]]:
     """``a`` and ``b`` per component: ``A (x - y)`` and ``None`` for a linear penalty, else ``A x`` and the
-    penalty's reference of ``A y``. A linear penalty's difference and outputs live in ``workspace`` when one
-    is given (a penalty with two operator passes allocates its outputs: the second would overwrite the first's)."""
+    penalty's reference of ``A y``. A linear penalty's outputs live in ``workspace`` when one is given (a
+    penalty with two operator passes allocates its outputs: the second would overwrite the first's)."""
     x = _float32_if_half(x)
     if loss.penalty.linear:
-        if y is not None:
-            y = _float32_if_half(y)
-            x = x - y if workspace is None else torch.sub(x, y, out=workspace.get("difference", x, x.dtype))
-        a = apply(x, workspace)
+        a = apply(x, None if y is None else _float32_if_half(y).expand_as(x), workspace)
         return a, (None,) * len(a)
     if y is None:
         raise ValueError("a penalty that is not linear in input - target needs a target")
-    return apply(x, None), loss.penalty.reference(apply(_float32_if_half(y), None))
+    return apply(x, None, None), loss.penalty.reference(apply(_float32_if_half(y), None, None))
 
 
 def _values(
@@ -172,7 +178,7 @@ def _values(
     workspace: Optional[Workspace] = None,
 ) -> list[Tensor]:
     """Per component, the weighted per-element loss, zero where not valid under ``mask``."""
-    a, b = _outputs(loss, x, y, lambda t, w: loss.op.apply(t, traceable=traceable, workspace=w), workspace)
+    a, b = _outputs(loss, x, y, lambda t, m, w: loss.op.apply(t, traceable=traceable, workspace=w, minus=m), workspace)
     values = [loss.penalty.values(ai, bi, traceable) for ai, bi in zip(a, b)]
     if loss.weights is not None:
         values = [v * w if traceable else v.mul_(w) for v, w in zip(values, loss.weights)]
@@ -272,7 +278,7 @@ class _PenaltyFunctionWithJvp(_PenaltyFunction):
     def jvp(ctx: Any, x_t: Optional[Tensor], y_t: Optional[Tensor], *_: Any) -> Tensor:
         x, y, mask = ctx.saved_tensors
         loss: FusedLoss = ctx.loss
-        a, b = _outputs(loss, x, y, lambda t, _: apply_operator(loss.op, t))
+        a, b = _outputs(loss, x, y, lambda t, m, _: apply_operator(loss.op, t if m is None else t - m))
         slopes = [loss.penalty.derivatives(ai, bi, traceable=True) for ai, bi in zip(a, b)]
         if loss.penalty.linear:  # the tangent of A (x - y) is A (x_t - y_t)
             t = x_t if y_t is None else (y_t.neg() if x_t is None else x_t - y_t)
@@ -389,8 +395,10 @@ def _pull_back(
     """
     op, penalty = loss.op, loss.penalty
 
-    def apply(t: Tensor, w: Optional[Workspace]) -> tuple[Tensor, ...]:
-        return apply_operator(op, t) if traceable else op.apply(t, workspace=w)
+    def apply(t: Tensor, minus: Optional[Tensor], w: Optional[Workspace]) -> tuple[Tensor, ...]:
+        if traceable:
+            return apply_operator(op, t if minus is None else t - minus)
+        return op.apply(t, workspace=w, minus=minus)
 
     a, b = _outputs(loss, x, y, apply, workspace)
     if keep is None:

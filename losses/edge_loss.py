@@ -57,8 +57,17 @@ class LaplacianBand:
     n_outputs = 1
     spatial_dims = 2
 
-    def apply(self, x: Tensor, traceable: bool = False, workspace: Optional[Workspace] = None) -> tuple[Tensor]:
-        """``A x`` (in buffers of its own: the two blurs' outputs would share a ``workspace``'s)."""
+    def apply(
+        self,
+        x: Tensor,
+        traceable: bool = False,
+        workspace: Optional[Workspace] = None,
+        minus: Optional[Tensor] = None,
+    ) -> tuple[Tensor]:
+        """``A x`` or ``A (x - minus)``, in buffers of its own (the two blurs' outputs would share a
+        ``workspace``'s)."""
+        if minus is not None:
+            x = x - minus
         traceable = traceable or needs_traceable_code(x)
         (smooth,) = self.gaussian.apply(x, traceable)
         (smooth,) = self.gaussian.apply(_even_samples_times_4(smooth, traceable), traceable)

@@ -159,3 +159,26 @@ def test_scratch_is_at_most_three_slabs(op: str, monkeypatch: pytest.MonkeyPatch
     for workspace in workspaces:
         scratch = sum(b.untyped_storage().nbytes() for b in workspace._buffers.values())
         assert scratch <= 3 * padded, scratch / padded
+
+
+@pytest.mark.parametrize("executor", ["padded", "border rows", "traceable"])
+def test_minus_is_the_operator_of_the_difference(executor: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``apply(x, minus=y)`` is ``A (x - y)``, the difference formed as the padded executor pads (a target
+    expanded over the batch included), on every executor; a target of another dtype is promoted as ``x - y``."""
+    if executor == "border rows":
+        monkeypatch.setattr(_padded, "usable", lambda op, x: None)
+    op = Separable(
+        (
+            (padded_stencil(-2, (1, 2, 1), "symmetric"), padded_stencil(-1, (-1, 0, 1), "symmetric")),
+            (padded_stencil(-1, (1, -2, 1), "symmetric"),),
+        ),
+        (0, 0),
+    )
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 2, 9, 8, dtype=torch.float64, generator=gen)
+    for y in (torch.rand(3, 2, 9, 8, dtype=torch.float64, generator=gen), torch.rand(1, 2, 9, 8).expand(3, 2, 9, 8)):
+        expected = op.apply(x - y, traceable=executor == "traceable")
+        for workspace in (None, separable.Workspace()):
+            got = op.apply(x, traceable=executor == "traceable", workspace=workspace, minus=y)
+            assert got[0].dtype == expected[0].dtype
+            torch.testing.assert_close(got[0], expected[0], rtol=1e-14, atol=1e-14)

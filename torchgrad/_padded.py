@@ -152,8 +152,8 @@ buffer, which a fresh allocation of their size would fault into memory again at 
 TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circular", "zeros": "constant"}
 
 
-def _padded_input(x: Tensor, axes: Axes, workspace: "Workspace") -> Tensor:
-    """``x`` padded along ``axes``: see :data:`FRESH_BYTES`."""
+def _padded_input(x: Tensor, axes: Axes, workspace: "Workspace", minus: Optional[Tensor] = None) -> Tensor:
+    """``x`` (less ``minus``, when one is given) padded along ``axes``: see :data:`FRESH_BYTES`."""
     k = len(axes)
     modes = {mode for mode, _ in axes.values()}
     mode = TORCH_MODES.get(modes.pop()) if len(modes) == 1 else None
@@ -164,16 +164,23 @@ def _padded_input(x: Tensor, axes: Axes, workspace: "Workspace") -> Tensor:
         or sorted(axes) != list(range(-k, 0))
         or any(reach > x.shape[dim] + most for dim, (_, reach) in axes.items())
     ):
-        return _pad_into(workspace.buffer("padded", _padded_shape(x.shape, axes), x.dtype), x, axes)
+        return _pad_into(workspace.buffer("padded", _padded_shape(x.shape, axes), x.dtype), x, axes, minus)
+    if minus is not None:
+        x = x - minus
     widths = [axes[dim][1] for dim in range(-1, -k - 1, -1) for _ in range(2)]
     padded = F.pad(x.reshape((-1,) + x.shape[-k:]), widths, mode=mode)  # the batch as channels, as F.pad takes it
     return padded.reshape(x.shape[:-k] + padded.shape[-k:])
 
 
-def _pad_into(buffer: Tensor, x: Tensor, axes: Axes) -> Tensor:
-    """``x`` padded along ``axes`` into ``buffer``, axis by axis (each over what the earlier ones padded)."""
+def _pad_into(buffer: Tensor, x: Tensor, axes: Axes, minus: Optional[Tensor] = None) -> Tensor:
+    """``x`` (less ``minus``: formed in place, one pass) padded along ``axes`` into ``buffer``, axis by axis
+    (each over what the earlier ones padded)."""
     dims = list(axes)
-    _core(buffer, axes, x.shape, dims).copy_(x)
+    core = _core(buffer, axes, x.shape, dims)
+    if minus is None:
+        core.copy_(x)
+    else:
+        torch.sub(x, minus, out=core)
     for i, dim in enumerate(dims):
         region = _core(buffer, axes, x.shape, dims[i + 1 :])
         mode, reach = axes[dim]
@@ -213,9 +220,12 @@ def _window(t: Tensor, chain: Chain, like: Tensor) -> Tensor:
     return t
 
 
-def apply(x: Tensor, found: Plan, out: Sequence[Tensor], workspace: "Workspace") -> None:
-    """``A x`` written into ``out`` (one tensor of ``x``'s shape per output), ``found`` from :func:`usable`."""
-    padded = _padded_input(x, found.axes, workspace)
+def apply(
+    x: Tensor, found: Plan, out: Sequence[Tensor], workspace: "Workspace", minus: Optional[Tensor] = None
+) -> None:
+    """``A x`` (``A (x - minus)`` when ``minus`` is given) written into ``out`` (one tensor of ``x``'s shape
+    per output), ``found`` from :func:`usable`."""
+    padded = _padded_input(x, found.axes, workspace, minus)
     written = [False] * found.n_outputs
     for chain in found.chains:
         o = chain.output

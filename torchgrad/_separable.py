@@ -53,13 +53,23 @@ class Separable:
     def _owners(self) -> tuple[int, ...]:
         return self.output_of or tuple(range(len(self.chains)))
 
-    def apply(self, x: Tensor, traceable: bool = False, workspace: Optional["Workspace"] = None) -> tuple[Tensor, ...]:
-        """``A x``; ``traceable`` forces plain tensor code (else chosen by :func:`needs_traceable_code`).
+    def apply(
+        self,
+        x: Tensor,
+        traceable: bool = False,
+        workspace: Optional["Workspace"] = None,
+        minus: Optional[Tensor] = None,
+    ) -> tuple[Tensor, ...]:
+        """``A x``, or ``A (x - minus)`` when ``minus`` is given (of ``x``'s shape and dtype: the padded
+        executor forms the difference as it pads); ``traceable`` forces plain tensor code (else chosen by
+        :func:`needs_traceable_code`).
 
         With a ``workspace`` (eager code only), the outputs and intermediates are its buffers, which the next
         ``apply`` with it overwrites: a loop over slabs allocates them once."""
         owners = self._owners()
         if traceable or not _slab_by_slab(x):
+            if minus is not None:
+                x = x - minus
             sums: dict[int, Tensor] = {}
             for chain, o in zip(self.chains, owners):
                 y = _float32_for_chain(x, chain)
@@ -69,6 +79,11 @@ class Separable:
                 sums[o] = sums[o] + y if o in sums else y
             return tuple(sums[o] for o in range(self.n_outputs))
         padded = _padded.usable(self, x)
+        if minus is not None and (padded is None or minus.shape != x.shape or minus.dtype != x.dtype):
+            fits = workspace is not None and minus.shape == x.shape and minus.dtype == x.dtype
+            x = torch.sub(x, minus, out=workspace.get("difference", x, x.dtype)) if fits else x - minus  # type: ignore[union-attr]
+            minus = None
+            padded = _padded.usable(self, x)
         firsts: dict[int, int] = {}  # output -> its first chain
         for k, o in enumerate(owners):
             firsts.setdefault(o, k)
@@ -82,8 +97,8 @@ class Separable:
         if padded is not None:
             cuts = slabs(x, self.spatial_dims)
             for rows in cuts:
-                cut, parts = _cut(cuts, rows, x, outputs)
-                _padded.apply(cut, padded, parts, scratch)  # type: ignore[arg-type]  # outputs hold no None
+                cut, parts = _cut(cuts, rows, x, [*outputs, minus])
+                _padded.apply(cut, padded, parts[:-1], scratch, parts[-1])  # type: ignore[arg-type]  # outputs
             return tuple(outputs)
         for rows in self._slabs(x):
             for k, (chain, o) in enumerate(zip(self.chains, owners)):
