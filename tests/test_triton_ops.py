@@ -186,7 +186,9 @@ GRADCHECKED = [
 @pytest.mark.parametrize("name", GRADCHECKED)
 def test_gradcheck_and_gradgradcheck(name: str, launches: list[str]) -> None:
     fn, nd = CASES[name]
-    x = _input((1, 2, 3, 3) if nd == 3 else (2, 4, 5)).requires_grad_()
+    # One image or volume: the batch (one program each under the interpreter) is covered by the comparisons with
+    # the CPU executor and the adjoint identity.
+    x = _input((1, 2, 3, 3) if nd == 3 else (1, 4, 5)).requires_grad_()
     # Fast mode (random projections of the Jacobians): the full one launches kernels per element.
     assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
     assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
