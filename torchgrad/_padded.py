@@ -39,6 +39,9 @@ DTYPES = (torch.float32, torch.float64)
 """The dtypes it computes in: half precision goes through the border-row executor, which computes multi-stage
 chains in float32 (:func:`torchgrad._separable._float32_for_chain`)."""
 
+TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circular", "zeros": "constant"}
+"""The padding modes that :func:`torch.nn.functional.pad` computes as torchgrad pads (where its reach allows)."""
+
 Axes = dict[int, tuple[str, int]]
 """``{dim: (padding, reach)}``: how far the padded input extends along each axis the stencils reach along."""
 
@@ -71,6 +74,11 @@ class Plan:
     axes: Axes
     chains: tuple[Chain, ...]
     n_outputs: int
+    torch_mode: Optional[str]
+    """The mode of :func:`torch.nn.functional.pad` that pads as ``axes`` say, where one mode pads the last
+    ``len(axes)`` axes (up to its reach: ``n - 1`` samples for reflect, ``n`` for circular), else ``None``."""
+    widths: tuple[int, ...]
+    """The padding of the last axes in :func:`torch.nn.functional.pad`'s order (the last axis first)."""
 
 
 def usable(op: "Separable", x: Tensor) -> Optional[Plan]:
@@ -118,7 +126,11 @@ def plan(op: "Separable") -> Optional[Plan]:
             for stencil in chain
         )
         chains.append(Chain(output, window, stages))
-    return Plan(axes, tuple(chains), op.n_outputs)
+    k = len(axes)
+    modes = {mode for mode, _ in axes.values()}
+    torch_mode = TORCH_MODES.get(modes.pop()) if len(modes) == 1 and sorted(axes) == list(range(-k, 0)) else None
+    widths = tuple(axes[dim][1] for dim in range(-1, -k - 1, -1) for _ in range(2)) if torch_mode else ()
+    return Plan(axes, tuple(chains), op.n_outputs, torch_mode, widths)
 
 
 def _plain(stencil: Stencil) -> bool:
@@ -149,26 +161,21 @@ FRESH_BYTES = 2**20
 torchgrad does (the allocator serves such sizes from memory it holds); larger ones into the workspace's
 buffer, which a fresh allocation of their size would fault into memory again at every slab."""
 
-TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circular", "zeros": "constant"}
 
-
-def _padded_input(x: Tensor, axes: Axes, workspace: "Workspace", minus: Optional[Tensor] = None) -> Tensor:
-    """``x`` (less ``minus``, when one is given) padded along ``axes``: see :data:`FRESH_BYTES`."""
-    k = len(axes)
-    modes = {mode for mode, _ in axes.values()}
-    mode = TORCH_MODES.get(modes.pop()) if len(modes) == 1 else None
-    most = {"reflect": -1, "circular": 0}.get(mode or "", 1 << 30)  # F.pad's reach: n - 1 for reflect, n circular
+def _padded_input(x: Tensor, found: Plan, workspace: "Workspace", minus: Optional[Tensor] = None) -> Tensor:
+    """``x`` (less ``minus``, when one is given) padded as ``found`` says: see :data:`FRESH_BYTES`."""
+    axes, mode = found.axes, found.torch_mode
+    most = {"reflect": -1, "circular": 0}.get(mode or "", 1 << 30)  # F.pad's reach past n
     if (
         mode is None
         or x.numel() * x.element_size() > FRESH_BYTES
-        or sorted(axes) != list(range(-k, 0))
         or any(reach > x.shape[dim] + most for dim, (_, reach) in axes.items())
     ):
         return _pad_into(workspace.buffer("padded", _padded_shape(x.shape, axes), x.dtype), x, axes, minus)
     if minus is not None:
         x = x - minus
-    widths = [axes[dim][1] for dim in range(-1, -k - 1, -1) for _ in range(2)]
-    padded = F.pad(x.reshape((-1,) + x.shape[-k:]), widths, mode=mode)  # the batch as channels, as F.pad takes it
+    k = len(axes)
+    padded = F.pad(x.reshape((-1,) + x.shape[-k:]), found.widths, mode=mode)  # the batch as channels, as F.pad takes it
     return padded.reshape(x.shape[:-k] + padded.shape[-k:])
 
 
@@ -225,7 +232,7 @@ def apply(
 ) -> None:
     """``A x`` (``A (x - minus)`` when ``minus`` is given) written into ``out`` (one tensor of ``x``'s shape
     per output), ``found`` from :func:`usable`."""
-    padded = _padded_input(x, found.axes, workspace, minus)
+    padded = _padded_input(x, found, workspace, minus)
     written = [False] * found.n_outputs
     for chain in found.chains:
         o = chain.output
