@@ -22,6 +22,7 @@ import os
 os.environ["TRITON_INTERPRET"] = "1"  # before the kernels are defined: CPU tensors run under the interpreter
 
 import argparse  # noqa: E402
+from typing import Callable  # noqa: E402
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -46,10 +47,9 @@ def _(x: torch.Tensor) -> torch.Tensor:
     return torch.empty_like(x)
 
 
-def _triton_host_table(repeats: int) -> str:
-    """Microseconds of Python per call on the Triton path, kernel launches made no-ops."""
-    from torchgrad._triton import launch
-
+def _small_calls() -> tuple[torch.Tensor, torch.Tensor, Callable[[], object], Callable[[], object]]:
+    """A small input (requiring grad) and target, and the two torchgrad calls that both small tables time on
+    them: ``sobel`` forward, and ``GradientLoss("sobel")`` forward plus backward."""
     x = torch.rand(SHAPE, requires_grad=True)
     target = torch.rand(SHAPE)
     loss = GradientLoss("sobel")
@@ -59,6 +59,15 @@ def _triton_host_table(repeats: int) -> str:
 
     def loss_step() -> object:
         return torch.autograd.grad(loss(x, target), x)
+
+    return x, target, sobel, loss_step
+
+
+def _triton_host_table(repeats: int) -> str:
+    """Microseconds of Python per call on the Triton path, kernel launches made no-ops."""
+    from torchgrad._triton import launch
+
+    x, _, sobel, loss_step = _small_calls()
 
     def trivial() -> object:
         return _trivial(x.detach())
@@ -90,18 +99,10 @@ def _cpu_small_table(repeats: int) -> str:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        x = torch.rand(SHAPE, requires_grad=True)
-        target = torch.rand(SHAPE)
-        loss = GradientLoss("sobel")
-
-        def ours_forward() -> object:
-            return torchgrad.sobel(x.detach())
+        x, target, ours_forward, ours_step = _small_calls()
 
         def kornia_forward() -> object:
             return kornia.filters.spatial_gradient(x.detach())
-
-        def ours_step() -> object:
-            return torch.autograd.grad(loss(x, target), x)
 
         def kornia_step() -> object:
             grads = kornia.filters.spatial_gradient(x)
