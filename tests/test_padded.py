@@ -17,6 +17,13 @@ from torchgrad.losses.functional import gradient_loss
 OPS = sorted(LINEAR_OPERATORS)
 
 
+@pytest.fixture(autouse=True)
+def _cpu_executors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests are about the CPU executors: CPU tensors take them even where the environment sends CPU
+    tensors to the Triton kernels (``TORCHGRAD_FORCE_TRITON=1``)."""
+    monkeypatch.delenv("TORCHGRAD_FORCE_TRITON", raising=False)
+
+
 def _both(fn, x: torch.Tensor, monkeypatch: pytest.MonkeyPatch):
     """``fn(x)`` and its vector-Jacobian product with random cotangents: padded, then border rows."""
     results, gs = [], None
