@@ -323,6 +323,51 @@ def test_interior_and_border_tiles(name: str, monkeypatch: pytest.MonkeyPatch) -
     assert True in taken and False in taken, taken
 
 
+def _rows_and_columns(ksize: int, padding: str) -> Separable:
+    """OpenCV's ``(H, W, C)`` layout: a Sobel of ``ksize`` taps along dims -3 and -2, none along the channels."""
+    derivative, smoothing = _kernel(1, ksize), _kernel(0, ksize)
+    return Separable(
+        tuple(
+            tuple(padded_stencil(d, derivative if d == along else smoothing, padding) for d in (-3, -2))
+            for along in (-3, -2)
+        )
+    )
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_interleaved_channels(padding: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator along the rows and columns of ``(H, W, C)`` tensors (channels interleaved, OpenCV's layout)
+    runs with the columns and channels merged into one stepped axis: on tiles that reach a border and tiles that
+    reach none, on axes shorter than the stencil, for one channel and several; equal to the CPU executor."""
+    steps: list[int] = []
+    original = launch.launch_kernel
+
+    def recording(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
+        steps.append(meta["STEP"])
+        original(kernel, programs, *args, **meta)
+
+    monkeypatch.setattr(launch, "launch_kernel", recording)
+    taken = record_interior_tiles(monkeypatch)
+    small = 2 if padding == "reflect" else 1
+    for shape, ksize, block in [((14, 12, 3), 3, (1, 4, 8)), ((small, 3, 2), 7, None), ((5, 4, 1), 5, None)]:
+        x = _input(shape)
+        op = _rows_and_columns(ksize, padding)
+        expected = op.apply(x)
+        for a, e in zip(triton_apply(op, x, block=block), expected):
+            _close(a, e)
+        grads = [_input(shape, seed=1 + k) for k in range(len(expected))]
+        _close(triton_adjoint(op, grads, block=block), op.adjoint(grads))
+        assert steps == [shape[-1], shape[-1]], steps
+        steps.clear()
+    assert True in taken and False in taken, taken
+    # A permuted view whose rows are not runs of channels keeps the unmerged plan, with the same result.
+    x = _input((3, 14, 12)).permute(1, 2, 0)[:, ::2]
+    op = _rows_and_columns(3, padding)
+    for a, e in zip(triton_apply(op, x), op.apply(x)):
+        _close(a, e)
+    assert steps == [1]
+
+
 def test_strided_channels_last_and_expanded() -> None:
     """Inputs and cotangents of any strides are read in place; outputs keep the input's layout."""
     base = _input((2, 3, 7, 8))

@@ -203,8 +203,7 @@ def test_interior_tiles(name: str, launches: list[str], monkeypatch: pytest.Monk
     """With 4 x 4 plane tiles over a tensor large enough that some tiles reach no border, the loss kernels run
     both paths (the mask rule and the penalties on the interior path too) and equal the eager Function."""
     monkeypatch.setattr(launch, "PLANE", {2: (4, 4)})
-    monkeypatch.setattr(launch, "TILE", {2: 16})
-    monkeypatch.setattr(launch, "LOSS_TILE", {2: 16})
+    monkeypatch.setattr(launch, "TILE", {job: {2: 16} for job in launch.TILE})
     taken = record_interior_tiles(monkeypatch)
     channels = 2 if name.startswith("edge_aware") else 1  # the edge-aware weights read an image's channels
     x, y, mask = _inputs((1, channels, 12, 12), torch.float64)

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ._stencil import PADDING_MODES, Stencil, _accumulate_into, _is_zero, _weighted_sum_into, source
+from ._stencil import PADDING_MODES, Stencil, _is_zero, source
 
 if TYPE_CHECKING:
     from ._separable import Separable, Workspace
@@ -48,7 +48,8 @@ Axes = dict[int, tuple[str, int]]
 
 @dataclass(frozen=True)
 class Stage:
-    """One stencil of a chain: its axis, reach, non-zero taps ``(index, weight)`` and divisor."""
+    """One stencil of a chain: its axis, reach, non-zero taps ``(index, weight)`` (a unit weight first, so
+    that the first two terms share one operation: :func:`_stage_into`) and divisor."""
 
     dim: int
     half: int
@@ -120,8 +121,13 @@ def plan(op: "Separable") -> Optional[Plan]:
             Stage(
                 stencil.dim,
                 stencil.half,
-                tuple((t, w) for t, w in enumerate(stencil.taps) if not _is_zero(w)),  # type: ignore[misc]
-                stencil.divisor,  # type: ignore[arg-type]
+                tuple(
+                    sorted(
+                        ((t, float(w)) for t, w in enumerate(stencil.taps) if not _is_zero(w)),  # type: ignore[arg-type]
+                        key=lambda term: term[1] != 1,
+                    )
+                ),
+                float(stencil.divisor),  # type: ignore[arg-type]
             )
             for stencil in chain
         )
@@ -162,8 +168,9 @@ torchgrad does (the allocator serves such sizes from memory it holds); larger on
 buffer, which a fresh allocation of their size would fault into memory again at every slab."""
 
 
-def _padded_input(x: Tensor, found: Plan, workspace: "Workspace", minus: Optional[Tensor] = None) -> Tensor:
-    """``x`` (less ``minus``, when one is given) padded as ``found`` says: see :data:`FRESH_BYTES`."""
+def _padded_input(x: Tensor, found: Plan, workspace: Optional["Workspace"], minus: Optional[Tensor] = None) -> Tensor:
+    """``x`` (less ``minus``, when one is given) padded as ``found`` says: see :data:`FRESH_BYTES` (into a
+    fresh buffer where there is no ``workspace``)."""
     axes, mode = found.axes, found.torch_mode
     most = {"reflect": -1, "circular": 0}.get(mode or "", 1 << 30)  # F.pad's reach past n
     if (
@@ -171,11 +178,15 @@ def _padded_input(x: Tensor, found: Plan, workspace: "Workspace", minus: Optiona
         or x.numel() * x.element_size() > FRESH_BYTES
         or any(reach > x.shape[dim] + most for dim, (_, reach) in axes.items())
     ):
-        return _pad_into(workspace.buffer("padded", _padded_shape(x.shape, axes), x.dtype), x, axes, minus)
+        shape = _padded_shape(x.shape, axes)
+        buffer = x.new_empty(shape) if workspace is None else workspace.buffer("padded", shape, x.dtype)
+        return _pad_into(buffer, x, axes, minus)
     if minus is not None:
         x = x - minus
     k = len(axes)
-    padded = F.pad(x.reshape((-1,) + x.shape[-k:]), found.widths, mode=mode)  # the batch as channels, as F.pad takes it
+    if x.dim() == k + 2:  # (N, C, *spatial): as F.pad takes it
+        return F.pad(x, found.widths, mode=mode)
+    padded = F.pad(x.reshape((-1,) + x.shape[-k:]), found.widths, mode=mode)  # the batch as channels
     return padded.reshape(x.shape[:-k] + padded.shape[-k:])
 
 
@@ -239,17 +250,85 @@ def apply(
         y = _window(padded, chain, x)
         for s, stage in enumerate(chain.stages):
             n = x.shape[stage.dim]
-            terms = [(w, y.narrow(stage.dim, t, n)) for t, w in stage.terms]
             if s < len(chain.stages) - 1:
                 shape = list(y.shape)
                 shape[stage.dim] = n
-                y = workspace.buffer(("stage", s % 2), shape, x.dtype)  # chains run one after another
-                _weighted_sum_into(y, terms, stage.divisor)
+                result = workspace.buffer(("stage", s % 2), shape, x.dtype)  # chains run one after another
+                _stage_into(result, y, stage, n)
+                y = result
             elif written[o]:  # a later chain of a summed output adds into it
-                _accumulate_into(out[o], terms, stage.divisor)
+                for t, w in stage.terms:
+                    out[o].add_(y.narrow(stage.dim, t, n), alpha=w / stage.divisor)
             else:
-                _weighted_sum_into(out[o], terms, stage.divisor)
+                _stage_into(out[o], y, stage, n)
                 written[o] = True
+
+
+def apply_small(x: Tensor, found: Plan, minus: Optional[Tensor] = None) -> tuple[Tensor, ...]:
+    """:func:`apply` for a small contiguous input, in one slab of at most :data:`FRESH_BYTES`
+    (:meth:`~torchgrad._separable.Separable.apply` decides): every result a fresh tensor, no workspace, the
+    same operations in the same order (the same numbers)."""
+    padded = _padded_input(x, found, None, minus)
+    outputs: list[Optional[Tensor]] = [None] * found.n_outputs
+    for chain in found.chains:
+        y = _window(padded, chain, x)
+        last = len(chain.stages) - 1
+        for s, stage in enumerate(chain.stages):
+            n = x.shape[stage.dim]
+            total = outputs[chain.output]
+            if s == last and total is not None:  # a later chain of a summed output adds into it
+                for t, w in stage.terms:
+                    total.add_(y.narrow(stage.dim, t, n), alpha=w / stage.divisor)
+            else:
+                y = _stage(y, stage, n)
+        if outputs[chain.output] is None:
+            outputs[chain.output] = y
+    return tuple(outputs)  # type: ignore[arg-type]  # every output has a chain
+
+
+def _stage(y: Tensor, stage: Stage, n: int) -> Tensor:
+    """:func:`_stage_into` into a fresh tensor."""
+    dim, terms = stage.dim, stage.terms
+    t0, w0 = terms[0]
+    first = y.narrow(dim, t0, n)
+    if w0 == 1 and len(terms) > 1:
+        t1, w1 = terms[1]
+        out = first - y.narrow(dim, t1, n) if w1 == -1 else torch.add(first, y.narrow(dim, t1, n), alpha=w1)
+        rest = terms[2:]
+    else:
+        out = first.clone() if w0 == 1 else first * w0
+        rest = terms[1:]
+    for t, w in rest:
+        out.add_(y.narrow(dim, t, n), alpha=w)
+    if stage.divisor != 1:
+        out.div_(stage.divisor)
+    return out
+
+
+def _stage_into(out: Tensor, y: Tensor, stage: Stage, n: int) -> None:
+    """``out`` = the stage's stencil over ``y`` (``n`` samples along its axis), in as few passes as its terms
+    allow: a unit weight and the next term in one (a difference, or an add with a factor), one more per
+    term, one for the divisor."""
+    dim, terms = stage.dim, stage.terms
+    t0, w0 = terms[0]
+    first = y.narrow(dim, t0, n)
+    if w0 == 1 and len(terms) > 1:
+        t1, w1 = terms[1]
+        if w1 == -1:
+            torch.sub(first, y.narrow(dim, t1, n), out=out)
+        else:
+            torch.add(first, y.narrow(dim, t1, n), alpha=w1, out=out)
+        rest = terms[2:]
+    else:
+        if w0 == 1:
+            out.copy_(first)
+        else:
+            torch.mul(first, w0, out=out)
+        rest = terms[1:]
+    for t, w in rest:
+        out.add_(y.narrow(dim, t, n), alpha=w)
+    if stage.divisor != 1:
+        out.div_(stage.divisor)
 
 
 def adjoint(grads: Sequence[Optional[Tensor]], found: Plan, out: Tensor, workspace: "Workspace") -> None:

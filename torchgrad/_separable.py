@@ -84,6 +84,9 @@ class Separable:
             x = torch.sub(x, minus, out=workspace.get("difference", x, x.dtype)) if fits else x - minus  # type: ignore[union-attr]
             minus = None
             padded = _padded.usable(self, x)
+        if padded is not None and workspace is None and x.is_contiguous():
+            if x.numel() * x.element_size() <= min(SLAB_BYTES, _padded.FRESH_BYTES):  # one small slab
+                return _padded.apply_small(x, padded, minus)
         firsts: dict[int, int] = {}  # output -> its first chain
         for k, o in enumerate(owners):
             firsts.setdefault(o, k)

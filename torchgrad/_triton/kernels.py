@@ -96,6 +96,28 @@ def _sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: tl
 
 
 @triton.jit
+def _x_sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, STEP: tl.constexpr):
+    """:func:`_sources` along the x axis, whose samples lie ``STEP`` elements apart (``i`` and ``n`` in
+    elements): the border rules fold the sample index ``i // STEP`` and keep the lane ``i % STEP``."""
+    if STEP == 1:
+        sources, inside = _sources(i, n, MODE, R, FK, LK)
+    elif MODE == _INTERIOR:
+        sources = ()
+        inside = ()
+        for t in tl.static_range(2 * R + 1):
+            sources = sources + (i + (t - R) * STEP,)
+            inside = inside + (i == i,)
+    else:
+        w = i // STEP
+        lane = i - w * STEP
+        folded, inside = _sources(w, n // STEP, MODE, R, FK, LK)
+        sources = ()
+        for t in tl.static_range(2 * R + 1):
+            sources = sources + (folded[t] * STEP + lane,)
+    return sources, inside
+
+
+@triton.jit
 def _combine(vs, i, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, NZ: tl.constexpr):
     """One chain's 1-D operator along one axis: ``sum_t w_t(i) v_t`` over the ``2 R + 1`` slots. A zero
     weight never touches its sample (an infinite sample it does not read stays out)."""
@@ -232,8 +254,8 @@ def _forward_kernel(
     gs1, gs0, gsz, gsy, gsx,
     NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, FIRST: tl.constexpr, MODES: tl.constexpr,
     RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
-    USED: tl.constexpr, DIVS: tl.constexpr, INNER: tl.constexpr, MARGINS: tl.constexpr, OUTPUT: tl.constexpr,
-    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    USED: tl.constexpr, DIVS: tl.constexpr, INNER: tl.constexpr, MARGINS: tl.constexpr, STEP: tl.constexpr,
+    OUTPUT: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
     e_ptr=None, copies=1, s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0, t_ptr=None,
     PENALTY: tl.constexpr = 0, PARAMS: tl.constexpr = (), REFS: tl.constexpr = False, LOSS_MASK: tl.constexpr = False,
     SUBTRACT: tl.constexpr = False,
@@ -253,13 +275,13 @@ def _forward_kernel(
     if _interior(z0, row0, col0, D, H, W, MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
         _forward_tile(x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
                       xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
-                      NC, NO, OUT, FIRST, INNER, RADII, FK, LK, WTS, NZ, USED, DIVS, OUTPUT, ACC, False,
+                      NC, NO, OUT, FIRST, INNER, RADII, FK, LK, WTS, NZ, USED, DIVS, STEP, OUTPUT, ACC, False,
                       BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx, t_ptr,
                       PENALTY, PARAMS, REFS, LOSS_MASK, SUBTRACT)  # fmt: skip
     else:
         _forward_tile(x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
                       xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
-                      NC, NO, OUT, FIRST, MODES, RADII, FK, LK, WTS, NZ, USED, DIVS, OUTPUT, ACC, True,
+                      NC, NO, OUT, FIRST, MODES, RADII, FK, LK, WTS, NZ, USED, DIVS, STEP, OUTPUT, ACC, True,
                       BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx, t_ptr,
                       PENALTY, PARAMS, REFS, LOSS_MASK, SUBTRACT)  # fmt: skip
 
@@ -270,8 +292,8 @@ def _forward_tile(
     xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
     NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, FIRST: tl.constexpr, MODES: tl.constexpr,
     RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
-    USED: tl.constexpr, DIVS: tl.constexpr, OUTPUT: tl.constexpr, ACC: tl.constexpr, BORDER: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    USED: tl.constexpr, DIVS: tl.constexpr, STEP: tl.constexpr, OUTPUT: tl.constexpr, ACC: tl.constexpr,
+    BORDER: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
     e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx, t_ptr,
     PENALTY: tl.constexpr, PARAMS: tl.constexpr, REFS: tl.constexpr, LOSS_MASK: tl.constexpr, SUBTRACT: tl.constexpr,
 ):  # fmt: skip
@@ -284,7 +306,7 @@ def _forward_tile(
     MASKED: tl.constexpr = MODES[0] == _ZEROS or MODES[1] == _ZEROS or MODES[2] == _ZEROS
     zs, zm = _sources(zi, D, MODES[0], RADII[0], FK[0], LK[0])
     ys, ym = _sources(rows, H, MODES[1], RADII[1], FK[1], LK[1])
-    xs, xm = _sources(cols, W, MODES[2], RADII[2], FK[2], LK[2])
+    xs, xm = _x_sources(cols, W, MODES[2], RADII[2], FK[2], LK[2], STEP)
     x_base = x_ptr + bo * xs1 + bi * xs0
     t_base = x_base
     if SUBTRACT:
@@ -368,6 +390,27 @@ def _adjoint_rows(j, n, MODE: tl.constexpr, R: tl.constexpr):
             r = tl.minimum(tl.maximum(r, 0), top)
         rows = rows + (r,)
     return rows + (j * 0, j * 0 + top)
+
+
+@triton.jit
+def _x_rows(j, n, MODE: tl.constexpr, R: tl.constexpr, STEP: tl.constexpr):
+    """:func:`_adjoint_rows` along the x axis, whose samples lie ``STEP`` elements apart (see
+    :func:`_x_sources`)."""
+    if STEP == 1:
+        rows = _adjoint_rows(j, n, MODE, R)
+    elif MODE == _INTERIOR:
+        rows = ()
+        for k in tl.static_range(2 * R + 1):
+            rows = rows + (j + (k - R) * STEP,)
+        rows = rows + (j * 0, j * 0)  # the far slots: a stepped axis has no border rows
+    else:
+        w = j // STEP
+        lane = j - w * STEP
+        folded = _adjoint_rows(w, n // STEP, MODE, R)
+        rows = ()
+        for k in tl.static_range(2 * R + 3):
+            rows = rows + (folded[k] * STEP + lane,)
+    return rows
 
 
 @triton.jit
@@ -504,15 +547,20 @@ def _axis_adjoint(
 def _adjoint_part(
     g_ptr, bo, bi, s1, s0, sz, sy, sx, zero, zi, rows, cols, z0, row0, col0, D, H, W, zr, yr, xr,
     MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WC: tl.constexpr,
-    SLOTS: tl.constexpr, DIV: tl.constexpr, ACC: tl.constexpr,
+    SLOTS: tl.constexpr, DIV: tl.constexpr, ACC: tl.constexpr, STEP: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """``A_c^T g_c`` for one chain on the tile: per axis, the slots of :func:`_adjoint_weights`."""
+    """``A_c^T g_c`` for one chain on the tile: per axis, the slots of :func:`_adjoint_weights` (along a
+    stepped x axis, of its sample indices)."""
     zw, near_z, far_z = _axis_adjoint(zi, D, z0, BLOCK_D, MODES[0], RADII[0], WC[0], SLOTS[0], FK[0], LK[0], zero)
     yw, near_y, far_y = _axis_adjoint(rows, H, row0, BLOCK_H, MODES[1], RADII[1], WC[1], SLOTS[1], FK[1], LK[1],
                                       zero)  # fmt: skip
-    xw, near_x, far_x = _axis_adjoint(cols, W, col0, BLOCK_W, MODES[2], RADII[2], WC[2], SLOTS[2], FK[2], LK[2],
-                                      zero)  # fmt: skip
+    if STEP == 1:
+        xw, near_x, far_x = _axis_adjoint(cols, W, col0, BLOCK_W, MODES[2], RADII[2], WC[2], SLOTS[2], FK[2],
+                                          LK[2], zero)  # fmt: skip
+    else:
+        xw, near_x, far_x = _axis_adjoint(cols // STEP, W // STEP, col0 // STEP, BLOCK_W, MODES[2], RADII[2], WC[2],
+                                          SLOTS[2], FK[2], LK[2], zero)  # fmt: skip
     base = g_ptr + bo * s1 + bi * s0
     part = zero
     R: tl.constexpr = RADII[0]
@@ -547,7 +595,7 @@ def _adjoint_kernel(
     os1, os0, osz, osy, osx,
     NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
     WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, INNER: tl.constexpr, ADJ_MARGINS: tl.constexpr,
-    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    STEP: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
     neg_ptr=None, NEG: tl.constexpr = False,
 ):  # fmt: skip
     """``A^T g = sum_c A_c^T g_c`` on one tile, chain ``c`` reading the cotangent of its output
@@ -558,12 +606,12 @@ def _adjoint_kernel(
     if _interior(z0, row0, col0, D, H, W, ADJ_MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
         _adjoint_tile(g0_ptr, g1_ptr, g2_ptr, out_ptr, bo, bi, zi, rows, cols, z0, row0, col0, D, H, W,
                       g0s1, g0s0, g0sz, g0sy, g0sx, g1s1, g1s0, g1sz, g1sy, g1sx, g2s1, g2s0, g2sz, g2sy, g2sx,
-                      os1, os0, osz, osy, osx, NC, INNER, RADII, FK, LK, WTS, SLOTS, DIVS, ACC, False,
+                      os1, os0, osz, osy, osx, NC, INNER, RADII, FK, LK, WTS, SLOTS, DIVS, STEP, ACC, False,
                       BLOCK_D, BLOCK_H, BLOCK_W, neg_ptr, NEG)  # fmt: skip
     else:
         _adjoint_tile(g0_ptr, g1_ptr, g2_ptr, out_ptr, bo, bi, zi, rows, cols, z0, row0, col0, D, H, W,
                       g0s1, g0s0, g0sz, g0sy, g0sx, g1s1, g1s0, g1sz, g1sy, g1sx, g2s1, g2s0, g2sz, g2sy, g2sx,
-                      os1, os0, osz, osy, osx, NC, MODES, RADII, FK, LK, WTS, SLOTS, DIVS, ACC, True,
+                      os1, os0, osz, osy, osx, NC, MODES, RADII, FK, LK, WTS, SLOTS, DIVS, STEP, ACC, True,
                       BLOCK_D, BLOCK_H, BLOCK_W, neg_ptr, NEG)  # fmt: skip
 
 
@@ -573,24 +621,25 @@ def _adjoint_tile(
     g0s1, g0s0, g0sz, g0sy, g0sx, g1s1, g1s0, g1sz, g1sy, g1sx, g2s1, g2s0, g2sz, g2sy, g2sx,
     os1, os0, osz, osy, osx,
     NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
-    WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, ACC: tl.constexpr, BORDER: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, neg_ptr, NEG: tl.constexpr,
+    WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, STEP: tl.constexpr, ACC: tl.constexpr,
+    BORDER: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, neg_ptr,
+    NEG: tl.constexpr,
 ):  # fmt: skip
     """:func:`_adjoint_kernel` on a tile, under border rules ``MODES`` (``BORDER``: stores are masked)."""
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
     zr = _wide(_adjoint_rows(zi, D, MODES[0], RADII[0]), 2 * RADII[0] + 3)  # z offsets reach past int32
     yr = _adjoint_rows(rows, H, MODES[1], RADII[1])
-    xr = _adjoint_rows(cols, W, MODES[2], RADII[2])
+    xr = _x_rows(cols, W, MODES[2], RADII[2], STEP)
     acc = _adjoint_part(g0_ptr, bo, bi, g0s1, g0s0, g0sz, g0sy, g0sx, zero, zi, rows, cols, z0, row0, col0, D, H, W,
-                        zr, yr, xr, MODES, RADII, FK, LK, WTS[0], SLOTS[0], DIVS[0], ACC,
+                        zr, yr, xr, MODES, RADII, FK, LK, WTS[0], SLOTS[0], DIVS[0], ACC, STEP,
                         BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     if NC > 1:
         acc += _adjoint_part(g1_ptr, bo, bi, g1s1, g1s0, g1sz, g1sy, g1sx, zero, zi, rows, cols, z0, row0, col0,
-                             D, H, W, zr, yr, xr, MODES, RADII, FK, LK, WTS[1], SLOTS[1], DIVS[1], ACC,
+                             D, H, W, zr, yr, xr, MODES, RADII, FK, LK, WTS[1], SLOTS[1], DIVS[1], ACC, STEP,
                              BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     if NC > 2:
         acc += _adjoint_part(g2_ptr, bo, bi, g2s1, g2s0, g2sz, g2sy, g2sx, zero, zi, rows, cols, z0, row0, col0,
-                             D, H, W, zr, yr, xr, MODES, RADII, FK, LK, WTS[2], SLOTS[2], DIVS[2], ACC,
+                             D, H, W, zr, yr, xr, MODES, RADII, FK, LK, WTS[2], SLOTS[2], DIVS[2], ACC, STEP,
                              BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     if BORDER:
         mask = (zi < D) & (rows < H) & (cols < W)

@@ -16,16 +16,17 @@ from .layout import INT32_MAX, Layout, kernel_layout
 from .plan import KernelPlan, Unsupported, kernel_plan
 
 NUM_WARPS = 4
-TILE = {2: 1024, 3: 256}
+TILE = {"forward": {2: 1024, 3: 1024}, "adjoint": {2: 1024, 3: 256}, "loss": {2: 1024, 3: 256}}
+"""Elements of one program's tile per job and kernel dimensionality: eight per thread (the per-program index
+arithmetic spread thin, and the loss's per-program partial sums), two for the 3-D adjoint and the 3-D loss,
+which hold many partial sums or a mask rule per element (``benchmarks/kernel_report.py``; ``--kinds`` checks
+that none spills)."""
+WIDE_ADJOINT_TILE = 512
+"""The 2-D adjoint's tile where a stencil reaches three samples along two axes (7 x 7 taps, OpenCV's
+``ksize=7``): eight elements per thread spill there in half precision."""
 PLANE = {2: (32, 32), 3: (8, 32)}
-"""Elements of one program's tile (eight or two per thread: the 3-D adjoint holds many partial sums)
-and its largest extent in a plane, more planes where planes are small. Square plane tiles keep most
-tiles clear of the borders (77% of a 512 x 512 image's for the 2-D adjoint), and eight elements per
-thread spread the per-program index arithmetic thin (``benchmarks/kernel_report.py``)."""
-LOSS_TILE = {2: 256, 3: 256}
-"""The fused losses' tiles (two elements per thread in a plane of at most ``PLANE``): the loss epilogue
-holds a mask rule and slopes per element, which more per thread spill on ``sm_80``
-(``benchmarks/kernel_report.py --kinds``)."""
+"""A tile's largest extent in a plane, more planes where planes are small. Square plane tiles keep most
+tiles clear of the borders (77% of a 512 x 512 image's for the 2-D adjoint)."""
 
 Block = Optional[tuple[int, int, int]]
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -99,6 +100,20 @@ def _layout(tensors: list[Tensor], ndim: int) -> tuple[list[Tensor], Layout]:
     return tensors, layout
 
 
+def _interleaved(plan: KernelPlan, layout: Layout) -> tuple[KernelPlan, Layout]:
+    """``plan`` and ``layout``, or, for a 3-D plan whose x axis is the identity on tensors whose rows are
+    contiguous runs of x samples (OpenCV's ``(H, W, C)``: channels interleaved), the plan and layout over y
+    and x merged into one stepped axis (:meth:`~torchgrad._triton.plan.KernelPlan.interleaved`), whose
+    tiles read contiguous memory."""
+    b1, b0, d, h, w = layout.sizes
+    merged = plan.interleaved(w)
+    if merged is None or any(s[3] != w * s[4] for s in layout.strides):
+        return plan, layout
+    if any((d - 1) * s[2] + (h * w - 1) * s[4] > INT32_MAX for s in layout.strides):
+        return plan, layout  # the merged plane's offsets are int32 in the kernels
+    return merged, Layout((b1, b0, 1, d, h * w), tuple((s[0], s[1], 0, s[2], s[4]) for s in layout.strides))
+
+
 def _accumulator(dtype: torch.dtype) -> Any:
     return tl.float64 if dtype == torch.float64 else tl.float32
 
@@ -113,14 +128,14 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _block(layout: Layout, ndim: int, block: Block, tile: Optional[dict[int, int]] = None) -> tuple[int, int, int]:
+def _block(layout: Layout, ndim: int, block: Block, job: str, elements: int = 0) -> tuple[int, int, int]:
     """The tile ``(BLOCK_D, BLOCK_H, BLOCK_W)``: ``block`` when given, else sized to the tensor, of at most
-    ``tile`` elements (``TILE`` unless given)."""
+    ``TILE[job]`` elements (``elements`` where given)."""
     if block is not None:
         return block
     _, _, d, h, w = layout.sizes
     kind = 3 if ndim == 3 else 2
-    elements = (TILE if tile is None else tile)[kind]
+    elements = elements or TILE[job][kind]
     bw = min(PLANE[kind][1], next_power_of_2(w))
     bh = min(PLANE[kind][0], next_power_of_2(h), max(1, elements // bw))
     return min(next_power_of_2(d), max(1, elements // (bh * bw))), bh, bw
@@ -149,8 +164,9 @@ FORWARD_META = (
     "DIVS",
     "INNER",
     "MARGINS",
+    "STEP",
 )
-ADJOINT_META = ("NC", "MODES", "RADII", "FK", "LK", "WTS", "SLOTS", "DIVS", "INNER", "ADJ_MARGINS")
+ADJOINT_META = ("NC", "MODES", "RADII", "FK", "LK", "WTS", "SLOTS", "DIVS", "INNER", "ADJ_MARGINS", "STEP")
 
 
 def _forward_meta(meta: dict[str, object]) -> dict[str, object]:
@@ -174,6 +190,7 @@ def _forward(
 ) -> None:
     tensors = [x, outputs[0]] + ([] if grad is None else [grad])
     tensors, layout = _layout(tensors, plan.ndim)
+    plan, layout = _interleaved(plan, layout)
     x = tensors[0]
     if tensors[1] is not outputs[0]:
         raise Unsupported("the outputs must share the input's layout")
@@ -181,7 +198,7 @@ def _forward(
     g_strides = layout.strides[2] if grad is not None else x_strides
     ys = outputs + [outputs[0]] * (3 - len(outputs))
     meta = plan.constexprs()
-    tile = _block(layout, plan.ndim, block)
+    tile = _block(layout, plan.ndim, block, "forward")
     launch_kernel(
         kernels._forward_kernel,
         _programs(layout, tile),
@@ -238,11 +255,13 @@ def launch_adjoint(
 ) -> None:
     """One adjoint launch: ``out = A^T g`` (and ``negated = -A^T g``), ``grads`` one cotangent per output of
     ``plan``, then ``out`` (then ``negated``) laid out as ``layout`` says."""
+    plan, layout = _interleaved(plan, layout)
     # Chain c reads the cotangent of its output; the pointers of absent chains are never read.
     chains = list(plan.outputs) + [0] * (3 - plan.chains)
     pointers = [grads[o] for o in chains]
     strides = [layout.strides[o] for o in chains]
-    tile = _block(layout, plan.ndim, block)
+    wide = plan.ndim == 2 and sorted(plan.radii)[1] >= 3
+    tile = _block(layout, plan.ndim, block, "adjoint", WIDE_ADJOINT_TILE if wide else 0)
     launch_kernel(
         kernels._adjoint_kernel,
         _programs(layout, tile),

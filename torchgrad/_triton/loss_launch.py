@@ -91,7 +91,7 @@ def _edge_weights(plan: KernelPlan, image: Tensor, like: Tensor) -> list[Tensor]
     layout = Layout((1, n, channels, h, w), (strides[0], strides[1]))
     bd = launch.next_power_of_2(max(channels, copies))
     bw = min(64, launch.next_power_of_2(w))
-    bh = min(8, launch.next_power_of_2(h), max(1, launch.TILE[2] // (bd * bw)))
+    bh = min(8, launch.next_power_of_2(h), max(1, launch.TILE["forward"][2] // (bd * bw)))
     ys = weights + [weights[0]] * (3 - len(weights))
     launch.launch_kernel(
         kernels._forward_kernel,
@@ -147,7 +147,7 @@ def _launch_loss(
     m = held[0] if held else source
     m_strides = strides[-1] if held else strides[0]
     meta = plan.constexprs()
-    tile = _block(layout, plan.ndim, None, launch.LOSS_TILE)
+    tile = _block(layout, plan.ndim, None, "loss")
     programs = _programs(layout, tile)
     if scales is None:
         sums = torch.empty((programs, plan.n_outputs + 1), dtype=work_dtype(source), device=source.device)

@@ -45,6 +45,8 @@ _PADDED = {
     "valid": VALID,
     "symmetric": SYMMETRIC,
 }
+_STEPPED = (REFLECT, REPLICATE, ZEROS, CIRCULAR, SYMMETRIC)
+"""The border rules a stepped x axis folds (:meth:`KernelPlan.interleaved`)."""
 _AXES = 3
 MAX_CHAINS = 3
 _NO_TERMS = (0.0, 0.0, 0.0)
@@ -87,6 +89,9 @@ class KernelPlan:
     divisors: tuple[float, ...]
     outputs: tuple[int, ...]
     adjoint_slots: tuple[tuple[tuple[bool, ...], ...], ...]
+    step: int = 1
+    """Elements between neighbouring samples of the x axis: its index runs over ``n * step`` elements,
+    ``step`` interleaved signals (see :meth:`interleaved`)."""
 
     @property
     def chains(self) -> int:
@@ -109,6 +114,16 @@ class KernelPlan:
             outputs=tuple(list(given).index(self.outputs[c]) for c in kept),
             adjoint_slots=tuple(self.adjoint_slots[c] for c in kept),
         )
+
+    def interleaved(self, width: int) -> Optional["KernelPlan"]:
+        """The plan that runs this 3-D plan, whose x axis is the identity, over its y and x axes merged into
+        one x axis of ``n_y * width`` elements (a tensor whose rows are contiguous runs of ``width`` samples,
+        OpenCV's ``(H, W, C)``): its z and y axes become y and x, the x taps stepping ``width`` elements, so
+        the loads run along contiguous memory and a tile covers whole rows of it. ``None`` where the y
+        axis is not a padding mode (border rows and valid rows keep the unmerged plan)."""
+        if self.ndim != 3 or self.modes[2] != NONE or self.modes[1] not in _STEPPED:
+            return None
+        return _interleaved(self, width)
 
     def forward_slots(self) -> tuple[tuple[tuple[bool, ...], ...], ...]:
         """Per chain and axis: which of the slots can carry a non-zero weight."""
@@ -140,6 +155,7 @@ class KernelPlan:
             "INNER": tuple(NONE if m == NONE else INTERIOR for m in self.modes),
             "MARGINS": self.margins(adjoint=False),
             "ADJ_MARGINS": self.margins(adjoint=True),
+            "STEP": self.step,
         }
 
     def margins(self, adjoint: bool) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
@@ -163,7 +179,8 @@ class KernelPlan:
                     out.append((max(r + 1, max(self.first_index[a]) + 1), max(r + 1, -min(self.last_index[a]))))
             else:
                 out.append((2 * r, 2 * r) if adjoint else (r, r))
-        return (out[0], out[1], out[2])
+        lo, hi = out[2]  # in elements of a stepped x axis
+        return (out[0], out[1], (lo * self.step, hi * self.step))
 
     @staticmethod
     def _forward_slots(mode: int, w: AxisWeights) -> tuple[bool, ...]:
@@ -171,6 +188,24 @@ class KernelPlan:
             return (True,)
         rows = mode == ROWS
         return tuple(w.taps[t] != 0 or (rows and (w.first[t] != 0 or w.last[t] != 0)) for t in range(len(w.taps)))
+
+
+@lru_cache(maxsize=64)
+def _interleaved(plan: KernelPlan, width: int) -> KernelPlan:
+    def shifted(per_axis: tuple) -> tuple:
+        return (per_axis[2], per_axis[0], per_axis[1])
+
+    return replace(
+        plan,
+        ndim=2,
+        modes=shifted(plan.modes),
+        radii=shifted(plan.radii),
+        first_index=shifted(plan.first_index),
+        last_index=shifted(plan.last_index),
+        weights=tuple(shifted(axes) for axes in plan.weights),
+        adjoint_slots=tuple(shifted(axes) for axes in plan.adjoint_slots),
+        step=width,
+    )
 
 
 class Unsupported(ValueError):
