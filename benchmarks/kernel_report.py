@@ -216,8 +216,8 @@ def cases() -> list[Case]:
 
 
 KIND_CALLS = {
-    # Together they launch every kernel kind: each output mode of the forward kernel (components, magnitude,
-    # scaled, loss sums, loss slopes, edge weights), the adjoint with and without its negated output, each
+    # Together they launch every kernel kind: A x, the magnitude and its backward, the loss's sums and slopes, the
+    # edge-aware weights, the adjoint with and without its negated output, each
     # penalty (L1, squared L2 with a mask, Charbonnier, gradient difference, edge-aware), the final reduction, a
     # volume's tiles; in float32, and the paths that differ in bfloat16 (reads and writes in half precision, A
     # target in float32) and float64 (float64 arithmetic, its square root). The full report compiles every call.
@@ -272,6 +272,8 @@ class _Recorder:
                         {"dtype": str(value.dtype).removeprefix("torch."), "offset16": key[0] % 16, "bytes": key[1]}
                     )
                 return {"tensor": tensors[key]}
+            if type(value) is tuple:  # a tuple argument (of tensors, of strides)
+                return {"tuple": [encode(v) for v in value]}
             return _encode_constant(value)
 
         grid = grid({**dict(zip(kernel.arg_names, args)), **kwargs}) if callable(grid) else grid
@@ -293,6 +295,9 @@ def _encode_constant(value: Any) -> Json:
 
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
+    if isinstance(value, tuple) and hasattr(value, "_fields"):  # a NamedTuple: the plan, the penalty
+        kind = type(value)
+        return {"named": f"{kind.__module__}:{kind.__qualname__}", "fields": [_encode_constant(v) for v in value]}
     if isinstance(value, tuple):
         return {"tuple": [_encode_constant(v) for v in value]}
     if isinstance(value, tl.constexpr):
@@ -443,6 +448,9 @@ def _decode(value: Json, pointer: Callable[[int], _Pointer]) -> Any:
     """A launch argument as :func:`_encode_constant` wrote it, tensors made by ``pointer`` from their index."""
     import triton.language as tl
 
+    if isinstance(value, dict) and "named" in value:
+        module, qualname = value["named"].split(":")
+        return getattr(importlib.import_module(module), qualname)(*(_decode(v, pointer) for v in value["fields"]))
     if isinstance(value, dict):
         ((tag, inner),) = value.items()
         if tag == "tensor":
@@ -873,7 +881,18 @@ def _bound_arguments(launch: Json) -> dict[str, Json]:
     named = {k: v for k, v in launch["kwargs"].items() if k in signature.parameters}
     bound = signature.bind(*launch["args"], **named)
     bound.apply_defaults()
-    return dict(bound.arguments)
+    flat: dict[str, Json] = {}
+
+    def add(name: str, value: Json) -> None:  # a tuple argument's members are ``name.0``, ``name.1``, ... in the IR
+        if isinstance(value, dict) and "tuple" in value:
+            for k, member in enumerate(value["tuple"]):
+                add(f"{name}.{k}", member)
+        else:
+            flat[name] = value
+
+    for name, value in bound.arguments.items():
+        add(name, value)
+    return flat
 
 
 def _trip_count(loop: tuple[str, str, str], values: dict[str, Json]) -> Optional[int]:

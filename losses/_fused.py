@@ -7,9 +7,9 @@ the total, or the per-element map) that saves only references to its inputs (no 
 recomputes the operator's outputs in backward. The Function reads the penalty's properties only:
 a linear penalty takes one operator pass over ``input - target`` instead of two.
 
-Where the Triton kernels serve the operator and the penalty (``fused_loss_description`` of
-:mod:`torchgrad._internal` says so, the one place), totals run as the fused-loss ops instead, inside
-:class:`_KernelPenaltyFunction`: a forward kernel with the penalty and per-block sums, a final reduction,
+Where the Triton kernels serve the operator and the penalty (``route`` of :mod:`torchgrad._internal` says
+so, the one place), totals run as the fused-loss ops instead, inside
+:class:`_KernelPenaltyFunction`: a loss kernel with the penalty and per-block sums, a final reduction,
 and a backward of two kernels (recomputed slopes, then the adjoint writing both gradients); each pass is
 preceded by one launch for the target's components or the edge-aware weights where the penalty needs them
 (the kernels form ``input - target`` themselves).
@@ -39,8 +39,8 @@ from torchgrad._internal import (
     Workspace,
     apply_adjoint,
     apply_operator,
-    fused_loss_description,
     needs_traceable_code,
+    route,
     slabs,
 )
 
@@ -120,7 +120,7 @@ def reduced_penalty(
         return penalty_call(x, y, mask, loss, None).to(dtype)
     if elements is None:
         elements = loss.op.n_outputs * x.numel()
-    description = fused_loss_description(loss.op, x, loss.penalty.kernel_code, y)
+    description = route(loss.op, x, loss=(loss.penalty.kernel_code, y)).description
     if description is not None:
         try:
             total, _ = _KernelPenaltyFunction.apply(x, y, mask, loss, description, reduction == "mean", elements, dtype)

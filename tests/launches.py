@@ -50,10 +50,10 @@ def count_launches(
 def record_interior_tiles(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Wraps the kernels' choice of path (undone with ``monkeypatch``): the list grows by ``True`` for each
     program that took the interior path, ``False`` for each that took the border path (interpreter only)."""
-    from torchgrad._triton import kernels
+    from torchgrad._triton import kernels, penalty_kernels
 
     taken: list[bool] = []
-    original = kernels._interior
+    original = kernels.interior
 
     def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
         inside = original(*args, **kwargs)
@@ -61,5 +61,6 @@ def record_interior_tiles(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
         taken.append(bool(getattr(handle, "data", handle)))
         return inside
 
-    monkeypatch.setattr(kernels, "_interior", recording)
+    for module in (kernels, penalty_kernels):  # the loss kernels call it by their own name
+        monkeypatch.setattr(module, "interior", recording)
     return taken

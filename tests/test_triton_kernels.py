@@ -25,7 +25,7 @@ from torchgrad._registry import REGISTRY
 from torchgrad._separable import Separable
 from torchgrad._stencil import PADDING_MODES as PADDINGS
 from torchgrad._stencil import Row, Stencil, padded_stencil
-from torchgrad._triton import can_serve, launch, unsupported_reason
+from torchgrad._triton import can_serve, kernels, launch, penalty_kernels, unsupported_reason
 from torchgrad._triton.launch import (
     triton_adjoint,
     triton_apply,
@@ -235,7 +235,8 @@ def addresses_checked(monkeypatch: pytest.MonkeyPatch) -> None:
 
     def tracking(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
         spans.clear()
-        for t in (*args, *meta.values()):  # the tensors passed by keyword too (eps, sums, mask)
+        # The tensors passed by keyword too, and those in tuples (one per output or chain).
+        for t in torch.utils._pytree.tree_leaves((args, meta)):
             if isinstance(t, torch.Tensor):
                 extent = sum((size - 1) * stride for size, stride in zip(t.shape, t.stride())) + 1
                 spans.append((t.data_ptr(), t.data_ptr() + extent * t.element_size()))
@@ -343,7 +344,7 @@ def test_interleaved_channels(padding: str, monkeypatch: pytest.MonkeyPatch) -> 
     original = launch.launch_kernel
 
     def recording(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
-        steps.append(meta["STEP"])
+        steps.append(meta["P"].STEP)
         original(kernel, programs, *args, **meta)
 
     monkeypatch.setattr(launch, "launch_kernel", recording)
@@ -487,6 +488,21 @@ def test_border_rows_that_read_afar() -> None:
         _close(a, e)
     grads = [_input((2, 5, 6), seed=k) for k in range(2)]
     _close(triton_adjoint(op, grads), op.adjoint(grads))
+
+
+def test_one_kernel_per_job_with_a_short_argument_list() -> None:
+    """Each job has its kernel, whose parameters (tensors, sizes and strides as tuples, the plan as one
+    compile-time argument) number at most 20."""
+    jobs = {
+        kernels: ["_apply_kernel", "_adjoint_kernel", "_magnitude_kernel", "_magnitude_backward_kernel"],
+        penalty_kernels: ["_loss_kernel", "_slopes_kernel", "_edge_weights_kernel", "_total_kernel"],
+    }
+    for module, names in jobs.items():
+        found = sorted(n for n in vars(module) if n.endswith("_kernel") and hasattr(getattr(module, n), "fn"))
+        assert found == sorted(names), found
+        for name in names:
+            parameters = inspect.signature(getattr(module, name).fn).parameters
+            assert len(parameters) <= 20, (name, list(parameters))
 
 
 def test_what_is_not_served() -> None:

@@ -21,7 +21,7 @@ from launches import count_launches, kernel_device  # noqa: E402
 
 import torchgrad  # noqa: E402
 from torchgrad import cv2_compat  # noqa: E402
-from torchgrad._executor import FORCE_TRITON, triton_description  # noqa: E402
+from torchgrad._executor import FORCE_TRITON, route  # noqa: E402
 from torchgrad._filters import build_operator  # noqa: E402
 from torchgrad._registry import REGISTRY  # noqa: E402
 from torchgrad._separable import Separable  # noqa: E402
@@ -192,7 +192,7 @@ def test_gradcheck_and_gradgradcheck(name: str, launches: list[str]) -> None:
     # Fast mode (random projections of the Jacobians): the full one launches kernels per element.
     assert torch.autograd.gradcheck(fn, (x,), fast_mode=True)
     assert torch.autograd.gradgradcheck(fn, (x,), fast_mode=True)
-    assert "_adjoint_kernel" in launches and "_forward_kernel" in launches
+    assert "_adjoint_kernel" in launches and {"_apply_kernel", "_magnitude_kernel"} & set(launches)
 
 
 def _on_the_cpu_executor(monkeypatch: pytest.MonkeyPatch, call: Callable[..., Any], *args: Any) -> Any:
@@ -259,7 +259,7 @@ def test_compile_dynamic_shapes(launches: list[str], monkeypatch: pytest.MonkeyP
         x = _input(shape, torch.float32)
         launches.clear()
         got = compiled(x)
-        assert launches == ["_forward_kernel"]
+        assert launches == ["_apply_kernel"]
         for a, e in zip(got, _on_the_cpu_executor(monkeypatch, torchgrad.sobel, x)):
             _close(a, e)
 
@@ -277,7 +277,7 @@ def test_compile_dynamic_eps_is_an_input(launches: list[str], monkeypatch: pytes
         x = _input(shape, torch.float64)
         launches.clear()
         got = _values_and_grad(_as_tuple(lambda t: compiled(t, eps=eps)), x)
-        assert launches == ["_forward_kernel", "_forward_kernel", "_adjoint_kernel"], launches
+        assert launches == ["_magnitude_kernel", "_magnitude_backward_kernel", "_adjoint_kernel"], launches
         eager = _as_tuple(lambda t: torchgrad.gradient_magnitude(t, eps=eps))
         expected = _on_the_cpu_executor(monkeypatch, _values_and_grad, eager, x)
         for a, e in zip(got[0] + (got[1],), expected[0] + (expected[1],)):
@@ -303,7 +303,7 @@ def test_magnitude_after_inference_mode_and_fake_tensors(launches: list[str], mo
         assert torchgrad.gradient_magnitude(mode.from_tensor(x)).shape == x.shape
     launches.clear()
     got = _values_and_grad(_as_tuple(torchgrad.gradient_magnitude), x)
-    assert launches == ["_forward_kernel", "_forward_kernel", "_adjoint_kernel"], launches
+    assert launches == ["_magnitude_kernel", "_magnitude_backward_kernel", "_adjoint_kernel"], launches
     expected = _on_the_cpu_executor(monkeypatch, _values_and_grad, _as_tuple(torchgrad.gradient_magnitude), x)
     for a, e in zip(got[0] + (got[1],), expected[0] + (expected[1],)):
         _close(a, e)
@@ -450,19 +450,19 @@ def test_half_precision_gradient_rounds_as_torch_gradient(dtype: torch.dtype, la
     kernels = launch.triton_apply(op, x.detach())
     assert not all(torch.equal(a, e) for a, e in zip(kernels, torch.gradient(x.detach(), spacing=3.0, edge_order=2)))
     single = x.detach().float()
-    assert triton_description(Separable(tuple((_uniform_stencil(single, d, 3.0, 2),) for d in (-2, -1))), single)
+    assert route(Separable(tuple((_uniform_stencil(single, d, 3.0, 2),) for d in (-2, -1))), single).kernels
 
 
 @interpreter_only
 def test_switch_is_read_at_each_call(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     x = _input((2, 5, 6))
     torchgrad.sobel(x)
-    assert launches == ["_forward_kernel"]
+    assert launches == ["_apply_kernel"]
     monkeypatch.setenv(FORCE_TRITON, "0")
     launches.clear()
     torchgrad.sobel(x)
     assert launches == []
-    assert triton_description(build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2), x) is None
+    assert not route(build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2), x).kernels
 
 
 def test_forced_without_the_interpreter_says_so(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:

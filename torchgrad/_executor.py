@@ -28,6 +28,7 @@ import os
 import subprocess
 import threading
 import warnings
+from dataclasses import dataclass
 from functools import lru_cache
 from types import TracebackType
 from typing import Any, Callable, Optional, TypeVar
@@ -199,13 +200,44 @@ def forget_kernel_failure() -> None:
     _SWITCH.failure = None
 
 
-def triton_description(op: object, x: Tensor) -> Optional[str]:
-    """The description of ``op`` for the Triton ops when they compute it on ``x``, else ``None`` (also when
-    the kernels are switched off: :func:`kernels_enabled`).
+@dataclass(frozen=True)
+class Route:
+    """Where one call runs, decided once by :func:`route` and read by everything downstream."""
+
+    description: Optional[str]
+    """The operator as the Triton ops take it (a string: :mod:`torchgrad._triton.description`, cached both
+    ways), or ``None``: the operator's own executors (:class:`~torchgrad._separable.Separable`)."""
+    direct: bool
+    """Whether the Triton ops are called directly (eager autograd, ``torch.compile``) rather than inside the
+    autograd Functions of :mod:`torchgrad._linear` (``torch.func`` transforms, forward-mode AD:
+    :func:`ops_directly`). A fused loss's route takes the kernels only when it is direct."""
+
+    @property
+    def kernels(self) -> bool:
+        """Whether the call runs on the Triton kernels."""
+        return self.description is not None
+
+
+def route(op: object, x: Tensor, *, loss: Optional[tuple[Optional[int], Optional[Tensor]]] = None) -> Route:
+    """The route of ``op`` on ``x``: the one place that decides between the Triton kernels and the operator's
+    own executors (see the module's docstring), for an operator's call, its adjoint (``x`` a cotangent) and
+    its magnitude, and with ``loss=(penalty code, target)`` for a fused loss, whose ops the kernels serve when
+    they serve the operator, called directly, on a non-empty input, for a penalty with a kernel code (``None``:
+    none), a target that needs a gradient only with a penalty linear in ``input - target``, and an input and
+    target the loss kernels read (:func:`~torchgrad._triton.loss_launch.loss_refusal`).
 
     Raises ``RuntimeError`` when ``TORCHGRAD_FORCE_TRITON=1`` asks for the Triton executor on a CPU
     tensor and Triton is missing or the kernels were compiled for a GPU instead of its interpreter.
     """
+    direct = ops_directly()
+    description = _operator_description(op, x)
+    if loss is not None and description is not None:
+        description = _loss_description(description, x, direct, *loss)
+    return Route(description, direct)
+
+
+def _operator_description(op: object, x: Tensor) -> Optional[str]:
+    """The description of ``op`` when the Triton ops compute it on ``x`` (and the kernels are switched on)."""
     device = x.device.type
     forced = device == "cpu" and os.environ.get(FORCE_TRITON) == "1"
     if (device != "cuda" and not forced) or not isinstance(op, Separable) or not kernels_enabled():
@@ -215,6 +247,21 @@ def triton_description(op: object, x: Tensor) -> Optional[str]:
 
         return _traced_description(plain(op), device, x.dtype, x.dim(), forced)
     return _decide(op, _stand_in(x), forced)
+
+
+def _loss_description(
+    description: str, x: Tensor, direct: bool, penalty: Optional[int], target: Optional[Tensor]
+) -> Optional[str]:
+    from ._triton import penalty_codes
+
+    if penalty is None or not direct or x.numel() == 0:
+        return None
+    if target is not None and target.requires_grad and penalty not in penalty_codes.LINEAR:
+        return None
+    from ._triton import loss_ops  # noqa: F401  (registers torch.ops.torchgrad.fused_loss)
+    from ._triton.loss_launch import loss_refusal
+
+    return None if loss_refusal(penalty, x, target) is not None else description
 
 
 def _constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -279,30 +326,6 @@ def _stand_in(x: Tensor) -> Tensor:
         return x
     with torch._C._DisableFuncTorch():  # a plain tensor, not one wrapped by the active transforms
         return torch.empty_strided(x.shape, (0,) * x.dim(), dtype=x.dtype, device=x.device)
-
-
-def fused_loss_description(op: object, x: Tensor, penalty: Optional[int], target: Optional[Tensor]) -> Optional[str]:
-    """The description of ``op`` for the fused-loss ops (``torch.ops.torchgrad.fused_loss``) on ``x``, else ``None``.
-
-    They serve what the Triton ops serve (:func:`triton_description`), called directly (not under
-    ``torch.func`` transforms or forward-mode AD) and the loss kernels take
-    (:func:`~torchgrad._triton.loss_launch.loss_refusal`, which also reads the ``target``), for a penalty
-    with a kernel code (``penalty``) and a non-empty input; a target that needs a gradient only with a
-    penalty that is linear in ``input - target``.
-    """
-    from ._triton import penalty_codes
-
-    if penalty is None or not ops_directly() or x.numel() == 0:
-        return None
-    if target is not None and target.requires_grad and penalty not in penalty_codes.LINEAR:
-        return None
-    description = triton_description(op, x)
-    if description is None:
-        return None
-    from ._triton import loss_ops  # noqa: F401  (registers torch.ops.torchgrad.fused_loss)
-    from ._triton.loss_launch import loss_refusal
-
-    return None if loss_refusal(penalty, x, target) is not None else description
 
 
 def triton_operator(description: str) -> Any:

@@ -18,8 +18,9 @@ arguments with the checks the operators use.
   a :class:`Separable` of such stages is a new operator (the edge loss's Gaussian).
 - :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces; :class:`Workspace`: the
   buffers a loop over them reuses.
-- :func:`fused_loss_description`: whether the fused-loss Triton ops (``torch.ops.torchgrad.fused_loss``
-  and ``fused_loss_backward``) compute a loss on a tensor, and the operator's description they take;
+- :func:`route`: where a call runs (:class:`Route`); with ``loss=(penalty code, target)``, whether the
+  fused-loss Triton ops (``torch.ops.torchgrad.fused_loss`` and ``fused_loss_backward``) compute a loss on a
+  tensor, and the operator's description they take;
   :data:`PENALTY_CODES`, the penalties they compute, by code; :class:`KernelsUnavailable`, what they raise
   where the kernels are switched off or cannot be compiled on the device (the losses then compute with
   their eager code).
@@ -30,7 +31,7 @@ arguments with the checks the operators use.
   :func:`autocast_enabled` (whether autocast runs on a device; never on ``meta``).
 """
 
-from ._executor import KernelsUnavailable, fused_loss_description
+from ._executor import KernelsUnavailable, Route, route
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._named import OPERATORS, operator_by_name
 from ._registry import REGISTRY
@@ -75,6 +76,7 @@ __all__ = [
     "REGISTRY",
     "KernelsUnavailable",
     "LinearOperator",
+    "Route",
     "Separable",
     "apply_adjoint",
     "apply_operator",
@@ -101,10 +103,10 @@ __all__ = [
     "check_same_device",
     "check_tensor",
     "forward_difference_operator",
-    "fused_loss_description",
     "needs_traceable_code",
     "operator_by_name",
     "padded_stencil",
+    "route",
     "slabs",
     "Workspace",
 ]

@@ -23,7 +23,7 @@ from typing import Any, Optional, Protocol, Sequence
 import torch
 from torch import Tensor
 
-from ._executor import ops_directly, triton_description, triton_operator
+from ._executor import Route, ops_directly, route, triton_operator
 
 
 class LinearOperator(Protocol):
@@ -150,14 +150,14 @@ def apply_operator(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
     The executor is chosen by :mod:`torchgrad._executor`: the Triton ops where they serve (through
     these Functions under ``torch.func`` transforms and forward mode), else ``op``'s own.
     """
-    description = triton_description(op, x)
-    if description is not None:
-        if ops_directly():
-            return tuple(torch.ops.torchgrad.apply(x, description))
-        op = triton_operator(description)
+    way = route(op, x)
+    if way.description is not None:
+        if way.direct:
+            return tuple(torch.ops.torchgrad.apply(x, way.description))
+        op = triton_operator(way.description)
     if torch.compiler.is_compiling():
         return _Apply.apply(x, op)
-    return (_EagerApply if ops_directly() else _ApplyWithJvp).apply(x, op)
+    return (_EagerApply if way.direct else _ApplyWithJvp).apply(x, op)
 
 
 def apply_adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Optional[Tensor]]) -> Tensor:
@@ -168,11 +168,11 @@ def apply_adjoint(op: LinearOperator, dtype: torch.dtype, grads: Sequence[Option
     the backward is itself differentiable with its own hand-written backward.
     """
     given = [g for g in grads if g is not None]
-    description = triton_description(op, given[0]) if given else None
-    if description is not None:
-        if ops_directly():
-            return cast_like_input(torch.ops.torchgrad.adjoint(list(grads), description), dtype)
-        op = triton_operator(description)
+    way = route(op, given[0]) if given else Route(None, ops_directly())
+    if way.description is not None:
+        if way.direct:
+            return cast_like_input(torch.ops.torchgrad.adjoint(list(grads), way.description), dtype)
+        op = triton_operator(way.description)
     if torch.compiler.is_compiling():
         return cast_like_input(op.adjoint(grads), dtype)
-    return (_EagerAdjoint if ops_directly() else _AdjointWithJvp).apply(op, dtype, *grads)
+    return (_EagerAdjoint if way.direct else _AdjointWithJvp).apply(op, dtype, *grads)

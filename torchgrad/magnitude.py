@@ -7,7 +7,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from ._executor import ops_directly, triton_description, triton_operator
+from ._executor import route, triton_operator
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._linear import cast_like_input as _cast
 from ._named import operator_by_name
@@ -138,8 +138,9 @@ def gradient_magnitude(
                 [0., 4., 4., 0.]])
     """
     separable, eps = _operator(image, operator, padding, normalized, spatial_dims, eps)
-    description = triton_description(separable, image)
-    if description is not None and ops_directly():
+    way = route(separable, image)
+    description = way.description
+    if description is not None and way.direct:
         # The fused kernels, which square and sum half precision in float32.
         return torch.ops.torchgrad.magnitude(image, description, _eps_tensor(eps, image.device))
     half = image.dtype in (torch.float16, torch.bfloat16)

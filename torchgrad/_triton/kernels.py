@@ -1,8 +1,12 @@
-"""Triton kernels that run a :class:`~torchgrad._triton.plan.KernelPlan`: ``A x`` and ``A^T g``.
+"""Triton kernels that run a :class:`~torchgrad._triton.plan.KernelPlan`: ``A x``, ``A^T g`` and the magnitude.
 
-The kernels are written once for every operator: the plan arrives as compile-time tuples (``MODES``,
-``WTS``, ...), the loops over axes, slots and components unroll at compile time and the zero taps
-drop out, so an operator's code is its description.
+One kernel per job: :func:`_apply_kernel` (``A x``, every output), :func:`_adjoint_kernel` (``A^T g``),
+:func:`_magnitude_kernel` and :func:`_magnitude_backward_kernel` (the fused magnitude and the first half of its
+backward); the fused losses' kernels (:mod:`~torchgrad._triton.penalty_kernels`) share this file's tile code.
+Each takes its tensors (a tuple where there is one per output or chain), the sizes ``(B0, D, H, W)`` and each
+tensor's five strides as tuples, and the plan as one compile-time argument ``P``
+(:class:`~torchgrad._triton.plan.Constants`: ``P.MODES``, ``P.WTS``, ...). The loops over axes, slots and
+components unroll at compile time and the zero taps drop out, so an operator's code is its description.
 
 A program computes one ``BLOCK_D x BLOCK_H x BLOCK_W`` tile of one batch item of the
 ``(b1, b0, D, H, W)`` view. Along an axis of radius ``R``, an output of ``A`` reads ``2 R + 1`` slots
@@ -31,7 +35,6 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .penalty_kernels import edge_weights_epilogue, loss_epilogue
 from .rows import CIRCULAR as _CIRCULAR
 from .rows import INTERIOR as _INTERIOR
 from .rows import NONE as _NONE
@@ -42,13 +45,6 @@ from .rows import VALID as _VALID
 from .rows import ZEROS as _ZEROS
 from .rows import row_weight as _row_weight
 from .rows import valid_rows as _valid_rows
-
-COMPONENTS: tl.constexpr = tl.constexpr(0)
-MAGNITUDE: tl.constexpr = tl.constexpr(1)
-SCALED: tl.constexpr = tl.constexpr(2)
-LOSS_SUMS: tl.constexpr = tl.constexpr(3)
-LOSS_SLOPES: tl.constexpr = tl.constexpr(4)
-EDGE_WEIGHTS: tl.constexpr = tl.constexpr(5)
 
 
 @triton.jit
@@ -156,10 +152,15 @@ def _zeros(zero, NC: tl.constexpr):
 
 
 @triton.jit
-def _tile(B0, D, H, W, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """This program's tile: the batch item (outer and inner index, int64), the indices along z, y and x
-    and their first values (int32: the host keeps every in-plane offset and the program count within
-    int32), from one division chain per program, never per element."""
+def tile_of(sizes, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """This program's tile of the ``(B1, B0, D, H, W)`` view (``sizes = (B0, D, H, W)``): the batch item (outer
+    and inner index, int64), the indices along z, y and x and their first values (int32: the host keeps every
+    in-plane offset and the program count within int32), from one division chain per program, never per
+    element."""
+    B0 = sizes[0]
+    D = sizes[1]
+    H = sizes[2]
+    W = sizes[3]
     pid = tl.program_id(0)
     tiles_w = (W + BLOCK_W - 1) // BLOCK_W
     tiles_h = (H + BLOCK_H - 1) // BLOCK_H
@@ -186,13 +187,33 @@ def _inside(start, n, BLOCK: tl.constexpr, MARGIN: tl.constexpr):
 
 
 @triton.jit
-def _interior(z0, row0, col0, D, H, W, MARGINS: tl.constexpr,
-              BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):  # fmt: skip
+def interior(tile, sizes, MARGINS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
+              BLOCK_W: tl.constexpr):  # fmt: skip
     """Whether the tile takes the interior path: every axis's rows within its margins (a uniform branch)."""
     return (
-        _inside(z0, D, BLOCK_D, MARGINS[0]) & _inside(row0, H, BLOCK_H, MARGINS[1]) & _inside(col0, W, BLOCK_W,
-                                                                                                MARGINS[2])
-    )  # fmt: skip
+        _inside(tile[5], sizes[1], BLOCK_D, MARGINS[0])
+        & _inside(tile[6], sizes[2], BLOCK_H, MARGINS[1])
+        & _inside(tile[7], sizes[3], BLOCK_W, MARGINS[2])
+    )
+
+
+@triton.jit
+def store_mask(tile, sizes, BORDER: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
+                BLOCK_W: tl.constexpr):  # fmt: skip
+    """The tile's elements inside the tensor (every one on a tile that reaches no border: ``BORDER`` false)."""
+    if BORDER:
+        mask = (tile[2] < sizes[1]) & (tile[3] < sizes[2]) & (tile[4] < sizes[3])
+    else:
+        mask = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 1, tl.int1)
+    return mask
+
+
+@triton.jit
+def offsets(tile, strides):
+    """The offsets of the tile's elements in a tensor of five ``strides`` (in-plane int32, z and batch int64)."""
+    return (tile[0] * strides[0] + tile[1] * strides[1] + tile[2].to(tl.int64) * strides[2]) + (
+        tile[3] * strides[3] + tile[4] * strides[4]
+    )
 
 
 @triton.jit
@@ -225,10 +246,14 @@ def _x_pass(
 @triton.jit
 def _plane(
     ptrs, t_ptrs, mask, zero, ys, ym, xs, xm, rows, cols, H, W, sy, sx,
-    MODES: tl.constexpr, RADII: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, NC: tl.constexpr,
-    WTS: tl.constexpr, NZ: tl.constexpr, ACC: tl.constexpr, SUBTRACT: tl.constexpr,
+    P: tl.constexpr, MODES: tl.constexpr, MASKED: tl.constexpr, ACC: tl.constexpr, SUBTRACT: tl.constexpr,
 ):  # fmt: skip
     """Every chain's y and x operators on the samples of one z slot."""
+    RADII: tl.constexpr = P.RADII
+    USED: tl.constexpr = P.USED
+    NC: tl.constexpr = P.NC
+    WTS: tl.constexpr = P.WTS
+    NZ: tl.constexpr = P.NZ
     per_slot = ()
     for t in tl.static_range(2 * RADII[1] + 1):
         parts = _zeros(zero, NC)
@@ -246,130 +271,161 @@ def _plane(
 
 
 @triton.jit
-def _forward_kernel(
-    x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr,
-    B0, D, H, W,
-    xs1, xs0, xsz, xsy, xsx,
-    ys1, ys0, ysz, ysy, ysx,
-    gs1, gs0, gsz, gsy, gsx,
-    NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, FIRST: tl.constexpr, MODES: tl.constexpr,
-    RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
-    USED: tl.constexpr, DIVS: tl.constexpr, INNER: tl.constexpr, MARGINS: tl.constexpr, STEP: tl.constexpr,
-    OUTPUT: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-    e_ptr=None, copies=1, s_ptr=None, m_ptr=None, ms1=0, ms0=0, msz=0, msy=0, msx=0, t_ptr=None,
-    PENALTY: tl.constexpr = 0, PARAMS: tl.constexpr = (), REFS: tl.constexpr = False, LOSS_MASK: tl.constexpr = False,
-    SUBTRACT: tl.constexpr = False,
+def components(
+    x_ptr, t_ptr, tile, sizes, strides, P: tl.constexpr, MODES: tl.constexpr, SUBTRACT: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """``A x`` on one tile: every output (``COMPONENTS``), their magnitude ``sqrt(sum y^2 + eps)``
-    (``MAGNITUDE``; ``eps`` the float64 scalar at ``e_ptr``), or ``y * g / magnitude`` (``SCALED``, the
-    magnitude's backward before ``A^T``); or a fused loss's penalty on the outputs (``LOSS_SUMS``, ``LOSS_SLOPES``: see
-    :func:`~torchgrad._triton.penalty_kernels.loss_epilogue`; ``s_ptr`` its sums or scales, ``m_ptr`` and
-    its strides the mask, ``y*_ptr`` the target's outputs with ``REFS``, or the slopes written; with
-    ``SUBTRACT``, ``A`` applies to ``x - t``, the target at ``t_ptr`` read with ``x``'s strides); or the
-    edge-aware weights of an image whose channels lie along z (``EDGE_WEIGHTS``, see
-    :func:`~torchgrad._triton.penalty_kernels.edge_weights_epilogue`, ``copies`` its channels written).
+    """Every output of ``A x`` on the tile under border rules ``MODES`` (``P.INNER`` on a tile that reaches no
+    border), in ``ACC``; with ``SUBTRACT``, of ``A (x - t)``, the target at ``t_ptr`` read with ``x``'s
+    ``strides`` and the difference formed in ``ACC``. Also returns the samples each slot read along each
+    axis and whether they lie inside (``zs, zm, ys, ym, xs, xm``: the fused losses' mask rule reads them).
 
-    A tile whose stencils reach no border (``MARGINS``) runs the interior taps on unfolded, unmasked
-    indices (``INNER``: the border rules replaced by ``INTERIOR``); the others fold and mask."""
-    bo, bi, zi, rows, cols, z0, row0, col0 = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
-    if _interior(z0, row0, col0, D, H, W, MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
-        _forward_tile(x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
-                      xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
-                      NC, NO, OUT, FIRST, INNER, RADII, FK, LK, WTS, NZ, USED, DIVS, STEP, OUTPUT, ACC, False,
-                      BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx, t_ptr,
-                      PENALTY, PARAMS, REFS, LOSS_MASK, SUBTRACT)  # fmt: skip
-    else:
-        _forward_tile(x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
-                      xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
-                      NC, NO, OUT, FIRST, MODES, RADII, FK, LK, WTS, NZ, USED, DIVS, STEP, OUTPUT, ACC, True,
-                      BLOCK_D, BLOCK_H, BLOCK_W, e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx, t_ptr,
-                      PENALTY, PARAMS, REFS, LOSS_MASK, SUBTRACT)  # fmt: skip
-
-
-@triton.jit
-def _forward_tile(
-    x_ptr, y0_ptr, y1_ptr, y2_ptr, g_ptr, bo, bi, zi, rows, cols, D, H, W,
-    xs1, xs0, xsz, xsy, xsx, ys1, ys0, ysz, ysy, ysx, gs1, gs0, gsz, gsy, gsx,
-    NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, FIRST: tl.constexpr, MODES: tl.constexpr,
-    RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
-    USED: tl.constexpr, DIVS: tl.constexpr, STEP: tl.constexpr, OUTPUT: tl.constexpr, ACC: tl.constexpr,
-    BORDER: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-    e_ptr, copies, s_ptr, m_ptr, ms1, ms0, msz, msy, msx, t_ptr,
-    PENALTY: tl.constexpr, PARAMS: tl.constexpr, REFS: tl.constexpr, LOSS_MASK: tl.constexpr, SUBTRACT: tl.constexpr,
-):  # fmt: skip
-    """:func:`_forward_kernel` on a tile, under border rules ``MODES`` (``BORDER``: the tile may reach past
-    the tensor's end, so stores are masked).
-
-    Each sample of the tile and its halo is loaded once per slot and serves every chain, which is
-    reduced along x, then y, then z, and divided once by its divisor; an output adds its chains.
-    Offsets within a plane are int32, along z and the batch int64."""
+    Each sample of the tile and its halo is loaded once per slot and serves every chain, which is reduced
+    along x, then y, then z, and divided once by its divisor; an output adds its chains."""
+    RADII: tl.constexpr = P.RADII
+    NC: tl.constexpr = P.NC
     MASKED: tl.constexpr = MODES[0] == _ZEROS or MODES[1] == _ZEROS or MODES[2] == _ZEROS
-    zs, zm = _sources(zi, D, MODES[0], RADII[0], FK[0], LK[0])
-    ys, ym = _sources(rows, H, MODES[1], RADII[1], FK[1], LK[1])
-    xs, xm = _x_sources(cols, W, MODES[2], RADII[2], FK[2], LK[2], STEP)
-    x_base = x_ptr + bo * xs1 + bi * xs0
+    bo = tile[0]
+    bi = tile[1]
+    zi = tile[2]
+    rows = tile[3]
+    cols = tile[4]
+    D = sizes[1]
+    H = sizes[2]
+    W = sizes[3]
+    zs, zm = _sources(zi, D, MODES[0], RADII[0], P.FK[0], P.LK[0])
+    ys, ym = _sources(rows, H, MODES[1], RADII[1], P.FK[1], P.LK[1])
+    xs, xm = _x_sources(cols, W, MODES[2], RADII[2], P.FK[2], P.LK[2], P.STEP)
+    x_base = x_ptr + bo * strides[0] + bi * strides[1]
     t_base = x_base
     if SUBTRACT:
-        t_base = t_ptr + bo * xs1 + bi * xs0  # the target shares the input's strides
+        t_base = t_ptr + bo * strides[0] + bi * strides[1]  # the target shares the input's strides
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
     per_slot = ()
     for t in tl.static_range(2 * RADII[0] + 1):
         parts = _zeros(zero, NC)
-        if USED[0][t]:
-            z_off = zs[t].to(tl.int64) * xsz
-            parts = _plane(x_base + z_off, t_base + z_off, zm[t], zero, ys, ym, xs, xm, rows, cols, H, W, xsy, xsx,
-                           MODES, RADII, USED, MASKED, NC, WTS, NZ, ACC, SUBTRACT)  # fmt: skip
+        if P.USED[0][t]:
+            z_off = zs[t].to(tl.int64) * strides[2]
+            parts = _plane(x_base + z_off, t_base + z_off, zm[t], zero, ys, ym, xs, xm, rows, cols, H, W,
+                           strides[3], strides[4], P, MODES, MASKED, ACC, SUBTRACT)  # fmt: skip
         per_slot = per_slot + (parts,)
     chains = ()
     for c in tl.static_range(NC):
         vs = ()
         for t in tl.static_range(2 * RADII[0] + 1):
             vs = vs + (per_slot[t][c],)
-        acc = _combine(vs, zi, D, MODES[0], RADII[0], WTS[c][0], NZ[c][0])
-        if DIVS[c] != 1:
-            acc = acc / DIVS[c]
+        acc = _combine(vs, zi, D, MODES[0], RADII[0], P.WTS[c][0], P.NZ[c][0])
+        if P.DIVS[c] != 1:
+            acc = acc / P.DIVS[c]
         chains = chains + (acc,)
     outputs = ()
-    for o in tl.static_range(NO):
-        acc = chains[FIRST[o]]
-        for c in tl.static_range(FIRST[o] + 1, NC):
-            if OUT[c] == o:
+    for o in tl.static_range(P.NO):
+        acc = chains[P.FIRST[o]]
+        for c in tl.static_range(P.FIRST[o] + 1, NC):
+            if P.OUT[c] == o:
                 acc = acc + chains[c]
         outputs = outputs + (acc,)
+    return outputs, (zs, zm, ys, ym, xs, xm)
 
-    if BORDER:
-        mask = (zi < D) & (rows < H) & (cols < W)
+
+@triton.jit
+def _apply_kernel(
+    x_ptr, y_ptrs, sizes, x_strides, y_strides,
+    P: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    """``A x`` on one tile: output ``o`` to ``y_ptrs[o]`` (the outputs share ``y_strides``). A tile whose
+    stencils reach no border (``P.MARGINS``) runs the interior taps on unfolded, unmasked indices (``P.INNER``);
+    the others fold and mask."""
+    tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _apply_tile(x_ptr, y_ptrs, tile, sizes, x_strides, y_strides, P, P.INNER, False, ACC, BLOCK_D, BLOCK_H,
+                    BLOCK_W)  # fmt: skip
     else:
-        mask = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 1, tl.int1)
-    y_off = (bo * ys1 + bi * ys0 + zi.to(tl.int64) * ysz) + (rows * ysy + cols * ysx)
-    y_ptrs = (y0_ptr, y1_ptr, y2_ptr)
-    if OUTPUT == COMPONENTS:
-        for o in tl.static_range(NO):
-            tl.store(y_ptrs[o] + y_off, outputs[o].to(y_ptrs[o].dtype.element_ty), mask=mask)
-    elif OUTPUT == LOSS_SUMS or OUTPUT == LOSS_SLOPES:
-        loss_epilogue(outputs, mask, y_ptrs, y_off, g_ptr, s_ptr, m_ptr + bo * ms1 + bi * ms0, msz, msy, msx,
-                      zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, NC, NO, OUT, MODES, RADII, WTS, NZ,
-                      OUTPUT == LOSS_SLOPES, PENALTY, PARAMS, REFS, LOSS_MASK, ACC)  # fmt: skip
-    elif OUTPUT == EDGE_WEIGHTS:
-        edge_weights_epilogue(outputs, mask, y_ptrs, (bo * ys1 + bi * ys0) + (rows * ysy + cols * ysx), ysz,
-                              zi, rows, cols, D, H, W, copies, NO, ACC)  # fmt: skip
+        _apply_tile(x_ptr, y_ptrs, tile, sizes, x_strides, y_strides, P, P.MODES, True, ACC, BLOCK_D, BLOCK_H,
+                    BLOCK_W)  # fmt: skip
+
+
+@triton.jit
+def _apply_tile(
+    x_ptr, y_ptrs, tile, sizes, x_strides, y_strides, P: tl.constexpr, MODES: tl.constexpr, BORDER: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    outputs, _ = components(x_ptr, x_ptr, tile, sizes, x_strides, P, MODES, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)
+    mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
+    at = offsets(tile, y_strides)
+    for o in tl.static_range(P.NO):
+        tl.store(y_ptrs[o] + at, outputs[o].to(y_ptrs[o].dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _norm(outputs, e_ptr, NO: tl.constexpr, ACC: tl.constexpr):
+    """``sqrt(sum_o outputs[o]^2 + eps)``, ``eps`` the float64 scalar at ``e_ptr`` (read at run time: a new value
+    compiles nothing), rounded to ``ACC`` as torch rounds it."""
+    total = outputs[0] * outputs[0]
+    for o in tl.static_range(1, NO):
+        total += outputs[o] * outputs[o]
+    eps = tl.load(e_ptr).to(ACC)
+    if ACC == tl.float64:
+        norm = tl.sqrt(total + eps)
     else:
-        total = outputs[0] * outputs[0]
-        for o in tl.static_range(1, NO):
-            total += outputs[o] * outputs[o]
-        # eps is read at run time (a new value compiles nothing), rounded to float32 as torch rounds it
-        eps = tl.load(e_ptr).to(ACC)
-        if ACC == tl.float64:
-            norm = tl.sqrt(total + eps)
-        else:
-            norm = tl.sqrt_rn(total + eps)
-        if OUTPUT == MAGNITUDE:
-            tl.store(y0_ptr + y_off, norm.to(y0_ptr.dtype.element_ty), mask=mask)
-        else:
-            g_off = (bo * gs1 + bi * gs0 + zi.to(tl.int64) * gsz) + (rows * gsy + cols * gsx)
-            scale = tl.load(g_ptr + g_off, mask=mask, other=0.0).to(ACC) / norm
-            for o in tl.static_range(NO):
-                tl.store(y_ptrs[o] + y_off, (outputs[o] * scale).to(y_ptrs[o].dtype.element_ty), mask=mask)
+        norm = tl.sqrt_rn(total + eps)
+    return norm
+
+
+@triton.jit
+def _magnitude_kernel(
+    x_ptr, out_ptr, e_ptr, sizes, x_strides, out_strides,
+    P: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    """The magnitude ``sqrt(sum_o (A x)_o^2 + eps)`` on one tile, the outputs never written."""
+    tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _magnitude_tile(x_ptr, out_ptr, e_ptr, tile, sizes, x_strides, out_strides, P, P.INNER, False, ACC, BLOCK_D,
+                        BLOCK_H, BLOCK_W)  # fmt: skip
+    else:
+        _magnitude_tile(x_ptr, out_ptr, e_ptr, tile, sizes, x_strides, out_strides, P, P.MODES, True, ACC, BLOCK_D,
+                        BLOCK_H, BLOCK_W)  # fmt: skip
+
+
+@triton.jit
+def _magnitude_tile(
+    x_ptr, out_ptr, e_ptr, tile, sizes, x_strides, out_strides, P: tl.constexpr, MODES: tl.constexpr,
+    BORDER: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    outputs, _ = components(x_ptr, x_ptr, tile, sizes, x_strides, P, MODES, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)
+    mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
+    norm = _norm(outputs, e_ptr, P.NO, ACC)
+    tl.store(out_ptr + offsets(tile, out_strides), norm.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _magnitude_backward_kernel(
+    x_ptr, g_ptr, e_ptr, y_ptrs, sizes, x_strides, g_strides, y_strides,
+    P: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    """The magnitude's backward before ``A^T``: ``(A x)_o * g / magnitude`` to ``y_ptrs[o]`` on one tile
+    (``g`` the magnitude's cotangent)."""
+    tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _magnitude_backward_tile(x_ptr, g_ptr, e_ptr, y_ptrs, tile, sizes, x_strides, g_strides, y_strides, P,
+                                 P.INNER, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+    else:
+        _magnitude_backward_tile(x_ptr, g_ptr, e_ptr, y_ptrs, tile, sizes, x_strides, g_strides, y_strides, P,
+                                 P.MODES, True, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+
+
+@triton.jit
+def _magnitude_backward_tile(
+    x_ptr, g_ptr, e_ptr, y_ptrs, tile, sizes, x_strides, g_strides, y_strides, P: tl.constexpr,
+    MODES: tl.constexpr, BORDER: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    outputs, _ = components(x_ptr, x_ptr, tile, sizes, x_strides, P, MODES, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)
+    mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
+    scale = tl.load(g_ptr + offsets(tile, g_strides), mask=mask, other=0.0).to(ACC) / _norm(outputs, e_ptr, P.NO, ACC)
+    at = offsets(tile, y_strides)
+    for o in tl.static_range(P.NO):
+        tl.store(y_ptrs[o] + at, (outputs[o] * scale).to(y_ptrs[o].dtype.element_ty), mask=mask)
 
 
 @triton.jit
@@ -545,23 +601,37 @@ def _axis_adjoint(
 
 @triton.jit
 def _adjoint_part(
-    g_ptr, bo, bi, s1, s0, sz, sy, sx, zero, zi, rows, cols, z0, row0, col0, D, H, W, zr, yr, xr,
-    MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, WC: tl.constexpr,
-    SLOTS: tl.constexpr, DIV: tl.constexpr, ACC: tl.constexpr, STEP: tl.constexpr,
-    BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    g_ptr, tile, sizes, strides, zero, zr, yr, xr, P: tl.constexpr, MODES: tl.constexpr, c: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """``A_c^T g_c`` for one chain on the tile: per axis, the slots of :func:`_adjoint_weights` (along a
+    """``A_c^T g_c`` for chain ``c`` on the tile: per axis, the slots of :func:`_adjoint_weights` (along a
     stepped x axis, of its sample indices)."""
-    zw, near_z, far_z = _axis_adjoint(zi, D, z0, BLOCK_D, MODES[0], RADII[0], WC[0], SLOTS[0], FK[0], LK[0], zero)
-    yw, near_y, far_y = _axis_adjoint(rows, H, row0, BLOCK_H, MODES[1], RADII[1], WC[1], SLOTS[1], FK[1], LK[1],
+    RADII: tl.constexpr = P.RADII
+    FK: tl.constexpr = P.FK
+    LK: tl.constexpr = P.LK
+    WC: tl.constexpr = P.WTS[c]
+    SLOTS: tl.constexpr = P.SLOTS[c]
+    STEP: tl.constexpr = P.STEP
+    zi = tile[2]
+    rows = tile[3]
+    cols = tile[4]
+    D = sizes[1]
+    H = sizes[2]
+    W = sizes[3]
+    zw, near_z, far_z = _axis_adjoint(zi, D, tile[5], BLOCK_D, MODES[0], RADII[0], WC[0], SLOTS[0], FK[0], LK[0],
+                                      zero)  # fmt: skip
+    yw, near_y, far_y = _axis_adjoint(rows, H, tile[6], BLOCK_H, MODES[1], RADII[1], WC[1], SLOTS[1], FK[1], LK[1],
                                       zero)  # fmt: skip
     if STEP == 1:
-        xw, near_x, far_x = _axis_adjoint(cols, W, col0, BLOCK_W, MODES[2], RADII[2], WC[2], SLOTS[2], FK[2],
+        xw, near_x, far_x = _axis_adjoint(cols, W, tile[7], BLOCK_W, MODES[2], RADII[2], WC[2], SLOTS[2], FK[2],
                                           LK[2], zero)  # fmt: skip
     else:
-        xw, near_x, far_x = _axis_adjoint(cols // STEP, W // STEP, col0 // STEP, BLOCK_W, MODES[2], RADII[2], WC[2],
-                                          SLOTS[2], FK[2], LK[2], zero)  # fmt: skip
-    base = g_ptr + bo * s1 + bi * s0
+        xw, near_x, far_x = _axis_adjoint(cols // STEP, W // STEP, tile[7] // STEP, BLOCK_W, MODES[2], RADII[2],
+                                          WC[2], SLOTS[2], FK[2], LK[2], zero)  # fmt: skip
+    base = g_ptr + tile[0] * strides[0] + tile[1] * strides[1]
+    sz = strides[2]
+    sy = strides[3]
+    sx = strides[4]
     part = zero
     R: tl.constexpr = RADII[0]
     for k in tl.static_range(2 * R + 3):
@@ -580,72 +650,48 @@ def _adjoint_part(
                     h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x,
                                        far_x, MODES, RADII, WC, SLOTS, ACC)  # fmt: skip
                     part += _adjoint_term(h, k, MODES[0], R, WC[0], zw)
-    if DIV != 1:
-        part = part / DIV
+    if P.DIVS[c] != 1:
+        part = part / P.DIVS[c]
     return part
 
 
 @triton.jit
 def _adjoint_kernel(
-    g0_ptr, g1_ptr, g2_ptr, out_ptr,
-    B0, D, H, W,
-    g0s1, g0s0, g0sz, g0sy, g0sx,
-    g1s1, g1s0, g1sz, g1sy, g1sx,
-    g2s1, g2s0, g2sz, g2sy, g2sx,
-    os1, os0, osz, osy, osx,
-    NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
-    WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, INNER: tl.constexpr, ADJ_MARGINS: tl.constexpr,
-    STEP: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
-    neg_ptr=None, NEG: tl.constexpr = False,
+    g_ptrs, out_ptr, neg_ptr, sizes, g_strides, out_strides, P: tl.constexpr, NEG: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """``A^T g = sum_c A_c^T g_c`` on one tile, chain ``c`` reading the cotangent of its output
-    (pointer ``c``, with its own strides); with ``NEG``, ``-A^T g`` written to ``neg_ptr`` too (laid out
+    """``A^T g = sum_c A_c^T g_c`` on one tile, chain ``c`` reading the cotangent of its output at
+    ``g_ptrs[c]`` with strides ``g_strides[c]``; with ``NEG``, ``-A^T g`` written to ``neg_ptr`` too (laid out
     like ``out_ptr``: a fused loss's target gradient). A tile whose columns only interior rows read
-    (``ADJ_MARGINS``) takes the reversed taps with no border weights (``INNER``)."""
-    bo, bi, zi, rows, cols, z0, row0, col0 = _tile(B0, D, H, W, BLOCK_D, BLOCK_H, BLOCK_W)
-    if _interior(z0, row0, col0, D, H, W, ADJ_MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
-        _adjoint_tile(g0_ptr, g1_ptr, g2_ptr, out_ptr, bo, bi, zi, rows, cols, z0, row0, col0, D, H, W,
-                      g0s1, g0s0, g0sz, g0sy, g0sx, g1s1, g1s0, g1sz, g1sy, g1sx, g2s1, g2s0, g2sz, g2sy, g2sx,
-                      os1, os0, osz, osy, osx, NC, INNER, RADII, FK, LK, WTS, SLOTS, DIVS, STEP, ACC, False,
-                      BLOCK_D, BLOCK_H, BLOCK_W, neg_ptr, NEG)  # fmt: skip
+    (``P.ADJ_MARGINS``) takes the reversed taps with no border weights (``P.INNER``)."""
+    tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
+    if interior(tile, sizes, P.ADJ_MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _adjoint_tile(g_ptrs, out_ptr, neg_ptr, tile, sizes, g_strides, out_strides, P, P.INNER, False, NEG, ACC,
+                      BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     else:
-        _adjoint_tile(g0_ptr, g1_ptr, g2_ptr, out_ptr, bo, bi, zi, rows, cols, z0, row0, col0, D, H, W,
-                      g0s1, g0s0, g0sz, g0sy, g0sx, g1s1, g1s0, g1sz, g1sy, g1sx, g2s1, g2s0, g2sz, g2sy, g2sx,
-                      os1, os0, osz, osy, osx, NC, MODES, RADII, FK, LK, WTS, SLOTS, DIVS, STEP, ACC, True,
-                      BLOCK_D, BLOCK_H, BLOCK_W, neg_ptr, NEG)  # fmt: skip
+        _adjoint_tile(g_ptrs, out_ptr, neg_ptr, tile, sizes, g_strides, out_strides, P, P.MODES, True, NEG, ACC,
+                      BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
 
 
 @triton.jit
 def _adjoint_tile(
-    g0_ptr, g1_ptr, g2_ptr, out_ptr, bo, bi, zi, rows, cols, z0, row0, col0, D, H, W,
-    g0s1, g0s0, g0sz, g0sy, g0sx, g1s1, g1s0, g1sz, g1sy, g1sx, g2s1, g2s0, g2sz, g2sy, g2sx,
-    os1, os0, osz, osy, osx,
-    NC: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
-    WTS: tl.constexpr, SLOTS: tl.constexpr, DIVS: tl.constexpr, STEP: tl.constexpr, ACC: tl.constexpr,
-    BORDER: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr, neg_ptr,
-    NEG: tl.constexpr,
+    g_ptrs, out_ptr, neg_ptr, tile, sizes, g_strides, out_strides, P: tl.constexpr, MODES: tl.constexpr,
+    BORDER: tl.constexpr, NEG: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
+    BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     """:func:`_adjoint_kernel` on a tile, under border rules ``MODES`` (``BORDER``: stores are masked)."""
+    RADII: tl.constexpr = P.RADII
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
-    zr = _wide(_adjoint_rows(zi, D, MODES[0], RADII[0]), 2 * RADII[0] + 3)  # z offsets reach past int32
-    yr = _adjoint_rows(rows, H, MODES[1], RADII[1])
-    xr = _x_rows(cols, W, MODES[2], RADII[2], STEP)
-    acc = _adjoint_part(g0_ptr, bo, bi, g0s1, g0s0, g0sz, g0sy, g0sx, zero, zi, rows, cols, z0, row0, col0, D, H, W,
-                        zr, yr, xr, MODES, RADII, FK, LK, WTS[0], SLOTS[0], DIVS[0], ACC, STEP,
+    zr = _wide(_adjoint_rows(tile[2], sizes[1], MODES[0], RADII[0]), 2 * RADII[0] + 3)  # z offsets reach past int32
+    yr = _adjoint_rows(tile[3], sizes[2], MODES[1], RADII[1])
+    xr = _x_rows(tile[4], sizes[3], MODES[2], RADII[2], P.STEP)
+    acc = _adjoint_part(g_ptrs[0], tile, sizes, g_strides[0], zero, zr, yr, xr, P, MODES, 0, ACC,
                         BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
-    if NC > 1:
-        acc += _adjoint_part(g1_ptr, bo, bi, g1s1, g1s0, g1sz, g1sy, g1sx, zero, zi, rows, cols, z0, row0, col0,
-                             D, H, W, zr, yr, xr, MODES, RADII, FK, LK, WTS[1], SLOTS[1], DIVS[1], ACC, STEP,
+    for c in tl.static_range(1, P.NC):
+        acc += _adjoint_part(g_ptrs[c], tile, sizes, g_strides[c], zero, zr, yr, xr, P, MODES, c, ACC,
                              BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
-    if NC > 2:
-        acc += _adjoint_part(g2_ptr, bo, bi, g2s1, g2s0, g2sz, g2sy, g2sx, zero, zi, rows, cols, z0, row0, col0,
-                             D, H, W, zr, yr, xr, MODES, RADII, FK, LK, WTS[2], SLOTS[2], DIVS[2], ACC, STEP,
-                             BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
-    if BORDER:
-        mask = (zi < D) & (rows < H) & (cols < W)
-    else:
-        mask = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 1, tl.int1)
-    out_off = (bo * os1 + bi * os0 + zi.to(tl.int64) * osz) + (rows * osy + cols * osx)
-    tl.store(out_ptr + out_off, acc.to(out_ptr.dtype.element_ty), mask=mask)
+    mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
+    at = offsets(tile, out_strides)
+    tl.store(out_ptr + at, acc.to(out_ptr.dtype.element_ty), mask=mask)
     if NEG:
-        tl.store(neg_ptr + out_off, (-acc).to(neg_ptr.dtype.element_ty), mask=mask)
+        tl.store(neg_ptr + at, (-acc).to(neg_ptr.dtype.element_ty), mask=mask)

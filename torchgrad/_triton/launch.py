@@ -52,7 +52,7 @@ def launch_kernel(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
 
 def interpreting() -> bool:
     """Whether the kernels run under Triton's interpreter (``TRITON_INTERPRET=1`` when they were defined)."""
-    return not isinstance(kernels._forward_kernel, triton.runtime.JITFunction)
+    return not isinstance(kernels._apply_kernel, triton.runtime.JITFunction)
 
 
 def unsupported_reason(op: Separable, x: Tensor) -> Optional[str]:
@@ -149,64 +149,39 @@ def _programs(layout: Layout, block: tuple[int, int, int]) -> int:
     return programs
 
 
-FORWARD_META = (
-    "NC",
-    "NO",
-    "OUT",
-    "FIRST",
-    "MODES",
-    "RADII",
-    "FK",
-    "LK",
-    "WTS",
-    "NZ",
-    "USED",
-    "DIVS",
-    "INNER",
-    "MARGINS",
-    "STEP",
-)
-ADJOINT_META = ("NC", "MODES", "RADII", "FK", "LK", "WTS", "SLOTS", "DIVS", "INNER", "ADJ_MARGINS", "STEP")
-
-
-def _forward_meta(meta: dict[str, object]) -> dict[str, object]:
-    """The plan's compile-time arguments that the forward kernel takes."""
-    return {name: meta[name] for name in FORWARD_META}
-
-
-def _adjoint_meta(meta: dict[str, object]) -> dict[str, object]:
-    """The plan's compile-time arguments that the adjoint kernel takes."""
-    return {name: meta[name] for name in ADJOINT_META}
-
-
-def _forward(
-    plan: KernelPlan,
-    x: Tensor,
-    outputs: list[Tensor],
-    output: int,
-    block: Block,
-    grad: Optional[Tensor] = None,
-    eps: Optional[Tensor] = None,
-) -> None:
-    tensors = [x, outputs[0]] + ([] if grad is None else [grad])
+def _forward_layout(
+    plan: KernelPlan, tensors: list[Tensor], block: Block
+) -> tuple[list[Tensor], KernelPlan, Layout, tuple[int, int, int]]:
+    """The layout of ``tensors`` (the input first, then what the kernel writes and reads alongside it,
+    copied contiguous where their strides fit none), the plan over it (:func:`_interleaved`) and the tile."""
     tensors, layout = _layout(tensors, plan.ndim)
     plan, layout = _interleaved(plan, layout)
-    x = tensors[0]
-    if tensors[1] is not outputs[0]:
-        raise Unsupported("the outputs must share the input's layout")
-    x_strides, y_strides = layout.strides[0], layout.strides[1]
-    g_strides = layout.strides[2] if grad is not None else x_strides
-    ys = outputs + [outputs[0]] * (3 - len(outputs))
-    meta = plan.constexprs()
-    tile = _block(layout, plan.ndim, block, "forward")
+    return tensors, plan, layout, _block(layout, plan.ndim, block, "forward")
+
+
+def _launch_forward(kernel: Any, plan: KernelPlan, layout: Layout, tile: tuple[int, int, int], *args: Any) -> None:
+    """``kernel`` (one of the forward kernels: their tensors and strides first, as ``args``) over ``layout``."""
     launch_kernel(
-        kernels._forward_kernel,
-        _programs(layout, tile),
-        x, *ys, x if grad is None else tensors[2],
-        *layout.sizes[1:], *x_strides, *y_strides, *g_strides,
-        **_forward_meta(meta), OUTPUT=output, e_ptr=eps, ACC=_accumulator(x.dtype),
-        BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
+        kernel, _programs(layout, tile), *args,
+        P=plan.constants, ACC=_accumulator(args[0].dtype), BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
     )  # fmt: skip
+
+
+def sizes_of(layout: Layout) -> tuple[int, int, int, int]:
+    """What the kernels take as ``sizes``: ``(B0, D, H, W)`` (the outer batch size enters only the grid)."""
+    _, b0, d, h, w = layout.sizes
+    return (b0, d, h, w)
+
+
+def apply_into(plan: KernelPlan, x: Tensor, outputs: list[Tensor], block: Block = None) -> None:
+    """``A x`` into ``outputs`` (laid out like ``x``): one launch."""
+    tensors, plan, layout, tile = _forward_layout(plan, [x] + outputs, block)
+    if any(a is not b for a, b in zip(tensors[1:], outputs)):
+        raise Unsupported("the outputs must share the input's layout")
+    x = tensors[0]
+    strides = layout.strides
+    _launch_forward(kernels._apply_kernel, plan, layout, tile, x, tuple(outputs), sizes_of(layout), strides[0],
+                    strides[1])  # fmt: skip
 
 
 def triton_apply(op: Separable, x: Tensor, *, block: Block = None) -> tuple[Tensor, ...]:
@@ -218,7 +193,7 @@ def triton_apply(op: Separable, x: Tensor, *, block: Block = None) -> tuple[Tens
     if kernel_layout([x] + outputs, plan.ndim) is None:
         x = x.contiguous()
         outputs = [torch.empty_like(x) for _ in outputs]
-    _forward(plan, x, outputs, kernels.COMPONENTS, block)
+    apply_into(plan, x, outputs, block)
     return tuple(outputs)
 
 
@@ -256,19 +231,17 @@ def launch_adjoint(
     """One adjoint launch: ``out = A^T g`` (and ``negated = -A^T g``), ``grads`` one cotangent per output of
     ``plan``, then ``out`` (then ``negated``) laid out as ``layout`` says."""
     plan, layout = _interleaved(plan, layout)
-    # Chain c reads the cotangent of its output; the pointers of absent chains are never read.
-    chains = list(plan.outputs) + [0] * (3 - plan.chains)
-    pointers = [grads[o] for o in chains]
-    strides = [layout.strides[o] for o in chains]
+    # Chain c reads the cotangent of its output.
+    pointers = tuple(grads[o] for o in plan.outputs)
+    strides = tuple(layout.strides[o] for o in plan.outputs)
     wide = plan.ndim == 2 and sorted(plan.radii)[1] >= 3
     tile = _block(layout, plan.ndim, block, "adjoint", WIDE_ADJOINT_TILE if wide else 0)
     launch_kernel(
         kernels._adjoint_kernel,
         _programs(layout, tile),
-        *pointers, out,
-        *layout.sizes[1:], *strides[0], *strides[1], *strides[2], *layout.strides[len(grads)],
-        **_adjoint_meta(plan.constexprs()), ACC=_accumulator(grads[0].dtype), BLOCK_D=tile[0], BLOCK_H=tile[1],
-        BLOCK_W=tile[2], neg_ptr=out if negated is None else negated, NEG=negated is not None,
+        pointers, out, out if negated is None else negated, sizes_of(layout), strides, layout.strides[len(grads)],
+        P=plan.constants, NEG=negated is not None, ACC=_accumulator(grads[0].dtype), BLOCK_D=tile[0],
+        BLOCK_H=tile[1], BLOCK_W=tile[2],
     )  # fmt: skip
 
 
@@ -282,7 +255,10 @@ def triton_magnitude(op: Separable, x: Tensor, eps: Tensor, *, block: Block = No
     if kernel_layout([x, out], plan.ndim) is None:
         x = x.contiguous()
         out = torch.empty_like(x)
-    _forward(plan, x, [out], kernels.MAGNITUDE, block, eps=eps)
+    (x, out), plan, layout, tile = _forward_layout(plan, [x, out], block)
+    strides = layout.strides
+    _launch_forward(kernels._magnitude_kernel, plan, layout, tile, x, out, eps, sizes_of(layout), strides[0],
+                    strides[1])  # fmt: skip
     return out
 
 
@@ -299,5 +275,10 @@ def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: Tenso
     if kernel_layout([x, scaled[0], grad], plan.ndim) is None:
         x, grad = x.contiguous(), grad.contiguous()
         scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.n_outputs)]
-    _forward(plan, x, scaled, kernels.SCALED, block, grad=grad, eps=eps)
+    tensors, merged, layout, tile = _forward_layout(plan, [x, scaled[0], grad], block)
+    if tensors[1] is not scaled[0]:
+        raise Unsupported("the scaled components must share the input's layout")
+    strides = layout.strides
+    _launch_forward(kernels._magnitude_backward_kernel, merged, layout, tile, tensors[0], tensors[2], eps,
+                    tuple(scaled), sizes_of(layout), strides[0], strides[2], strides[1])  # fmt: skip
     return triton_adjoint(op, scaled, block=block).to(x.dtype)

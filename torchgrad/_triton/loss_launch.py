@@ -1,14 +1,14 @@
 """The fused losses on the Triton kernels: a penalty on the components of ``A``, totalled, and its gradients.
 
-Forward (:func:`triton_loss`): the forward kernel computes ``A (input - target)`` on each tile (the difference
-formed in float32, or float64, from one read of each), the penalty
-and the tile's sum per component (:mod:`~torchgrad._triton.penalty_kernels`), and one small kernel adds the
-sums into the loss. Backward (:func:`triton_loss_backward`): the forward kernel recomputes the components
-and writes each one's cotangent ``grad * scale * d value / d a``, then the adjoint kernel writes the input's
-gradient and, for a linear penalty, the target's (its negative) in the same pass.
+Forward (:func:`triton_loss`): the loss kernel computes ``A (input - target)`` on each tile (the difference
+formed in float32, or float64, from one read of each), the penalty and the tile's sum per component
+(:mod:`~torchgrad._triton.penalty_kernels`), and one small kernel adds the sums into the loss. Backward
+(:func:`triton_loss_backward`): the slopes kernel recomputes the components and writes each one's cotangent
+``grad * scale * d value / d a``, then the adjoint kernel writes the input's gradient and, for a linear
+penalty, the target's (its negative) in the same pass.
 
 Penalties that compare ``A input`` with ``A target`` (the gradient difference) take ``A target`` from one
-more forward launch (components in float32), which the loss kernel reads. The edge-aware smoothness reads
+more launch of ``A`` (components in float32), which the loss kernel reads. The edge-aware smoothness reads
 its weights, ``exp(-mean_channels |A image|)``, from one launch over the image (:func:`_edge_weights`) the
 same way. Launches per call, whatever the batch: 2 forward and 2 backward for the linear penalties, one more
 each for ``A target`` or the weights.
@@ -22,8 +22,8 @@ import torch
 from torch import Tensor
 
 from .._separable import Separable
-from . import kernels, launch, penalty_codes, penalty_kernels
-from .launch import _accumulator, _block, _forward, _programs
+from . import launch, penalty_codes, penalty_kernels
+from .launch import _accumulator, _block, _programs, apply_into, sizes_of
 from .layout import INT32_MAX, Layout, kernel_layout
 from .plan import KernelPlan, Unsupported
 
@@ -74,7 +74,7 @@ def _references(plan: KernelPlan, y: Tensor) -> list[Tensor]:
     if kernel_layout([y] + refs, plan.ndim) is None:
         y = y.contiguous()
         refs = [torch.empty_like(y, dtype=work_dtype(y)) for _ in refs]
-    _forward(plan, y, refs, kernels.COMPONENTS, None)
+    apply_into(plan, y, refs)
     return refs
 
 
@@ -92,14 +92,11 @@ def _edge_weights(plan: KernelPlan, image: Tensor, like: Tensor) -> list[Tensor]
     bd = launch.next_power_of_2(max(channels, copies))
     bw = min(64, launch.next_power_of_2(w))
     bh = min(8, launch.next_power_of_2(h), max(1, launch.TILE["forward"][2] // (bd * bw)))
-    ys = weights + [weights[0]] * (3 - len(weights))
     launch.launch_kernel(
-        kernels._forward_kernel,
+        penalty_kernels._edge_weights_kernel,
         _programs(layout, (bd, bh, bw)),
-        image, *ys, image,
-        *layout.sizes[1:], *strides[0], *strides[1], *strides[0],
-        **launch._forward_meta(plan.constexprs()), OUTPUT=kernels.EDGE_WEIGHTS, ACC=_accumulator(image.dtype),
-        BLOCK_D=bd, BLOCK_H=bh, BLOCK_W=bw, copies=copies,
+        image, tuple(weights), sizes_of(layout), strides[0], strides[1], copies,
+        P=plan.constants, ACC=_accumulator(image.dtype), BLOCK_D=bd, BLOCK_H=bh, BLOCK_W=bw,
     )  # fmt: skip
     return weights
 
@@ -132,8 +129,8 @@ def _launch_loss(
     refs: bool,
     target: Optional[Tensor],
 ) -> tuple[Tensor, int]:
-    """The forward kernel on ``source`` (minus ``target`` where given) with the loss epilogue; ``components``
-    are read (``refs``) and/or written (``grad`` given: the slopes, with the ``scales`` of the forward).
+    """The loss kernel (the slopes kernel where ``grad`` is given) on ``source`` (minus ``target`` where given);
+    ``components`` are read (``refs``) and/or written (the slopes, with the ``scales`` of the forward).
     Returns the partial sums (a row per program; the scales when ``grad`` is given) and the number of
     programs."""
     held = [] if mask is None else [mask.view(torch.uint8)]
@@ -143,28 +140,24 @@ def _launch_loss(
         raise Unsupported("the input, the target's components and the mask share no layout")
     strides = layout.strides
     c_strides = strides[1] if components else strides[0]
-    ys = components + [components[0] if components else source] * (3 - len(components))
-    m = held[0] if held else source
     m_strides = strides[-1] if held else strides[0]
-    meta = plan.constexprs()
     tile = _block(layout, plan.ndim, None, "loss")
     programs = _programs(layout, tile)
     if scales is None:
         sums = torch.empty((programs, plan.n_outputs + 1), dtype=work_dtype(source), device=source.device)
     else:
         sums = scales
-    output = kernels.LOSS_SLOPES if grad is not None else kernels.LOSS_SUMS
-    launch.launch_kernel(
-        kernels._forward_kernel,
-        programs,
-        source, *ys, source if grad is None else grad,
-        *layout.sizes[1:], *strides[0], *c_strides, *strides[0],
-        **launch._forward_meta(meta), OUTPUT=output, ACC=_accumulator(source.dtype),
-        BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
-        s_ptr=sums, m_ptr=m, ms1=m_strides[0], ms0=m_strides[1], msz=m_strides[2], msy=m_strides[3],
-        msx=m_strides[4], PENALTY=penalty, PARAMS=params, REFS=refs, LOSS_MASK=mask is not None,
-        t_ptr=target, SUBTRACT=target is not None,
-    )  # fmt: skip
+    constants = penalty_codes.Penalty(penalty, params, refs, mask is not None, target is not None)
+    common = (sizes_of(layout), strides[0], c_strides, m_strides)
+    meta = dict(P=plan.constants, L=constants, ACC=_accumulator(source.dtype), BLOCK_D=tile[0], BLOCK_H=tile[1],
+                BLOCK_W=tile[2])  # fmt: skip
+    m = held[0] if held else None
+    if grad is None:
+        launch.launch_kernel(penalty_kernels._loss_kernel, programs, source, target, tuple(components), m, sums,
+                             *common, **meta)  # fmt: skip
+    else:
+        launch.launch_kernel(penalty_kernels._slopes_kernel, programs, source, target, tuple(components), m, sums,
+                             grad, *common, **meta)  # fmt: skip
     return sums, programs
 
 

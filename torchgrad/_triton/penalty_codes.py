@@ -11,7 +11,24 @@ compile-time constants. This file never imports Triton.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 L1, SQUARED_L2, CHARBONNIER, GRADIENT_DIFFERENCE, EDGE_AWARE = range(1, 6)
 
 LINEAR = (L1, SQUARED_L2, CHARBONNIER)
 """Codes of the penalties of ``A (input - target)`` (the others compare ``A input`` with ``A target``)."""
+
+
+class Penalty(NamedTuple):
+    """A penalty as the loss kernels take it: one compile-time argument ``L``."""
+
+    PENALTY: int
+    """Its code."""
+    PARAMS: tuple[float, ...]
+    """Its parameters."""
+    REFS: bool
+    """The kernel reads a component per output (``A target``, or the edge-aware weights) from buffers."""
+    MASK: bool
+    """An element counts only where the mask says every sample it reads is valid."""
+    SUBTRACT: bool
+    """The kernel forms ``input - target`` as it reads them (a linear penalty with a target)."""

@@ -1,15 +1,13 @@
-"""The fused losses' part of the Triton kernels: penalties, masks and sums, on the components of ``A``.
+"""The fused losses' kernels, on the components of ``A`` that :func:`~torchgrad._triton.kernels.components`
+computes for a tile (the plan ``P`` as the operator kernels take it, the penalty as one more compile-time
+argument ``L``, :class:`~torchgrad._triton.penalty_codes.Penalty`):
 
-:func:`loss_epilogue` runs at the end of :func:`~torchgrad._triton.kernels._forward_kernel` (its ``OUTPUT``
-modes ``LOSS_SUMS`` and ``LOSS_SLOPES``), on the components that the kernel has just computed for its tile:
-
-- ``LOSS_SUMS``: the penalty per element, zero where a mask leaves it out, summed per component into one
-  row of per-program partial sums (and, under a mask, the number of elements that count);
-- ``LOSS_SLOPES``: ``grad * scale_c * d penalty / d a`` per component (zero where left out), the
-  cotangents that the adjoint kernel takes.
-
-:func:`edge_weights_epilogue` ends the kernel's ``EDGE_WEIGHTS`` mode: the edge-aware weights of an image,
-``exp(-mean over channels |A image|)``, which the edge-aware penalty reads as its ``b``.
+- :func:`_loss_kernel`: the penalty per element, zero where a mask leaves it out, summed per component into
+  one row of per-program partial sums (and, under a mask, the number of elements that count);
+- :func:`_slopes_kernel`: ``grad * scale_c * d penalty / d a`` per component (zero where left out), the
+  cotangents that the adjoint kernel takes;
+- :func:`_edge_weights_kernel`: the edge-aware weights of an image, ``exp(-mean over channels |A image|)``,
+  which the edge-aware penalty reads as its ``b``.
 
 :func:`_total_kernel` adds the partial sums of every program (in float64) into the loss and writes the scale
 of each component (its weight over the number of elements that count), which the backward reads.
@@ -27,6 +25,7 @@ import triton
 import triton.language as tl
 
 from . import penalty_codes
+from .kernels import components, interior, offsets, store_mask, tile_of
 from .rows import INTERIOR, ROWS, row_weight, valid_rows
 
 _L1: tl.constexpr = tl.constexpr(penalty_codes.L1)
@@ -151,13 +150,22 @@ def _holes(
 
 @triton.jit
 def _counted(
-    m_base, mask, zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, msz, msy, msx,
-    NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr,
-    WTS: tl.constexpr, NZ: tl.constexpr, LOSS_MASK: tl.constexpr,
+    m_base, mask, tile, sizes, reads, m_strides, P: tl.constexpr, MODES: tl.constexpr, LOSS_MASK: tl.constexpr
 ):  # fmt: skip
     """Per output, the tile's elements that count: inside the tensor and, under a mask, reading valid
     samples only, through every chain that the output adds (the mask is read once per slot and serves
-    every chain)."""
+    every chain; ``reads`` the samples each slot read, from :func:`~torchgrad._triton.kernels.components`)."""
+    NC: tl.constexpr = P.NC
+    NZ: tl.constexpr = P.NZ
+    WTS: tl.constexpr = P.WTS
+    RADII: tl.constexpr = P.RADII
+    zi = tile[2]
+    rows = tile[3]
+    cols = tile[4]
+    D = sizes[1]
+    H = sizes[2]
+    W = sizes[3]
+    zs, zm, ys, ym, xs, xm = reads
     bad0 = mask & (D < 0)
     bad1 = bad0
     bad2 = bad0
@@ -172,7 +180,7 @@ def _counted(
                         read = read or (NZ[2][0][t0] and NZ[2][1][t1] and NZ[2][2][t2])
                     if read:
                         inside = mask & zm[t0] & ym[t1] & xm[t2]
-                        at = zs[t0].to(tl.int64) * msz + (ys[t1] * msy + xs[t2] * msx)
+                        at = zs[t0].to(tl.int64) * m_strides[2] + (ys[t1] * m_strides[3] + xs[t2] * m_strides[4])
                         hole = tl.load(m_base + at, mask=inside, other=1) == 0
                         bad0 = _holes(bad0, 0, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, WTS, NZ)
                         if NC > 1:
@@ -190,33 +198,72 @@ def _counted(
         )
         oks = oks + (zeroed | ~bads[c],)
     counted = ()
-    for o in tl.static_range(NO):
+    for o in tl.static_range(P.NO):
         ok = mask
         for c in tl.static_range(NC):
-            if OUT[c] == o:
+            if P.OUT[c] == o:
                 ok = ok & oks[c]
         counted = counted + (ok,)
     return counted
 
 
 @triton.jit
-def loss_epilogue(
-    accs, mask, y_ptrs, y_off, g_ptr, s_ptr, m_base, msz, msy, msx,
-    zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm,
-    NC: tl.constexpr, NO: tl.constexpr, OUT: tl.constexpr, MODES: tl.constexpr, RADII: tl.constexpr,
-    WTS: tl.constexpr, NZ: tl.constexpr,
-    SLOPES: tl.constexpr, PENALTY: tl.constexpr, PARAMS: tl.constexpr, REFS: tl.constexpr,
-    LOSS_MASK: tl.constexpr, ACC: tl.constexpr,
+def _loss_kernel(
+    x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, sizes, x_strides, c_strides, m_strides,
+    P: tl.constexpr, L: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """The fused losses' end of the forward kernel, component by component (``accs[c]``, output ``c`` of
-    ``A`` on the input, which adds the chains ``k`` with ``OUT[k] == c``).
+    """The penalty on the components of ``A x`` (``A (x - t)`` with ``L.SUBTRACT``, the target read with
+    ``x``'s strides; with ``L.REFS``, ``c_ptrs[o]`` holds the target's component, which a linear penalty
+    subtracts and the others compare with), zero where the mask at ``m_ptr`` leaves an element out
+    (``L.MASK``): row ``program_id`` of ``s_ptr`` gets each component's sum over the tile and the number of
+    elements that count."""
+    tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, s_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
+                      P.INNER, False, L, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+    else:
+        _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, s_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
+                      P.MODES, True, L, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
 
-    With ``REFS``, ``y_ptrs[c]`` holds the target's component, which a linear penalty subtracts and the
-    others compare with. ``SLOPES=False``: row ``program_id`` of ``s_ptr`` gets each component's sum and the
-    number of elements that count; ``SLOPES=True``: ``y_ptrs[c]`` gets ``grad * s_ptr[c] * d value / d a``.
-    """
-    counted = _counted(m_base, mask, zi, rows, cols, D, H, W, zs, zm, ys, ym, xs, xm, msz, msy, msx,
-                       NC, NO, OUT, MODES, RADII, WTS, NZ, LOSS_MASK)  # fmt: skip
+
+@triton.jit
+def _slopes_kernel(
+    x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, g_ptr, sizes, x_strides, c_strides, m_strides,
+    P: tl.constexpr, L: tl.constexpr, ACC: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    """The loss's cotangents of the components, as :func:`_loss_kernel` reads its inputs: ``c_ptrs[o]`` gets
+    ``grad * scale_o * d value / d a`` (zero where left out; ``grad`` the scalar at ``g_ptr``, ``scale_o`` at
+    ``s_ptr``; with ``L.REFS`` it first holds the target's component, which the slope overwrites)."""
+    tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, g_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
+                      P.INNER, False, L, True, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+    else:
+        _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, g_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
+                      P.MODES, True, L, True, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+
+
+@triton.jit
+def _penalty_tile(
+    x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, g_ptr, tile, sizes, x_strides, c_strides, m_strides,
+    P: tl.constexpr, MODES: tl.constexpr, BORDER: tl.constexpr, L: tl.constexpr, SLOPES: tl.constexpr,
+    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    """:func:`_loss_kernel` (``SLOPES`` false) or :func:`_slopes_kernel` on a tile, component by component
+    (``accs[o]``, output ``o`` of ``A``, which adds the chains ``k`` with ``P.OUT[k] == o``)."""
+    PENALTY: tl.constexpr = L.PENALTY
+    PARAMS: tl.constexpr = L.PARAMS
+    NO: tl.constexpr = P.NO
+    accs, reads = components(x_ptr, t_ptr, tile, sizes, x_strides, P, MODES, L.SUBTRACT, ACC, BLOCK_D, BLOCK_H,
+                             BLOCK_W)  # fmt: skip
+    mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
+    m_base = m_ptr
+    if L.MASK:
+        m_base = m_ptr + tile[0] * m_strides[0] + tile[1] * m_strides[1]
+    counted = _counted(m_base, mask, tile, sizes, reads, m_strides, P, MODES, L.MASK)
+    c_off = offsets(tile, c_strides)
     row = s_ptr + tl.program_id(0).to(tl.int64) * (NO + 1)
     number = tl.full(mask.shape, 0, ACC)
     grad = 0.0
@@ -225,14 +272,14 @@ def loss_epilogue(
     for c in tl.static_range(NO):
         a = accs[c]
         b = a
-        if REFS:
-            b = tl.load(y_ptrs[c] + y_off, mask=mask, other=0.0).to(ACC)
+        if L.REFS:
+            b = tl.load(c_ptrs[c] + c_off, mask=mask, other=0.0).to(ACC)
             if PENALTY == _L1 or PENALTY == _SQUARED_L2 or PENALTY == _CHARBONNIER:
                 a = a - b  # linear: A (input - target) = A input - A target
         if SLOPES:
             d = penalty_slope(a, b, PENALTY, PARAMS, ACC) * (grad * tl.load(s_ptr + c).to(ACC))
             d = tl.where(counted[c], d, 0.0)
-            tl.store(y_ptrs[c] + y_off, d.to(y_ptrs[c].dtype.element_ty), mask=mask)
+            tl.store(c_ptrs[c] + c_off, d.to(c_ptrs[c].dtype.element_ty), mask=mask)
         else:
             v = tl.where(counted[c], penalty_value(a, b, PENALTY, PARAMS, ACC), 0.0)
             tl.store(row + c, _tile_sum(v).to(s_ptr.dtype.element_ty))
@@ -242,21 +289,40 @@ def loss_epilogue(
 
 
 @triton.jit
-def edge_weights_epilogue(
-    accs, mask, y_ptrs, plane_off, ysz, zi, rows, cols, D, H, W, copies, NC: tl.constexpr, ACC: tl.constexpr
+def _edge_weights_kernel(
+    image_ptr, w_ptrs, sizes, image_strides, w_strides, copies,
+    P: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """The end of the forward kernel for the edge-aware weights (``OUTPUT=EDGE_WEIGHTS``): the tile holds
-    every channel of one image along z; per component, ``exp(-mean over the channels of |A image|)`` is
-    written to channels ``0 .. copies - 1`` of ``y_ptrs[c]`` (``plane_off`` their offset in the plane, ``ysz``
-    their channel stride)."""
-    inside = (zi < copies) & (rows < H) & (cols < W)
-    channels = tl.cast(D, ACC)
+    """The edge-aware weights of an image whose channels lie along z, every channel in one tile: per component,
+    ``exp(-mean over the channels of |A image|)`` written to channels ``0 .. copies - 1`` of ``w_ptrs[c]``."""
+    tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _edge_weights_tile(image_ptr, w_ptrs, tile, sizes, image_strides, w_strides, copies, P, P.INNER, False, ACC,
+                           BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+    else:
+        _edge_weights_tile(image_ptr, w_ptrs, tile, sizes, image_strides, w_strides, copies, P, P.MODES, True, ACC,
+                           BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+
+
+@triton.jit
+def _edge_weights_tile(
+    image_ptr, w_ptrs, tile, sizes, image_strides, w_strides, copies, P: tl.constexpr, MODES: tl.constexpr,
+    BORDER: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+):  # fmt: skip
+    accs, _ = components(image_ptr, image_ptr, tile, sizes, image_strides, P, MODES, False, ACC, BLOCK_D, BLOCK_H,
+                         BLOCK_W)  # fmt: skip
+    mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
+    zi = tile[2]
+    inside = (zi < copies) & (tile[3] < sizes[2]) & (tile[4] < sizes[3])
+    plane = (tile[0] * w_strides[0] + tile[1] * w_strides[1]) + (tile[3] * w_strides[3] + tile[4] * w_strides[4])
+    channels = tl.cast(sizes[1], ACC)
     every = tl.full(zi.shape, 0, tl.float64)  # broadcasts the weight to every channel
-    for c in tl.static_range(NC):
+    for c in tl.static_range(P.NO):
         total = tl.reduce(tl.where(mask, tl.abs(accs[c]), 0.0), 0, _add, keep_dims=True)
         # exp in float64: a GPU's float32 exp is an approximation (one per pixel and component: cheap)
         weight = tl.exp(-(total / channels).to(tl.float64)) + every
-        tl.store(y_ptrs[c] + plane_off + zi.to(tl.int64) * ysz, weight.to(y_ptrs[c].dtype.element_ty), mask=inside)
+        tl.store(w_ptrs[c] + plane + zi.to(tl.int64) * w_strides[2], weight.to(w_ptrs[c].dtype.element_ty),
+                 mask=inside)  # fmt: skip
 
 
 @triton.jit

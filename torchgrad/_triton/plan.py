@@ -27,7 +27,7 @@ import math
 import struct
 from dataclasses import dataclass, replace
 from functools import cached_property, lru_cache
-from typing import Optional, Sequence
+from typing import NamedTuple, Optional, Sequence
 
 from .._separable import Separable
 from .._stencil import Stencil, padded_stencil
@@ -67,6 +67,45 @@ class AxisWeights:
 def identity(radius: int) -> AxisWeights:
     """The identity along an axis of ``radius``: weight 1 on the centre slot."""
     return AxisWeights(tuple(1.0 if t == radius else 0.0 for t in range(2 * radius + 1)))
+
+
+class Constants(NamedTuple):
+    """A :class:`KernelPlan` as the kernels take it: one compile-time argument of plain nested tuples, read in
+    the kernels as ``P.MODES``, ``P.WTS[c][a]``, ... (per axis ``z, y, x``; per chain ``c``)."""
+
+    NC: int
+    """Chains."""
+    NO: int
+    """Outputs."""
+    OUT: tuple[int, ...]
+    """The output each chain adds into."""
+    FIRST: tuple[int, ...]
+    """Each output's first chain."""
+    MODES: tuple[int, int, int]
+    """Border rules per axis."""
+    RADII: tuple[int, int, int]
+    FK: tuple[Indices, ...]
+    """Per axis, the samples that row 0 of a ``ROWS`` axis reads (:attr:`KernelPlan.first_index`)."""
+    LK: tuple[Indices, ...]
+    """And row ``n - 1`` (:attr:`KernelPlan.last_index`)."""
+    WTS: tuple[tuple[tuple[tuple[float, ...], Triple, Triple], ...], ...]
+    """Per chain and axis: the taps, row 0's and row ``n - 1``'s weights (:class:`AxisWeights`)."""
+    NZ: tuple[tuple[tuple[bool, ...], ...], ...]
+    """Per chain and axis: the slots that can carry a weight."""
+    USED: tuple[tuple[bool, ...], ...]
+    """Per axis: the slots some chain reads."""
+    SLOTS: tuple[tuple[tuple[bool, ...], ...], ...]
+    """Per chain and axis: the adjoint's slots that carry a weight (:attr:`KernelPlan.adjoint_slots`)."""
+    DIVS: tuple[float, ...]
+    """Each chain's divisor."""
+    INNER: tuple[int, int, int]
+    """The border rules of a tile that reaches no border (``INTERIOR`` on every axis with a stencil)."""
+    MARGINS: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    """:meth:`KernelPlan.margins` of ``A``."""
+    ADJ_MARGINS: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    """And of ``A^T``."""
+    STEP: int
+    """:attr:`KernelPlan.step`."""
 
 
 @dataclass(frozen=True)
@@ -129,34 +168,33 @@ class KernelPlan:
         """Per chain and axis: which of the slots can carry a non-zero weight."""
         return tuple(tuple(self._forward_slots(self.modes[a], w) for a, w in enumerate(axes)) for axes in self.weights)
 
-    def constexprs(self) -> dict[str, object]:
-        """The description as the kernels' compile-time arguments (plain nested tuples); one dict per plan,
-        which callers read and never change."""
-        return self._constexprs
-
     @cached_property
-    def _constexprs(self) -> dict[str, object]:
+    def constants(self) -> "Constants":
+        """The plan as the kernels' one compile-time argument (made once per plan)."""
         forward = self.forward_slots()
         used = tuple(tuple(any(f[a][t] for f in forward) for t in range(2 * self.radii[a] + 1)) for a in range(_AXES))
-        return {
-            "NC": self.chains,
-            "NO": self.n_outputs,
-            "OUT": self.outputs,
-            "FIRST": tuple(self.outputs.index(o) for o in range(self.n_outputs)),
-            "MODES": self.modes,
-            "RADII": self.radii,
-            "FK": self.first_index,
-            "LK": self.last_index,
-            "WTS": tuple(tuple((w.taps, w.first, w.last) for w in axes) for axes in self.weights),
-            "NZ": forward,
-            "USED": used,
-            "SLOTS": self.adjoint_slots,
-            "DIVS": self.divisors,
-            "INNER": tuple(NONE if m == NONE else INTERIOR for m in self.modes),
-            "MARGINS": self.margins(adjoint=False),
-            "ADJ_MARGINS": self.margins(adjoint=True),
-            "STEP": self.step,
-        }
+        return Constants(
+            NC=self.chains,
+            NO=self.n_outputs,
+            OUT=self.outputs,
+            FIRST=tuple(self.outputs.index(o) for o in range(self.n_outputs)),
+            MODES=self.modes,
+            RADII=self.radii,
+            FK=self.first_index,
+            LK=self.last_index,
+            WTS=tuple(tuple((w.taps, w.first, w.last) for w in axes) for axes in self.weights),
+            NZ=forward,
+            USED=used,
+            SLOTS=self.adjoint_slots,
+            DIVS=self.divisors,
+            INNER=(self._inner(0), self._inner(1), self._inner(2)),
+            MARGINS=self.margins(adjoint=False),
+            ADJ_MARGINS=self.margins(adjoint=True),
+            STEP=self.step,
+        )
+
+    def _inner(self, axis: int) -> int:
+        return NONE if self.modes[axis] == NONE else INTERIOR
 
     def margins(self, adjoint: bool) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
         """Per axis, ``(lo, hi)``: rows ``lo .. n - 1 - hi`` of ``A`` (columns of ``A^T`` with ``adjoint``)
