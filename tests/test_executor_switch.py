@@ -33,7 +33,10 @@ from torchgrad._executor import (  # noqa: E402
     forget_kernel_failure,
     kernels_enabled,
     kernels_failed,
+    route,
 )
+from torchgrad._filters import build_operator  # noqa: E402
+from torchgrad._registry import REGISTRY  # noqa: E402
 from torchgrad._triton import launch  # noqa: E402
 from torchgrad.losses import GradientLoss  # noqa: E402
 
@@ -372,3 +375,25 @@ def test_the_warning_is_issued_once_per_process(launches: list[str]) -> None:
     assert not kernels_enabled()
     forget_kernel_failure()
     assert kernels_enabled()
+
+
+def test_an_older_triton_takes_the_other_executors(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Triton older than the kernels need serves nothing (the other executors compute), and forcing the kernels
+    then says which release they need."""
+    from torchgrad import _triton
+
+    x = torch.rand(1, 1, 6, 6)
+    op = build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2)
+    monkeypatch.setattr(_triton, "_installed_version", lambda: "3.2.1")
+    _triton.available.cache_clear()
+    try:
+        assert not _triton.available()
+        assert f"Triton {_triton.MINIMUM_TRITON_TEXT} or newer" in str(_triton.unsupported_reason(op, x))
+        assert not route(op, x).kernels
+        monkeypatch.setenv(FORCE_TRITON, "1")
+        with pytest.raises(RuntimeError, match=f"needs Triton {_triton.MINIMUM_TRITON_TEXT} or newer"):
+            torchgrad.sobel(x)
+    finally:
+        monkeypatch.undo()
+        _triton.available.cache_clear()
+    assert _triton.available()  # read again from what is installed

@@ -195,3 +195,15 @@ def test_minus_is_the_operator_of_the_difference(executor: str, monkeypatch: pyt
             got = op.apply(x, traceable=executor == "traceable", workspace=workspace, minus=y)
             assert got[0].dtype == expected[0].dtype
             torch.testing.assert_close(got[0], expected[0], rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("size", [8, 600])
+def test_a_stencil_of_zero_taps(size: int) -> None:
+    """A stage whose taps are all zero writes zeros (into a fresh result for a small input, into the output slab
+    by slab for a large one), and a later stage reads them; its adjoint is zero."""
+    op = Separable(((padded_stencil(-1, (0.0, 0.0, 0.0), "reflect"), padded_stencil(-2, (1.0, 2.0, 1.0), "zeros")),))
+    x = torch.rand(2, 3, size, size)
+    assert _padded.usable(op, x) is not None
+    (out,) = op.apply(x)
+    assert torch.equal(out, torch.zeros_like(x))
+    assert torch.equal(op.adjoint([torch.rand_like(x)]), torch.zeros_like(x))

@@ -324,6 +324,23 @@ def test_interior_and_border_tiles(name: str, monkeypatch: pytest.MonkeyPatch) -
     assert True in taken and False in taken, taken
 
 
+def test_interleaved_channels_with_valid_rows_keep_their_axes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows that ``"valid"`` borders zero are not folded on a stepped axis: such an operator keeps its three axes."""
+    steps: list[int] = []
+    original = launch.launch_kernel
+
+    def recording(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
+        steps.append(meta["P"].STEP)
+        original(kernel, programs, *args, **meta)
+
+    monkeypatch.setattr(launch, "launch_kernel", recording)
+    x = _input((6, 5, 3))
+    op = _rows_and_columns(3, "valid")
+    for a, e in zip(triton_apply(op, x), op.apply(x)):
+        _close(a, e)
+    assert steps == [1]
+
+
 def _rows_and_columns(ksize: int, padding: str) -> Separable:
     """OpenCV's ``(H, W, C)`` layout: a Sobel of ``ksize`` taps along dims -3 and -2, none along the channels."""
     derivative, smoothing = _kernel(1, ksize), _kernel(0, ksize)
@@ -356,11 +373,16 @@ def test_interleaved_channels(padding: str, monkeypatch: pytest.MonkeyPatch) -> 
         expected = op.apply(x)
         for a, e in zip(triton_apply(op, x, block=block), expected):
             _close(a, e)
+        paths = [set(taken)]
+        taken.clear()
         grads = [_input(shape, seed=1 + k) for k in range(len(expected))]
         _close(triton_adjoint(op, grads, block=block), op.adjoint(grads))
+        paths.append(set(taken))
+        taken.clear()
         assert steps == [shape[-1], shape[-1]], steps
         steps.clear()
-    assert True in taken and False in taken, taken
+        if block is not None:  # forward and adjoint each run tiles that reach a border and tiles that reach none
+            assert paths == [{True, False}, {True, False}], paths
     # A permuted view whose rows are not runs of channels keeps the unmerged plan, with the same result.
     x = _input((3, 14, 12)).permute(1, 2, 0)[:, ::2]
     op = _rows_and_columns(3, padding)

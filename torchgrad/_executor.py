@@ -230,9 +230,16 @@ def route(op: object, x: Tensor, *, loss: Optional[tuple[Optional[int], Optional
     tensor and Triton is missing or the kernels were compiled for a GPU instead of its interpreter.
     """
     direct = ops_directly()
+    if loss is not None and not _loss_served(x, direct, *loss):
+        return Route(None, direct)
     description = _operator_description(op, x)
     if loss is not None and description is not None:
-        description = _loss_description(description, x, direct, *loss)
+        from ._triton import loss_ops  # noqa: F401  (registers torch.ops.torchgrad.fused_loss)
+        from ._triton.loss_launch import loss_refusal
+
+        penalty, target = loss
+        if loss_refusal(penalty, x, target) is not None:  # type: ignore[arg-type]  # a code, checked above
+            description = None
     return Route(description, direct)
 
 
@@ -249,19 +256,13 @@ def _operator_description(op: object, x: Tensor) -> Optional[str]:
     return _decide(op, _stand_in(x), forced)
 
 
-def _loss_description(
-    description: str, x: Tensor, direct: bool, penalty: Optional[int], target: Optional[Tensor]
-) -> Optional[str]:
+def _loss_served(x: Tensor, direct: bool, penalty: Optional[int], target: Optional[Tensor]) -> bool:
+    """What a fused loss needs before the operator is asked (see :func:`route`)."""
     from ._triton import penalty_codes
 
     if penalty is None or not direct or x.numel() == 0:
-        return None
-    if target is not None and target.requires_grad and penalty not in penalty_codes.LINEAR:
-        return None
-    from ._triton import loss_ops  # noqa: F401  (registers torch.ops.torchgrad.fused_loss)
-    from ._triton.loss_launch import loss_refusal
-
-    return None if loss_refusal(penalty, x, target) is not None else description
+        return False
+    return target is None or not target.requires_grad or penalty in penalty_codes.LINEAR
 
 
 def _constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -291,7 +292,10 @@ def _traced_description(op: object, device: str, dtype: torch.dtype, ndim: int, 
 def _decide(op: Separable, x: Tensor, forced: bool) -> Optional[str]:
     if not _triton.available():
         if forced:
-            raise RuntimeError(f"{FORCE_TRITON}=1 needs Triton, which is not installed (pip install triton)")
+            raise RuntimeError(
+                f"{FORCE_TRITON}=1 needs Triton {_triton.MINIMUM_TRITON_TEXT} or newer, which is not installed "
+                "(pip install -U triton)"
+            )
         return None
     from ._triton import launch
 

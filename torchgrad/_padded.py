@@ -24,6 +24,7 @@ of the slab: at most about three slabs' worth of scratch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
@@ -48,13 +49,17 @@ Axes = dict[int, tuple[str, int]]
 
 @dataclass(frozen=True)
 class Stage:
-    """One stencil of a chain: its axis, reach, non-zero taps ``(index, weight)`` (a unit weight first, so
-    that the first two terms share one operation: :func:`_stage_into`) and divisor."""
+    """One stencil of a chain: its axis, reach, non-zero taps ``(index, weight)`` and divisor."""
 
     dim: int
     half: int
     terms: tuple[tuple[int, float], ...]
     divisor: float
+
+    @cached_property
+    def ordered(self) -> tuple[tuple[int, float], ...]:
+        """The terms with a unit weight first, so that the first two share one operation (:func:`_stage_into`)."""
+        return tuple(sorted(self.terms, key=lambda term: term[1] != 1))
 
 
 @dataclass(frozen=True)
@@ -121,12 +126,7 @@ def plan(op: "Separable") -> Optional[Plan]:
             Stage(
                 stencil.dim,
                 stencil.half,
-                tuple(
-                    sorted(
-                        ((t, float(w)) for t, w in enumerate(stencil.taps) if not _is_zero(w)),  # type: ignore[arg-type]
-                        key=lambda term: term[1] != 1,
-                    )
-                ),
+                tuple((t, float(w)) for t, w in enumerate(stencil.taps) if not _is_zero(w)),  # type: ignore[arg-type]
                 float(stencil.divisor),  # type: ignore[arg-type]
             )
             for stencil in chain
@@ -288,7 +288,9 @@ def apply_small(x: Tensor, found: Plan, minus: Optional[Tensor] = None) -> tuple
 
 def _stage(y: Tensor, stage: Stage, n: int) -> Tensor:
     """:func:`_stage_into` into a fresh tensor."""
-    dim, terms = stage.dim, stage.terms
+    dim, terms = stage.dim, stage.ordered
+    if not terms:
+        return torch.zeros_like(y.narrow(dim, 0, n), memory_format=torch.contiguous_format)
     t0, w0 = terms[0]
     first = y.narrow(dim, t0, n)
     if w0 == 1 and len(terms) > 1:
@@ -309,7 +311,10 @@ def _stage_into(out: Tensor, y: Tensor, stage: Stage, n: int) -> None:
     """``out`` = the stage's stencil over ``y`` (``n`` samples along its axis), in as few passes as its terms
     allow: a unit weight and the next term in one (a difference, or an add with a factor), one more per
     term, one for the divisor."""
-    dim, terms = stage.dim, stage.terms
+    dim, terms = stage.dim, stage.ordered
+    if not terms:
+        out.zero_()
+        return
     t0, w0 = terms[0]
     first = y.narrow(dim, t0, n)
     if w0 == 1 and len(terms) > 1:

@@ -10,14 +10,18 @@ Triton kernels, one launch forward and one for the adjoint, whatever the batch.
   ``adjoint``, ``magnitude``, ``magnitude_backward``), which the public operators call through
   :mod:`torchgrad._executor`; the operator travels as a string (:mod:`torchgrad._triton.description`).
 
-Triton is imported only when one of these is used; without it, :func:`can_serve` is ``False``.
+Triton is imported only when one of these is used; without it (or with a release older than
+:data:`MINIMUM_TRITON`), :func:`can_serve` is ``False``.
 CPU tensors are served under Triton's interpreter (``TRITON_INTERPRET=1`` set before Triton is
 imported), which is how the kernels are tested without a GPU.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import itertools
+from functools import lru_cache
 from typing import Any, Optional
 
 from torch import Tensor
@@ -35,15 +39,45 @@ __all__ = [
 ]
 
 
+MINIMUM_TRITON = (3, 3)
+"""The oldest Triton whose kernels torchgrad runs: they take tuples of tensors and a ``NamedTuple`` as a
+compile-time argument. With an older one every call takes the other executors."""
+MINIMUM_TRITON_TEXT = ".".join(map(str, MINIMUM_TRITON))
+
+
+@lru_cache(maxsize=1)
 def available() -> bool:
-    """Whether Triton is installed."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether Triton :data:`MINIMUM_TRITON` or newer is installed (read once, without importing it)."""
+    if importlib.util.find_spec("triton") is None:
+        return False
+    return _release(_installed_version()) >= MINIMUM_TRITON
+
+
+def _installed_version() -> str:
+    """Triton's version as installed (the ``triton`` distribution, or PyTorch's ``pytorch-triton`` builds)."""
+    for distribution in ("triton", "pytorch-triton"):
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    import triton
+
+    return str(getattr(triton, "__version__", "0"))
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """``(major, minor)`` of a version string such as ``3.8.0`` or ``3.3.0+git1234``."""
+    numbers = []
+    for part in version.split(".")[:2]:
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        numbers.append(int(digits or 0))
+    return tuple(numbers)
 
 
 def unsupported_reason(op: Separable, x: Tensor) -> Optional[str]:
     """Why the Triton executor cannot compute ``op`` on ``x``, or ``None`` when it can."""
     if not available():
-        return "Triton is not installed"
+        return f"Triton {MINIMUM_TRITON_TEXT} or newer is not installed"
     from .launch import unsupported_reason as reason
 
     return reason(op, x)

@@ -626,8 +626,9 @@ def _adjoint_part(
         xw, near_x, far_x = _axis_adjoint(cols, W, tile[7], BLOCK_W, MODES[2], RADII[2], WC[2], SLOTS[2], FK[2],
                                           LK[2], zero)  # fmt: skip
     else:
-        xw, near_x, far_x = _axis_adjoint(cols // STEP, W // STEP, tile[7] // STEP, BLOCK_W, MODES[2], RADII[2],
-                                          WC[2], SLOTS[2], FK[2], LK[2], zero)  # fmt: skip
+        # In samples: the tile's columns reach (BLOCK_W - 1) // STEP + 1 samples past the first one's.
+        xw, near_x, far_x = _axis_adjoint(cols // STEP, W // STEP, tile[7] // STEP, (BLOCK_W - 1) // STEP + 2,
+                                          MODES[2], RADII[2], WC[2], SLOTS[2], FK[2], LK[2], zero)  # fmt: skip
     base = g_ptr + tile[0] * strides[0] + tile[1] * strides[1]
     sz = strides[2]
     sy = strides[3]

@@ -16,11 +16,17 @@ from .layout import INT32_MAX, Layout, kernel_layout
 from .plan import KernelPlan, Unsupported, kernel_plan
 
 NUM_WARPS = 4
-TILE = {"forward": {2: 1024, 3: 1024}, "adjoint": {2: 1024, 3: 256}, "loss": {2: 1024, 3: 256}}
+TILE = {
+    "forward": {2: 1024, 3: 1024},
+    "adjoint": {2: 1024, 3: 256},
+    "loss": {2: 1024, 3: 256},
+    "loss reading components": {2: 256, 3: 256},
+}
 """Elements of one program's tile per job and kernel dimensionality: eight per thread (the per-program index
 arithmetic spread thin, and the loss's per-program partial sums), two for the 3-D adjoint and the 3-D loss,
-which hold many partial sums or a mask rule per element (``benchmarks/kernel_report.py``; ``--kinds`` checks
-that none spills)."""
+which hold many partial sums or a mask rule per element, and for a loss that reads components (``A target``,
+the edge-aware weights) or a mask, which more per thread spill on ``sm_80`` (``benchmarks/kernel_report.py``;
+``--kinds`` checks that none spills)."""
 WIDE_ADJOINT_TILE = 512
 """The 2-D adjoint's tile where a stencil reaches three samples along two axes (7 x 7 taps, OpenCV's
 ``ksize=7``): eight elements per thread spill there in half precision."""

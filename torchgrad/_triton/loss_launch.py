@@ -141,7 +141,7 @@ def _launch_loss(
     strides = layout.strides
     c_strides = strides[1] if components else strides[0]
     m_strides = strides[-1] if held else strides[0]
-    tile = _block(layout, plan.ndim, None, "loss")
+    tile = _block(layout, plan.ndim, None, "loss reading components" if refs or mask is not None else "loss")
     programs = _programs(layout, tile)
     if scales is None:
         sums = torch.empty((programs, plan.n_outputs + 1), dtype=work_dtype(source), device=source.device)

@@ -158,7 +158,7 @@ class KernelPlan:
         """The plan that runs this 3-D plan, whose x axis is the identity, over its y and x axes merged into
         one x axis of ``n_y * width`` elements (a tensor whose rows are contiguous runs of ``width`` samples,
         OpenCV's ``(H, W, C)``): its z and y axes become y and x, the x taps stepping ``width`` elements, so
-        the loads run along contiguous memory and a tile covers whole rows of it. ``None`` where the y
+        the loads run along contiguous memory and a tile's rows are runs of contiguous elements. ``None`` where the y
         axis is not a padding mode (border rows and valid rows keep the unmerged plan)."""
         if self.ndim != 3 or self.modes[2] != NONE or self.modes[1] not in _STEPPED:
             return None

@@ -1,5 +1,5 @@
 """The border rules of :mod:`torchgrad._triton.plan` as Triton constants, and the two row rules that the
-operator kernels (:mod:`~torchgrad._triton.kernels`) and the loss epilogue
+operator kernels (:mod:`~torchgrad._triton.kernels`) and the loss kernels
 (:mod:`~torchgrad._triton.penalty_kernels`) share: the weight a row gives a slot, and which rows
 ``valid`` borders keep."""
 
