@@ -157,6 +157,11 @@ def apply_operator(op: LinearOperator, x: Tensor) -> tuple[Tensor, ...]:
         op = triton_operator(way.description)
     if torch.compiler.is_compiling():
         return _Apply.apply(x, op)
+    if way.direct and not (x.requires_grad and torch.is_grad_enabled()):
+        # Nothing to differentiate (inference, validation): no autograd node to make; outside autograd, as inside
+        # the Function (an operator's tensor weights, coordinates, are never differentiated).
+        with torch.no_grad():
+            return op.apply(x)
     return (_EagerApply if way.direct else _ApplyWithJvp).apply(x, op)
 
 
