@@ -120,7 +120,7 @@ def check_environment_choice(fn: str, name: str, value: str, choices: Sequence[s
 def check_int_choice(fn: str, name: str, value: Any, choices: Sequence[int]) -> int:
     """One of the ints in ``choices`` (a Python or NumPy integer; not a bool, not a float)."""
     if type(value) is int and value in choices:  # the common case, without the checks below
-        return value
+        return choices[list(choices).index(value)]  # the listed constant (a symbolic int under compile: see below)
     listed = " or ".join(map(str, choices))
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{fn}: `{name}` must be the int {listed}, got {_quote(value)}")
