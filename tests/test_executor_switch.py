@@ -384,16 +384,16 @@ def test_an_older_triton_takes_the_other_executors(monkeypatch: pytest.MonkeyPat
 
     x = torch.rand(1, 1, 6, 6)
     op = build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2)
-    monkeypatch.setattr(_triton, "_installed_version", lambda: "3.2.1")
-    _triton.available.cache_clear()
-    try:
-        assert not _triton.available()
-        assert f"Triton {_triton.MINIMUM_TRITON_TEXT} or newer" in str(_triton.unsupported_reason(op, x))
-        assert not route(op, x).kernels
-        monkeypatch.setenv(FORCE_TRITON, "1")
-        with pytest.raises(RuntimeError, match=f"needs Triton {_triton.MINIMUM_TRITON_TEXT} or newer"):
-            torchgrad.sobel(x)
-    finally:
-        monkeypatch.undo()
+    with monkeypatch.context() as patched:
+        patched.setattr(_triton, "_installed_version", lambda: "3.2.1")
         _triton.available.cache_clear()
+        try:
+            assert not _triton.available()
+            assert f"Triton {_triton.MINIMUM_TRITON_TEXT} or newer" in str(_triton.unsupported_reason(op, x))
+            assert not route(op, x).kernels
+            patched.setenv(FORCE_TRITON, "1")
+            with pytest.raises(RuntimeError, match=f"needs Triton {_triton.MINIMUM_TRITON_TEXT} or newer"):
+                torchgrad.sobel(x)
+        finally:
+            _triton.available.cache_clear()
     assert _triton.available()  # read again from what is installed

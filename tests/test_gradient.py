@@ -14,11 +14,20 @@ from torchgrad import Gradient, GradientError, gradient
 T = torch.tensor([[1, 2, 4, 8], [10, 20, 40, 80]])
 
 
-def _same(ours: tuple[torch.Tensor, ...], theirs: tuple[torch.Tensor, ...]) -> None:
+def _same(ours: tuple[torch.Tensor, ...], theirs: tuple[torch.Tensor, ...], atol: float = 1e-6) -> None:
     assert isinstance(ours, tuple) and len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         assert a.dtype == b.dtype and a.shape == b.shape
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=atol, equal_nan=True)
+
+
+def _rounding(x: torch.Tensor) -> float:
+    """How far two correct implementations may differ on ``x``: they sum the same terms in another order, each
+    rounded in ``x``'s precision (complex64 in float32's, even where float64 coordinates promote the result), so
+    a few ulps of the largest input, over the smallest step the strategies draw (0.25): near a cancellation that
+    is far more than a relative tolerance of the result allows."""
+    precision = x.real.dtype if x.is_floating_point() or x.is_complex() else torch.float32
+    return max(1e-6, 8 * torch.finfo(precision).eps * float(x.abs().max()) / 0.25) if x.numel() else 1e-6
 
 
 def test_reference_page_examples() -> None:
@@ -83,7 +92,8 @@ def torch_gradient_calls(draw: Any) -> tuple[torch.Tensor, dict[str, Any]]:
     dtype = draw(
         st.sampled_from([torch.float32, torch.float64, torch.int64, torch.int16, torch.complex64, torch.float16])
     )
-    x = torch.randn(shape, dtype=torch.float64) * 10
+    seed = draw(st.integers(0, 2**32 - 1))  # from hypothesis, so that a failing example replays exactly
+    x = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(seed)) * 10
     x = x.to(dtype) if dtype.is_complex or dtype.is_floating_point else x.round().to(dtype)
     ndim = len(shape)
     style = draw(st.sampled_from(["none", "int", "list", "tuple"]))
@@ -124,7 +134,7 @@ def test_matches_torch_gradient(call: tuple[torch.Tensor, dict[str, Any]]) -> No
         with pytest.raises(GradientError):
             gradient(x, **kwargs)
         return
-    _same(gradient(x, **kwargs), expected)
+    _same(gradient(x, **kwargs), expected, atol=_rounding(x))
 
 
 @pytest.mark.parametrize("edge_order", [1, 2])
