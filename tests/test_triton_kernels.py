@@ -302,7 +302,7 @@ INTERIOR_CASES = {
     "sobel7_reflect": (1, 22, 22),  # with 8 x 8 tiles: fewer programs, each no costlier to interpret
     "laplacian_symmetric": (1, 12, 12),
     "hessian_circular_normalized": (1, 12, 12),
-    "sobel_3d_replicate": (8, 10, 10),
+    "sobel_3d_replicate": (6, 10, 10),
 }
 
 
@@ -367,7 +367,10 @@ def test_interleaved_channels(padding: str, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(launch, "launch_kernel", recording)
     taken = record_interior_tiles(monkeypatch)
     small = 2 if padding == "reflect" else 1
-    for shape, ksize, block in [((14, 12, 3), 3, (1, 4, 8)), ((small, 3, 2), 7, None), ((5, 4, 1), 5, None)]:
+    cases = [((small, 3, 2), 7, None), ((5, 4, 1), 5, None)]
+    if padding in ("reflect", "zeros"):  # tiles that reach no border: one folding mode and the masked one suffice
+        cases.append(((14, 12, 3), 3, (1, 4, 8)))
+    for shape, ksize, block in cases:
         x = _input(shape)
         op = _rows_and_columns(ksize, padding)
         expected = op.apply(x)

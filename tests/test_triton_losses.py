@@ -194,8 +194,8 @@ def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytes
     assert torch.isnan(F.gradient_loss(x, y, mask))
 
 
-INTERIOR = ["l1_sobel", "l2_diff", "charbonnier_scharr_zeros", "l1_central", "l1_laplacian"]
-INTERIOR += ["gradient_difference_alpha", "total_variation_l2_sum", "edge_aware_sum"]
+INTERIOR = ["l1_sobel", "l2_diff", "charbonnier_scharr_zeros"]  # (the summed chains and border rows of the
+INTERIOR += ["gradient_difference_alpha", "total_variation_l2_sum", "edge_aware_sum"]  # operators: test_triton_kernels)
 
 
 @pytest.mark.parametrize("name", INTERIOR)
