@@ -324,8 +324,8 @@ def test_interior_and_border_tiles(name: str, monkeypatch: pytest.MonkeyPatch) -
     assert True in taken and False in taken, taken
 
 
-def test_interleaved_channels_with_valid_rows_keep_their_axes(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Rows that ``"valid"`` borders zero are not folded on a stepped axis: such an operator keeps its three axes."""
+def _record_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The list grows by each launch's x step (1 where the plan keeps its axes)."""
     steps: list[int] = []
     original = launch.launch_kernel
 
@@ -334,6 +334,12 @@ def test_interleaved_channels_with_valid_rows_keep_their_axes(monkeypatch: pytes
         original(kernel, programs, *args, **meta)
 
     monkeypatch.setattr(launch, "launch_kernel", recording)
+    return steps
+
+
+def test_interleaved_channels_with_valid_rows_keep_their_axes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows that ``"valid"`` borders zero are not folded on a stepped axis: such an operator keeps its three axes."""
+    steps = _record_steps(monkeypatch)
     x = _input((6, 5, 3))
     op = _rows_and_columns(3, "valid")
     for a, e in zip(triton_apply(op, x), op.apply(x)):
@@ -357,14 +363,7 @@ def test_interleaved_channels(padding: str, monkeypatch: pytest.MonkeyPatch) -> 
     """An operator along the rows and columns of ``(H, W, C)`` tensors (channels interleaved, OpenCV's layout)
     runs with the columns and channels merged into one stepped axis: on tiles that reach a border and tiles that
     reach none, on axes shorter than the stencil, for one channel and several; equal to the CPU executor."""
-    steps: list[int] = []
-    original = launch.launch_kernel
-
-    def recording(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
-        steps.append(meta["P"].STEP)
-        original(kernel, programs, *args, **meta)
-
-    monkeypatch.setattr(launch, "launch_kernel", recording)
+    steps = _record_steps(monkeypatch)
     taken = record_interior_tiles(monkeypatch)
     small = 2 if padding == "reflect" else 1
     cases = [((small, 3, 2), 7, None), ((5, 4, 1), 5, None)]

@@ -58,7 +58,7 @@ class Stage:
 
     @cached_property
     def ordered(self) -> tuple[tuple[int, float], ...]:
-        """The terms with a unit weight first, so that the first two share one operation (:func:`_stage_into`)."""
+        """The terms with a unit weight first, so that the first two share one operation (:func:`_stage`)."""
         return tuple(sorted(self.terms, key=lambda term: term[1] != 1))
 
 
@@ -239,11 +239,18 @@ def _window(t: Tensor, chain: Chain, like: Tensor) -> Tensor:
 
 
 def apply(
-    x: Tensor, found: Plan, out: Sequence[Tensor], workspace: "Workspace", minus: Optional[Tensor] = None
-) -> None:
-    """``A x`` (``A (x - minus)`` when ``minus`` is given) written into ``out`` (one tensor of ``x``'s shape
-    per output), ``found`` from :func:`usable`."""
+    x: Tensor,
+    found: Plan,
+    out: Sequence[Optional[Tensor]],
+    workspace: Optional["Workspace"],
+    minus: Optional[Tensor] = None,
+) -> list[Tensor]:
+    """``A x`` (``A (x - minus)`` when ``minus`` is given), ``found`` from :func:`usable`: output ``o`` written
+    into ``out[o]`` (of ``x``'s shape), or a fresh tensor where that is ``None``; the padded input and the
+    intermediates in ``workspace``'s buffers, or fresh where there is none (a small input in one call: the
+    allocator serves such sizes from memory it holds). Returns the outputs."""
     padded = _padded_input(x, found, workspace, minus)
+    results = list(out)
     written = [False] * found.n_outputs
     for chain in found.chains:
         o = chain.output
@@ -253,87 +260,46 @@ def apply(
             if s < len(chain.stages) - 1:
                 shape = list(y.shape)
                 shape[stage.dim] = n
-                result = workspace.buffer(("stage", s % 2), shape, x.dtype)  # chains run one after another
-                _stage_into(result, y, stage, n)
-                y = result
+                # the chains run one after another: two slots serve them all
+                y = _stage(
+                    y, stage, n, None if workspace is None else workspace.buffer(("stage", s % 2), shape, x.dtype)
+                )
             elif written[o]:  # a later chain of a summed output adds into it
                 for t, w in stage.terms:
-                    out[o].add_(y.narrow(stage.dim, t, n), alpha=w / stage.divisor)
+                    results[o].add_(y.narrow(stage.dim, t, n), alpha=w / stage.divisor)  # type: ignore[union-attr]
             else:
-                _stage_into(out[o], y, stage, n)
+                results[o] = _stage(y, stage, n, results[o])
                 written[o] = True
+    return results  # type: ignore[return-value]  # every output has a chain
 
 
-def apply_small(x: Tensor, found: Plan, minus: Optional[Tensor] = None) -> tuple[Tensor, ...]:
-    """:func:`apply` for a small contiguous input, in one slab of at most :data:`FRESH_BYTES`
-    (:meth:`~torchgrad._separable.Separable.apply` decides): every result a fresh tensor, no workspace, the
-    same operations in the same order (the same numbers)."""
-    padded = _padded_input(x, found, None, minus)
-    outputs: list[Optional[Tensor]] = [None] * found.n_outputs
-    for chain in found.chains:
-        y = _window(padded, chain, x)
-        last = len(chain.stages) - 1
-        for s, stage in enumerate(chain.stages):
-            n = x.shape[stage.dim]
-            total = outputs[chain.output]
-            if s == last and total is not None:  # a later chain of a summed output adds into it
-                for t, w in stage.terms:
-                    total.add_(y.narrow(stage.dim, t, n), alpha=w / stage.divisor)
-            else:
-                y = _stage(y, stage, n)
-        if outputs[chain.output] is None:
-            outputs[chain.output] = y
-    return tuple(outputs)  # type: ignore[arg-type]  # every output has a chain
-
-
-def _stage(y: Tensor, stage: Stage, n: int) -> Tensor:
-    """:func:`_stage_into` into a fresh tensor."""
+def _stage(y: Tensor, stage: Stage, n: int, out: Optional[Tensor] = None) -> Tensor:
+    """The stage's stencil over ``y`` (``n`` samples along its axis) into ``out``, or a fresh tensor, in as few
+    passes as its terms allow: a unit weight and the next term in one (a difference, or an add with a factor),
+    one more per term, one for the divisor."""
     dim, terms = stage.dim, stage.ordered
     if not terms:
-        return torch.zeros_like(y.narrow(dim, 0, n), memory_format=torch.contiguous_format)
+        return (
+            torch.zeros_like(y.narrow(dim, 0, n), memory_format=torch.contiguous_format) if out is None else out.zero_()
+        )
     t0, w0 = terms[0]
     first = y.narrow(dim, t0, n)
     if w0 == 1 and len(terms) > 1:
         t1, w1 = terms[1]
-        out = first - y.narrow(dim, t1, n) if w1 == -1 else torch.add(first, y.narrow(dim, t1, n), alpha=w1)
+        second = y.narrow(dim, t1, n)
+        result = torch.sub(first, second, out=out) if w1 == -1 else torch.add(first, second, alpha=w1, out=out)
         rest = terms[2:]
     else:
-        out = first.clone() if w0 == 1 else first * w0
+        if w0 != 1:
+            result = torch.mul(first, w0, out=out)
+        else:
+            result = first.clone(memory_format=torch.contiguous_format) if out is None else out.copy_(first)
         rest = terms[1:]
     for t, w in rest:
-        out.add_(y.narrow(dim, t, n), alpha=w)
+        result.add_(y.narrow(dim, t, n), alpha=w)
     if stage.divisor != 1:
-        out.div_(stage.divisor)
-    return out
-
-
-def _stage_into(out: Tensor, y: Tensor, stage: Stage, n: int) -> None:
-    """``out`` = the stage's stencil over ``y`` (``n`` samples along its axis), in as few passes as its terms
-    allow: a unit weight and the next term in one (a difference, or an add with a factor), one more per
-    term, one for the divisor."""
-    dim, terms = stage.dim, stage.ordered
-    if not terms:
-        out.zero_()
-        return
-    t0, w0 = terms[0]
-    first = y.narrow(dim, t0, n)
-    if w0 == 1 and len(terms) > 1:
-        t1, w1 = terms[1]
-        if w1 == -1:
-            torch.sub(first, y.narrow(dim, t1, n), out=out)
-        else:
-            torch.add(first, y.narrow(dim, t1, n), alpha=w1, out=out)
-        rest = terms[2:]
-    else:
-        if w0 == 1:
-            out.copy_(first)
-        else:
-            torch.mul(first, w0, out=out)
-        rest = terms[1:]
-    for t, w in rest:
-        out.add_(y.narrow(dim, t, n), alpha=w)
-    if stage.divisor != 1:
-        out.div_(stage.divisor)
+        result.div_(stage.divisor)
+    return result
 
 
 def adjoint(grads: Sequence[Optional[Tensor]], found: Plan, out: Tensor, workspace: "Workspace") -> None:

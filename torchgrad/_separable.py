@@ -86,7 +86,7 @@ class Separable:
             padded = _padded.usable(self, x)
         if padded is not None and workspace is None and x.is_contiguous():
             if x.numel() * x.element_size() <= min(SLAB_BYTES, _padded.FRESH_BYTES):  # one small slab
-                return _padded.apply_small(x, padded, minus)
+                return tuple(_padded.apply(x, padded, [None] * self.n_outputs, None, minus))
         firsts: dict[int, int] = {}  # output -> its first chain
         for k, o in enumerate(owners):
             firsts.setdefault(o, k)
@@ -101,7 +101,7 @@ class Separable:
             cuts = slabs(x, self.spatial_dims)
             for rows in cuts:
                 cut, parts = _cut(cuts, rows, x, [*outputs, minus])
-                _padded.apply(cut, padded, parts[:-1], scratch, parts[-1])  # type: ignore[arg-type]  # outputs
+                _padded.apply(cut, padded, parts[:-1], scratch, parts[-1])
             return tuple(outputs)
         for rows in self._slabs(x):
             for k, (chain, o) in enumerate(zip(self.chains, owners)):

@@ -157,10 +157,7 @@ def tile_of(sizes, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.con
     and inner index, int64), the indices along z, y and x and their first values (int32: the host keeps every
     in-plane offset and the program count within int32), from one division chain per program, never per
     element."""
-    B0 = sizes[0]
-    D = sizes[1]
-    H = sizes[2]
-    W = sizes[3]
+    B0, D, H, W = sizes
     pid = tl.program_id(0)
     tiles_w = (W + BLOCK_W - 1) // BLOCK_W
     tiles_h = (H + BLOCK_H - 1) // BLOCK_H
@@ -285,14 +282,8 @@ def components(
     RADII: tl.constexpr = P.RADII
     NC: tl.constexpr = P.NC
     MASKED: tl.constexpr = MODES[0] == _ZEROS or MODES[1] == _ZEROS or MODES[2] == _ZEROS
-    bo = tile[0]
-    bi = tile[1]
-    zi = tile[2]
-    rows = tile[3]
-    cols = tile[4]
-    D = sizes[1]
-    H = sizes[2]
-    W = sizes[3]
+    bo, bi, zi, rows, cols, _, _, _ = tile
+    _, D, H, W = sizes
     zs, zm = _sources(zi, D, MODES[0], RADII[0], P.FK[0], P.LK[0])
     ys, ym = _sources(rows, H, MODES[1], RADII[1], P.FK[1], P.LK[1])
     xs, xm = _x_sources(cols, W, MODES[2], RADII[2], P.FK[2], P.LK[2], P.STEP)
@@ -612,12 +603,8 @@ def _adjoint_part(
     WC: tl.constexpr = P.WTS[c]
     SLOTS: tl.constexpr = P.SLOTS[c]
     STEP: tl.constexpr = P.STEP
-    zi = tile[2]
-    rows = tile[3]
-    cols = tile[4]
-    D = sizes[1]
-    H = sizes[2]
-    W = sizes[3]
+    _, _, zi, rows, cols, _, _, _ = tile
+    _, D, H, W = sizes
     zw, near_z, far_z = _axis_adjoint(zi, D, tile[5], BLOCK_D, MODES[0], RADII[0], WC[0], SLOTS[0], FK[0], LK[0],
                                       zero)  # fmt: skip
     yw, near_y, far_y = _axis_adjoint(rows, H, tile[6], BLOCK_H, MODES[1], RADII[1], WC[1], SLOTS[1], FK[1], LK[1],

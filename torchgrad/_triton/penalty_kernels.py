@@ -159,12 +159,8 @@ def _counted(
     NZ: tl.constexpr = P.NZ
     WTS: tl.constexpr = P.WTS
     RADII: tl.constexpr = P.RADII
-    zi = tile[2]
-    rows = tile[3]
-    cols = tile[4]
-    D = sizes[1]
-    H = sizes[2]
-    W = sizes[3]
+    _, _, zi, rows, cols, _, _, _ = tile
+    _, D, H, W = sizes
     zs, zm, ys, ym, xs, xm = reads
     bad0 = mask & (D < 0)
     bad1 = bad0
