@@ -85,7 +85,19 @@ def figures() -> dict[str, bytes]:
         "image_gradients": lambda: _pair("image_gradients", face, torchgrad.image_gradients(face)),
         "sobel": lambda: _pair("sobel", face, torchgrad.sobel(face)),
         "scharr": lambda: _pair("scharr", face, torchgrad.scharr(face)),
+        "prewitt": lambda: _pair("prewitt", face, torchgrad.prewitt(face)),
         "gradient": lambda: _pair("gradient", face, torchgrad.gradient(face, dim=(-2, -1))),
+        "laplacian": lambda: panel(
+            [
+                ("input (grey)", face[0].expand(3, -1, -1)),
+                ("laplacian", signed(torchgrad.laplacian(face)[0])),
+                ("laplacian, ksize=3", signed(torchgrad.laplacian(face, ksize=3)[0])),
+            ]
+        ),
+        "hessian": lambda: panel(
+            [("input (grey)", face[0].expand(3, -1, -1))]
+            + [(f"hessian: {name}", signed(d[0])) for name, d in zip(("dyy", "dyx", "dxx"), torchgrad.hessian(face))]
+        ),
         "gradient_magnitude": lambda: panel(
             [
                 ("input", coffee[0]),

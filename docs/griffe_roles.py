@@ -13,6 +13,10 @@ and two Napoleon forms of Google style that griffe reads otherwise: an ``Example
 knows ``Examples:``), and one ``Args`` entry for several parameters (``a, b: text`` becomes one entry
 per parameter).
 
+A module whose docstring opens with ``Module form of :func:`name``` and has no ``Args`` section of its own
+gets the function's entries for the parameters its constructor takes, so that its page has a parameter
+table while each parameter is described once, in the function.
+
 Names are looked up as Sphinx does: as written, then in the enclosing class and module. A function
 or class that shares its name with its module (``torchgrad.sobel``) is the function, not the module.
 """
@@ -30,6 +34,8 @@ _ARGS = re.compile(r"^[ \t]*(?:Args|Arguments|Parameters):[ \t]*$")
 _NAMES = re.compile(r"^(?P<indent>[ \t]+)(?P<names>\w+(?:, \w+)+): (?P<text>.*)$")
 _ROLE = re.compile(r":(?:py:)?(func|class|mod|meth|attr|data|exc|obj):`(~?)([\w.]+)(?:\(\))?`")
 _MATH = re.compile(r"^(?P<indent>[ \t]*)\.\. math::[ \t]*(?P<inline>.*)$")
+_MODULE_FORM = re.compile(r"^Module form of :func:`(?P<name>[\w.]+)`")
+_ENTRY = re.compile(r"^(?P<names>\w+(?:, \w+)*):")
 
 
 def _lookup(obj: griffe.Object, name: str) -> Optional[griffe.Object | griffe.Alias]:
@@ -110,11 +116,64 @@ def _napoleon(text: str) -> str:
     return "\n".join(lines)
 
 
+def _args(text: str) -> list[list[str]]:
+    """The entries of a Google-style ``Args`` section, dedented, each a list of lines."""
+    entries: list[list[str]] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if _ARGS.match(line):
+            header = len(line) - len(line.lstrip())
+            body = []
+            for entry_line in lines[i + 1 :]:
+                if entry_line.strip() and len(entry_line) - len(entry_line.lstrip()) <= header:
+                    break
+                body.append(entry_line)
+            for entry_line in textwrap.dedent("\n".join(body)).splitlines():
+                if _ENTRY.match(entry_line):
+                    entries.append([entry_line])
+                elif entries:
+                    entries[-1].append(entry_line)
+            break
+    return entries
+
+
+def _module_form_args(obj: griffe.Object) -> None:
+    """Gives the class ``obj`` (``Module form of :func:`name```) the function's entries for its constructor's
+    parameters, unless it has an ``Args`` section of its own."""
+    match = _MODULE_FORM.match(obj.docstring.value) if obj.docstring is not None else None
+    if match is None or obj.docstring is None or any(_ARGS.match(line) for line in obj.docstring.value.splitlines()):
+        return
+    function = _lookup(obj, match["name"])
+    constructor = obj.members.get("__init__")
+    if function is None or function.docstring is None or constructor is None:
+        return
+    parameters = {parameter.name for parameter in constructor.parameters}  # type: ignore[union-attr]
+    entries = [
+        entry
+        for entry in _args(function.docstring.value)
+        if set(_ENTRY.match(entry[0])["names"].split(", ")) & parameters  # type: ignore[index]
+    ]
+    if entries:
+        args = ["Args:", *(f"    {line}" if line.strip() else "" for entry in entries for line in entry), ""]
+        text = obj.docstring.value.rstrip().splitlines()
+        examples = [i for i, line in enumerate(text) if re.match(r"^Examples?:\s*$", line)]
+        at = examples[0] if examples else len(text) + 1
+        obj.docstring.value = "\n".join(text[:at] + ([""] if at > len(text) else []) + args + text[at:])
+
+
 class RestructuredTextIdioms(griffe.Extension):
     """Rewrites the docstrings of a loaded package once all its objects are known."""
 
     def on_package(self, *, pkg: griffe.Module, **kwargs: Any) -> None:
+        self._module_forms(pkg)
         self._visit(pkg)
+
+    def _module_forms(self, obj: griffe.Object) -> None:
+        if obj.is_class:
+            _module_form_args(obj)
+        for member in obj.members.values():
+            if not member.is_alias:
+                self._module_forms(member)  # type: ignore[arg-type]
 
     def _visit(self, obj: griffe.Object) -> None:
         if obj.docstring is not None:

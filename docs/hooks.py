@@ -7,10 +7,15 @@
   scikit-image, so they never go stale.
 - ``on_page_markdown``: ``benchmarks/RESULTS.md`` in the performance page, and the table of the
   deblurring example's committed results (``docs/deblur_results.json``) in the gallery.
+- ``on_page_content``: formulas (``pymdownx.arithmatex``'s ``\\( \\)`` and ``\\[ \\]``) rendered to MathML when the
+  site is built, so that a page needs no script to show them.
+- ``on_post_page``: the site works offline: a page that loads a script, a style sheet, a font or an image from
+  another host fails the build.
 """
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import json
 import logging
@@ -20,7 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import latex2mathml.converter
 from mkdocs.config.defaults import MkDocsConfig
+from mkdocs.exceptions import PluginError
 from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File, Files
 from mkdocs.structure.pages import Page
@@ -31,6 +38,12 @@ ROOT = DOCS.parent
 PACKAGES = {"torchgrad": ROOT / "torchgrad", "torchgrad/losses": ROOT / "losses"}
 STAGED = ROOT / "build" / "docs-api"
 INCLUDE = re.compile(r"<!-- include (?P<path>[\w./-]+) -->")
+# pymdownx.arithmatex's output with `generic: true`: inline \( \) in a span, display \[ \] in a div
+FORMULA = re.compile(
+    r'<(?P<tag>span|div) class="arithmatex">\s*\\(?P<open>[(\[])(?P<tex>.*?)\\[)\]]\s*</(?P=tag)>', re.S
+)
+# what a page loads by itself: scripts, style sheets, preloads, fonts, images, frames
+FETCHED = re.compile(r'<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)="(?P<url>(?:https?:)?//[^"]+)"')
 log = logging.getLogger("mkdocs.hooks.torchgrad")
 
 
@@ -80,3 +93,20 @@ def _deblur_table() -> str:
 def on_page_markdown(markdown: str, page: Page, config: MkDocsConfig, files: Files, **kwargs: Any) -> str:
     markdown = INCLUDE.sub(_include, markdown)
     return markdown.replace("<!-- deblur-table -->", _deblur_table())
+
+
+def _mathml(match: re.Match) -> str:
+    display = "block" if match["open"] == "[" else "inline"
+    mathml = latex2mathml.converter.convert(html.unescape(match["tex"]).strip(), display=display)
+    return f'<{match["tag"]} class="arithmatex">{mathml}</{match["tag"]}>'
+
+
+def on_page_content(content: str, page: Page, config: MkDocsConfig, files: Files, **kwargs: Any) -> str:
+    return FORMULA.sub(_mathml, content)
+
+
+def on_post_page(output: str, page: Page, config: MkDocsConfig, **kwargs: Any) -> str:
+    fetched = sorted({match["url"] for match in FETCHED.finditer(output)})
+    if fetched:
+        raise PluginError(f"{page.file.src_uri} loads from another host (the site must work offline): {fetched}")
+    return output
