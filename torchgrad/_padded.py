@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 DTYPES = (torch.float32, torch.float64)
 """The dtypes it computes in: half precision goes through the border-row executor, which computes multi-stage
-chains in float32 (:func:`torchgrad._separable._float32_for_chain`)."""
+chains and sums of chains in float32 and rounds each result once (:func:`torchgrad._separable._float32_for_chain`)."""
 
 TORCH_MODES = {"reflect": "reflect", "replicate": "replicate", "circular": "circular", "zeros": "constant"}
 """The padding modes that :func:`torch.nn.functional.pad` computes as torchgrad pads (where its reach allows)."""

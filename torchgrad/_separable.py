@@ -22,6 +22,8 @@ from ._stencil import Stencil
 # (16, 3, 512, 512) took 15% longer with 8 MiB slabs than with 2 to 4 MiB, and 65% longer with 16 MiB).
 SLAB_BYTES = 2 * 2**20
 
+HALF = (torch.float16, torch.bfloat16)
+
 
 @dataclass(frozen=True)
 class Separable:
@@ -53,6 +55,17 @@ class Separable:
     def _owners(self) -> tuple[int, ...]:
         return self.output_of or tuple(range(len(self.chains)))
 
+    def _shares_output(self) -> tuple[bool, ...]:
+        """For each chain, whether its output is the sum of several chains (half precision computes those
+        chains and their sum in float32, rounded once: :func:`_float32_for_chain`). Not cached: Dynamo cannot
+        trace the lock of a ``cached_property``."""
+        owners = self.output_of
+        return tuple(owners.count(o) > 1 for o in owners) if owners else (False,) * len(self.chains)
+
+    def _output_dtype(self, o: int, x: Tensor) -> torch.dtype:
+        """The dtype of output ``o`` on input ``x``: its first chain's result dtype, else ``x``'s."""
+        return self.chains[self._owners().index(o)][-1].dtype or x.dtype
+
     def apply(
         self,
         x: Tensor,
@@ -71,13 +84,12 @@ class Separable:
             if minus is not None:
                 x = x - minus
             sums: dict[int, Tensor] = {}
-            for chain, o in zip(self.chains, owners):
-                y = _float32_for_chain(x, chain)
+            for chain, o, wide in zip(self.chains, owners, self._shares_output()):
+                y = _float32_for_chain(x, chain, wide)
                 for stencil in chain:
                     y = stencil.apply(y, traceable=True)
-                y = y.to(chain[-1].dtype or x.dtype)
                 sums[o] = sums[o] + y if o in sums else y
-            return tuple(sums[o] for o in range(self.n_outputs))
+            return tuple(sums[o].to(self._output_dtype(o, x)) for o in range(self.n_outputs))
         padded = _padded.usable(self, x)
         if minus is not None and (padded is None or minus.shape != x.shape or minus.dtype != x.dtype):
             fits = workspace is not None and minus.shape == x.shape and minus.dtype == x.dtype
@@ -88,9 +100,11 @@ class Separable:
             if x.numel() * x.element_size() <= min(SLAB_BYTES, _padded.FRESH_BYTES):  # one small slab
                 return tuple(_padded.apply(x, padded, [None] * self.n_outputs, None, minus))
         firsts: dict[int, int] = {}  # output -> its first chain
+        lasts: dict[int, int] = {}  # output -> its last chain
         for k, o in enumerate(owners):
             firsts.setdefault(o, k)
-        dtypes = [self.chains[firsts[o]][-1].dtype or x.dtype for o in range(self.n_outputs)]
+            lasts[o] = k
+        dtypes = [self._output_dtype(o, x) for o in range(self.n_outputs)]
         if workspace is None:
             outputs = [torch.empty_like(x, dtype=dtype) for dtype in dtypes]
             scratch = Workspace()
@@ -104,17 +118,22 @@ class Separable:
                 _padded.apply(cut, padded, parts[:-1], scratch, parts[-1])
             return tuple(outputs)
         for rows in self._slabs(x):
-            for k, (chain, o) in enumerate(zip(self.chains, owners)):
+            for k, (chain, o, shared) in enumerate(zip(self.chains, owners, self._shares_output())):
                 out = outputs[o][rows]
-                y = _float32_for_chain(x[rows], chain)
+                y = _float32_for_chain(x[rows], chain, shared)
+                # Half precision computed in float32 (the last stage's terms, the sum of an output's chains) is
+                # accumulated in float32 and rounded into the output once.
+                total = scratch.get("sum", out, y.dtype) if out.dtype in HALF and y.dtype != out.dtype else out
                 for s, stencil in enumerate(chain):
                     if s < len(chain) - 1:
                         target = scratch.get(s % 2, y, stencil.dtype or y.dtype)
                     else:  # the first chain of an output writes it, the later ones add into it
-                        target = out if firsts[o] == k else scratch.get(2, out, out.dtype)
+                        target = total if firsts[o] == k else scratch.get(2, total, total.dtype)
                     y = stencil.apply(y, out=target)
                 if firsts[o] != k:
-                    out.add_(y)
+                    total.add_(y)
+                if lasts[o] == k and total is not out:
+                    out.copy_(total)
         return tuple(outputs)
 
     def adjoint(
@@ -135,10 +154,11 @@ class Separable:
         if not pairs:
             raise ValueError("the adjoint needs a cotangent for at least one output")
         dtype = pairs[0][1].dtype
+        summed = len(pairs) > 1  # the chains' results are added: in float32 for half precision
         if traceable or not all(_slab_by_slab(g) for _, g in pairs):
             total: Optional[Tensor] = None
             for chain, g in pairs:
-                y = _float32_for_chain(g, chain)
+                y = _float32_for_chain(g, chain, summed)
                 for stencil in chain:
                     y = stencil.adjoint(y, traceable=True)
                 total = y if total is None else total + y
@@ -152,14 +172,20 @@ class Separable:
                 cut, parts = _cut(cuts, rows, result, grads)
                 _padded.adjoint(parts, padded, cut, scratch)
             return result
+        # Half precision computed in float32 (the last stage's terms, the sum of the chains) is accumulated in
+        # float32 and rounded into the result once.
+        wide = result.dtype in HALF and (summed or any(len(chain) > 1 for chain, _ in pairs))
         for rows in self._slabs(result):
+            total = scratch.get("adjoint sum", result[rows], torch.float32) if wide else result[rows]
             for i, (chain, g) in enumerate(pairs):
-                y = _float32_for_chain(g[rows], chain)
+                y = _float32_for_chain(g[rows], chain, summed)
                 for k, stencil in enumerate(chain):
                     if k < len(chain) - 1:
                         y = stencil.adjoint(y, out=scratch.get(k % 2, y, y.dtype))
                     else:
-                        stencil.adjoint(y, out=result[rows], accumulate=i > 0)
+                        stencil.adjoint(y, out=total, accumulate=i > 0)
+            if wide:
+                result[rows].copy_(total)
         return result
 
     def with_output_dtype(self, dtype: torch.dtype) -> "Separable":
@@ -216,10 +242,13 @@ def _slab_by_slab(t: Tensor) -> bool:
     return t.device.type == "cpu" and not needs_traceable_code(t)
 
 
-def _float32_for_chain(t: Tensor, chain: Sequence[Stencil]) -> Tensor:
-    """Half precision goes through multi-stage chains in float32: the smoothed intermediate of
-    Scharr is 16 times its input, beyond float16's range for large values."""
-    if len(chain) > 1 and t.dtype in (torch.float16, torch.bfloat16):
+def _float32_for_chain(t: Tensor, chain: Sequence[Stencil], summed: bool = False) -> Tensor:
+    """Half precision goes through multi-stage chains in float32 (the smoothed intermediate of Scharr is 16
+    times its input, beyond float16's range for large values), and through chains whose results are
+    ``summed`` with others' (the Laplacian's outputs, an adjoint of several chains), so that the sum is
+    accumulated in float32 and rounded once, as a convolution rounds it: rounding each chain's result, and
+    each term of a one-stage chain, about doubles the error."""
+    if (len(chain) > 1 or summed) and t.dtype in HALF:
         return t.float()
     return t
 
