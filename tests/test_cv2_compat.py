@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import enum
 import itertools
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any, Callable
 
 import numpy as np
@@ -40,9 +43,9 @@ def _opencv(call: Callable[[], np.ndarray]) -> np.ndarray | None:
 
 
 def _same(result: torch.Tensor, expected: np.ndarray, src: np.ndarray, gain: float) -> None:
-    """``result`` equals cv2's ``expected`` to the rounding of its dtype: ``gain`` bounds |kernel| * |scale|."""
-    expected = expected.reshape(src.shape)  # cv2 drops a single channel: (H, W, 1) -> (H, W)
-    assert result.shape == src.shape and result.dtype == torch.from_numpy(expected).dtype
+    """``result`` equals cv2's ``expected`` to the rounding of its dtype, shape included (cv2 returns an (H, W, 1)
+    ``src`` as (H, W)): ``gain`` bounds |kernel| * |scale|."""
+    assert result.shape == expected.shape and result.dtype == torch.from_numpy(expected).dtype
     eps = np.finfo(expected.dtype).eps
     tolerance = 8 * eps * gain * max(1.0, float(np.abs(src).max()))
     np.testing.assert_allclose(result.numpy(), expected, rtol=0, atol=tolerance)
@@ -187,6 +190,151 @@ def test_half_precision(dtype: torch.dtype) -> None:
     assert cv2_compat.Sobel(src, cv2.CV_32F, 1, 2, ksize=5).dtype == torch.float32
 
 
+def test_half_precision_scale_before_rounding() -> None:
+    """A half-precision result is float32's response times ``scale`` plus ``delta``, rounded once: a response
+    beyond float16's range (a ksize 7 derivative of 8-bit values) that ``scale`` brings back is finite."""
+    src = torch.from_numpy(255 * np.abs(_image((6, 7, 3), torch.float32))).to(torch.float16)
+    expected = cv2.Sobel(src.float().numpy(), -1, 1, 0, ksize=7, scale=1 / 1280, delta=0.5)
+    result = cv2_compat.Sobel(src, -1, 1, 0, ksize=7, scale=1 / 1280, delta=0.5)
+    assert result.dtype == torch.float16 and bool(result.isfinite().all())
+    # float16 rounds to 11 bits: half an ulp of values up to 2 * 255 / 2 + 0.5
+    torch.testing.assert_close(result, torch.from_numpy(expected).to(torch.float16), rtol=2**-10, atol=2**-10)
+
+
+def _scaled_calls() -> list[tuple[str, Callable[..., Any]]]:
+    """Sobel and the Laplacian as ``call(module, src, ddepth, scale)``, for cv2 and cv2_compat alike."""
+    sobel = [
+        (
+            f"Sobel dx={dx} dy={dy} ksize={k}",
+            lambda f, x, d, s, dx=dx, dy=dy, k=k: f.Sobel(x, d, dx, dy, ksize=k, scale=s),
+        )
+        for k in KSIZES
+        for dx, dy in ((1, 0), (0, 1))
+    ]
+    laplacian = [
+        (f"Laplacian ksize={k}", lambda f, x, d, s, k=k: f.Laplacian(x, d, ksize=k, scale=s)) for k in (1, 3, 5, 7)
+    ]
+    return sobel + laplacian
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("scale", (1e300, -1e300, 1e36, 1e-300, 1e307))
+def test_scale_applied_to_the_result(scale: float, dtype: torch.dtype) -> None:
+    """``scale`` multiplies the filtered result in the result's dtype: a zero response stays zero however large
+    ``scale`` is, and the result is the response times ``scale`` rounded once to its dtype (inf where that
+    overflows float32), which is also OpenCV's result wherever OpenCV's is finite."""
+    # Small integers: every filter sums them exactly, in float32 as in float64, so cv2's float64 response with
+    # scale 1 times scale, rounded once to the result's dtype, is the right answer.
+    pixels = np.random.default_rng(5).integers(-3, 4, size=(6, 5, 2)).astype(DTYPES[dtype])
+    compared = 0
+    for (name, call), ddepth in itertools.product(_scaled_calls(), (-1, cv2.CV_32F, cv2.CV_64F)):
+        direct = _opencv(lambda: call(cv2, pixels, ddepth, scale))
+        if direct is None:  # a depth that OpenCV refuses for this filter and source
+            continue
+        with np.errstate(over="ignore"):
+            exact = torch.from_numpy(call(cv2, pixels.astype(np.float64), cv2.CV_64F, 1) * scale)
+        result = call(cv2_compat, torch.from_numpy(pixels), ddepth, scale)
+        assert result.dtype == torch.from_numpy(direct).dtype, name
+        # one rounding to the result's dtype on either side, of products of the same exact integers
+        eps = torch.finfo(result.dtype).eps
+        torch.testing.assert_close(result, exact.to(result.dtype), rtol=2 * eps, atol=0, msg=lambda m: f"{name}: {m}")
+        # OpenCV folds scale into its kernel: where a scaled term overflows it makes inf or NaN (inf - inf,
+        # 0 * inf); where its result is finite, it is that product to the rounding of each scaled tap (8 eps
+        # of the largest term), and where the product overflows it is not finite either (an inf of either sign:
+        # the first partial sum to overflow decides it, or NaN)
+        opencv = torch.from_numpy(direct)
+        finite, overflow = opencv.isfinite(), result.isinf()
+        atol = min(8 * eps * 3 * 4096 * abs(scale), torch.finfo(result.dtype).max)
+        torch.testing.assert_close(
+            result[finite], opencv[finite], rtol=8 * eps, atol=atol, msg=lambda m: f"{name}: {m}"
+        )
+        assert not opencv[overflow].isfinite().any(), name
+        compared += 1
+    assert compared >= 28
+
+
+def test_scale_keeps_zero_responses_zero() -> None:
+    """A flat image has no derivative: zero times any finite scale, as OpenCV gives it in float64."""
+    ones = torch.ones(5, 5)
+    expected = cv2.Laplacian(ones.numpy(), cv2.CV_64F, ksize=5, scale=1e300)
+    result = cv2_compat.Laplacian(ones, cv2_compat.CV_64F, ksize=5, scale=1e300)
+    assert not expected.any() and torch.equal(result, torch.zeros(5, 5, dtype=torch.float64))
+    src = torch.rand(5, 5, generator=torch.Generator().manual_seed(0))
+    result = cv2_compat.Sobel(src, -1, 1, 0, scale=1e300)  # the border columns: x[1] - x[1] with BORDER_REFLECT_101
+    assert torch.equal(result[:, [0, -1]], torch.zeros(5, 2)) and bool(result[:, 1:-1].isinf().all())
+
+
+@pytest.mark.parametrize("shape", ((1, 1, 1), (5, 4, 1)))
+def test_single_channel_as_opencv(shape: tuple[int, ...]) -> None:
+    """An (H, W, 1) ``src`` gives (H, W) results, as OpenCV returns them; the gradient is shaped like ``src``."""
+    src = _image(shape, torch.float64, seed=6)
+    x = torch.from_numpy(src).requires_grad_()
+    calls = (
+        (cv2_compat.Sobel(x, -1, 1, 1, ksize=5), cv2.Sobel(src, -1, 1, 1, ksize=5), _gain(5, 1, 1, 1)),
+        (cv2_compat.Scharr(x, -1, 0, 1), cv2.Scharr(src, -1, 0, 1), 16.0),
+        (cv2_compat.Laplacian(x, -1, ksize=3), cv2.Laplacian(src, -1, ksize=3), 16.0),
+    )
+    for result, expected, gain in calls:
+        _same(result.detach(), expected, src, gain)
+        (grad,) = torch.autograd.grad(result.sum(), x)
+        assert grad.shape == shape
+    pixels = np.random.default_rng(7).integers(0, 256, size=shape, dtype=np.uint8)
+    expected_dx, expected_dy = cv2.spatialGradient(pixels)
+    dx, dy = cv2_compat.spatialGradient(torch.from_numpy(pixels).float())
+    assert torch.equal(dx, torch.from_numpy(expected_dx).float())
+    assert torch.equal(dy, torch.from_numpy(expected_dy).float())
+
+
+class _Two(enum.IntEnum):
+    TWO = 2
+
+
+class _Float(float):
+    pass
+
+
+# What OpenCV's bindings take for a double: ints and floats (subclasses too), NumPy integers, float16 to float64.
+TAKEN_NUMBERS = (
+    2,
+    -0.5,
+    _Two.TWO,
+    _Float(0.25),
+    np.int8(-2),
+    np.uint64(3),
+    np.float16(0.5),
+    np.float32(1.5),
+    np.float64(2.5),
+)
+REFUSED_NUMBERS = (
+    Fraction(1, 3),
+    Decimal("0.5"),
+    True,
+    np.bool_(True),
+    np.longdouble(0.5),
+    np.complex64(1),
+    1 + 0j,
+    np.array(0.5),
+    torch.tensor(0.5),
+    "0.5",
+)
+
+
+@pytest.mark.parametrize("argument", ("scale", "delta"))
+def test_scale_and_delta_types_as_opencv(argument: str) -> None:
+    src = _image((5, 6), torch.float32)
+    for value in TAKEN_NUMBERS:
+        kwargs: dict[str, Any] = {argument: value}
+        expected = cv2.Sobel(src, -1, 1, 0, **kwargs)
+        result = cv2_compat.Sobel(torch.from_numpy(src), -1, 1, 0, **kwargs)
+        _same(result, expected, src, _gain(3, 1, 0, 3) + 3)
+    for value in REFUSED_NUMBERS:
+        with pytest.raises(cv2.error):
+            cv2.Sobel(src, -1, 1, 0, **{argument: value})
+        for name, args in (("Sobel", (-1, 1, 0)), ("Scharr", (-1, 1, 0)), ("Laplacian", (-1,))):
+            with pytest.raises(TypeError, match=rf"cv2_compat.{name}: `{argument}` must be an int or a float"):
+                getattr(cv2_compat, name)(torch.from_numpy(src), *args, **{argument: value})
+
+
 REJECTED: list[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any], str]] = [
     (cv2.Sobel, (-1, 0, 0), {}, r"`dx` and `dy` must not both be 0"),
     (cv2.Sobel, (-1, -1, 1), {}, r"`dx` must be at least 0, got -1"),
@@ -224,7 +372,7 @@ def test_rejects_what_opencv_rejects(function: Callable[..., Any], args: tuple, 
 
 
 def test_what_opencv_takes_but_torchgrad_does_not() -> None:
-    """Kernels longer than 7 taps, and integer depths (rounded and saturated: no gradient)."""
+    """Kernels longer than 7 taps, integer depths (rounded and saturated: no gradient) and complex scales."""
     src = _image((12, 12), torch.float64)
     for ddepth, name in ((cv2.CV_8U, "CV_8U"), (cv2.CV_16S, "CV_16S")):
         assert cv2.Sobel(src, ddepth, 1, 0).shape == (12, 12)
@@ -235,6 +383,10 @@ def test_what_opencv_takes_but_torchgrad_does_not() -> None:
         cv2_compat.Sobel(torch.from_numpy(src), -1, 1, 0, ksize=9)
     with pytest.raises(ValueError, match=r"`ksize` 31 is accepted by OpenCV but not here"):
         cv2_compat.Laplacian(torch.from_numpy(src), -1, ksize=31)
+    with pytest.warns(np.exceptions.ComplexWarning):  # OpenCV drops the imaginary part of a NumPy complex
+        assert cv2.Sobel(src, -1, 1, 0, scale=np.complex128(1 + 2j)).shape == (12, 12)
+    with pytest.raises(TypeError, match=r"`scale` must be an int or a float .*, got np.complex128\(1\+2j\)"):
+        cv2_compat.Sobel(torch.from_numpy(src), -1, 1, 0, scale=np.complex128(1 + 2j))
 
 
 def test_bad_arguments() -> None:
@@ -317,10 +469,13 @@ def test_layout_and_module_surface() -> None:
         np.testing.assert_allclose(cv2_compat.Sobel(torch.from_numpy(image), -1, 1, 1, borderType=border), expected)
 
 
-def _sobel_and_laplacian(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _sobel_and_laplacian(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Three filters; the last in float32 with a scale beyond float32's range: 0 where the difference is 0 (the
+    border columns), else inf."""
     return (
         cv2_compat.Sobel(x, -1, 1, 1, 5, 1, 0.5, cv2.BORDER_REFLECT),
         cv2_compat.Laplacian(x, -1, 3, 2.0, 0.0, cv2.BORDER_CONSTANT),
+        cv2_compat.Sobel(x.float(), -1, 1, 0, 1, 1e300),
     )
 
 
@@ -338,5 +493,6 @@ def test_torch_func() -> None:
         torch.testing.assert_close(tuple(b[i] for b in batched), _sobel_and_laplacian(image))
     tangent = torch.randn_like(images[0])
     _, derivative = torch.func.jvp(_sobel_and_laplacian, (images[0],), (tangent,))
-    sobel, laplacian = _sobel_and_laplacian(tangent)
-    torch.testing.assert_close(derivative, (sobel - 0.5, laplacian))  # delta is no part of the derivative
+    sobel, laplacian, scaled = _sobel_and_laplacian(tangent)
+    torch.testing.assert_close(derivative, (sobel - 0.5, laplacian, scaled))  # delta is no part of the derivative
+    assert not scaled.isnan().any() and not scaled[:, 0].any() and scaled[:, 1:-1].isinf().all()

@@ -38,6 +38,7 @@ from torch import Tensor
 
 from . import _triton
 from ._separable import Separable
+from ._torch_private import is_func_wrapped, plain_tensor_like, transforms_active
 from ._validation import check_bool, check_environment_choice
 
 FORCE_TRITON = "TORCHGRAD_FORCE_TRITON"
@@ -326,10 +327,7 @@ def _description(op: Separable) -> Optional[str]:
 def _stand_in(x: Tensor) -> Tensor:
     """``x``, or for a tensor wrapped by ``torch.func`` a one-element tensor of its logical shape, dtype
     and device: the ops' own rules (Functions, ``vmap``) see that shape, so it decides what they serve."""
-    if not torch._C._functorch.is_functorch_wrapped_tensor(x):
-        return x
-    with torch._C._DisableFuncTorch():  # a plain tensor, not one wrapped by the active transforms
-        return torch.empty_strided(x.shape, (0,) * x.dim(), dtype=x.dtype, device=x.device)
+    return plain_tensor_like(x) if is_func_wrapped(x) else x
 
 
 def triton_operator(description: str) -> Any:
@@ -348,4 +346,4 @@ def ops_directly() -> bool:
     """
     if torch.compiler.is_compiling():
         return True
-    return torch.autograd.forward_ad._current_level < 0 and torch._C._functorch.peek_interpreter_stack() is None
+    return not transforms_active()

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from . import _padded
 from ._stencil import Stencil
+from ._torch_private import is_transformed
 
 # Eager chains of several stages run slab by slab along the leading dimension, so that the
 # intermediate results live in a small buffer that stays in cache instead of a tensor as large as
@@ -231,8 +232,7 @@ def needs_traceable_code(t: Tensor) -> bool:
     transform or batched gradients, where writes into views through ``out=`` do not work."""
     if torch.compiler.is_compiling():
         return True
-    functorch = torch._C._functorch
-    return functorch.is_functorch_wrapped_tensor(t) or functorch.is_legacy_batchedtensor(t)
+    return is_transformed(t)
 
 
 def _slab_by_slab(t: Tensor) -> bool:

@@ -3,11 +3,13 @@
 ``cv2.Sobel(src, ddepth, dx, dy, ksize)`` becomes ``torchgrad.cv2_compat.Sobel(src, ddepth, dx, dy, ksize)``, and
 likewise ``Scharr``, ``Laplacian`` and ``spatialGradient``: the same arguments, border constants and kernels
 (derived as OpenCV's ``getDerivKernels`` derives them), the same numbers, on float tensors, differentiable with
-torchgrad's hand-written backward. Arguments that OpenCV rejects raise ``ValueError`` saying why.
+torchgrad's hand-written backward. Arguments that OpenCV rejects raise ``TypeError`` or ``ValueError`` saying why.
 """
 
 from __future__ import annotations
 
+import reprlib
+import sys
 from typing import Any, Sequence
 
 import torch
@@ -60,6 +62,7 @@ _BORDER_NAMES = {0: "BORDER_CONSTANT", 1: "BORDER_REPLICATE", 2: "BORDER_REFLECT
 _REFUSED_BORDERS = {3: "BORDER_WRAP (3): OpenCV's filters refuse it", 5: "BORDER_TRANSPARENT (5): OpenCV refuses it"}
 _INTEGER_DEPTHS = {0: "CV_8U", 1: "CV_8S", 2: "CV_16U", 3: "CV_16S", 4: "CV_32S"}
 _MAX_KSIZE = 7  # torchgrad's stencils have at most 7 taps; OpenCV goes to 31
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def getDerivKernels(dx: int, dy: int, ksize: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -111,13 +114,14 @@ def Sobel(
         dx: derivative order along x (the columns).
         dy: derivative order along y (the rows); ``dx + dy > 0``.
         ksize: 1, 3, 5 or 7, more than ``dx`` and ``dy``; ``FILTER_SCHARR`` (-1) for Scharr's 3x3 kernel.
-        scale: factor applied to the derivative.
-        delta: value added to the result.
+        scale: factor applied to the derivative: an int or a float (Python's or NumPy's), as OpenCV takes.
+        delta: value added to the result, of the same types.
         borderType: ``BORDER_DEFAULT`` (= ``BORDER_REFLECT_101``), ``BORDER_CONSTANT`` (zeros),
             ``BORDER_REPLICATE`` or ``BORDER_REFLECT``, optionally or-ed with ``BORDER_ISOLATED``.
 
     Returns:
-        A tensor shaped like ``src``, of ``ddepth``'s dtype.
+        A tensor shaped like ``src`` (``(H, W)`` for an ``(H, W, 1)`` ``src``, as OpenCV returns it), of
+        ``ddepth``'s dtype.
 
     Example:
         >>> src = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 3)
@@ -156,12 +160,13 @@ def Scharr(
         ddepth: ``-1``, ``CV_32F`` or ``CV_64F``, as for :func:`Sobel`.
         dx: 1 for the derivative along x, else 0.
         dy: 1 for the derivative along y, else 0; ``dx + dy == 1``.
-        scale: factor applied to the derivative.
-        delta: value added to the result.
+        scale: factor applied to the derivative: an int or a float (Python's or NumPy's), as OpenCV takes.
+        delta: value added to the result, of the same types.
         borderType: as for :func:`Sobel`.
 
     Returns:
-        A tensor shaped like ``src``, of ``ddepth``'s dtype.
+        A tensor shaped like ``src`` (``(H, W)`` for an ``(H, W, 1)`` ``src``, as OpenCV returns it), of
+        ``ddepth``'s dtype.
 
     Example:
         >>> src = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 3)
@@ -196,12 +201,13 @@ def Laplacian(
         src: ``(H, W)`` or ``(H, W, C)`` floating tensor.
         ddepth: ``-1``, ``CV_32F`` or ``CV_64F``; with ``ksize`` 1 or 3 only ``src``'s own depth, as in OpenCV.
         ksize: 1, 3, 5 or 7.
-        scale: factor applied to the Laplacian.
-        delta: value added to the result.
+        scale: factor applied to the Laplacian: an int or a float (Python's or NumPy's), as OpenCV takes.
+        delta: value added to the result, of the same types.
         borderType: as for :func:`Sobel`.
 
     Returns:
-        A tensor shaped like ``src``, of ``ddepth``'s dtype.
+        A tensor shaped like ``src`` (``(H, W)`` for an ``(H, W, 1)`` ``src``, as OpenCV returns it), of
+        ``ddepth``'s dtype.
 
     Example:
         >>> src = torch.zeros(5, 5)
@@ -236,7 +242,8 @@ def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAUL
             two OpenCV takes.
 
     Returns:
-        ``(dx, dy)``, in OpenCV's order, each shaped and typed like ``src``.
+        ``(dx, dy)``, in OpenCV's order, each shaped (``(H, W)`` for an ``(H, W, 1)`` ``src``, as OpenCV returns
+        them) and typed like ``src``.
 
     Example:
         >>> src = torch.tensor([[0.0, 0.0, 1.0, 1.0]] * 3)
@@ -255,8 +262,9 @@ def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAUL
             f"border types OpenCV's spatialGradient takes, got {borderType}"
         )
     padding = _PADDINGS[border]
+    src = _plane(src)
     derivative, smoothing = _kernel(1, 3), _kernel(0, 3)
-    chains = (_chain(src, derivative, smoothing, 1.0, padding), _chain(src, smoothing, derivative, 1.0, padding))
+    chains = (_chain(src, derivative, smoothing, padding), _chain(src, smoothing, derivative, padding))
     dx, dy = apply_operator(Separable(chains), src)
     return dx, dy
 
@@ -334,10 +342,26 @@ def _check_orders(fn: str, dx: Any, dy: Any, ksize: Any, name: str = "Sobel") ->
     return dx, dy, ksize
 
 
+def _check_scalar(fn: str, name: str, value: Any) -> float:
+    """A finite number of a type that OpenCV's bindings take for a ``double``, as a float: an int or a float
+    (subclasses too: an ``IntEnum``, NumPy's float64), a NumPy integer, float16 or float32. Not a bool, a
+    ``Fraction``, a ``Decimal``, a complex number (OpenCV drops the imaginary part of NumPy's complex128), NumPy's
+    longdouble, an array or a tensor."""
+    if type(value) is not float and type(value) is not int:  # the common case, without the checks below
+        numpy = sys.modules.get("numpy")  # a NumPy scalar comes with NumPy imported; torchgrad does not import it
+        numpy_types = () if numpy is None else (numpy.integer, numpy.float16, numpy.float32)
+        if isinstance(value, bool) or not isinstance(value, (int, float, *numpy_types)):
+            raise TypeError(
+                f"{fn}: `{name}` must be an int or a float (Python's or NumPy's, as OpenCV takes), got "
+                f"{reprlib.repr(value)}"
+            )
+    return check_number(fn, name, value)
+
+
 def _check_affine(fn: str, scale: Any, delta: Any, border: Any) -> tuple[float, float, str]:
     """``scale`` and ``delta`` as finite floats, and ``borderType`` as a padding mode."""
-    scale = check_number(fn, "scale", scale)
-    delta = check_number(fn, "delta", delta)
+    scale = _check_scalar(fn, "scale", scale)
+    delta = _check_scalar(fn, "delta", delta)
     border = check_int(fn, "borderType", border)
     base = border & ~BORDER_ISOLATED
     if base in _REFUSED_BORDERS:
@@ -365,12 +389,17 @@ def _kernel(order: int, ksize: int) -> tuple[int, ...]:
     return tuple(coefficients)
 
 
-def _chain(src: Tensor, kx: Sequence[int], ky: Sequence[int], scale: float, padding: str) -> tuple[Stencil, ...]:
-    """``kx`` along the columns of ``src``, then ``ky`` along its rows (OpenCV's order), ``scale`` folded into
-    the last; a one-tap kernel (``(1,)``, no smoothing) is no stage."""
+def _plane(src: Tensor) -> Tensor:
+    """An ``(H, W, 1)`` image as its ``(H, W)`` plane, whose results OpenCV returns (a single-channel image is an
+    ``(H, W)`` array to OpenCV's bindings); other images as they are."""
+    return src[..., 0] if src.dim() == 3 and src.shape[-1] == 1 else src
+
+
+def _chain(src: Tensor, kx: Sequence[int], ky: Sequence[int], padding: str) -> tuple[Stencil, ...]:
+    """``kx`` along the columns of ``src``, then ``ky`` along its rows (OpenCV's order); a one-tap kernel
+    (``(1,)``, no smoothing) is no stage."""
     rows, cols = (-3, -2) if src.dim() == 3 else (-2, -1)
-    stages: list[tuple[int, Sequence[float]]] = [(dim, taps) for dim, taps in ((cols, kx), (rows, ky)) if len(taps) > 1]
-    stages[-1] = (stages[-1][0], [scale * w for w in stages[-1][1]])
+    stages = [(dim, taps) for dim, taps in ((cols, kx), (rows, ky)) if len(taps) > 1]
     return tuple(_stencil(dim, src.shape[dim], taps, padding) for dim, taps in stages)
 
 
@@ -389,10 +418,29 @@ def _filter(
     delta: float,
     padding: str,
 ) -> Tensor:
-    """The sum of the separable filters ``(kx, ky)`` of ``kernels`` on ``src``, computed in ``compute``, times
-    ``scale``, in ``dtype``, plus ``delta``."""
-    src = src.to(compute)
-    chains = tuple(_chain(src, kx, ky, scale, padding) for kx, ky in kernels)
-    (result,) = apply_operator(Separable(chains, output_of=(0,) * len(chains) if len(chains) > 1 else ()), src)
-    result = result.to(dtype)
-    return result + delta if delta else result
+    """The sum of the separable filters ``(kx, ky)`` of ``kernels`` on ``src`` (its plane for an ``(H, W, 1)``
+    ``src``), computed in ``compute`` with the kernels' integer taps, then times ``scale`` plus ``delta`` in
+    ``dtype``, as OpenCV's ``convertTo`` scales a filtered result: a zero response stays zero whatever ``scale``
+    is. OpenCV has no half-precision filters: for a half-precision ``dtype`` the response, scale and delta are
+    float32's, rounded to ``dtype`` once."""
+    src = _plane(src).to(compute)
+    chains = tuple(_chain(src, kx, ky, padding) for kx, ky in kernels)
+    op = Separable(chains, output_of=(0,) * len(chains) if len(chains) > 1 else ())
+    if scale == 1 and delta == 0:
+        (result,) = apply_operator(op, src)
+        return result.to(dtype)
+    (result,) = apply_operator(op.with_output_dtype(torch.float32) if src.dtype in _HALF else op, src)
+    result = _times(result.to(torch.float32 if dtype in _HALF else dtype), scale)
+    return (result + delta if delta else result).to(dtype)
+
+
+def _times(result: Tensor, scale: float) -> Tensor:
+    """``result * scale``, rounded once to ``result``'s dtype. A ``scale`` outside the dtype's normal range
+    multiplies in float64: the dtype's own copy of it would be infinite (``0 * inf``: NaN where the response is
+    zero) or lose digits (a subnormal), where the product itself may well be finite."""
+    if scale == 1:
+        return result
+    info = torch.finfo(result.dtype)
+    if scale == 0 or info.tiny <= abs(scale) <= info.max:
+        return result * scale
+    return (result.double() * scale).to(result.dtype)

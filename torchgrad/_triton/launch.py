@@ -11,6 +11,7 @@ import triton.language as tl
 from torch import Tensor
 
 from .._separable import Separable
+from .._torch_private import is_transformed
 from . import kernels
 from .layout import INT32_MAX, Layout, kernel_layout
 from .plan import KernelPlan, Unsupported, kernel_plan
@@ -74,8 +75,7 @@ def _checked_plan(op: Separable, x: Tensor) -> tuple[Optional[KernelPlan], Optio
         return None, f"the kernels read float16, bfloat16, float32 and float64, got {x.dtype}"
     if x.device.type != "cuda" and not (x.device.type == "cpu" and interpreting()):
         return None, f"the kernels run on CUDA tensors (CPU tensors under TRITON_INTERPRET=1), got device {x.device}"
-    functorch = torch._C._functorch
-    if functorch.is_functorch_wrapped_tensor(x) or functorch.is_legacy_batchedtensor(x):
+    if is_transformed(x):
         return None, "tensors wrapped by a torch.func transform are not served by raw kernel launches"
     try:
         plan = kernel_plan(op, x.shape)
