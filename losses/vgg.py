@@ -303,8 +303,12 @@ class VGGFeatures(nn.Module):
         return check_computable_dtype(fn, name, x, weight.dtype, "the VGG network's weights")
 
     def _check_range(self, name: str, x: Tensor) -> None:
-        """Warn once if ``x`` (checked on the first calls per ``name``) lies outside ``input_range``."""
+        """Warn once if ``x`` (checked on the first calls per ``name``) lies outside ``input_range``. Reading the
+        values waits for the device: only the first calls do it, and never while a CUDA graph is being captured
+        (a capture cannot wait)."""
         if needs_traceable_code(x) or x.device.type == "meta" or not x.numel() or self._range_warned:
+            return
+        if x.device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             return
         with _RANGE_CHECK_LOCK:
             done = self._range_checks.get(name, 0)

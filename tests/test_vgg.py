@@ -187,6 +187,25 @@ def test_out_of_range_input_warns_once(vgg_files) -> None:
     assert len([w for w in caught if "outside input_range" in str(w.message)]) == 1
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="a CUDA graph needs a GPU")
+def test_a_cuda_graph_captures_the_first_call(vgg_files) -> None:
+    """The range check reads values (it waits for the device) on the first calls only, and not while a CUDA
+    graph is captured: capturing the very first call works and replays."""
+    vgg = VGGFeatures(layers=("relu1_1",), weights=vgg_files["vgg16"]["features"]).cuda()
+    x = torch.rand(1, 3, 16, 16, device="cuda")
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # CUDA's and cuDNN's lazy set-up, on another module: vgg itself is not called
+        torch.nn.functional.conv2d(x, torch.ones(64, 3, 3, 3, device="cuda"), padding=1).relu()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = vgg(x)["relu1_1"]
+    x.copy_(torch.rand_like(x))
+    graph.replay()
+    torch.testing.assert_close(out, vgg(x)["relu1_1"])
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_devices_and_channels_last(device: str, vgg_files) -> None:
     vgg = VGGFeatures(layers=("relu2_2",), weights=vgg_files["vgg16"]["features"]).to(device)
