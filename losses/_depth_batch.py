@@ -24,6 +24,33 @@ def image_slabs(x: Tensor) -> list[slice]:
     return [slice(start, start + step) for start in range(0, x.shape[0], step)]
 
 
+def plain_code(prediction: Tensor, target: Tensor) -> bool:
+    """Whether a depth loss runs as plain differentiable tensor code: under ``torch.compile`` and ``torch.func``
+    transforms (:func:`needs_traceable_code`), and on ``meta`` tensors, which have shapes but no values to read."""
+    return prediction.device.type == "meta" or needs_traceable_code(prediction) or needs_traceable_code(target)
+
+
+def useful_scales(scales: int, height: int, width: int) -> int:
+    """How many of the first ``scales`` scales (steps ``2**s``) have a pair of neighbouring pixels in an ``(H, W)``
+    map, at least 1: scale ``s`` has one where ``2**s`` is less than the longer side; the scales past it see a single
+    pixel and add nothing."""
+    useful, longest = 1, max(height, width)
+    while useful < scales and 2**useful < longest:
+        useful += 1
+    return useful
+
+
+def refuse_create_graph(fn: str) -> None:
+    """Raise in a hand-written backward that runs with ``create_graph=True`` (grad mode is on there only then): the
+    depth losses' backward is not differentiable again, and a gradient without a graph would fail only later, at
+    the second differentiation."""
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            f"{fn}: backward supports first-order gradients only (it is hand-written and not differentiable "
+            "again), so it cannot run with create_graph=True"
+        )
+
+
 def valid_counts(mask: Tensor, scales: int) -> Tensor:
     """``(scales, N)`` int32: the valid pixels of each image at each scale (``mask[:, ::2**s, ::2**s]``).
 

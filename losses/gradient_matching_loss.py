@@ -7,10 +7,19 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from torchgrad._internal import DEPTH_REDUCTIONS, check_choice, check_depth_batch, check_int, needs_traceable_code
+from torchgrad._internal import DEPTH_REDUCTIONS, check_choice, check_depth_batch, check_int
 
-from ._autocast import depth_dtypes
-from ._depth_batch import Workspace, image_slabs, keep_valid_, reduction_weights, valid_counts
+from ._autocast import autocast_off, depth_dtypes
+from ._depth_batch import (
+    Workspace,
+    image_slabs,
+    keep_valid_,
+    plain_code,
+    reduction_weights,
+    refuse_create_graph,
+    useful_scales,
+    valid_counts,
+)
 
 
 def matching_sums(residual: Tensor, valid: Tensor, weights: Tensor, grad: Optional[Tensor], work: Workspace) -> Tensor:
@@ -89,7 +98,7 @@ def _matching_pass(
 
 class _GradientMatching(torch.autograd.Function):
     """The loss and, when a gradient is needed, its gradient map, computed together; the first backward hands the map
-    over scaled in place (a second one, after ``retain_graph=True``, computes it again)."""
+    over scaled in place (a second one, after ``retain_graph=True``, computes it again). First order."""
 
     @staticmethod
     def forward(ctx: Any, prediction: Tensor, target: Tensor, mask: Tensor, weights: Tensor, grad_mode: bool) -> Tensor:
@@ -99,8 +108,8 @@ class _GradientMatching(torch.autograd.Function):
         return total
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> Any:
+        refuse_create_graph("gradient_matching_loss")
         grad, ctx.grad = ctx.grad, None
         if grad is None:
             prediction, target, mask, weights = ctx.saved_tensors
@@ -122,7 +131,8 @@ def gradient_matching_loss(
     ``M``, not by the number of valid pairs): the batch's sum over the batch's ``M`` (``"batch-based"``) or each
     image's over its own, then the mean over the images (``"image-based"``). The scales' terms are summed. An image
     without valid pixels adds 0 to the value and to the gradient; so does a scale with one row or column along that
-    axis. The loss and its gradient are computed in one pass (backward only scales the saved gradient; first order).
+    axis, and so do scales past the image. The loss and its gradient are computed in one pass (backward only scales
+    the saved gradient; first order: a backward with ``create_graph=True`` raises ``RuntimeError``).
 
     Args:
         prediction: ``(N, H, W)`` or ``(N, 1, H, W)`` depth, already aligned with the target.
@@ -146,12 +156,13 @@ def gradient_matching_loss(
     scales = check_int(fn, "scales", scales, 1)
     reduction = check_choice(fn, "reduction", reduction, DEPTH_REDUCTIONS)
     p, t, m = check_depth_batch(fn, prediction, target, mask)
+    scales = useful_scales(scales, *m.shape[1:])
     work, result = depth_dtypes(prediction, target)
-    with torch.autocast(p.device.type, enabled=False):
+    with autocast_off(p.device):
         p, t = p.to(work), t.to(work)
         weights = reduction_weights(valid_counts(m, scales), reduction, work)
-        if needs_traceable_code(p) or needs_traceable_code(t):
-            loss = matching_traceable(torch.where(m, p - t, 0), m, weights)
+        if plain_code(p, t):
+            loss = matching_traceable(torch.where(m, p, 0) - torch.where(m, t, 0), m, weights)
         else:
             loss = _GradientMatching.apply(p, t, m, weights, torch.is_grad_enabled())
     return loss.to(result)

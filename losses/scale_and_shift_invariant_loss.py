@@ -14,12 +14,19 @@ from torchgrad._internal import (
     check_depth_batch,
     check_int,
     check_number,
-    needs_traceable_code,
 )
 
-from ._autocast import depth_dtypes
-from ._depth_batch import Workspace, image_slabs, reduction_weights, valid_counts
-from .alignment import centred, fit_sums, fit_traceable, pull_back
+from ._autocast import autocast_off, depth_dtypes
+from ._depth_batch import (
+    Workspace,
+    image_slabs,
+    plain_code,
+    reduction_weights,
+    refuse_create_graph,
+    useful_scales,
+    valid_counts,
+)
+from .alignment import centred, fit_sums, fit_traceable, pull_back, through_fit
 from .gradient_matching_loss import matching_sums, matching_traceable
 
 
@@ -38,8 +45,8 @@ def _invariant_pass(
 
     With ``h = d loss / d aligned`` (``2 w e`` of the data term, ``e = aligned - target``, plus the gradient matching's
     own), the prediction receives ``scale * h`` plus what flows through the fit (:func:`pull_back` of ``sum h q``,
-    ``sum h``); the data term's share of that is zero at the least-squares optimum, up to rounding. ``h`` is built in
-    the gradient's own buffer.
+    ``sum h``, the gradients of the fit's slope and offset); the data term's share of that is zero at the
+    least-squares optimum, up to rounding. ``h`` is built in the gradient's own buffer.
     """
     grad_p = torch.empty_like(prediction, memory_format=torch.contiguous_format) if need_p else None
     grad_t = torch.empty_like(target, memory_format=torch.contiguous_format) if need_t else None
@@ -49,13 +56,13 @@ def _invariant_pass(
     for cut in image_slabs(prediction):
         p, t, m = prediction[cut], target[cut], mask[cut]
         valid, bits = work.valid(m, p.dtype)
-        q, r, p0, t0 = centred(p, t, m, bits, work)
-        fit = fit_sums(q, r, counts[cut], p0, t0, work)
+        q, r, p0, t0, unit = centred(p, t, m, bits, work)
+        fit = fit_sums(q, r, counts[cut], p0, t0, unit, work)
         scales.append(fit.scale)
         shifts.append(fit.shift)
-        s, offset = fit.scale.view(-1, 1, 1), fit.offset.view(-1, 1, 1)
+        slope, offset = fit.slope.view(-1, 1, 1), fit.offset.view(-1, 1, 1)
         # aligned - target at valid pixels, else 0
-        e = torch.mul(q, s, out=work.get("residual", tuple(q.shape), q.dtype)).addcmul_(valid, offset).sub_(r)
+        e = torch.mul(q, slope, out=work.get("residual", tuple(q.shape), q.dtype)).addcmul_(valid, offset).sub_(r)
         wd = data_weights[cut]
         total += (work.dots(e, e) * wd).sum()
         if not (need_p or need_t):
@@ -65,11 +72,12 @@ def _invariant_pass(
         total += matching_sums(e, valid, matching_weights[:, cut], h.zero_(), work).sum()
         h.addcmul_(e, 2 * wd.view(-1, 1, 1))
         u, v = pull_back(fit, work.dots(h, q), h.sum((1, 2)))
-        u, v = u.view(-1, 1, 1), v.view(-1, 1, 1)
         if grad_t is not None:  # -h + u q + v at valid pixels
-            torch.mul(q, u, out=grad_t[cut]).sub_(h).addcmul_(valid, v)
-        if grad_p is not None:  # s h + u (r - 2 s q - offset) - v s at valid pixels, in place of h
-            h.mul_(s).addcmul_(r, u).addcmul_(q, -2 * u * s).addcmul_(valid, -(u * offset + v * s))
+            uq, vq = (x.to(q.dtype).view(-1, 1, 1) for x in (u, v))
+            torch.mul(q, uq, out=grad_t[cut]).sub_(h).addcmul_(valid, vq)
+        if grad_p is not None:  # scale h + a r + b q + c at valid pixels, in place of h
+            a, b, c = through_fit(fit, u, v)
+            h.mul_(fit.scale.view(-1, 1, 1)).addcmul_(r, a).addcmul_(q, b).addcmul_(valid, c)
     scale = torch.cat(scales) if scales else prediction.new_zeros(0)
     shift = torch.cat(shifts) if shifts else prediction.new_zeros(0)
     return total, scale, shift, grad_p, grad_t
@@ -99,8 +107,8 @@ class _ScaleAndShiftInvariant(torch.autograd.Function):
         return total, scale, shift
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_output: Tensor, _scale: Any, _shift: Any) -> Any:
+        refuse_create_graph("scale_and_shift_invariant_loss")
         grads, ctx.grads = ctx.grads, None
         if grads is None:
             grads = _invariant_pass(*ctx.saved_tensors, *ctx.needs_input_grad[:2])[3:]
@@ -111,10 +119,10 @@ class _ScaleAndShiftInvariant(torch.autograd.Function):
 def _traceable(
     p: Tensor, t: Tensor, m: Tensor, data_weights: Tensor, matching_weights: Tensor
 ) -> tuple[Tensor, Tensor, Tensor]:
-    scale, shift = fit_traceable(p, t, m)
-    e = torch.where(m, scale.view(-1, 1, 1) * p + shift.view(-1, 1, 1) - t, 0)
+    q, r, fit = fit_traceable(p, t, m)  # zero in the holes: the arithmetic below never meets their values
+    e = torch.where(m, fit.slope.view(-1, 1, 1) * q + fit.offset.view(-1, 1, 1) - r, 0)
     total = ((e * e).sum((1, 2)) * data_weights).sum() + matching_traceable(e, m, matching_weights)
-    return total, scale.detach(), shift.detach()
+    return total, fit.scale.detach(), fit.shift.detach()
 
 
 def scale_and_shift_invariant_loss(
@@ -139,7 +147,8 @@ def scale_and_shift_invariant_loss(
     ``"image-based"`` (each image over its own ``M``, then the mean over images), as
     :func:`gradient_matching_loss`. Gradients flow through the scale and shift, as in MiDaS; images without valid
     pixels, or whose fit is singular, add what MiDaS adds (nothing, resp. the loss of a zero prediction) and never a
-    NaN. One pass computes the value and its gradients; backward is first order.
+    NaN. Scales past the image (where a step of ``2**s`` leaves a single pixel) add nothing. One pass computes the
+    value and its gradients; backward is first order (a backward with ``create_graph=True`` raises ``RuntimeError``).
 
     Args:
         prediction: ``(N, H, W)`` or ``(N, 1, H, W)`` relative (inverse) depth, any scale and shift.
@@ -166,13 +175,14 @@ def scale_and_shift_invariant_loss(
     reduction = check_choice(fn, "reduction", reduction, DEPTH_REDUCTIONS)
     return_aligned = check_bool(fn, "return_aligned", return_aligned)
     p, t, m = check_depth_batch(fn, prediction, target, mask)
+    scales = useful_scales(scales, *m.shape[1:])
     work, result = depth_dtypes(prediction, target)
-    with torch.autocast(p.device.type, enabled=False):
+    with autocast_off(p.device):
         p, t = p.to(work), t.to(work)
         counts = valid_counts(m, scales if alpha > 0 else 1)
         data_weights = reduction_weights(counts[0], reduction, work) / 2
         matching_weights = reduction_weights(counts, reduction, work) * alpha if alpha > 0 else counts[:0].to(work)
-        if needs_traceable_code(p) or needs_traceable_code(t):
+        if plain_code(p, t):
             loss, scale, shift = _traceable(p, t, m, data_weights, matching_weights)
         else:
             loss, scale, shift = _ScaleAndShiftInvariant.apply(

@@ -7,10 +7,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from torchgrad._internal import check_depth_batch, check_number, needs_traceable_code
+from torchgrad._internal import check_depth_batch, check_number
 
-from ._autocast import depth_dtypes
-from ._depth_batch import Workspace, image_slabs, keep_valid_, valid_counts
+from ._autocast import autocast_off, depth_dtypes
+from ._depth_batch import Workspace, image_slabs, keep_valid_, plain_code, refuse_create_graph, valid_counts
 
 
 def _check_options(fn: str, variance_focus: Any, scale: Any, eps: Any) -> tuple[float, float, Optional[float]]:
@@ -21,12 +21,31 @@ def _check_options(fn: str, variance_focus: Any, scale: Any, eps: Any) -> tuple[
     )
 
 
-def _positivity_error(fn: str, name: str, value: Tensor, mask: Tensor) -> ValueError:
-    bad = mask & (value <= 0)
+def _positivity_error(fn: str, name: str, value: Tensor, mask: Tensor, eps: Optional[float]) -> ValueError:
+    """The error for ``value`` (``+ eps``) ``<= 0`` at valid pixels, whose logarithm is -inf or NaN."""
+    if eps is None:
+        bad = mask & (value <= 0)
+        what = f"`{name}` must be positive at valid pixels (or give `eps` to take log({name} + eps))"
+        limit = "0"
+    else:
+        bad = mask & (value + eps <= 0)
+        what, limit = f"`{name}` + eps must be positive at valid pixels (eps={eps:g})", f"{-eps:g}"
     return ValueError(
-        f"{fn}: `{name}` must be positive at valid pixels (or give `eps` to take log({name} + eps)), got "
-        f"{int(bad.sum())} values <= 0 there, the smallest {value[bad].min().item():g}"
+        f"{fn}: {what}, got {int(bad.sum())} values <= {limit} there, the smallest {value[bad].min().item():g}"
     )
+
+
+def _check_positive(y: Tensor, fn: str, name: str, x: Tensor, mask: Tensor, eps: Optional[float]) -> None:
+    """Refuse ``y`` (``x`` or ``x + eps``, 1 at invalid pixels) with a value ``<= 0``; a NaN at a valid pixel
+    propagates. On the CPU a ``ValueError`` that counts them; on other devices an assertion queued on the device,
+    which fails the device's work with the same message rather than making the host wait for the values."""
+    bad = y.min() <= 0
+    if y.device.type == "cpu":
+        if bool(bad):
+            raise _positivity_error(fn, name, x, mask, eps)
+        return
+    limit = "0" if eps is None else f"{-eps:g}"
+    torch._assert_async(~bad, f"{fn}: `{name}` has values <= {limit} at valid pixels, whose logarithm is not finite")
 
 
 def _log_difference(p: Tensor, t: Tensor, m: Tensor, eps: Optional[float]) -> Tensor:
@@ -83,8 +102,7 @@ def _log_pass(
         logs = []
         for x, name in ((p, "prediction"), (t, "target")):
             y = _shifted(x[cut], eps, bits, invalid, work.get(name, tuple(invalid.shape), dtype))
-            if eps is None and bool(y.min() <= 0):
-                raise _positivity_error(fn, name, x, m)
+            _check_positive(y, fn, name, x, m, eps)
             logs.append(y.log_())
         total += torch.sub(*logs, out=d[cut]).sum()
     count = valid_counts(m, 1)[0].sum()
@@ -143,8 +161,8 @@ class _ScaleInvariantLog(torch.autograd.Function):
         return loss
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_output: Tensor) -> Any:
+        refuse_create_graph("scale_invariant_log_loss")
         grads, ctx.grads = ctx.grads, None
         if grads is None:
             p, t, m = ctx.saved_tensors
@@ -181,8 +199,12 @@ def scale_invariant_log_loss(
     (computed as the variance plus ``(1 - variance_focus) mean(d)^2``, which cannot round below 0). With
     ``variance_focus = 1`` it is fully scale-invariant, with 0 it is the RMS log error. The gradient is finite
     everywhere: 0 where the square root's argument is 0 (a perfect prediction) and without valid pixels (the loss is
-    then 0). Predictions or targets ``<= 0`` at valid pixels are an error unless ``eps`` is given; then
-    ``log(x + eps)`` is taken. One pass computes the value and its gradients; backward is first order.
+    then 0). With ``eps``, ``log(x + eps)`` is taken. A prediction or target ``<= 0`` at a valid pixel (``x + eps
+    <= 0`` with ``eps``) raises ``ValueError`` (on a GPU, a device-side assertion with the same message, which does
+    not make the host wait); the check is made in eager mode only: under
+    ``torch.compile`` and ``torch.func`` transforms (where reading a value would break the graph or the transform)
+    such a pixel gives NaN, as BTS's formula does. One pass computes the value and its gradients; backward is first
+    order (a backward with ``create_graph=True`` raises ``RuntimeError``).
 
     Args:
         prediction: ``(N, H, W)`` or ``(N, 1, H, W)`` predicted depth, positive at valid pixels.
@@ -207,8 +229,8 @@ def scale_invariant_log_loss(
     variance_focus, scale, eps = _check_options(fn, variance_focus, scale, eps)
     p, t, m = check_depth_batch(fn, prediction, target, mask)
     work, result = depth_dtypes(prediction, target)
-    traceable = needs_traceable_code(p) or needs_traceable_code(t)
-    with torch.autocast(p.device.type, enabled=False):
+    traceable = plain_code(p, t)
+    with autocast_off(p.device):
         p, t = p.to(work), t.to(work)
         if traceable:
             loss = _traceable(p, t, m, variance_focus, scale, eps)

@@ -361,6 +361,7 @@ def test_compiled_training_step() -> None:
     x, target = torch.rand(3, 1, 10, 12), torch.rand(3, 1, 10, 12) + 0.5
     mask = torch.rand(3, 1, 10, 12) > 0.2
     mask[1] = False
+    target[~mask] = math.nan  # holes in the ground truth and in the prediction never reach the loss or its gradient
     ssi, matching, silog = (
         ScaleAndShiftInvariantLoss(),
         GradientMatchingLoss(reduction="image-based"),
@@ -368,7 +369,7 @@ def test_compiled_training_step() -> None:
     )
 
     def loss_fn(x: torch.Tensor) -> torch.Tensor:
-        prediction = model(x)
+        prediction = torch.where(mask, model(x), math.nan)
         return (
             ssi(prediction, target, mask) + matching(prediction, target, mask) + silog(prediction.exp(), target, mask)
         )
@@ -381,6 +382,7 @@ def test_compiled_training_step() -> None:
     for a, b in zip(
         torch.autograd.grad(loss, list(model.parameters())), torch.autograd.grad(eager, list(model.parameters()))
     ):
+        assert torch.isfinite(b).all()
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
@@ -488,3 +490,147 @@ def test_calls_reject_bad_input() -> None:
         scale_and_shift(p, t, m[:1])
     with pytest.raises(ValueError, match="scale_invariant_log_loss: `variance_focus`"):
         scale_invariant_log_loss(p, t, m, variance_focus=-0.1)
+
+
+# Holes under torch.func and torch.compile, the eps of the log loss, scales past the image, layouts and meta,
+# extreme magnitudes, first-order backward ---------------------------------------------------------------------
+
+
+def holed_batch(seed: int = 4):
+    """Small float64 maps, a ~70% mask, and the same maps with NaN, inf and -inf in the holes."""
+    g = torch.Generator().manual_seed(seed)
+    p = torch.rand(3, 6, 7, generator=g, dtype=torch.float64) + 0.5
+    t = torch.rand(3, 6, 7, generator=g, dtype=torch.float64) + 0.5
+    m = torch.rand(3, 6, 7, generator=g) > 0.3
+    pattern = torch.tensor([math.nan, math.inf, -math.inf], dtype=p.dtype)[torch.arange(p.numel()) % 3]
+    return p, t, m, torch.where(m, p, pattern.view(p.shape)), torch.where(m, t, math.nan)
+
+
+def all_depth_losses(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    scale, shift = scale_and_shift(a, b, c)
+    return (
+        scale_and_shift_invariant_loss(a, b, c, scales=2)
+        + gradient_matching_loss(a, b, c, scales=2, reduction="image-based")
+        + scale_invariant_log_loss(a, b, c)
+        + (scale * torch.arange(1.0, 4.0, dtype=a.dtype)).sum()
+        + (shift * torch.arange(2.0, 5.0, dtype=a.dtype)).sum()
+    )
+
+
+def test_holes_never_leak_under_torch_func() -> None:
+    p, t, m, p_holes, t_holes = holed_batch()
+    expected = all_depth_losses(p.requires_grad_(), t.requires_grad_(), m)
+    expected_grads = grads(expected, (p, t))
+    assert all(torch.isfinite(g).all() for g in expected_grads)
+    per_input, value = torch.func.grad_and_value(all_depth_losses, argnums=(0, 1))(p_holes, t_holes, m)
+    torch.testing.assert_close(value, expected.detach())  # the same sums in another order: float64 rounding
+    for ours, reference in zip(per_input, expected_grads):
+        torch.testing.assert_close(ours, reference)
+
+
+def test_scale_invariant_log_loss_refuses_values_not_positive_after_eps() -> None:
+    p, t, m, _, _ = holed_batch()
+    y, x = m[1].nonzero()[0]
+    below = p.clone()
+    below[1, y, x] = -0.5  # -0.5 + 0.1 < 0: the logarithm would be NaN
+    with pytest.raises(ValueError, match=r"scale_invariant_log_loss: `prediction` \+ eps must be positive at valid "):
+        scale_invariant_log_loss(below, t, m, eps=0.1)
+    at_zero = t.clone()
+    at_zero[1, y, x] = -0.25  # -0.25 + 0.25 == 0 exactly: log 0
+    with pytest.raises(ValueError, match=r"`target` \+ eps must be positive .* got 1 values <= -0.25 there"):
+        scale_invariant_log_loss(p, at_zero, m, eps=0.25)
+    # values at invalid pixels are never read, with eps as without
+    loss = scale_invariant_log_loss(torch.where(m, p, -5), torch.where(m, t, -1), m, eps=0.1)
+    torch.testing.assert_close(loss, silog_loss(p + 0.1, t + 0.1, m))
+
+
+@pytest.mark.parametrize("scales", [62, 63, 64, 1000])
+def test_scales_past_the_image_add_nothing(scales: int) -> None:
+    """On an 8x8 map scales 0, 1 and 2 have pixel pairs; any more scales give what 3 give."""
+    p, t, m = batch(torch.float64, n=5, h=8, w=8)
+    for fn in (gradient_matching_loss, scale_and_shift_invariant_loss):
+        ours, expected = fn(p, t, m, scales=scales), fn(p, t, m, scales=3)
+        torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+        expected_grads = grads(expected, (p, t))
+        for a, b in zip(grads(ours, (p, t)), expected_grads):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        traced = torch.func.grad(lambda a, fn=fn: fn(a, t.detach(), m, scales=scales))(p.detach())
+        torch.testing.assert_close(traced, expected_grads[0])  # other code, other rounding: float64 tolerance
+
+
+def test_sparse_tensors_are_refused_by_name() -> None:
+    p, t, m, _, _ = holed_batch()
+    for fn in (scale_and_shift_invariant_loss, gradient_matching_loss, scale_invariant_log_loss, scale_and_shift):
+        name = fn.__name__
+        for args, argument in (((p, t, m.to_sparse()), "mask"), ((p.to_sparse(), t, m), "prediction")):
+            with pytest.raises(TypeError, match=rf"{name}: `{argument}` must be a dense \(strided\) tensor"):
+                fn(*args)
+        with pytest.raises(TypeError, match=rf"{name}: `target` must be a dense"):
+            fn(p, t.to_sparse(), m)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_depth_losses_give_shapes_on_meta(dtype: torch.dtype) -> None:
+    p = torch.empty(2, 1, 8, 8, device="meta", dtype=dtype)
+    m = torch.empty(2, 1, 8, 8, device="meta", dtype=torch.bool)
+    for loss in (
+        scale_and_shift_invariant_loss(p, p, m),
+        gradient_matching_loss(p, p, m),
+        scale_invariant_log_loss(p, p, m),
+        scale_invariant_log_loss(p, p, m, eps=1e-3),
+        ScaleAndShiftInvariantLoss(alpha=0.0)(p, p, m),
+    ):
+        assert loss.device.type == "meta" and loss.shape == () and loss.dtype == dtype
+    loss, aligned = scale_and_shift_invariant_loss(p, p, m, return_aligned=True)
+    assert aligned.device.type == "meta" and aligned.shape == p.shape and aligned.dtype == dtype
+    scale, shift = scale_and_shift(p, p, m)
+    assert scale.device.type == shift.device.type == "meta" and scale.shape == shift.shape == (2,)
+
+
+@pytest.mark.parametrize("size", [1e20, 1e-25])
+def test_alignment_of_predictions_whose_squares_leave_float32(size: float) -> None:
+    """A prediction around 1e20 (its squares overflow float32) or 1e-25 (they underflow): in float32 the fit, the
+    loss and its gradients agree with float64 to float32's rounding."""
+    g = torch.Generator().manual_seed(5)
+    truth = torch.rand(3, 6, 7, generator=g, dtype=torch.float64)
+    m = torch.rand(3, 6, 7, generator=g) > 0.3
+    prediction, target = size * (truth + 3), 2 * truth - 1 + 0.1 * torch.rand(3, 6, 7, generator=g, dtype=torch.float64)
+    for traceable in (False, True):
+        exact, got = [], []
+        for dtype, results in ((torch.float64, exact), (torch.float32, got)):
+            p, t = prediction.to(dtype).requires_grad_(), target.to(dtype)
+
+            def fit_and_loss(a: torch.Tensor) -> torch.Tensor:
+                scale, shift = scale_and_shift(a, t, m)
+                return torch.stack([*scale, *shift, scale_and_shift_invariant_loss(a, t, m, scales=2)])
+
+            values = fit_and_loss(p)
+            if traceable:
+                gradient = torch.func.grad(lambda a: fit_and_loss(a)[-1])(p.detach())
+            else:
+                gradient = grads(values[-1], p)[0]
+            results += [values.detach(), gradient]
+        assert all(torch.isfinite(x).all() for x in got)
+        # float32 rounding of inputs and sums; the gradient is compared relative to its largest entry
+        torch.testing.assert_close(got[0].double(), exact[0], rtol=1e-4, atol=0)
+        torch.testing.assert_close(got[1].double(), exact[1], rtol=0, atol=1e-4 * exact[1].abs().max().item())
+
+
+@pytest.mark.parametrize(
+    "name", ["scale_and_shift_invariant_loss", "gradient_matching_loss", "scale_invariant_log_loss", "scale_and_shift"]
+)
+def test_create_graph_is_refused_at_the_first_backward(name: str) -> None:
+    p, t, m, _, _ = holed_batch()
+    p, t = p.requires_grad_(), t.requires_grad_()
+    if name == "scale_and_shift":
+        loss = sum(scale_and_shift(p, t, m)).sum()
+    else:
+        loss = {
+            "scale_and_shift_invariant_loss": scale_and_shift_invariant_loss,
+            "gradient_matching_loss": gradient_matching_loss,
+            "scale_invariant_log_loss": scale_invariant_log_loss,
+        }[name](p, t, m)
+    with pytest.raises(RuntimeError, match=rf"{name}: .*first-order gradients only.*create_graph=True"):
+        torch.autograd.grad(loss, (p, t), create_graph=True)
+    # without create_graph the same graph still gives the gradients
+    assert all(torch.isfinite(g).all() for g in torch.autograd.grad(loss, (p, t)))

@@ -378,6 +378,7 @@ def check_depth_batch(fn: str, prediction: Any, target: Any, mask: Any) -> tuple
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
         got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
         raise TypeError(f"{fn}: `mask` must be a bool torch.Tensor (True where the ground truth is valid), got {got}")
+    check_tensor(fn, "mask", mask)  # dense: a sparse mask cannot be viewed as (N, H, W)
     if tuple(mask.shape) != shape:
         raise ValueError(f"{fn}: `mask` must have the shape of `prediction` {shape}, got {tuple(mask.shape)}")
     check_same_device(fn, "mask", mask, "prediction", prediction)
