@@ -141,7 +141,7 @@ def scale_and_shift_invariant_loss(
 
     .. math::
         \frac{\sum \text{mask} \, (\text{aligned} - \text{target})^2}{2M}
-        + \alpha \cdot \text{gradient\_matching\_loss}(\text{aligned}, \text{target})
+        + \alpha \cdot \text{gradient_matching_loss}(\text{aligned}, \text{target})
 
     with ``M`` the valid pixels, reduced ``"batch-based"`` (the batch's sum over the batch's ``M``) or
     ``"image-based"`` (each image over its own ``M``, then the mean over images), as

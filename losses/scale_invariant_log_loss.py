@@ -194,7 +194,7 @@ def scale_invariant_log_loss(
     Over the valid pixels of the whole batch, ``d = log(prediction) - log(target)`` and
 
     .. math::
-        \text{scale} \cdot \sqrt{\operatorname{mean}(d^2) - \text{variance\_focus} \cdot \operatorname{mean}(d)^2}
+        \text{scale} \cdot \sqrt{\operatorname{mean}(d^2) - \text{variance_focus} \cdot \operatorname{mean}(d)^2}
 
     (computed as the variance plus ``(1 - variance_focus) mean(d)^2``, which cannot round below 0). With
     ``variance_focus = 1`` it is fully scale-invariant, with 0 it is the RMS log error. The gradient is finite
