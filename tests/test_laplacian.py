@@ -4,21 +4,18 @@ executor, errors, the module."""
 
 from __future__ import annotations
 
-import math
-from typing import Callable
-
 import cv2
 import numpy as np
 import pytest
 import scipy.ndimage
 import torch
 import torch.nn.functional as F
+from helpers import EXECUTORS, Outputs, assert_rounded_once, autograd_run, on_executor
 from references import PADDINGS, pad, second_order_kernels
 
 from torchgrad import Laplacian, laplacian
 from torchgrad._filters import build_operator
 from torchgrad._registry import REGISTRY
-from torchgrad._separable import Separable
 
 KERNELS = {
     1: [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
@@ -97,71 +94,6 @@ def test_volume_of_a_quadratic() -> None:
     assert torch.equal(inner, torch.full_like(inner, 2.0 - 6.0 + 1.0))
 
 
-Outputs = tuple[torch.Tensor, ...]
-Run = tuple[Outputs, torch.Tensor]
-"""An operator's outputs and the gradient of ``sum(<output, cotangent>)``."""
-EXECUTORS = ["eager", "eager slabs", "traceable", "triton"]
-
-
-def _autograd(fn: Callable[[torch.Tensor], Outputs], x: torch.Tensor, grads: Outputs) -> Run:
-    x = x.detach().requires_grad_()
-    outputs = fn(x)
-    return tuple(o.detach() for o in outputs), torch.autograd.grad(outputs, x, grads)[0]
-
-
-def _on_executor(
-    executor: str,
-    fn: Callable[[torch.Tensor], Outputs],
-    op: Separable,
-    x: torch.Tensor,
-    grads: Outputs,
-    monkeypatch: pytest.MonkeyPatch,
-) -> tuple[Run, bool]:
-    """:func:`_autograd` of ``fn`` (the public call of ``op``) on one executor: the CPU eager executor (in one slab,
-    or in uneven slabs), the traceable code (which ``torch.compile`` traces, and tensors on devices without the
-    kernels take) or the Triton kernels (CUDA tensors, or CPU tensors under Triton's interpreter; both launches
-    checked), on the CPU; and whether it rounds to nearest (Triton's interpreter converts float32 to bfloat16 by
-    truncation, where a GPU rounds to nearest)."""
-    monkeypatch.delenv("TORCHGRAD_FORCE_TRITON", raising=False)
-    if executor == "traceable":
-        return (op.apply(x, traceable=True), op.adjoint(grads, traceable=True)), True
-    if executor == "eager slabs":
-        monkeypatch.setattr("torchgrad._separable.SLAB_BYTES", 2 * x[0].numel() * x.element_size())
-    if executor != "triton":
-        return _autograd(fn, x, grads), True
-    pytest.importorskip("triton")
-    from launches import count_launches, kernel_device
-
-    device = kernel_device()
-    if device == "cpu":
-        monkeypatch.setenv("TORCHGRAD_FORCE_TRITON", "1")
-    monkeypatch.delenv("TORCHGRAD_EXECUTOR", raising=False)
-    launches = count_launches(monkeypatch)
-    outputs, gx = _autograd(fn, x.to(device), tuple(g.to(device) for g in grads))
-    assert launches == ["_apply_kernel", "_adjoint_kernel"]
-    return (tuple(o.cpu() for o in outputs), gx.cpu()), device == "cuda" or x.dtype != torch.bfloat16
-
-
-def _assert_rounded_once(got: Run, exact: Run, convolution: Run, nearest: bool) -> None:
-    """Every value of ``got`` is its exact value (``exact``: float64 on the same input) rounded once, to one of the
-    two values of its dtype around it. Rounded to nearest (``nearest``), the mean error is no worse than that of
-    the ``convolution``, which also rounds once: both round the same exact values (float32 holds these sums of
-    half-precision samples times small integers exactly), so the errors agree; 2% allows for ties and the rare
-    sum that float32 rounds. Rounding each chain's result (or each term) as well about doubles the error."""
-    for k, (ours, value, theirs) in enumerate(
-        zip((*got[0], got[1]), (*exact[0], exact[1]), (*convolution[0], convolution[1]))
-    ):
-        what = "the gradient" if k == len(got[0]) else f"output {k}"
-        nearest_value = value.to(ours.dtype)
-        beyond = torch.where(value > nearest_value.double(), math.inf, -math.inf).to(ours.dtype)
-        other = torch.where(nearest_value.double() == value, nearest_value, torch.nextafter(nearest_value, beyond))
-        outside = ((ours != nearest_value) & (ours != other)).sum().item()
-        assert outside == 0, f"{what}: {outside} of {ours.numel()} values are not their exact value rounded once"
-        error, bound = ((t.double() - value).abs().mean().item() for t in (ours, theirs))
-        if nearest:
-            assert error <= 1.02 * bound, f"{what}: mean error {error:.3g} against the convolution's {bound:.3g}"
-
-
 @pytest.mark.parametrize("executor", EXECUTORS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("padding", ["reflect", "zeros"])
@@ -193,9 +125,9 @@ def test_half_precision_is_rounded_once(
         return (laplacian(t, padding=padding, ksize=ksize, spatial_dims=spatial_dims),)
 
     op = build_operator("laplacian", REGISTRY["laplacian"], x, padding, False, spatial_dims, ksize)
-    got, nearest = _on_executor(executor, ours, op, x, (grad,), monkeypatch)
-    exact = _autograd(convolution, x.double(), (grad.double(),))
-    _assert_rounded_once(got, exact, _autograd(convolution, x, (grad,)), nearest)
+    got, nearest = on_executor(executor, ours, op, x, (grad,), monkeypatch)
+    exact = autograd_run(convolution, x.double(), (grad.double(),))
+    assert_rounded_once(got, exact, autograd_run(convolution, x, (grad,)), nearest)
 
 
 def test_complex_input() -> None:

@@ -1,0 +1,79 @@
+"""What several test files share: input runs on one executor, and the check that half precision is rounded once.
+
+Test files import from here, from ``references.py`` (the references torchgrad is compared with) and from
+``launches.py`` (kernel launch counts), never from each other.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import pytest
+import torch
+
+from torchgrad._separable import Separable
+
+Outputs = tuple[torch.Tensor, ...]
+Run = tuple[Outputs, torch.Tensor]
+"""An operator's outputs and the gradient of ``sum(<output, cotangent>)``."""
+EXECUTORS = ["eager", "eager slabs", "traceable", "triton"]
+
+
+def autograd_run(fn: Callable[[torch.Tensor], Outputs], x: torch.Tensor, grads: Outputs) -> Run:
+    x = x.detach().requires_grad_()
+    outputs = fn(x)
+    return tuple(o.detach() for o in outputs), torch.autograd.grad(outputs, x, grads)[0]
+
+
+def on_executor(
+    executor: str,
+    fn: Callable[[torch.Tensor], Outputs],
+    op: Separable,
+    x: torch.Tensor,
+    grads: Outputs,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Run, bool]:
+    """:func:`autograd_run` of ``fn`` (the public call of ``op``) on one executor: the CPU eager executor (in one slab,
+    or in uneven slabs), the traceable code (which ``torch.compile`` traces, and tensors on devices without the
+    kernels take) or the Triton kernels (CUDA tensors, or CPU tensors under Triton's interpreter; both launches
+    checked), on the CPU; and whether it rounds to nearest (Triton's interpreter converts float32 to bfloat16 by
+    truncation, where a GPU rounds to nearest)."""
+    monkeypatch.delenv("TORCHGRAD_FORCE_TRITON", raising=False)
+    if executor == "traceable":
+        return (op.apply(x, traceable=True), op.adjoint(grads, traceable=True)), True
+    if executor == "eager slabs":
+        monkeypatch.setattr("torchgrad._separable.SLAB_BYTES", 2 * x[0].numel() * x.element_size())
+    if executor != "triton":
+        return autograd_run(fn, x, grads), True
+    pytest.importorskip("triton")
+    from launches import count_launches, kernel_device
+
+    device = kernel_device()
+    if device == "cpu":
+        monkeypatch.setenv("TORCHGRAD_FORCE_TRITON", "1")
+    monkeypatch.delenv("TORCHGRAD_EXECUTOR", raising=False)
+    launches = count_launches(monkeypatch)
+    outputs, gx = autograd_run(fn, x.to(device), tuple(g.to(device) for g in grads))
+    assert launches == ["_apply_kernel", "_adjoint_kernel"]
+    return (tuple(o.cpu() for o in outputs), gx.cpu()), device == "cuda" or x.dtype != torch.bfloat16
+
+
+def assert_rounded_once(got: Run, exact: Run, convolution: Run, nearest: bool) -> None:
+    """Every value of ``got`` is its exact value (``exact``: float64 on the same input) rounded once, to one of the
+    two values of its dtype around it. Rounded to nearest (``nearest``), the mean error is no worse than that of
+    the ``convolution``, which also rounds once: both round the same exact values (float32 holds these sums of
+    half-precision samples times small integers exactly), so the errors agree; 2% allows for ties and the rare
+    sum that float32 rounds. Rounding each chain's result (or each term) as well about doubles the error."""
+    for k, (ours, value, theirs) in enumerate(
+        zip((*got[0], got[1]), (*exact[0], exact[1]), (*convolution[0], convolution[1]))
+    ):
+        what = "the gradient" if k == len(got[0]) else f"output {k}"
+        nearest_value = value.to(ours.dtype)
+        beyond = torch.where(value > nearest_value.double(), math.inf, -math.inf).to(ours.dtype)
+        other = torch.where(nearest_value.double() == value, nearest_value, torch.nextafter(nearest_value, beyond))
+        outside = ((ours != nearest_value) & (ours != other)).sum().item()
+        assert outside == 0, f"{what}: {outside} of {ours.numel()} values are not their exact value rounded once"
+        error, bound = ((t.double() - value).abs().mean().item() for t in (ours, theirs))
+        if nearest:
+            assert error <= 1.02 * bound, f"{what}: mean error {error:.3g} against the convolution's {bound:.3g}"
