@@ -115,21 +115,23 @@ def reduced_penalty(
 ) -> Tensor:
     """The loss as ``torch.nn`` losses reduce it: the stacked per-element map (``"none"``), its sum, or
     its mean over the elements that count (the valid ones under ``mask``, else ``elements``, by default
-    every element of every component)."""
+    every element of every component); a mean over no elements (an empty batch, or a mask that leaves none)
+    is 0."""
     if reduction == "none":
         return penalty_call(x, y, mask, loss, None).to(dtype)
     if elements is None:
         elements = loss.op.n_outputs * x.numel()
+    number = torch.sym_max(elements, 1)  # a mean over no elements is 0, as where a mask leaves none
     description = route(loss.op, x, loss=(loss.penalty.kernel_code, y)).description
     if description is not None:
         try:
-            total, _ = _KernelPenaltyFunction.apply(x, y, mask, loss, description, reduction == "mean", elements, dtype)
+            total, _ = _KernelPenaltyFunction.apply(x, y, mask, loss, description, reduction == "mean", number, dtype)
             return total
         except KernelsUnavailable:
             pass  # the kernels cannot be compiled on this device (the op warned, once): the eager code follows
     total = penalty_call(x, y, mask, loss, 0)
     if reduction == "mean":
-        total = total / (elements if mask is None else _count(loss.op, mask))
+        total = total / (number if mask is None else _count(loss.op, mask))
     return total.to(dtype)
 
 
@@ -190,10 +192,14 @@ def _values(
 
 def _partial_total(values: list[Tensor], keep: int) -> Tensor:
     """The sum over the dims from ``keep`` on of every component: each summed in its own dtype
-    (pairwise), the components' sums added in :func:`_partials_dtype`."""
+    (pairwise), the components' sums added in :func:`_partials_dtype`.
+
+    The values are summed contiguous (copied first where the operator's outputs follow a channels_last or
+    strided input): the order of a sum follows the memory order, so that the total of the same values is the
+    same whatever the input's layout."""
     dims = tuple(range(keep, values[0].dim()))
     dtype = _partials_dtype(values[0].device)
-    return torch.stack([v.sum(dims).to(dtype) for v in values]).sum(0)
+    return torch.stack([v.contiguous().sum(dims).to(dtype) for v in values]).sum(0)
 
 
 class _PenaltyFunction(torch.autograd.Function):

@@ -81,24 +81,45 @@ class SquaredL2(Penalty):
 
 @dataclass(frozen=True)
 class Charbonnier(Penalty):
-    """``sqrt((a - b)^2 + eps^2)``: a smooth L1 (Charbonnier et al. 1994), MPRNet's loss; ``eps > 0``."""
+    """``sqrt((a - b)^2 + eps^2)``: a smooth L1 (Charbonnier et al. 1994), MPRNet's loss; ``eps > 0``.
+
+    Computed as ``hypot(a - b, eps)``, with the slope ``(a - b) / hypot(a - b, eps)``: neither square is formed,
+    so an ``eps`` or a difference whose square under- or overflows the dtype gives the value and slope that
+    the dtype holds (``eps`` and 0 where ``a = b``, ``|a - b|`` and about ``sign(a - b)`` for large
+    differences). An ``eps`` that rounds to 0 in the dtype leaves ``|a - b|``, with the slope ``sign(a - b)``.
+    """
 
     linear: ClassVar[bool] = True
     kernel_code: ClassVar[Optional[int]] = PENALTY_CODES.CHARBONNIER
     eps: float = 1e-3
 
     def kernel_params(self) -> tuple[float, ...]:
-        return (self.eps**2,)
+        return (self.eps,)
 
     def values(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> Tensor:
-        if traceable:
-            return torch.sqrt(a * a + self.eps**2)
-        return a.square_().add_(self.eps**2).sqrt_()
+        if _rounds_to_zero(self.eps, a.dtype):
+            return a.abs() if traceable else a.abs_()
+        eps = _scalar(self.eps)
+        return torch.hypot(a, eps) if traceable else a.hypot_(eps)
 
     def derivatives(self, a: Tensor, b: Optional[Tensor], traceable: bool) -> tuple[Tensor, Optional[Tensor]]:
-        if traceable:
-            return a * torch.rsqrt(a * a + self.eps**2), None
-        return a.mul_(torch.square(a).add_(self.eps**2).rsqrt_()), None
+        if _rounds_to_zero(self.eps, a.dtype):
+            return (a.sign() if traceable else a.sign_()), None
+        eps = _scalar(self.eps)
+        # hypot(a, eps) >= eps > 0: 0 where a = 0, and |slope| <= 1 everywhere
+        return (a / torch.hypot(a, eps) if traceable else a.div_(torch.hypot(a, eps))), None
+
+
+def _rounds_to_zero(value: float, dtype: torch.dtype) -> bool:
+    """Whether a positive ``value`` rounds to 0 in ``dtype``: at most half its smallest subnormal number."""
+    info = torch.finfo(dtype)
+    return value <= info.smallest_normal * info.eps / 2
+
+
+def _scalar(value: float) -> Tensor:
+    """``value`` as a float64 CPU scalar, which a tensor of any floating dtype and device takes in its own
+    dtype (a CPU scalar is passed to device kernels by value)."""
+    return torch.tensor(value, dtype=torch.float64)
 
 
 @dataclass(frozen=True)

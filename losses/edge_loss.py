@@ -124,8 +124,9 @@ def edge_loss(input: Tensor, target: Tensor, *, eps: float = 1e-3, reduction: st
         input: ``(..., H, W)``: ``(N, C, H, W)`` images with any number of channels, or ``(C, H, W)``, ``(H, W)``;
             each channel is filtered alone.
         target: same shape, device and dtype as ``input``; gradients flow to it when it requires grad.
-        eps: the Charbonnier ``eps``, a finite positive number (MPRNet's 1e-3).
-        reduction: ``"mean"`` (MPRNet's: over every element), ``"sum"`` or ``"none"``.
+        eps: the Charbonnier ``eps``, a finite positive number (MPRNet's 1e-3). The distance is computed as
+            ``hypot(L input - L target, eps)``: no square leaves the dtype's range, whatever ``eps``.
+        reduction: ``"mean"`` (MPRNet's: over every element; 0 over an empty batch), ``"sum"`` or ``"none"``.
 
     Returns:
         A scalar, or with ``reduction="none"`` the per-element loss, of ``input``'s shape. Half-precision inputs

@@ -104,7 +104,9 @@ def gradient_loss(
     ``"hessian"`` (three, :func:`torchgrad.hessian`). The operators are linear, so this is
     ``|A (input - target)|^p``: one operator pass, inside one autograd Function whose backward
     (``A^T sign(A d)``, ``A^T 2 A d`` or ``A^T (A d / sqrt((A d)^2 + eps^2))``) is written by hand and saves
-    only references to ``input``, ``target`` and ``mask``. ``"mean"`` averages over every element of every
+    only references to ``input``, ``target`` and ``mask``. The Charbonnier penalty is computed as
+    ``hypot(A d, eps)`` (its slope ``A d / hypot(A d, eps)``): no square leaves the dtype's range, whatever
+    ``eps``. ``"mean"`` averages over every element of every
     component: ``gradient_loss(x, y)`` equals TensorFlow's ``reduce_mean(abs(sobel_edges(x) - sobel_edges(y)))``.
 
     Args:
@@ -117,7 +119,7 @@ def gradient_loss(
         operator: ``"diff"``, ``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"central"``, ``"laplacian"`` or
             ``"hessian"``.
         p: 1 for L1, 2 for the squared error; the same as ``penalty="l1"`` or ``"l2"`` (default: L1).
-        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``; a mean over no elements (an empty batch) is 0.
         padding: border mode of the filters (``"sobel"``, ``"scharr"``, ``"prewitt"``, ``"laplacian"``,
             ``"hessian"``); ``None`` takes their default, reflect.
         normalized: divide the filter so that it returns the derivative itself of a polynomial of its

@@ -221,3 +221,175 @@ def test_derivatives_are_those_of_the_values(penalty: Penalty) -> None:
     assert (eager[1] is None) == (db is None)
     if db is not None:
         torch.testing.assert_close(eager[1], db)
+
+
+# The Charbonnier penalty is hypot(a, eps): exact where a = 0 (the value eps, the slope 0), finite for an eps
+# or a difference whose square leaves the dtype's range. Each case: (dtype, eps, differences a).
+_HYPOT_CASES = {
+    "float32-eps1e-30": (torch.float32, 1e-30, [0.0, 1e-35, -2e-30, 1e-3, -3.0]),
+    "float64-eps1e-200": (torch.float64, 1e-200, [0.0, 1e-210, -2e-200, 1e-3, -3.0]),
+    "float32-eps1e-200": (torch.float32, 1e-200, [0.0, 1e-44, -1e-30, 1.0]),  # eps below float32's range
+    "float32-eps1e20": (torch.float32, 1e20, [0.0, -1e15, 3e20, 1e25]),
+    "float64-eps1e200": (torch.float64, 1e200, [0.0, 1.0, -3e200, 1e250]),
+    "float32-differences1e30": (torch.float32, 1e-3, [1e30, -2e30, 3e37, 0.0]),
+    "float64-eps1e-3": (torch.float64, 1e-3, [0.0, 1e-4, -1e-3, 0.5, -7.0]),
+}
+
+
+@pytest.mark.parametrize("case", list(_HYPOT_CASES))
+def test_charbonnier_is_the_hypot_of_the_difference_and_eps(case: str) -> None:
+    """Values ``hypot(a, eps)`` and slopes ``a / hypot(a, eps)`` (Python's correctly rounded ``math.hypot``
+    in float64, then rounded to the dtype) in the eager and the traceable code, for eps and differences
+    whose squares under- or overflow the dtype."""
+    import math
+
+    dtype, eps, points = _HYPOT_CASES[case]
+    a = torch.tensor(points, dtype=dtype)
+    values = torch.tensor([math.hypot(v, eps) for v in a.tolist()], dtype=torch.float64).to(dtype)
+    slopes = torch.tensor([v / math.hypot(v, eps) if v else 0.0 for v in a.tolist()], dtype=torch.float64).to(dtype)
+    penalty = Charbonnier(eps)
+    # a few roundings of the dtype (hypot's own, the slope's division); subnormal results are compared absolutely
+    tolerance = {"rtol": 4 * torch.finfo(dtype).eps, "atol": torch.finfo(dtype).tiny}
+    for traceable in (True, False):
+        torch.testing.assert_close(penalty.values(a.clone(), None, traceable), values, **tolerance)
+        slope, none = penalty.derivatives(a.clone(), None, traceable)
+        assert none is None
+        torch.testing.assert_close(slope, slopes, **tolerance)
+
+
+def _charbonnier_loss(name: str, eps: float) -> Callable[[Tensor, Tensor], Tensor]:
+    if name == "edge_loss":
+        return lambda x, y: edge_loss(x, y, eps=eps)
+    return lambda x, y: gradient_loss(x, y, penalty="charbonnier", eps=eps)
+
+
+def _eager_and_traced(loss: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Tensor) -> list[list[Tensor]]:
+    """``[value, input's gradient, target's gradient, a second derivative]`` by eager autograd (the first-order
+    backward's eager code; the second derivative, of the gradient's sum along ``x``, from the differentiable
+    backward) and by ``torch.func`` (the traceable code)."""
+    u, v = x.clone().requires_grad_(), y.clone().requires_grad_()
+    value = loss(u, v)
+    gu, gv = torch.autograd.grad(value, (u, v))
+    (first,) = torch.autograd.grad(loss(u, v), u, create_graph=True)
+    (second,) = torch.autograd.grad(first.sum(), u)
+    eager = [value.detach(), gu, gv, second]
+    (gx, gy), value = torch.func.grad_and_value(loss, argnums=(0, 1))(x, y)
+    second = torch.func.grad(lambda t: torch.func.grad(loss)(t, y).sum())(x)
+    return [eager, [value, gx, gy, second]]
+
+
+@pytest.mark.parametrize("name", ["edge_loss", "gradient_loss"])
+@pytest.mark.parametrize("dtype, eps", [(torch.float32, 1e-30), (torch.float64, 1e-200), (torch.float32, 1e-200)])
+def test_charbonnier_with_a_tiny_eps_is_eps_where_input_equals_target(
+    name: str, dtype: torch.dtype, eps: float
+) -> None:
+    """Where input equals target the Charbonnier loss is eps (0 where eps is below the dtype's range) and its
+    gradients are 0: no ``0 * rsqrt(0)``, eager, traced or twice differentiated."""
+    x = torch.rand(2, 2, 6, 7, dtype=dtype, generator=torch.Generator().manual_seed(5))
+    expected = torch.tensor(eps, dtype=dtype)  # eps rounded to the dtype
+    for value, gx, gy, second in _eager_and_traced(_charbonnier_loss(name, eps), x, x.clone()):
+        # the mean of equal values: a few roundings of the sum and the division
+        torch.testing.assert_close(value, expected, rtol=1e-5, atol=0)
+        assert torch.equal(gx, torch.zeros_like(x)) and torch.equal(gy, torch.zeros_like(x))
+        assert torch.isfinite(second).all()
+
+
+@pytest.mark.parametrize("name", ["edge_loss", "gradient_loss"])
+@pytest.mark.parametrize("dtype, eps", [(torch.float32, 1e20), (torch.float64, 1e200)])
+def test_charbonnier_with_a_huge_eps_is_about_eps(name: str, dtype: torch.dtype, eps: float) -> None:
+    """An eps whose square overflows: the loss is eps (differences of order 1 add ``a^2 / (2 eps)``, far below
+    one rounding), the gradient ``A^T (A d) / eps`` is tiny and finite, eager and traced."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.rand(2, 2, 6, 7, dtype=dtype, generator=gen)
+    y = torch.rand(2, 2, 6, 7, dtype=dtype, generator=gen)
+    for value, gx, gy, second in _eager_and_traced(_charbonnier_loss(name, eps), x, y):
+        torch.testing.assert_close(value, torch.tensor(eps, dtype=dtype), rtol=1e-6, atol=0)
+        for g in (gx, gy, second):
+            assert torch.isfinite(g).all()
+        # |A d| <= 64 (Sobel's and the band's weights on samples in [0, 1)): slopes below 64 / eps, summed by A^T
+        assert gx.abs().max() <= 64 * 64 / eps and gx.abs().max() > 0
+        torch.testing.assert_close(gy, -gx)
+
+
+@pytest.mark.parametrize("name", ["edge_loss", "gradient_loss"])
+def test_charbonnier_of_large_float32_differences_is_finite(name: str) -> None:
+    """Differences near 1e30 (their squares overflow float32, the loss does not): the loss and its gradients
+    equal those of the same values in float64, eager and traced."""
+    gen = torch.Generator().manual_seed(7)
+    x = (torch.rand(2, 2, 6, 7, generator=gen) + 0.5) * 1e30
+    y = -(torch.rand(2, 2, 6, 7, generator=gen) + 0.5) * 1e30
+    loss = _charbonnier_loss(name, 1e-3)
+    reference = _eager_and_traced(loss, x.double(), y.double())[0]
+    for got in _eager_and_traced(loss, x, y):
+        # float32 roundings of the operator, the penalty and the sum: 1e-5 relative to the largest value
+        for a, e in zip(got[:3], reference[:3]):
+            assert torch.isfinite(a).all()
+            torch.testing.assert_close(a.double(), e, rtol=1e-5, atol=1e-5 * float(e.abs().max()))
+        assert torch.isfinite(got[3]).all()
+
+
+# The losses whose mean is the fused Function's (edge-aware smoothness and isotropic total variation take theirs
+# in their own modules).
+_FUSED_MEANS = [n for n in LOSSES if not n.startswith("edge_aware") and n != "total_variation_loss-isotropic"]
+
+
+@pytest.mark.parametrize("name", _FUSED_MEANS)
+def test_the_mean_over_an_empty_batch_is_zero(name: str) -> None:
+    """A mean over no elements is 0 (as under a mask where nothing counts), and so is the sum; the gradients are
+    empty, eager and traced."""
+    x, y = torch.rand(0, 2, 6, 7), torch.rand(0, 2, 6, 7)
+    masks = [None, torch.ones(0, 1, 6, 7, dtype=torch.bool)] if name in MASKED else [None]
+    for mask in masks:
+        for reduction in ("mean", "sum"):
+            value, gx, gy = _values_and_gradients(LOSSES[name], x, y, mask, reduction)
+            assert value.item() == 0.0 and gx.shape == x.shape and gy.shape == y.shape
+            traced = torch.func.grad_and_value(lambda a, b: LOSSES[name](a, b, mask, reduction))(x, y)[1]
+            assert traced.item() == 0.0
+
+
+def _layouts(t: Tensor) -> dict[str, Tensor]:
+    """``t`` (contiguous) and the same values channels_last and as a transposed view."""
+    return {
+        "contiguous": t,
+        "channels_last": t.contiguous(memory_format=torch.channels_last),
+        "transposed": t.transpose(-1, -2).contiguous().transpose(-1, -2),
+    }
+
+
+# Isotropic total variation and the edge-aware loss's normalisation reduce with their own torch calls.
+_LAYOUT_FREE = [n for n in LOSSES if n not in ("total_variation_loss-isotropic", "edge_aware_smoothness_loss")]
+
+
+@pytest.mark.parametrize("name", _LAYOUT_FREE)
+@pytest.mark.parametrize("layout", ["channels_last", "transposed"])
+def test_losses_do_not_depend_on_the_layout(name: str, layout: str, cpu_executor: str) -> None:
+    """A channels_last or transposed input gives the contiguous input's values and gradients, bit for bit (every
+    reduction sums in one order, whatever the strides), in one slab and in uneven slabs."""
+    gen = torch.Generator().manual_seed(8)
+    x = torch.rand(3, 3, 9, 10, generator=gen)
+    y = torch.rand(3, 3, 9, 10, generator=gen)
+    mask = torch.rand(3, 1, 9, 10, generator=gen) > 0.1 if name in MASKED else None
+    for reduction in ("mean", "sum"):
+        expected = _values_and_gradients(LOSSES[name], x, y, mask, reduction)
+        got = _values_and_gradients(LOSSES[name], _layouts(x)[layout], _layouts(y)[layout], mask, reduction)
+        for a, e in zip(got, expected):
+            assert torch.equal(a, e), (reduction, a, e)
+
+
+def test_charbonnier_extremes_and_empty_means_under_compile() -> None:
+    """``torch.compile(fullgraph=True)`` traces the same rules: eps and zero gradients where input equals target
+    for a tiny eps, about eps for a huge one, 0 for a mean over an empty batch."""
+    x = torch.rand(2, 2, 6, 7, generator=torch.Generator().manual_seed(9)).requires_grad_()
+    empty = torch.rand(0, 2, 6, 7)
+
+    def losses(x: Tensor, empty: Tensor) -> Tensor:
+        tiny = gradient_loss(x, x.detach().clone(), operator="diff", penalty="charbonnier", eps=1e-30)
+        huge = gradient_loss(x, x.detach().clone(), operator="diff", penalty="charbonnier", eps=1e200)
+        return torch.stack([tiny, huge, gradient_loss(empty, empty.clone(), operator="diff")])
+
+    torch._dynamo.reset()
+    got = torch.compile(losses, fullgraph=True, backend="aot_eager")(x, empty)
+    (grad,) = torch.autograd.grad(got[:2].sum(), x)
+    # float32: eps rounded to it (1e200 to inf, which the loss then is), and a mean of equal values
+    torch.testing.assert_close(got, torch.tensor([1e-30, float("inf"), 0.0]), rtol=1e-5, atol=0)
+    assert torch.equal(grad, torch.zeros_like(x))

@@ -353,11 +353,11 @@ def test_compile_fullgraph(name: str, launches: list[str], monkeypatch: pytest.M
 def test_opcheck(launches: list[str]) -> None:
     x, y, mask = _inputs(SHAPE, torch.float32)
     description = describe(build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2))
-    args = (x, y, mask.expand(SHAPE), description, penalty_codes.CHARBONNIER, [0.01], [1.0, 1.0], True, 0)
+    args = (x, y, mask.expand(SHAPE), description, penalty_codes.CHARBONNIER, [0.1], [1.0, 1.0], True, 0)
     total, scales = loss_ops.fused_loss(*args, torch.float32)
     torch.library.opcheck(loss_ops.fused_loss, (*args, torch.float32))
     backward_args = (torch.ones(()), x, y, mask.expand(SHAPE), scales, description, penalty_codes.CHARBONNIER)
-    torch.library.opcheck(loss_ops.fused_loss_backward, (*backward_args, [0.01], True))
+    torch.library.opcheck(loss_ops.fused_loss_backward, (*backward_args, [0.1], True))
     assert launches
 
 
@@ -383,3 +383,60 @@ def test_what_the_kernels_do_not_serve_falls_back(launches: list[str], monkeypat
         got = call()
         assert "_total_kernel" not in launches
         torch.testing.assert_close(got, _eager(call, monkeypatch), rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+# The Charbonnier penalty on the kernels where squares leave the dtype's range: (dtype, eps, input, target).
+_RANGE = {
+    "tiny_eps_float32": (torch.float32, 1e-30, 1.0, 1.0),
+    "tiny_eps_float64": (torch.float64, 1e-200, 1.0, 1.0),
+    "eps_below_float32": (torch.float32, 1e-200, 1.0, 1.0),
+    "huge_eps_float32": (torch.float32, 1e20, 1.0, 1.0),
+    "huge_eps_float64": (torch.float64, 1e200, 1.0, -1.0),
+    "large_differences_float32": (torch.float32, 1e-3, 1e30, -1e30),
+}
+
+
+@pytest.mark.parametrize("case", list(_RANGE))
+def test_charbonnier_beyond_the_squares_range(case: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hypot(A d, eps)`` in the kernels: eps itself and zero gradients where input equals target (0 for an eps
+    below float32's range), about eps for an eps whose square overflows, finite for differences near 1e30;
+    values and gradients equal to the eager Function's."""
+    dtype, eps, scale_x, scale_y = _RANGE[case]
+    x, y, mask = _inputs((1, 2, 5, 6), dtype)
+    x, y = x * scale_x, (x if scale_y == scale_x else y) * scale_y
+    loss = lambda u, v, m: F.gradient_loss(u, v, m, penalty="charbonnier", eps=eps)  # noqa: E731
+    got = _value_and_grads(loss, x, y, mask)
+    assert "_total_kernel" in launches and "_slopes_kernel" in launches
+    assert all(bool(torch.isfinite(t).all()) for t in got), got
+    expected = _eager(lambda: _value_and_grads(loss, x, y, mask), monkeypatch)
+    for a, e in zip(got, expected):
+        _close(a, e)
+    if scale_x == scale_y:  # input equals target: eps rounded to the dtype, and no gradient
+        torch.testing.assert_close(got[0], torch.tensor(eps, dtype=dtype), rtol=1e-5, atol=0)
+        assert not got[1].any() and not got[2].any()
+    else:  # about max(|A d|, eps)
+        assert float(got[0]) >= min(eps, 1e30)
+
+
+def test_the_kernels_mean_over_no_elements_is_zero(launches: list[str]) -> None:
+    """The fused-loss op on an empty batch: a mean over no elements is 0, as the eager Function's."""
+    x = torch.rand(0, 2, 9, 11)
+    description = describe(build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2))
+    for penalty, params in ((penalty_codes.L1, []), (penalty_codes.CHARBONNIER, [1e-3])):
+        total, _ = loss_ops.fused_loss(x, x, None, description, penalty, params, [1.0, 1.0], True, 0, torch.float32)
+        assert "_total_kernel" in launches and total.item() == 0.0
+    assert F.gradient_loss(x, x, penalty="charbonnier").item() == 0.0  # (the eager Function's)
+
+
+@pytest.mark.parametrize("name", ["charbonnier_scharr_zeros"])
+def test_the_kernels_do_not_depend_on_the_layout(name: str, launches: list[str]) -> None:
+    """Channels_last and transposed inputs give the contiguous input's loss and gradients, bit for bit."""
+    x, y, _ = _inputs((1, 2, 5, 6), torch.float32)
+    expected = _value_and_grads(CASES[name], x, y, None)
+    for layout in (torch.channels_last, None):
+        u, v = (t.contiguous(memory_format=layout) if layout else t.mT.contiguous().mT for t in (x, y))
+        launches.clear()
+        got = _value_and_grads(CASES[name], u, v, None)
+        assert "_total_kernel" in launches
+        for a, e in zip(got, expected):
+            assert torch.equal(a, e)

@@ -184,7 +184,7 @@ def triton_loss(
     dtype: torch.dtype,
 ) -> tuple[Tensor, Tensor]:
     """The loss ``sum_c weights[c] sum penalty(A_c ...)`` in ``dtype``, over the number of elements that count
-    when ``mean`` (under ``mask``, at least 1; else ``elements``), and each component's scale (its weight over
+    when ``mean`` (under ``mask``, else ``elements``; at least 1), and each component's scale (its weight over
     that number), which :func:`triton_loss_backward` takes."""
     plan = _plan(op, x, penalty, y)
     params = tuple(float(p) for p in params)

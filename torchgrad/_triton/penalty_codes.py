@@ -2,8 +2,8 @@
 parameters (:mod:`torchgrad.losses`' ``Penalty.kernel_code`` and ``kernel_params``), the kernels read them as
 compile-time constants. This file never imports Triton.
 
-- ``L1``: ``|a|``; ``SQUARED_L2``: ``a^2``; ``CHARBONNIER``: ``sqrt(a^2 + eps^2)``, parameters ``(eps^2,)``;
-  ``a`` is ``A (input - target)``.
+- ``L1``: ``|a|``; ``SQUARED_L2``: ``a^2``; ``CHARBONNIER``: ``sqrt(a^2 + eps^2)``, computed as ``hypot(a, eps)``
+  (no square that leaves the dtype's range), parameters ``(eps,)``; ``a`` is ``A (input - target)``.
 - ``GRADIENT_DIFFERENCE``: ``||a| - |b||^alpha``, parameters ``(alpha,)``; ``a = A input``, ``b = A target``.
 - ``EDGE_AWARE``: ``|a| b``; ``a = A input``, ``b = exp(-mean_channels |A target|)``, the target an image of
   any number of channels (edge-aware smoothness).

@@ -64,6 +64,21 @@ def _sqrt(v, ACC: tl.constexpr):
 
 
 @triton.jit
+def _hypot_parts(a, EPS: tl.constexpr, ACC: tl.constexpr):
+    """``hypot(a, eps) = big * root`` without a square that leaves the dtype's range: ``big = max(|a|, eps)``,
+    ``root = sqrt(1 + (min(|a|, eps) / big)^2)`` in ``[1, sqrt(2)]``. Also returns ``a / big`` (``|.| <= 1``), so
+    that the slope ``a / hypot(a, eps)`` is ``(a / big) / root``: 0 where ``a = 0``. ``eps`` is rounded to the
+    accumulator's dtype (0 below its range, then ``hypot(a, 0) = |a|`` and the slope ``sign(a)``, as the eager
+    penalty's); a NaN ``a`` gives NaN (the comparisons leave it in ``big``)."""
+    eps = tl.full([], EPS, tl.float64).to(ACC)
+    m = tl.abs(a)
+    big = tl.where(m < eps, eps, m)
+    safe = tl.where(big == 0, 1.0, big).to(ACC)  # a = 0 and eps rounded to 0: 0 / 1, no 0 / 0
+    r = tl.where(m < eps, m, eps) / safe
+    return big, _sqrt(1.0 + r * r, ACC), a / safe
+
+
+@triton.jit
 def _power(r, alpha: tl.constexpr):
     """``r ** alpha`` for ``r >= 0`` (0 at 0 for ``alpha > 0``), through float64 ``exp`` and ``log`` (a GPU's
     float32 ones are approximations; the float64 ones are accurate, and the loss is bound by memory)."""
@@ -87,7 +102,8 @@ def penalty_value(a, b, PENALTY: tl.constexpr, PARAMS: tl.constexpr, ACC: tl.con
     elif PENALTY == _SQUARED_L2:
         v = a * a
     elif PENALTY == _CHARBONNIER:
-        v = _sqrt(a * a + PARAMS[0], ACC)
+        big, root, _ = _hypot_parts(a, PARAMS[0], ACC)
+        v = big * root
     elif PENALTY == _GRADIENT_DIFFERENCE:
         v = _power(tl.abs(tl.abs(a) - tl.abs(b)), PARAMS[0])
     else:  # _EDGE_AWARE
@@ -103,7 +119,8 @@ def penalty_slope(a, b, PENALTY: tl.constexpr, PARAMS: tl.constexpr, ACC: tl.con
     elif PENALTY == _SQUARED_L2:
         d = 2 * a
     elif PENALTY == _CHARBONNIER:
-        d = a / _sqrt(a * a + PARAMS[0], ACC)
+        _, root, scaled = _hypot_parts(a, PARAMS[0], ACC)
+        d = scaled / root
     elif PENALTY == _EDGE_AWARE:
         d = _sign(a) * b
     else:  # _GRADIENT_DIFFERENCE
@@ -327,8 +344,8 @@ def _total_kernel(
     NO: tl.constexpr, WEIGHTS: tl.constexpr, MEAN: tl.constexpr, LOSS_MASK: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     """The loss from the partial sums of ``programs`` rows: ``sum_c WEIGHTS[c] sum_c`` in float64, over the
-    number of elements that count (``MEAN``: the masked count, at least 1, else ``elements``); writes the
-    loss and each component's scale ``WEIGHTS[c] / number``."""
+    number of elements that count (``MEAN``: the masked count, else ``elements``; at least 1, so that a mean
+    over no elements is 0); writes the loss and each component's scale ``WEIGHTS[c] / number``."""
     lanes = tl.arange(0, BLOCK).to(tl.int64)
     s0 = tl.full([BLOCK], 0, tl.float64)
     s1 = s0
@@ -350,7 +367,7 @@ def _total_kernel(
     elif LOSS_MASK:
         number = tl.maximum(tl.reduce(n, 0, _add), 1.0)
     else:
-        number = tl.cast(elements, tl.float64)
+        number = tl.maximum(tl.cast(elements, tl.float64), 1.0)
     # The weights as float64 constants (a bare Python float would reach float64 through float32).
     weights = ()
     for c in tl.static_range(NO):
