@@ -1,4 +1,5 @@
-"""What several test files share: input runs on one executor, and the check that half precision is rounded once.
+"""What several test files share: the tensors a call saves for backward, input runs on one executor, and the check
+that half precision is rounded once.
 
 Test files import from here, from ``references.py`` (the references torchgrad is compared with) and from
 ``launches.py`` (kernel launch counts), never from each other.
@@ -7,12 +8,32 @@ Test files import from here, from ``references.py`` (the references torchgrad is
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Iterable
 
 import pytest
 import torch
 
 from torchgrad._separable import Separable
+
+
+def saved_tensors(call: Callable[[], object]) -> list[torch.Tensor]:
+    """The tensors that autograd saves for backward while ``call()`` runs."""
+    saved: list[torch.Tensor] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        call()
+    return saved
+
+
+def saved_bytes(call: Callable[[], object], inputs: Iterable[torch.Tensor] = ()) -> int:
+    """The bytes of the tensors ``call()`` saves for backward, beyond references to ``inputs``."""
+    known = {t.data_ptr() for t in inputs}
+    return sum(t.numel() * t.element_size() for t in saved_tensors(call) if t.data_ptr() not in known)
+
 
 Outputs = tuple[torch.Tensor, ...]
 Run = tuple[Outputs, torch.Tensor]

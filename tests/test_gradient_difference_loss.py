@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import saved_tensors
 from references import naive_gradients
 
 from torchgrad.losses import GradientDifferenceLoss
@@ -80,9 +81,7 @@ def test_sign_of_an_edge_does_not_matter() -> None:
 def test_saves_only_references() -> None:
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
     y = torch.randn(2, 3, 8, 8)
-    saved: list[torch.Tensor] = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        gradient_difference_loss(x, y, alpha=2.0)
+    saved = saved_tensors(lambda: gradient_difference_loss(x, y, alpha=2.0))
     assert {t.data_ptr() for t in saved} <= {x.data_ptr(), y.data_ptr()}
 
 

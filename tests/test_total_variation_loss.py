@@ -6,6 +6,7 @@ import os
 
 import pytest
 import torch
+from helpers import saved_tensors
 from references import naive_gradients
 
 from torchgrad.losses import TotalVariationLoss
@@ -49,9 +50,7 @@ def test_gradcheck_and_saved_memory() -> None:
     x = torch.randn(1, 2, 5, 6, dtype=torch.float64, requires_grad=True)
     for kwargs in (dict(p=1), dict(p=2), dict(isotropic=True, eps=1e-3)):
         assert torch.autograd.gradcheck(lambda x: total_variation_loss(x, **kwargs), x)
-        saved: list[torch.Tensor] = []
-        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-            total_variation_loss(x, **kwargs)
+        saved = saved_tensors(lambda: total_variation_loss(x, **kwargs))
         # nothing but the input; the Triton kernels' magnitude also keeps its eps, a float64 scalar tensor
         assert {t.data_ptr() for t in saved if t.dim() > 0} <= {x.data_ptr()}
         scalars = [t.item() for t in saved if t.dim() == 0 and t.dtype == torch.float64]
