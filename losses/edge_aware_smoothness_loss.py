@@ -69,12 +69,13 @@ def edge_aware_smoothness_loss(
             f"got shapes {tuple(disparity.shape)} and {tuple(image.shape)}"
         )
     check_same_device(fn, "image", image, "disparity", disparity)
-    if normalize:
+    if normalize:  # in the standard layout (a copy only for another one): its sums are the same whatever the layout
+        disparity = disparity.contiguous()
         disparity = disparity / (disparity.mean(dim=(2, 3), keepdim=True) + 1e-7)
     weights = None
     if reduction == "mean":
-        if disparity.numel() == 0:  # an empty batch has no mean (as torch.mean of nothing)
-            return disparity.sum() * float("nan")
+        if disparity.numel() == 0:  # a mean over no elements is 0, as for the other losses
+            return disparity.sum()
         # Forward differences are zero on the last row (dy) and column (dx): weighting the sum over the full map
         # by one over the valid count gives the means over the valid (H-1, W) and (H, W-1) positions.
         n, c, h, w = disparity.shape

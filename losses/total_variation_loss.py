@@ -71,7 +71,10 @@ def total_variation_loss(
             per_pixel = gradient_magnitude(work, operator="diff", eps=eps, spatial_dims=spatial_dims)
             if reduction == "none":
                 return per_pixel.to(dtype)
-            return (per_pixel.sum() if reduction == "sum" else per_pixel.mean()).to(dtype)
+            # summed in memory order of the standard layout, as the fused losses sum: the same total whatever the
+            # input's layout; a mean over no elements is 0
+            total = per_pixel.contiguous().sum()
+            return (total if reduction == "sum" else total / max(per_pixel.numel(), 1)).to(dtype)
         loss = FusedLoss(forward_difference_operator(input, spatial_dims, fn), L1() if p == 1 else SquaredL2())
         if reduction == "none":
             return penalty_call(input, None, None, loss, None).sum(dim=-(spatial_dims + 1)).to(dtype)

@@ -81,6 +81,7 @@ def test_mean_is_the_sum_of_the_two_terms_means() -> None:
 def test_empty_batch_per_reduction() -> None:
     disp, image = torch.rand(0, 1, 6, 6), torch.rand(0, 3, 6, 6)
     assert edge_aware_smoothness_loss(disp, image, reduction="sum") == 0
+    assert edge_aware_smoothness_loss(disp, image) == 0  # a mean over no elements, as for every loss
     assert edge_aware_smoothness_loss(disp, image, reduction="none").shape == (0, 1, 2, 6, 6)
 
 
@@ -97,7 +98,7 @@ def test_vmap_and_empty_batch() -> None:
     disp, image = torch.rand(4, 2, 1, 6, 7) + 0.1, torch.rand(4, 2, 3, 6, 7)
     batched = vmap(edge_aware_smoothness_loss)(disp, image)
     torch.testing.assert_close(batched, torch.stack([edge_aware_smoothness_loss(disp[i], image[i]) for i in range(4)]))
-    assert torch.isnan(edge_aware_smoothness_loss(torch.rand(0, 1, 6, 6), torch.rand(0, 3, 6, 6), normalize=False))
+    assert edge_aware_smoothness_loss(torch.rand(0, 1, 6, 6), torch.rand(0, 3, 6, 6), normalize=False) == 0
 
 
 def test_flat_disparity_has_no_loss_and_edges_reduce_it() -> None:

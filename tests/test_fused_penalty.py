@@ -328,12 +328,7 @@ def test_charbonnier_of_large_float32_differences_is_finite(name: str) -> None:
         assert torch.isfinite(got[3]).all()
 
 
-# The losses whose mean is the fused Function's (edge-aware smoothness and isotropic total variation take theirs
-# in their own modules).
-_FUSED_MEANS = [n for n in LOSSES if not n.startswith("edge_aware") and n != "total_variation_loss-isotropic"]
-
-
-@pytest.mark.parametrize("name", _FUSED_MEANS)
+@pytest.mark.parametrize("name", LOSSES)
 def test_the_mean_over_an_empty_batch_is_zero(name: str) -> None:
     """A mean over no elements is 0 (as under a mask where nothing counts), and so is the sum; the gradients are
     empty, eager and traced."""
@@ -356,11 +351,7 @@ def _layouts(t: Tensor) -> dict[str, Tensor]:
     }
 
 
-# Isotropic total variation and the edge-aware loss's normalisation reduce with their own torch calls.
-_LAYOUT_FREE = [n for n in LOSSES if n not in ("total_variation_loss-isotropic", "edge_aware_smoothness_loss")]
-
-
-@pytest.mark.parametrize("name", _LAYOUT_FREE)
+@pytest.mark.parametrize("name", LOSSES)
 @pytest.mark.parametrize("layout", ["channels_last", "transposed"])
 def test_losses_do_not_depend_on_the_layout(name: str, layout: str, cpu_executor: str) -> None:
     """A channels_last or transposed input gives the contiguous input's values and gradients, bit for bit (every
