@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import numbers
 import operator as _operator
+import reprlib
 import sys
 from collections.abc import Sequence
 from typing import Any, Optional
@@ -521,3 +522,146 @@ def check_gradient_input(fn: str, name: str, value: Any) -> Tensor:
             f"{fn}: `{name}` has dtype {value.dtype}, which torch.gradient does not support (supported: {supported})"
         )
     return value
+
+
+# OpenCV's arguments, for torchgrad.cv2_compat (which exports the constants) ------------------------------
+
+BORDER_CONSTANT = 0
+BORDER_REPLICATE = 1
+BORDER_REFLECT = 2
+BORDER_REFLECT_101 = 4
+BORDER_REFLECT101 = 4
+BORDER_DEFAULT = 4
+BORDER_ISOLATED = 16
+CV_32F = 5
+CV_64F = 6
+FILTER_SCHARR = -1
+
+# OpenCV's border types as torchgrad's padding modes. BORDER_ISOLATED (16) may be or-ed with any of them: it
+# tells a filter on a region of a larger image not to read outside the region, so on a whole image it changes
+# nothing. BORDER_WRAP (3) is refused by OpenCV's filters, BORDER_TRANSPARENT (5) by its border interpolation.
+OPENCV_PADDINGS = {
+    BORDER_CONSTANT: "zeros",
+    BORDER_REPLICATE: "replicate",
+    BORDER_REFLECT: "symmetric",
+    BORDER_REFLECT_101: "reflect",
+}
+_BORDER_NAMES = {0: "BORDER_CONSTANT", 1: "BORDER_REPLICATE", 2: "BORDER_REFLECT", 4: "BORDER_REFLECT_101"}
+_REFUSED_BORDERS = {3: "BORDER_WRAP (3): OpenCV's filters refuse it", 5: "BORDER_TRANSPARENT (5): OpenCV refuses it"}
+_INTEGER_DEPTHS = {0: "CV_8U", 1: "CV_8S", 2: "CV_16U", 3: "CV_16S", 4: "CV_32S"}
+OPENCV_MAX_KSIZE = 7  # torchgrad's stencils have at most 7 taps; OpenCV goes to 31
+
+
+def check_opencv_src(fn: str, name: str, value: Any) -> Tensor:
+    """An ``(H, W)`` or ``(H, W, C)`` floating tensor with no empty axis."""
+    value = check_dtype(fn, name, check_tensor(fn, name, value), FLOATING)
+    check_rank(fn, name, value, (2, 3), "an (H, W) or (H, W, C) image")
+    return check_not_empty(fn, name, value, " (OpenCV refuses empty images)")
+
+
+def check_opencv_ddepth(
+    fn: str, name: str, value: Any, src: Tensor, widen: bool = True, narrow: bool = False
+) -> torch.dtype:
+    """The dtype of the result: ``src``'s for -1, float32 for CV_32F, float64 for CV_64F, where OpenCV's filter
+    takes it: CV_64F from a narrower ``src`` where ``widen``, CV_32F from float64 where ``narrow``."""
+    ddepth = check_int(fn, name, value)
+    if ddepth in _INTEGER_DEPTHS:
+        raise ValueError(
+            f"{fn}: `{name}` {_INTEGER_DEPTHS[ddepth]} ({ddepth}) is an integer depth, which rounds and "
+            "saturates and has no gradient; use -1, CV_32F (5) or CV_64F (6) and round the result if needed"
+        )
+    if ddepth not in (-1, CV_32F, CV_64F):
+        raise ValueError(f"{fn}: `{name}` must be -1, CV_32F (5) or CV_64F (6), got {ddepth}")
+    dtype = {-1: src.dtype, CV_32F: torch.float32, CV_64F: torch.float64}[ddepth]
+    if src.dtype != dtype and ((dtype == torch.float64 and not widen) or (src.dtype == torch.float64 and not narrow)):
+        depth = "CV_64F (6)" if ddepth == CV_64F else "CV_32F (5)"
+        raise ValueError(
+            f"{fn}: `{name}` {depth} from a {src.dtype} `src` is refused by OpenCV for this filter and ksize; "
+            "use -1, or convert `src` first"
+        )
+    return dtype
+
+
+def check_opencv_ksize(fn: str, name: str, value: Any, scharr: bool) -> int:
+    """An odd kernel size from 1 to ``OPENCV_MAX_KSIZE``; any ``ksize <= 0`` (FILTER_SCHARR) where ``scharr``."""
+    ksize = check_int(fn, name, value)
+    if scharr and ksize <= 0:
+        return FILTER_SCHARR
+    if ksize <= 0 or ksize % 2 == 0 or ksize > 31:
+        raise ValueError(f"{fn}: `{name}` must be odd, from 1 to 31 in OpenCV, got {ksize}")
+    if ksize > OPENCV_MAX_KSIZE:
+        raise ValueError(
+            f"{fn}: `{name}` {ksize} is accepted by OpenCV but not here: torchgrad's stencils have at most "
+            f"{OPENCV_MAX_KSIZE} taps (ksize 1, 3, 5 or 7)"
+        )
+    return ksize
+
+
+def check_opencv_orders(fn: str, dx: Any, dy: Any, ksize: Any, name: str = "Sobel") -> tuple[int, int, int]:
+    """Derivative orders that OpenCV's kernels for ``ksize`` take."""
+    dx = check_int(fn, "dx", dx, minimum=0)
+    dy = check_int(fn, "dy", dy, minimum=0)
+    ksize = check_opencv_ksize(fn, "ksize", ksize, scharr=True)
+    if ksize == FILTER_SCHARR:
+        if dx + dy != 1:
+            raise ValueError(
+                f"{fn}: `dx` and `dy` must be (1, 0) or (0, 1), as {name}'s kernel is a first derivative, "
+                f"got dx={dx}, dy={dy}"
+            )
+        return dx, dy, ksize
+    if dx + dy == 0:
+        raise ValueError(f"{fn}: `dx` and `dy` must not both be 0 (OpenCV needs dx + dy > 0)")
+    taps = max(ksize, 3)  # ksize 1 is a 3-tap derivative kernel
+    for name_, order in (("dx", dx), ("dy", dy)):
+        if order >= taps:
+            raise ValueError(
+                f"{fn}: `{name_}` must be less than the kernel's {taps} taps (OpenCV needs ksize > order), got "
+                f"{name_}={order} with ksize={ksize}"
+            )
+    return dx, dy, ksize
+
+
+def check_opencv_scalar(fn: str, name: str, value: Any) -> float:
+    """A finite number of a type that OpenCV's bindings take for a ``double``, as a float: an int or a float
+    (subclasses too: an ``IntEnum``, NumPy's float64), a NumPy integer, float16 or float32. Not a bool, a
+    ``Fraction``, a ``Decimal``, a complex number (OpenCV drops the imaginary part of NumPy's complex128), NumPy's
+    longdouble, an array or a tensor."""
+    if type(value) is not float and type(value) is not int:  # the common case, without the checks below
+        numpy = sys.modules.get("numpy")  # a NumPy scalar comes with NumPy imported; torchgrad does not import it
+        numpy_types = () if numpy is None else (numpy.integer, numpy.float16, numpy.float32)
+        if isinstance(value, bool) or not isinstance(value, (int, float, *numpy_types)):
+            raise TypeError(
+                f"{fn}: `{name}` must be an int or a float (Python's or NumPy's, as OpenCV takes), got "
+                f"{reprlib.repr(value)}"
+            )
+    return check_number(fn, name, value)
+
+
+def check_opencv_affine(fn: str, scale: Any, delta: Any, border: Any) -> tuple[float, float, str]:
+    """``scale`` and ``delta`` as finite floats, and ``borderType`` as a padding mode."""
+    scale = check_opencv_scalar(fn, "scale", scale)
+    delta = check_opencv_scalar(fn, "delta", delta)
+    border = check_int(fn, "borderType", border)
+    base = border & ~BORDER_ISOLATED
+    if base in _REFUSED_BORDERS:
+        raise ValueError(f"{fn}: `borderType` must not be {_REFUSED_BORDERS[base]}")
+    if base not in OPENCV_PADDINGS or border < 0:
+        accepted = ", ".join(f"{name} ({value})" for value, name in _BORDER_NAMES.items())
+        raise ValueError(
+            f"{fn}: `borderType` must be one of {accepted}, optionally | BORDER_ISOLATED (16), got {border}"
+        )
+    return scale, delta, OPENCV_PADDINGS[base]
+
+
+def check_opencv_spatial_gradient(fn: str, ksize: Any, border_type: Any) -> str:
+    """OpenCV's ``spatialGradient`` arguments: ``ksize`` 3, ``borderType`` BORDER_DEFAULT or BORDER_REPLICATE, as a
+    padding mode."""
+    if check_int(fn, "ksize", ksize) != 3:
+        raise ValueError(f"{fn}: `ksize` must be 3 (OpenCV's spatialGradient takes no other size), got {ksize}")
+    border = check_int(fn, "borderType", border_type)
+    if border not in (BORDER_REPLICATE, BORDER_REFLECT_101):
+        raise ValueError(
+            f"{fn}: `borderType` must be BORDER_DEFAULT (= BORDER_REFLECT_101, 4) or BORDER_REPLICATE (1), the "
+            f"border types OpenCV's spatialGradient takes, got {border_type}"
+        )
+    return OPENCV_PADDINGS[border]

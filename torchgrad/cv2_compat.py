@@ -8,9 +8,7 @@ torchgrad's hand-written backward. Arguments that OpenCV rejects raise ``TypeErr
 
 from __future__ import annotations
 
-import reprlib
-import sys
-from typing import Any, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor
@@ -18,18 +16,24 @@ from torch import Tensor
 from ._linear import apply_operator
 from ._separable import Separable
 from ._stencil import Stencil, padded_stencil
-from ._validation import FLOATING, check_dtype, check_int, check_not_empty, check_number, check_rank, check_tensor
-
-BORDER_CONSTANT = 0
-BORDER_REPLICATE = 1
-BORDER_REFLECT = 2
-BORDER_REFLECT_101 = 4
-BORDER_REFLECT101 = 4
-BORDER_DEFAULT = 4
-BORDER_ISOLATED = 16
-CV_32F = 5
-CV_64F = 6
-FILTER_SCHARR = -1
+from ._validation import (
+    BORDER_CONSTANT,
+    BORDER_DEFAULT,
+    BORDER_ISOLATED,
+    BORDER_REFLECT,
+    BORDER_REFLECT101,
+    BORDER_REFLECT_101,
+    BORDER_REPLICATE,
+    CV_32F,
+    CV_64F,
+    FILTER_SCHARR,
+    check_opencv_affine,
+    check_opencv_ddepth,
+    check_opencv_ksize,
+    check_opencv_orders,
+    check_opencv_spatial_gradient,
+    check_opencv_src,
+)
 
 __all__ = [
     "BORDER_CONSTANT",
@@ -49,19 +53,6 @@ __all__ = [
     "spatialGradient",
 ]
 
-# OpenCV's border types as torchgrad's padding modes. BORDER_ISOLATED (16) may be or-ed with any of them: it
-# tells a filter on a region of a larger image not to read outside the region, so on a whole image it changes
-# nothing. BORDER_WRAP (3) is refused by OpenCV's filters, BORDER_TRANSPARENT (5) by its border interpolation.
-_PADDINGS = {
-    BORDER_CONSTANT: "zeros",
-    BORDER_REPLICATE: "replicate",
-    BORDER_REFLECT: "symmetric",
-    BORDER_REFLECT_101: "reflect",
-}
-_BORDER_NAMES = {0: "BORDER_CONSTANT", 1: "BORDER_REPLICATE", 2: "BORDER_REFLECT", 4: "BORDER_REFLECT_101"}
-_REFUSED_BORDERS = {3: "BORDER_WRAP (3): OpenCV's filters refuse it", 5: "BORDER_TRANSPARENT (5): OpenCV refuses it"}
-_INTEGER_DEPTHS = {0: "CV_8U", 1: "CV_8S", 2: "CV_16U", 3: "CV_16S", 4: "CV_32S"}
-_MAX_KSIZE = 7  # torchgrad's stencils have at most 7 taps; OpenCV goes to 31
 _HALF = (torch.float16, torch.bfloat16)
 
 
@@ -89,7 +80,7 @@ def getDerivKernels(dx: int, dy: int, ksize: int) -> tuple[tuple[int, ...], tupl
         ((3, 10, 3), (-1, 0, 1))
     """
     fn = "cv2_compat.getDerivKernels"
-    dx, dy, ksize = _check_orders(fn, dx, dy, ksize)
+    dx, dy, ksize = check_opencv_orders(fn, dx, dy, ksize)
     return _kernel(dx, ksize), _kernel(dy, ksize)
 
 
@@ -133,10 +124,10 @@ def Sobel(
         tensor([0., 3., 3., 0.], dtype=torch.float64)
     """
     fn = "cv2_compat.Sobel"
-    src = _check_src(fn, "src", src)
-    dtype = _check_ddepth(fn, "ddepth", ddepth, src)
-    dx, dy, ksize = _check_orders(fn, dx, dy, ksize)
-    scale, delta, padding = _check_affine(fn, scale, delta, borderType)
+    src = check_opencv_src(fn, "src", src)
+    dtype = check_opencv_ddepth(fn, "ddepth", ddepth, src)
+    dx, dy, ksize = check_opencv_orders(fn, dx, dy, ksize)
+    scale, delta, padding = check_opencv_affine(fn, scale, delta, borderType)
     kx, ky = _kernel(dx, ksize), _kernel(dy, ksize)
     return _filter(src, dtype, dtype, [(kx, ky)], scale, delta, padding)
 
@@ -176,10 +167,10 @@ def Scharr(
                 [ 0., 16., 16.,  0.]])
     """
     fn = "cv2_compat.Scharr"
-    src = _check_src(fn, "src", src)
-    dtype = _check_ddepth(fn, "ddepth", ddepth, src)
-    dx, dy, ksize = _check_orders(fn, dx, dy, FILTER_SCHARR, "Scharr")
-    scale, delta, padding = _check_affine(fn, scale, delta, borderType)
+    src = check_opencv_src(fn, "src", src)
+    dtype = check_opencv_ddepth(fn, "ddepth", ddepth, src)
+    dx, dy, ksize = check_opencv_orders(fn, dx, dy, FILTER_SCHARR, "Scharr")
+    scale, delta, padding = check_opencv_affine(fn, scale, delta, borderType)
     return _filter(src, dtype, dtype, [(_kernel(dx, ksize), _kernel(dy, ksize))], scale, delta, padding)
 
 
@@ -218,12 +209,12 @@ def Laplacian(
                 [ 0.,  1.,  0.]])
     """
     fn = "cv2_compat.Laplacian"
-    src = _check_src(fn, "src", src)
-    ksize = _check_ksize(fn, "ksize", ksize, scharr=False)
+    src = check_opencv_src(fn, "src", src)
+    ksize = check_opencv_ksize(fn, "ksize", ksize, scharr=False)
     # 3x3 kernels filter in src's depth; larger ones in float32, or float64 for float64 src, into any depth
-    dtype = _check_ddepth(fn, "ddepth", ddepth, src, widen=ksize > 3, narrow=ksize > 3)
+    dtype = check_opencv_ddepth(fn, "ddepth", ddepth, src, widen=ksize > 3, narrow=ksize > 3)
     compute = dtype if ksize <= 3 else torch.float64 if src.dtype == torch.float64 else torch.float32
-    scale, delta, padding = _check_affine(fn, scale, delta, borderType)
+    scale, delta, padding = check_opencv_affine(fn, scale, delta, borderType)
     d2, smooth = _kernel(2, ksize), _kernel(0, ksize)
     return _filter(src, compute, dtype, [(d2, smooth), (smooth, d2)], scale, delta, padding)
 
@@ -252,126 +243,13 @@ def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAUL
         (tensor([0., 4., 4., 0.]), True)
     """
     fn = "cv2_compat.spatialGradient"
-    src = _check_src(fn, "src", src)
-    if check_int(fn, "ksize", ksize) != 3:
-        raise ValueError(f"{fn}: `ksize` must be 3 (OpenCV's spatialGradient takes no other size), got {ksize}")
-    border = check_int(fn, "borderType", borderType)
-    if border not in (BORDER_REPLICATE, BORDER_REFLECT_101):
-        raise ValueError(
-            f"{fn}: `borderType` must be BORDER_DEFAULT (= BORDER_REFLECT_101, 4) or BORDER_REPLICATE (1), the "
-            f"border types OpenCV's spatialGradient takes, got {borderType}"
-        )
-    padding = _PADDINGS[border]
+    src = check_opencv_src(fn, "src", src)
+    padding = check_opencv_spatial_gradient(fn, ksize, borderType)
     src = _plane(src)
     derivative, smoothing = _kernel(1, 3), _kernel(0, 3)
     chains = (_chain(src, derivative, smoothing, padding), _chain(src, smoothing, derivative, padding))
     dx, dy = apply_operator(Separable(chains), src)
     return dx, dy
-
-
-# Validation ---------------------------------------------------------------------------------------------------
-
-
-# OpenCV's own rules, in the house form (fn, name, value, ...) and made of the checks of _validation.
-
-
-def _check_src(fn: str, name: str, value: Any) -> Tensor:
-    """An ``(H, W)`` or ``(H, W, C)`` floating tensor with no empty axis."""
-    value = check_dtype(fn, name, check_tensor(fn, name, value), FLOATING)
-    check_rank(fn, name, value, (2, 3), "an (H, W) or (H, W, C) image")
-    return check_not_empty(fn, name, value, " (OpenCV refuses empty images)")
-
-
-def _check_ddepth(fn: str, name: str, value: Any, src: Tensor, widen: bool = True, narrow: bool = False) -> torch.dtype:
-    """The dtype of the result: ``src``'s for -1, float32 for CV_32F, float64 for CV_64F, where OpenCV's filter
-    takes it: CV_64F from a narrower ``src`` where ``widen``, CV_32F from float64 where ``narrow``."""
-    ddepth = check_int(fn, name, value)
-    if ddepth in _INTEGER_DEPTHS:
-        raise ValueError(
-            f"{fn}: `{name}` {_INTEGER_DEPTHS[ddepth]} ({ddepth}) is an integer depth, which rounds and "
-            "saturates and has no gradient; use -1, CV_32F (5) or CV_64F (6) and round the result if needed"
-        )
-    if ddepth not in (-1, CV_32F, CV_64F):
-        raise ValueError(f"{fn}: `{name}` must be -1, CV_32F (5) or CV_64F (6), got {ddepth}")
-    dtype = {-1: src.dtype, CV_32F: torch.float32, CV_64F: torch.float64}[ddepth]
-    if src.dtype != dtype and ((dtype == torch.float64 and not widen) or (src.dtype == torch.float64 and not narrow)):
-        depth = "CV_64F (6)" if ddepth == CV_64F else "CV_32F (5)"
-        raise ValueError(
-            f"{fn}: `{name}` {depth} from a {src.dtype} `src` is refused by OpenCV for this filter and ksize; "
-            "use -1, or convert `src` first"
-        )
-    return dtype
-
-
-def _check_ksize(fn: str, name: str, value: Any, scharr: bool) -> int:
-    """An odd kernel size from 1 to ``_MAX_KSIZE``; any ``ksize <= 0`` (FILTER_SCHARR) where ``scharr``."""
-    ksize = check_int(fn, name, value)
-    if scharr and ksize <= 0:
-        return FILTER_SCHARR
-    if ksize <= 0 or ksize % 2 == 0 or ksize > 31:
-        raise ValueError(f"{fn}: `{name}` must be odd, from 1 to 31 in OpenCV, got {ksize}")
-    if ksize > _MAX_KSIZE:
-        raise ValueError(
-            f"{fn}: `{name}` {ksize} is accepted by OpenCV but not here: torchgrad's stencils have at most "
-            f"{_MAX_KSIZE} taps (ksize 1, 3, 5 or 7)"
-        )
-    return ksize
-
-
-def _check_orders(fn: str, dx: Any, dy: Any, ksize: Any, name: str = "Sobel") -> tuple[int, int, int]:
-    """Derivative orders that OpenCV's kernels for ``ksize`` take."""
-    dx = check_int(fn, "dx", dx, minimum=0)
-    dy = check_int(fn, "dy", dy, minimum=0)
-    ksize = _check_ksize(fn, "ksize", ksize, scharr=True)
-    if ksize == FILTER_SCHARR:
-        if dx + dy != 1:
-            raise ValueError(
-                f"{fn}: `dx` and `dy` must be (1, 0) or (0, 1), as {name}'s kernel is a first derivative, "
-                f"got dx={dx}, dy={dy}"
-            )
-        return dx, dy, ksize
-    if dx + dy == 0:
-        raise ValueError(f"{fn}: `dx` and `dy` must not both be 0 (OpenCV needs dx + dy > 0)")
-    taps = max(ksize, 3)  # ksize 1 is a 3-tap derivative kernel
-    for name_, order in (("dx", dx), ("dy", dy)):
-        if order >= taps:
-            raise ValueError(
-                f"{fn}: `{name_}` must be less than the kernel's {taps} taps (OpenCV needs ksize > order), got "
-                f"{name_}={order} with ksize={ksize}"
-            )
-    return dx, dy, ksize
-
-
-def _check_scalar(fn: str, name: str, value: Any) -> float:
-    """A finite number of a type that OpenCV's bindings take for a ``double``, as a float: an int or a float
-    (subclasses too: an ``IntEnum``, NumPy's float64), a NumPy integer, float16 or float32. Not a bool, a
-    ``Fraction``, a ``Decimal``, a complex number (OpenCV drops the imaginary part of NumPy's complex128), NumPy's
-    longdouble, an array or a tensor."""
-    if type(value) is not float and type(value) is not int:  # the common case, without the checks below
-        numpy = sys.modules.get("numpy")  # a NumPy scalar comes with NumPy imported; torchgrad does not import it
-        numpy_types = () if numpy is None else (numpy.integer, numpy.float16, numpy.float32)
-        if isinstance(value, bool) or not isinstance(value, (int, float, *numpy_types)):
-            raise TypeError(
-                f"{fn}: `{name}` must be an int or a float (Python's or NumPy's, as OpenCV takes), got "
-                f"{reprlib.repr(value)}"
-            )
-    return check_number(fn, name, value)
-
-
-def _check_affine(fn: str, scale: Any, delta: Any, border: Any) -> tuple[float, float, str]:
-    """``scale`` and ``delta`` as finite floats, and ``borderType`` as a padding mode."""
-    scale = _check_scalar(fn, "scale", scale)
-    delta = _check_scalar(fn, "delta", delta)
-    border = check_int(fn, "borderType", border)
-    base = border & ~BORDER_ISOLATED
-    if base in _REFUSED_BORDERS:
-        raise ValueError(f"{fn}: `borderType` must not be {_REFUSED_BORDERS[base]}")
-    if base not in _PADDINGS or border < 0:
-        accepted = ", ".join(f"{name} ({value})" for value, name in _BORDER_NAMES.items())
-        raise ValueError(
-            f"{fn}: `borderType` must be one of {accepted}, optionally | BORDER_ISOLATED (16), got {border}"
-        )
-    return scale, delta, _PADDINGS[base]
 
 
 # Operators ----------------------------------------------------------------------------------------------------
