@@ -8,9 +8,10 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 from references import DEVICES, LINEAR_OPERATORS, PADDINGS, coordinate_operator
-from torch.func import grad, jacfwd, jacrev, jvp, vmap
+from torch.func import grad, jacfwd, jacrev, jvp, vjp, vmap
 
 import torchgrad
+from torchgrad._linear import batch_in_front
 
 OPS = sorted(LINEAR_OPERATORS)
 
@@ -228,6 +229,33 @@ def test_torch_func_grad_of_grad() -> None:
     x = torch.randn(2, 6, 5, dtype=torch.float64, requires_grad=True)
     penalty = lambda z: torch.autograd.grad(sum((o**3).sum() for o in sobel(z)), z, create_graph=True)[0].pow(2).sum()  # noqa: E731
     assert torch.autograd.gradcheck(lambda z: penalty(z), x)
+
+
+def test_vmap_of_the_adjoint_with_a_shared_cotangent() -> None:
+    """``vmap`` of the backward over per-sample cotangents of one output (batched along dim 1) and one cotangent
+    shared by every sample for the other: the shared one is expanded to the batch, the result batched in front.
+    Equal to a loop up to rounding (the batched call runs plain tensor code, the loop the eager executor)."""
+    x = torch.randn(5, 6, dtype=torch.float64)
+    _, pullback = vjp(torchgrad.sobel, x)
+    per_sample, shared = torch.randn(5, 3, 6, dtype=torch.float64), torch.randn(5, 6, dtype=torch.float64)
+    got = vmap(lambda g: pullback((g, shared))[0], in_dims=1, out_dims=2)(per_sample)
+    expected = torch.stack([pullback((per_sample[:, i], shared))[0] for i in range(3)], 2)
+    torch.testing.assert_close(got, expected)
+
+
+def test_batch_in_front() -> None:
+    """The one ``vmap`` rule of the Functions and ops: batch dims moved to dim 0, unbatched tensors expanded where
+    some is batched (``None`` kept), out dim 0; nothing moved and out dim ``None`` where nothing is batched."""
+
+    class Info:
+        batch_size = 3
+
+    a, b = torch.arange(6.0).reshape(2, 3), torch.arange(2.0)
+    seen, dim = batch_in_front(Info(), lambda *ts: ts, [a, b, None], [1, None, None])
+    assert dim == 0 and seen[2] is None
+    assert torch.equal(seen[0], a.T) and torch.equal(seen[1], b.expand(3, 2))
+    seen, dim = batch_in_front(Info(), lambda *ts: ts, [a, b], [None, None])
+    assert dim is None and seen[0] is a and seen[1] is b
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,9 @@ import torch
 from torch.func import jacfwd, jacrev, jvp, vmap
 
 from torchgrad import GradientMagnitude, gradient, gradient_magnitude, image_gradients, prewitt, scharr, sobel
+from torchgrad._filters import build_operator
+from torchgrad._registry import REGISTRY
+from torchgrad.magnitude import magnitude_gradient, plain_norm
 
 
 def _reference(components: tuple[torch.Tensor, ...], eps: float) -> torch.Tensor:
@@ -44,6 +47,21 @@ def test_values_and_gradients(kwargs: dict, components) -> None:
     torch.testing.assert_close(gradient_magnitude(x, eps=1e-3, **kwargs), _reference(components(x), 1e-3))
     assert torch.autograd.gradcheck(lambda x: gradient_magnitude(x, eps=1e-3, **kwargs), x)
     assert torch.autograd.gradgradcheck(lambda x: gradient_magnitude(x, eps=1e-3, **kwargs), x)
+
+
+def test_one_gradient_formula_in_place_or_not() -> None:
+    """``magnitude_gradient`` (every backward of the magnitude, eager, traced and on the kernels' fallback), plain
+    or scaling the components in place, is autograd's gradient of ``plain_norm(A x)``, up to rounding."""
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64)
+    op = build_operator("t", REGISTRY["sobel"], x, "reflect", False, 2)
+    grad = torch.randn_like(x)
+    leaf = x.clone().requires_grad_()
+    (expected,) = torch.autograd.grad(plain_norm(sobel(leaf), 1e-3), leaf, grad)
+    torch.testing.assert_close(magnitude_gradient(op.apply(x), grad, 1e-3, op.adjoint), expected)
+    components = op.apply(x)
+    torch.testing.assert_close(magnitude_gradient(components, grad, 1e-3, op.adjoint, in_place=True), expected)
+    fresh = op.apply(x)
+    torch.testing.assert_close(components[0], fresh[0] * grad / plain_norm(fresh, 1e-3))  # scaled in place
 
 
 def test_matches_kornia_sobel() -> None:

@@ -46,6 +46,20 @@ def _correlate(x: torch.Tensor, taps: tuple[int, ...], padding: str) -> torch.Te
 
 
 @pytest.mark.parametrize("padding", MODES)
+def test_border_rows_are_the_rows_folded_for_each_size(padding: str) -> None:
+    """A padded stencil's border rows, which hold no size (counted from the nearer end), are the rows that
+    ``Stencil.row`` folds for an axis of a given size long enough for them: term by term, in the same order."""
+    for taps in ALL_TAPS + [(0, 0, 2, 0, 0, 0, 1), (1, 0, 0, 0, 0, 0, 0), (0, 0, 0, 0, 0, 0, -1)]:
+        stencil = padded_stencil(-1, taps, padding, divisor=4)
+        for n in range(stencil.min_size(), stencil.min_size() + 3):
+            on_axis = lambda row: Row(tuple((k % n, w) for k, w in row.terms), row.divisor)  # noqa: E731
+            T = len(stencil.tail)
+            for i, row in enumerate(stencil.head + stencil.tail):
+                at = i if i < len(stencil.head) else n - T + i - len(stencil.head)
+                assert on_axis(row) == stencil.row(at, n), (taps, n, at)
+
+
+@pytest.mark.parametrize("padding", MODES)
 @pytest.mark.parametrize("n", range(1, 10))
 def test_adjoint_is_the_transpose(padding: str, n: int) -> None:
     if padding == "reflect" and n < 2:

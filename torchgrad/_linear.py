@@ -7,7 +7,8 @@ An operator ``y = A x`` (``y`` a tuple of tensors) needs only ``apply`` (``A x``
 - the adjoint is a Function too, whose backward is ``A`` again, so double backward (gradient
   penalties, ``create_graph=True``) works to any order;
 - forward-mode AD is ``A`` applied to the tangent (``jvp``);
-- ``vmap`` moves the batch dimension to the front: operators act on trailing dimensions.
+- ``vmap`` moves the batch dimension to the front: operators act on trailing dimensions
+  (:func:`batch_in_front`, the rule of every Function and op of torchgrad).
 
 Dynamo does not trace a Function that defines ``jvp``, so each Function has a twin without it that
 serves code under ``torch.compile``; both share one forward and one backward. Plain eager autograd (no
@@ -18,7 +19,7 @@ binds the arguments of a Function with a separate ``setup_context`` through :mod
 
 from __future__ import annotations
 
-from typing import Any, Optional, Protocol, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence, TypeVar
 
 import torch
 from torch import Tensor
@@ -36,6 +37,28 @@ class LinearOperator(Protocol):
     def adjoint(self, grads: Sequence[Optional[Tensor]]) -> Tensor:
         """``A^T g`` for one cotangent per output component (``None`` stands for zero; not all ``None``)."""
         ...
+
+
+T = TypeVar("T")
+
+
+def batch_in_front(
+    info: Any, fn: Callable[..., T], tensors: Sequence[Optional[Tensor]], in_dims: Sequence[Optional[int]]
+) -> tuple[T, Optional[int]]:
+    """The ``vmap`` rule of a computation on trailing dimensions: ``fn(*tensors)`` with the batch dimension in front.
+
+    Each batched tensor's batch dimension (``in_dims``, ``None`` for an unbatched tensor) is moved to dim 0
+    and, where some tensor is batched, the unbatched ones (``None`` stays ``None``) are expanded to the batch
+    size (``info.batch_size``). Returns ``fn``'s result and its out dim: 0 for every output (a single out dim
+    stands for all of them), or ``None`` where no tensor is batched.
+    """
+    if all(d is None for d in in_dims):
+        return fn(*tensors), None
+    moved = [
+        t if t is None else t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
+        for t, d in zip(tensors, in_dims)
+    ]
+    return fn(*moved), 0
 
 
 def cast_like_input(gx: Tensor, dtype: torch.dtype) -> Tensor:
@@ -65,11 +88,7 @@ class _Apply(torch.autograd.Function):
 
     @staticmethod
     def vmap(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, op: LinearOperator) -> Any:
-        if in_dims[0] is None:
-            out = apply_operator(op, x)
-            return out, (None,) * len(out)
-        out = apply_operator(op, x.movedim(in_dims[0], 0))
-        return out, (0,) * len(out)
+        return batch_in_front(info, lambda t: apply_operator(op, t), [x], in_dims[:1])
 
 
 class _ApplyWithJvp(_Apply):
@@ -116,15 +135,7 @@ class _Adjoint(torch.autograd.Function):
     def vmap(
         info: Any, in_dims: tuple[Optional[int], ...], op: LinearOperator, dtype: torch.dtype, *grads: Optional[Tensor]
     ) -> Any:
-        dims = in_dims[2:]
-        if all(d is None for d in dims):
-            return apply_adjoint(op, dtype, grads), None
-        moved = []
-        for g, d in zip(grads, dims):
-            if g is not None:
-                g = g.movedim(d, 0) if d is not None else g.expand(info.batch_size, *g.shape)
-            moved.append(g)
-        return apply_adjoint(op, dtype, moved), 0
+        return batch_in_front(info, lambda *gs: apply_adjoint(op, dtype, gs), grads, in_dims[2:])
 
 
 class _AdjointWithJvp(_Adjoint):

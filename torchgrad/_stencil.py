@@ -145,7 +145,8 @@ class Row:
 
 def source(k: int, n: int, padding: str) -> Optional[int]:
     """The sample that index ``k`` of a padded axis of ``n`` samples copies; ``None``: a zero (or, for
-    ``"valid"``, a row that is zero)."""
+    ``"valid"``, a row that is zero). The one padding rule of the CPU executors: the border rows of
+    :func:`padded_stencil`, the rows of short axes (:meth:`Stencil.row`), the edges of :mod:`torchgrad._padded`."""
     if 0 <= k < n:
         return k
     if padding == "replicate":
@@ -159,16 +160,6 @@ def source(k: int, n: int, padding: str) -> Optional[int]:
         k %= 2 * n
         return k if k < n else 2 * n - 1 - k
     return None
-
-
-def _fold_start(p: int, padding: str) -> Optional[int]:
-    """Where index ``p < 0`` (before the start) lands, counted from the nearer end, on an axis long enough."""
-    return {"reflect": -p, "symmetric": -p - 1, "replicate": 0, "circular": p}.get(padding)
-
-
-def _fold_end(e: int, padding: str) -> Optional[int]:
-    """Where index ``n + e`` (``e >= 0``, past the end) lands, counted from the nearer end."""
-    return {"reflect": -2 - e, "symmetric": -1 - e, "replicate": -1, "circular": e}.get(padding)
 
 
 @dataclass(frozen=True)
@@ -410,17 +401,18 @@ def _padded_stencil(dim: int, taps: tuple[Weight, ...], padding: str, divisor: W
     used = [t for t, w in enumerate(taps) if not _is_zero(w)]
     before = max(0, h - used[0]) if used else 0  # rows whose taps reach before the start
     after = max(0, used[-1] - h) if used else 0
+    n = 4 * MAX_TAPS  # the rows hold no size: folded on an axis so long that none reads past its middle
 
     def row(i: int, from_end: bool) -> Row:
+        """Row ``i``, counted from the start or from the end, reading samples counted from the nearer end."""
         terms = []
         for t in used:
-            k = i - h + t
-            folded = k if (k >= 0) != from_end else (_fold_end(k, padding) if from_end else _fold_start(k, padding))
-            if folded is None:
+            k = source(i - h + t + (n if from_end else 0), n, padding)
+            if k is None:
                 if padding == "valid":
                     return Row((), divisor)
                 continue
-            terms.append((folded, taps[t]))
+            terms.append((k if k < n // 2 else k - n, taps[t]))
         return Row(tuple(terms), divisor)
 
     head = tuple(row(i, False) for i in range(before))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
 
 from ._executor import route, triton_operator
-from ._linear import LinearOperator, apply_adjoint, apply_operator
+from ._linear import LinearOperator, apply_adjoint, apply_operator, batch_in_front
 from ._linear import cast_like_input as _cast
 from ._named import operator_by_name
 from ._registry import REGISTRY
@@ -27,17 +27,44 @@ OPERATORS = tuple(name for name, spec in REGISTRY.items() if spec.first_order)
 """The operators with one output per spatial axis, a gradient whose magnitude is defined."""
 
 
-def _norm(components: tuple[Tensor, ...], eps: float, reuse: bool = False) -> Tensor:
-    """``sqrt(sum c^2 + eps)``; eager code with ``reuse`` overwrites the first component."""
+def plain_norm(components: Sequence[Tensor], eps: Union[float, Tensor]) -> Tensor:
+    """``sqrt(sum c^2 + eps)`` in plain tensor operations (differentiable, traceable, new tensors)."""
+    squares = components[0] * components[0]
+    for c in components[1:]:
+        squares = squares + c * c
+    return torch.sqrt(squares + eps)
+
+
+def _norm(components: Sequence[Tensor], eps: Union[float, Tensor], reuse: bool = False) -> Tensor:
+    """``sqrt(sum c^2 + eps)``; eager code computes it in one new tensor, or with ``reuse`` in the first component."""
     if needs_traceable_code(components[0]):
-        squares = components[0] * components[0]
-        for c in components[1:]:
-            squares = squares + c * c
-        return torch.sqrt(squares + eps)
+        return plain_norm(components, eps)
     total = components[0].square_() if reuse else components[0].square()
     for c in components[1:]:
         total.addcmul_(c, c)
     return total.add_(eps).sqrt_()
+
+
+def magnitude_gradient(
+    components: Sequence[Tensor],
+    grad: Tensor,
+    eps: Union[float, Tensor],
+    adjoint: Callable[[list[Tensor]], Tensor],
+    in_place: bool = False,
+) -> Tensor:
+    """``A^T (grad * A x / |A x|)``: the gradient of ``|A x| = sqrt(sum_c (A x)_c^2 + eps)`` w.r.t. ``x``.
+
+    ``components`` is ``A x`` and ``adjoint`` computes ``A^T``. Plain tensor operations (differentiable,
+    traceable); with ``in_place`` (first-order eager code, ``components`` not needed after) the components are
+    scaled in place, two temporaries in all.
+    """
+    if in_place:
+        scale = _norm(components, eps).reciprocal_().mul_(grad)
+        for c in components:
+            c.mul_(scale)
+        return adjoint(list(components))
+    scale = grad / plain_norm(components, eps)
+    return adjoint([scale * c for c in components])
 
 
 class _Magnitude(torch.autograd.Function):
@@ -59,23 +86,17 @@ class _Magnitude(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
+        op, eps = ctx.op, ctx.eps
         if torch.is_grad_enabled() or needs_traceable_code(grad):
             # Differentiable (double backward) or traced: plain operations through the Functions.
-            components = apply_operator(ctx.op, x)
-            scale = grad / torch.sqrt(sum(c * c for c in components) + ctx.eps)
-            return apply_adjoint(ctx.op, x.dtype, [scale * c for c in components]), None, None
-        # First-order eager backward: recompute A x and scale it in place, two temporaries in all.
-        components = ctx.op.apply(x)
-        scale = _norm(components, ctx.eps).reciprocal_().mul_(grad)
-        for c in components:
-            c.mul_(scale)
-        return _cast(ctx.op.adjoint(components), x.dtype), None, None
+            adjoint = lambda g: apply_adjoint(op, x.dtype, g)  # noqa: E731
+            return magnitude_gradient(apply_operator(op, x), grad, eps, adjoint), None, None
+        # First-order eager backward: recompute A x and scale it in place.
+        return _cast(magnitude_gradient(op.apply(x), grad, eps, op.adjoint, in_place=True), x.dtype), None, None
 
     @staticmethod
     def vmap(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, op: LinearOperator, eps: float) -> Any:
-        if in_dims[0] is None:
-            return magnitude(op, x, eps), None
-        return magnitude(op, x.movedim(in_dims[0], 0), eps), 0
+        return batch_in_front(info, lambda t: magnitude(op, t, eps), [x], in_dims[:1])
 
 
 class _MagnitudeWithJvp(_Magnitude):
@@ -89,8 +110,7 @@ class _MagnitudeWithJvp(_Magnitude):
         (x,) = ctx.saved_tensors
         components = apply_operator(ctx.op, x)
         tangents = apply_operator(ctx.op, x_t)
-        norm = torch.sqrt(sum(c * c for c in components) + ctx.eps)
-        return (sum(c * t for c, t in zip(components, tangents)) / norm).to(x.dtype)
+        return (sum(c * t for c, t in zip(components, tangents)) / plain_norm(components, ctx.eps)).to(x.dtype)
 
 
 def magnitude(op: LinearOperator, x: Tensor, eps: float) -> Tensor:

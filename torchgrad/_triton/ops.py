@@ -10,7 +10,8 @@ Every op has a fake implementation that only allocates, an autograd formula and 
   ``apply``, so double backward works to any order;
 - the backward of ``magnitude`` recomputes ``A x``: one ``magnitude_backward`` (two launches) when
   no graph is built, else ``apply`` and ``adjoint`` with plain tensor code between them;
-- ``vmap`` moves the batch dimension to the front (the operators act on trailing dimensions).
+- ``vmap`` moves the batch dimension to the front (the operators act on trailing dimensions), by
+  :func:`~torchgrad._linear.batch_in_front`, as the Functions of :mod:`torchgrad._linear` do.
 
 Each op computes with the kernels where they serve its tensors, else with the operator's own
 executors (:class:`~torchgrad._separable.Separable`; :func:`computed`): under ``torch.compile`` the choice
@@ -34,7 +35,9 @@ import torch
 from torch import Tensor
 
 from .._executor import with_kernels
+from .._linear import batch_in_front
 from .._separable import Separable
+from ..magnitude import magnitude_gradient, plain_norm
 from .description import parse
 from .launch import triton_adjoint, triton_apply, triton_magnitude, triton_magnitude_backward
 from .plan import Unsupported
@@ -83,21 +86,12 @@ def _components(op: Separable, x: Tensor) -> tuple[Tensor, ...]:
     return (op.with_output_dtype(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else op).apply(x)
 
 
-def _norm(components: Sequence[Tensor], eps: Tensor) -> Tensor:
-    total = components[0] * components[0]
-    for c in components[1:]:
-        total = total + c * c
-    return torch.sqrt(total + eps)
-
-
 def _fallback_magnitude(op: Separable, x: Tensor, eps: Tensor) -> Tensor:
-    return laid_out_like(x, _norm(_components(op, x), eps).to(x.dtype))
+    return laid_out_like(x, plain_norm(_components(op, x), eps).to(x.dtype))
 
 
 def _fallback_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: Tensor) -> Tensor:
-    components = _components(op, x)
-    scale = grad / _norm(components, eps)
-    return laid_out_like(x, op.adjoint([scale * c for c in components]).to(x.dtype))
+    return laid_out_like(x, magnitude_gradient(_components(op, x), grad, eps, op.adjoint).to(x.dtype))
 
 
 # --- A x --------------------------------------------------------------------------------------------
@@ -130,11 +124,7 @@ apply.register_autograd(_apply_backward, setup_context=_apply_setup)
 
 @apply.register_vmap
 def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, operator: str) -> Any:
-    if in_dims[0] is None:
-        out = apply(x, operator)
-        return out, [None] * len(out)
-    out = apply(x.movedim(in_dims[0], 0), operator)
-    return out, [0] * len(out)
+    return batch_in_front(info, lambda t: apply(t, operator), [x], in_dims[:1])
 
 
 # --- A^T g ------------------------------------------------------------------------------------------
@@ -181,15 +171,7 @@ adjoint.register_autograd(_adjoint_backward, setup_context=_adjoint_setup)
 
 @adjoint.register_vmap
 def _(info: Any, in_dims: tuple[Any, ...], grads: list[Optional[Tensor]], operator: str) -> Any:
-    dims = in_dims[0]
-    if all(d is None for d in dims):
-        return adjoint(grads, operator), None
-    moved: list[Optional[Tensor]] = []
-    for g, d in zip(grads, dims):
-        if g is not None:
-            g = g.movedim(d, 0) if d is not None else g.expand(info.batch_size, *g.shape)
-        moved.append(g)
-    return adjoint(moved, operator), 0
+    return batch_in_front(info, lambda *gs: adjoint(list(gs), operator), grads, in_dims[0])
 
 
 # --- |A x| ------------------------------------------------------------------------------------------
@@ -237,9 +219,8 @@ def _magnitude_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
     # A graph of the gradient (double backward): A x again through the differentiable ops, in float32
     # for half precision (the squares overflow float16).
     work = x if x.dtype == torch.float64 else x.float()
-    components = apply(work, ctx.operator)
-    scale = grad / torch.sqrt(sum(c * c for c in components) + eps)
-    return adjoint([scale * c for c in components], ctx.operator).to(x.dtype), None, None
+    gx = magnitude_gradient(apply(work, ctx.operator), grad, eps, lambda g: adjoint(list(g), ctx.operator))
+    return gx.to(x.dtype), None, None
 
 
 magnitude.register_autograd(_magnitude_backward, setup_context=_magnitude_setup)
@@ -247,15 +228,9 @@ magnitude.register_autograd(_magnitude_backward, setup_context=_magnitude_setup)
 
 @magnitude.register_vmap
 def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, operator: str, eps: Tensor) -> Any:
-    if in_dims[0] is None:
-        return magnitude(x, operator, eps), None
-    return magnitude(x.movedim(in_dims[0], 0), operator, eps), 0
+    return batch_in_front(info, lambda t: magnitude(t, operator, eps), [x], in_dims[:1])
 
 
 @magnitude_backward.register_vmap
 def _(info: Any, in_dims: tuple[Optional[int], ...], x: Tensor, grad: Tensor, operator: str, eps: Tensor) -> Any:
-    if in_dims[0] is None and in_dims[1] is None:
-        return magnitude_backward(x, grad, operator, eps), None
-    x = x.movedim(in_dims[0], 0) if in_dims[0] is not None else x.expand(info.batch_size, *x.shape)
-    grad = grad.movedim(in_dims[1], 0) if in_dims[1] is not None else grad.expand(info.batch_size, *grad.shape)
-    return magnitude_backward(x, grad, operator, eps), 0
+    return batch_in_front(info, lambda t, g: magnitude_backward(t, g, operator, eps), [x, grad], in_dims[:2])
