@@ -7,7 +7,7 @@ from typing import Optional
 from torch import Tensor, nn
 
 from torchgrad._internal import (
-    OPERATORS,
+    OPERATOR_NAMES,
     check_bool,
     check_number,
     check_operator,
@@ -28,7 +28,7 @@ def _check_options(
     """``(alpha, operator, reduction, padding, normalized)``, checked for ``fn``."""
     padding = None if padding is None else check_padding(fn, "padding", padding)
     normalized = check_bool(fn, "normalized", normalized)
-    operator = check_operator(fn, "operator", operator, OPERATORS, padding, normalized)
+    operator = check_operator(fn, "operator", operator, OPERATOR_NAMES, padding, normalized)
     alpha = check_number(fn, "alpha", alpha, positive=True)
     return alpha, operator, check_reduction(fn, "reduction", reduction), padding, normalized
 

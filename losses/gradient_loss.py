@@ -7,7 +7,7 @@ from typing import Optional
 from torch import Tensor, nn
 
 from torchgrad._internal import (
-    OPERATORS,
+    OPERATOR_NAMES,
     REGISTRY,
     check_batch,
     check_bool,
@@ -36,7 +36,7 @@ def _check_options(
     """``(operator, p, reduction, padding, normalized)``, checked for ``fn`` (``p`` may be None)."""
     padding = None if padding is None else check_padding(fn, "padding", padding)
     normalized = check_bool(fn, "normalized", normalized)
-    operator = check_operator(fn, "operator", operator, OPERATORS, padding, normalized)
+    operator = check_operator(fn, "operator", operator, OPERATOR_NAMES, padding, normalized)
     return (
         operator,
         None if p is None else check_int_choice(fn, "p", p, (1, 2)),

@@ -6,7 +6,7 @@ from typing import Any, Optional, Sequence, Union
 
 from torch import Tensor, nn
 
-from torchgrad._internal import OPERATORS, check_bool, check_choice, check_int_choice, check_number
+from torchgrad._internal import OPERATOR_NAMES, check_bool, check_choice, check_int_choice, check_number
 
 from ._feature_loss import check_feature_options
 from .gradient_loss import GradientLoss, check_pair
@@ -62,7 +62,7 @@ class PerceptualGradientLoss(nn.Module):
         fn = type(self).__name__
         self.perceptual_weight = check_number(fn, "perceptual_weight", perceptual_weight)
         self.gradient_weight = check_number(fn, "gradient_weight", gradient_weight)
-        gradient_operator = check_choice(fn, "gradient_operator", gradient_operator, OPERATORS)
+        gradient_operator = check_choice(fn, "gradient_operator", gradient_operator, OPERATOR_NAMES)
         gradient_p = check_int_choice(fn, "gradient_p", gradient_p, (1, 2))
         criterion = check_choice(fn, "criterion", criterion, CRITERIA)
         normalize_features = check_bool(fn, "normalize_features", normalize_features)

@@ -71,10 +71,11 @@ def total_variation_loss(
             per_pixel = gradient_magnitude(work, operator="diff", eps=eps, spatial_dims=spatial_dims)
             if reduction == "none":
                 return per_pixel.to(dtype)
-            # summed in memory order of the standard layout, as the fused losses sum: the same total whatever the
-            # input's layout; a mean over no elements is 0
-            total = per_pixel.contiguous().sum()
-            return (total if reduction == "sum" else total / max(per_pixel.numel(), 1)).to(dtype)
+            # reduced in the standard layout's order, as the fused losses are: the same total whatever the input's
+            # layout; a mean over no elements is 0
+            per_pixel = per_pixel.contiguous()
+            total = per_pixel.mean() if reduction == "mean" and per_pixel.numel() else per_pixel.sum()
+            return total.to(dtype)
         loss = FusedLoss(forward_difference_operator(input, spatial_dims, fn), L1() if p == 1 else SquaredL2())
         if reduction == "none":
             return penalty_call(input, None, None, loss, None).sum(dim=-(spatial_dims + 1)).to(dtype)

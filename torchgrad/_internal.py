@@ -10,14 +10,14 @@ arguments with the checks the operators use.
   operator with absolute weights (which outputs read which inputs, for masks).
 - :func:`apply_operator` / :func:`apply_adjoint`: the same through autograd, differentiable to any
   order, with forward mode and ``vmap``.
-- :func:`operator_by_name`, :data:`OPERATORS`: ``"diff"``, ``"sobel"``, ``"scharr"``, ``"central"``,
+- :func:`operator_by_name`, :data:`OPERATOR_NAMES`: ``"diff"``, ``"sobel"``, ``"scharr"``, ``"central"``,
   ``"prewitt"``, ``"laplacian"``, ``"hessian"`` as the losses name them, and :data:`REGISTRY`, their
   descriptions (which spatial dims each takes, whether it takes ``padding``).
 - :func:`forward_difference_operator`: :func:`torchgrad.image_gradients` as an operator.
 - :func:`padded_stencil`: one stencil along one axis, its border handled as a padding mode pads the input;
   a :class:`Separable` of such stages is a new operator (the edge loss's Gaussian).
-- :func:`slabs`: index tuples cutting a tensor along dim 0 into cache-sized pieces; :class:`Workspace`: the
-  buffers a loop over them reuses.
+- :func:`slabs`: slices cutting a tensor along dim 0 into cache-sized pieces (the operators' rule, or the
+  depth losses' per thread); :class:`Workspace`: the buffers a loop over them reuses, by slot.
 - :func:`route`: where a call runs (:class:`Route`); with ``loss=(penalty code, target)``, whether the
   fused-loss Triton ops (``torch.ops.torchgrad.fused_loss`` and ``fused_loss_backward``) compute a loss on a
   tensor, and the operator's description they take;
@@ -33,7 +33,7 @@ arguments with the checks the operators use.
 
 from ._executor import KernelsUnavailable, Route, route
 from ._linear import LinearOperator, apply_adjoint, apply_operator
-from ._named import OPERATORS, operator_by_name
+from ._named import OPERATOR_NAMES, operator_by_name
 from ._registry import REGISTRY
 from ._separable import Separable, Workspace, needs_traceable_code, slabs
 from ._stencil import padded_stencil
@@ -70,7 +70,7 @@ from .image_gradients import forward_difference_operator
 __all__ = [
     "DEPTH_REDUCTIONS",
     "FLOATING",
-    "OPERATORS",
+    "OPERATOR_NAMES",
     "PENALTY_CODES",
     "REDUCTIONS",
     "REGISTRY",

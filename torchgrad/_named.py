@@ -13,13 +13,13 @@ from ._registry import REGISTRY
 from ._separable import Separable
 from ._validation import check_operator
 
-OPERATORS = tuple(REGISTRY)
+OPERATOR_NAMES = tuple(REGISTRY)
 
 
 def operator_by_name(
     fn: str, operator: str, image: Tensor, padding: Optional[str], normalized: bool, spatial_dims: int
 ) -> Separable:
     """The linear operator ``operator`` for ``image`` (checked on behalf of ``fn``), with its default ``ksize``."""
-    operator = check_operator(fn, "operator", operator, OPERATORS, padding, normalized)
+    operator = check_operator(fn, "operator", operator, OPERATOR_NAMES, padding, normalized)
     spec = REGISTRY[operator]
     return build_operator(fn, spec, image, padding or "reflect", normalized, spatial_dims)

@@ -23,7 +23,7 @@ from ._validation import (
     check_spatial_dims,
 )
 
-OPERATORS = tuple(name for name, spec in REGISTRY.items() if spec.first_order)
+FIRST_ORDER_OPERATORS = tuple(name for name, spec in REGISTRY.items() if spec.first_order)
 """The operators with one output per spatial axis, a gradient whose magnitude is defined."""
 
 
@@ -35,7 +35,7 @@ def plain_norm(components: Sequence[Tensor], eps: Union[float, Tensor]) -> Tenso
     return torch.sqrt(squares + eps)
 
 
-def _norm(components: Sequence[Tensor], eps: Union[float, Tensor], reuse: bool = False) -> Tensor:
+def _fewest_buffers_norm(components: Sequence[Tensor], eps: Union[float, Tensor], reuse: bool = False) -> Tensor:
     """``sqrt(sum c^2 + eps)``; eager code computes it in one new tensor, or with ``reuse`` in the first component."""
     if needs_traceable_code(components[0]):
         return plain_norm(components, eps)
@@ -59,7 +59,7 @@ def magnitude_gradient(
     scaled in place, two temporaries in all.
     """
     if in_place:
-        scale = _norm(components, eps).reciprocal_().mul_(grad)
+        scale = _fewest_buffers_norm(components, eps).reciprocal_().mul_(grad)
         for c in components:
             c.mul_(scale)
         return adjoint(list(components))
@@ -76,7 +76,7 @@ class _Magnitude(torch.autograd.Function):
 
     @staticmethod
     def forward(x: Tensor, op: LinearOperator, eps: float) -> Tensor:
-        return _norm(op.apply(x), eps, reuse=True).to(x.dtype)
+        return _fewest_buffers_norm(op.apply(x), eps, reuse=True).to(x.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -198,12 +198,12 @@ def _check_options(
     """The options, checked for ``fn``."""
     padding = None if padding is None else check_padding(fn, "padding", padding)
     normalized = check_bool(fn, "normalized", normalized)
-    if isinstance(operator, str) and operator in REGISTRY and operator not in OPERATORS:
+    if isinstance(operator, str) and operator in REGISTRY and operator not in FIRST_ORDER_OPERATORS:
         raise ValueError(
-            f"{fn}: `operator` must be a first-order operator, one of {', '.join(map(repr, OPERATORS))}, "
+            f"{fn}: `operator` must be a first-order operator, one of {', '.join(map(repr, FIRST_ORDER_OPERATORS))}, "
             f"got the second-order {operator!r}: its outputs are not the components of a gradient"
         )
-    operator = check_operator(fn, "operator", operator, OPERATORS, padding, normalized)
+    operator = check_operator(fn, "operator", operator, FIRST_ORDER_OPERATORS, padding, normalized)
     spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims, REGISTRY[operator].spatial_dims)
     return operator, check_number(fn, "eps", eps, non_negative=True), padding, normalized, spatial_dims
 

@@ -5,7 +5,7 @@ One kernel per job: :func:`_apply_kernel` (``A x``, every output), :func:`_adjoi
 backward); the fused losses' kernels (:mod:`~torchgrad._triton.penalty_kernels`) share this file's tile code.
 Each takes its tensors (a tuple where there is one per output or chain), the sizes ``(B0, D, H, W)`` and each
 tensor's five strides as tuples, and the plan as one compile-time argument ``P``
-(:class:`~torchgrad._triton.plan.Constants`: ``P.MODES``, ``P.WTS``, ...). The loops over axes, slots and
+(:class:`~torchgrad._triton.plan.Constants`: ``P.MODES``, ``P.STENCIL_WEIGHTS``, ...). The loops over axes, slots and
 components unroll at compile time and the zero taps drop out, so an operator's code is its description.
 
 A program computes one ``BLOCK_D x BLOCK_H x BLOCK_W`` tile of one batch item of the
@@ -68,7 +68,7 @@ def _source(s, n, MODE: tl.constexpr, R: tl.constexpr):
 
 
 @triton.jit
-def _sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr):
+def _sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FIRST_READS: tl.constexpr, LAST_READS: tl.constexpr):
     """The samples that slots ``0 .. 2 R`` of rows ``i`` read along an axis of size ``n`` (clamped into
     it), and whether each lies inside (only zero padding and valid rows read nothing where it does not)."""
     hi = n - 1
@@ -77,7 +77,7 @@ def _sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: tl
     for t in tl.static_range(2 * R + 1):
         s = i + (t - R)
         if MODE == _ROWS:
-            s = tl.where(i == 0, FK[t], tl.where(i == hi, n + LK[t], s))
+            s = tl.where(i == 0, FIRST_READS[t], tl.where(i == hi, n + LAST_READS[t], s))
         elif MODE != _INTERIOR:
             s = _source(s, n, MODE, R)
         if MODE == _ZEROS or MODE == _VALID:
@@ -92,11 +92,13 @@ def _sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: tl
 
 
 @triton.jit
-def _x_sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, STEP: tl.constexpr):
+def _x_sources(
+    i, n, MODE: tl.constexpr, R: tl.constexpr, FIRST_READS: tl.constexpr, LAST_READS: tl.constexpr, STEP: tl.constexpr
+):
     """:func:`_sources` along the x axis, whose samples lie ``STEP`` elements apart (``i`` and ``n`` in
     elements): the border rules fold the sample index ``i // STEP`` and keep the lane ``i % STEP``."""
     if STEP == 1:
-        sources, inside = _sources(i, n, MODE, R, FK, LK)
+        sources, inside = _sources(i, n, MODE, R, FIRST_READS, LAST_READS)
     elif MODE == _INTERIOR:
         sources = ()
         inside = ()
@@ -106,7 +108,7 @@ def _x_sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: 
     else:
         w = i // STEP
         lane = i - w * STEP
-        folded, inside = _sources(w, n // STEP, MODE, R, FK, LK)
+        folded, inside = _sources(w, n // STEP, MODE, R, FIRST_READS, LAST_READS)
         sources = ()
         for t in tl.static_range(2 * R + 1):
             sources = sources + (folded[t] * STEP + lane,)
@@ -114,7 +116,7 @@ def _x_sources(i, n, MODE: tl.constexpr, R: tl.constexpr, FK: tl.constexpr, LK: 
 
 
 @triton.jit
-def _combine(vs, i, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, NZ: tl.constexpr):
+def _combine(vs, i, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, NONZERO: tl.constexpr):
     """One chain's 1-D operator along one axis: ``sum_t w_t(i) v_t`` over the ``2 R + 1`` slots. A zero
     weight never touches its sample (an infinite sample it does not read stays out)."""
     if MODE == _NONE:
@@ -122,7 +124,7 @@ def _combine(vs, i, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, NZ:
     else:
         out = tl.full(vs[R].shape, 0, vs[R].dtype)
         for t in tl.static_range(2 * R + 1):
-            if NZ[t] and (MODE != _INTERIOR or W[0][t] != 0):
+            if NONZERO[t] and (MODE != _INTERIOR or W[0][t] != 0):
                 if MODE == _ROWS:
                     w = _row_weight(i, n, t, MODE, W).to(vs[t].dtype)
                     out += tl.where(w != 0, w * vs[t], 0.0)
@@ -143,10 +145,10 @@ def _wide(indices, N: tl.constexpr):
 
 
 @triton.jit
-def _zeros(zero, NC: tl.constexpr):
-    """``NC`` references to ``zero``, as a tuple."""
+def _zeros(zero, CHAINS: tl.constexpr):
+    """``CHAINS`` references to ``zero``, as a tuple."""
     out = ()
-    for _ in tl.static_range(NC):
+    for _ in tl.static_range(CHAINS):
         out = out + (zero,)
     return out
 
@@ -216,8 +218,8 @@ def offsets(tile, strides):
 @triton.jit
 def _x_pass(
     ptrs, t_ptrs, mask, zero, xs, xm, cols, W, sx,
-    MODE: tl.constexpr, R: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, NC: tl.constexpr,
-    WTS: tl.constexpr, NZ: tl.constexpr, ACC: tl.constexpr, SUBTRACT: tl.constexpr,
+    MODE: tl.constexpr, R: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, CHAINS: tl.constexpr,
+    STENCIL_WEIGHTS: tl.constexpr, NONZERO: tl.constexpr, ACC: tl.constexpr, SUBTRACT: tl.constexpr,
 ):  # fmt: skip
     """Loads the x slots of one (z, y) slot (with ``SUBTRACT``, minus the same samples at ``t_ptrs``, the
     difference formed in ``ACC``) and applies every chain's x operator."""
@@ -235,8 +237,8 @@ def _x_pass(
                     v -= tl.load(t_ptrs + xs[t] * sx).to(ACC)
         vals = vals + (v,)
     parts = ()
-    for c in tl.static_range(NC):
-        parts = parts + (_combine(vals, cols, W, MODE, R, WTS[c][2], NZ[c][2]),)
+    for c in tl.static_range(CHAINS):
+        parts = parts + (_combine(vals, cols, W, MODE, R, STENCIL_WEIGHTS[c][2], NONZERO[c][2]),)
     return parts
 
 
@@ -248,22 +250,40 @@ def _plane(
     """Every chain's y and x operators on the samples of one z slot."""
     RADII: tl.constexpr = P.RADII
     USED: tl.constexpr = P.USED
-    NC: tl.constexpr = P.NC
-    WTS: tl.constexpr = P.WTS
-    NZ: tl.constexpr = P.NZ
+    CHAINS: tl.constexpr = P.CHAINS
+    STENCIL_WEIGHTS: tl.constexpr = P.STENCIL_WEIGHTS
+    NONZERO: tl.constexpr = P.NONZERO
     per_slot = ()
     for t in tl.static_range(2 * RADII[1] + 1):
-        parts = _zeros(zero, NC)
+        parts = _zeros(zero, CHAINS)
         if USED[1][t]:
-            parts = _x_pass(ptrs + ys[t] * sy, t_ptrs + ys[t] * sy, mask & ym[t], zero, xs, xm, cols, W, sx,
-                            MODES[2], RADII[2], USED[2], MASKED, NC, WTS, NZ, ACC, SUBTRACT)  # fmt: skip
+            parts = _x_pass(
+                ptrs + ys[t] * sy,
+                t_ptrs + ys[t] * sy,
+                mask & ym[t],
+                zero,
+                xs,
+                xm,
+                cols,
+                W,
+                sx,
+                MODES[2],
+                RADII[2],
+                USED[2],
+                MASKED,
+                CHAINS,
+                STENCIL_WEIGHTS,
+                NONZERO,
+                ACC,
+                SUBTRACT,
+            )
         per_slot = per_slot + (parts,)
     out = ()
-    for c in tl.static_range(NC):
+    for c in tl.static_range(CHAINS):
         vs = ()
         for t in tl.static_range(2 * RADII[1] + 1):
             vs = vs + (per_slot[t][c],)
-        out = out + (_combine(vs, rows, H, MODES[1], RADII[1], WTS[c][1], NZ[c][1]),)
+        out = out + (_combine(vs, rows, H, MODES[1], RADII[1], STENCIL_WEIGHTS[c][1], NONZERO[c][1]),)
     return out
 
 
@@ -272,7 +292,7 @@ def components(
     x_ptr, t_ptr, tile, sizes, strides, P: tl.constexpr, MODES: tl.constexpr, SUBTRACT: tl.constexpr,
     ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
-    """Every output of ``A x`` on the tile under border rules ``MODES`` (``P.INNER`` on a tile that reaches no
+    """Every output of ``A x`` on the tile under border rules ``MODES`` (``P.INTERIOR_MODES`` on a tile that reaches no
     border), in ``ACC``; with ``SUBTRACT``, of ``A (x - t)``, the target at ``t_ptr`` read with ``x``'s
     ``strides`` and the difference formed in ``ACC``. Also returns the samples each slot read along each
     axis and whether they lie inside (``zs, zm, ys, ym, xs, xm``: the fused losses' mask rule reads them).
@@ -280,13 +300,13 @@ def components(
     Each sample of the tile and its halo is loaded once per slot and serves every chain, which is reduced
     along x, then y, then z, and divided once by its divisor; an output adds its chains."""
     RADII: tl.constexpr = P.RADII
-    NC: tl.constexpr = P.NC
+    CHAINS: tl.constexpr = P.CHAINS
     MASKED: tl.constexpr = MODES[0] == _ZEROS or MODES[1] == _ZEROS or MODES[2] == _ZEROS
     bo, bi, zi, rows, cols, _, _, _ = tile
     _, D, H, W = sizes
-    zs, zm = _sources(zi, D, MODES[0], RADII[0], P.FK[0], P.LK[0])
-    ys, ym = _sources(rows, H, MODES[1], RADII[1], P.FK[1], P.LK[1])
-    xs, xm = _x_sources(cols, W, MODES[2], RADII[2], P.FK[2], P.LK[2], P.STEP)
+    zs, zm = _sources(zi, D, MODES[0], RADII[0], P.FIRST_READS[0], P.LAST_READS[0])
+    ys, ym = _sources(rows, H, MODES[1], RADII[1], P.FIRST_READS[1], P.LAST_READS[1])
+    xs, xm = _x_sources(cols, W, MODES[2], RADII[2], P.FIRST_READS[2], P.LAST_READS[2], P.STEP)
     x_base = x_ptr + bo * strides[0] + bi * strides[1]
     t_base = x_base
     if SUBTRACT:
@@ -294,26 +314,26 @@ def components(
     zero = tl.full([BLOCK_D, BLOCK_H, BLOCK_W], 0, ACC)
     per_slot = ()
     for t in tl.static_range(2 * RADII[0] + 1):
-        parts = _zeros(zero, NC)
+        parts = _zeros(zero, CHAINS)
         if P.USED[0][t]:
             z_off = zs[t].to(tl.int64) * strides[2]
             parts = _plane(x_base + z_off, t_base + z_off, zm[t], zero, ys, ym, xs, xm, rows, cols, H, W,
                            strides[3], strides[4], P, MODES, MASKED, ACC, SUBTRACT)  # fmt: skip
         per_slot = per_slot + (parts,)
     chains = ()
-    for c in tl.static_range(NC):
+    for c in tl.static_range(CHAINS):
         vs = ()
         for t in tl.static_range(2 * RADII[0] + 1):
             vs = vs + (per_slot[t][c],)
-        acc = _combine(vs, zi, D, MODES[0], RADII[0], P.WTS[c][0], P.NZ[c][0])
-        if P.DIVS[c] != 1:
-            acc = acc / P.DIVS[c]
+        acc = _combine(vs, zi, D, MODES[0], RADII[0], P.STENCIL_WEIGHTS[c][0], P.NONZERO[c][0])
+        if P.DIVISORS[c] != 1:
+            acc = acc / P.DIVISORS[c]
         chains = chains + (acc,)
     outputs = ()
-    for o in tl.static_range(P.NO):
-        acc = chains[P.FIRST[o]]
-        for c in tl.static_range(P.FIRST[o] + 1, NC):
-            if P.OUT[c] == o:
+    for o in tl.static_range(P.OUTPUTS):
+        acc = chains[P.FIRST_CHAIN[o]]
+        for c in tl.static_range(P.FIRST_CHAIN[o] + 1, CHAINS):
+            if P.OUTPUT_OF[c] == o:
                 acc = acc + chains[c]
         outputs = outputs + (acc,)
     return outputs, (zs, zm, ys, ym, xs, xm)
@@ -325,11 +345,11 @@ def _apply_kernel(
     P: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     """``A x`` on one tile: output ``o`` to ``y_ptrs[o]`` (the outputs share ``y_strides``). A tile whose
-    stencils reach no border (``P.MARGINS``) runs the interior taps on unfolded, unmasked indices (``P.INNER``);
-    the others fold and mask."""
+    stencils reach no border (``P.MARGINS``) runs the interior taps on unfolded, unmasked indices
+    (``P.INTERIOR_MODES``); the others fold and mask."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
     if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
-        _apply_tile(x_ptr, y_ptrs, tile, sizes, x_strides, y_strides, P, P.INNER, False, ACC, BLOCK_D, BLOCK_H,
+        _apply_tile(x_ptr, y_ptrs, tile, sizes, x_strides, y_strides, P, P.INTERIOR_MODES, False, ACC, BLOCK_D, BLOCK_H,
                     BLOCK_W)  # fmt: skip
     else:
         _apply_tile(x_ptr, y_ptrs, tile, sizes, x_strides, y_strides, P, P.MODES, True, ACC, BLOCK_D, BLOCK_H,
@@ -344,16 +364,16 @@ def _apply_tile(
     outputs, _ = components(x_ptr, x_ptr, tile, sizes, x_strides, P, MODES, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)
     mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
     at = offsets(tile, y_strides)
-    for o in tl.static_range(P.NO):
+    for o in tl.static_range(P.OUTPUTS):
         tl.store(y_ptrs[o] + at, outputs[o].to(y_ptrs[o].dtype.element_ty), mask=mask)
 
 
 @triton.jit
-def _norm(outputs, e_ptr, NO: tl.constexpr, ACC: tl.constexpr):
+def _component_norm(outputs, e_ptr, OUTPUTS: tl.constexpr, ACC: tl.constexpr):
     """``sqrt(sum_o outputs[o]^2 + eps)``, ``eps`` the float64 scalar at ``e_ptr`` (read at run time: a new value
     compiles nothing), rounded to ``ACC`` as torch rounds it."""
     total = outputs[0] * outputs[0]
-    for o in tl.static_range(1, NO):
+    for o in tl.static_range(1, OUTPUTS):
         total += outputs[o] * outputs[o]
     eps = tl.load(e_ptr).to(ACC)
     if ACC == tl.float64:
@@ -371,8 +391,22 @@ def _magnitude_kernel(
     """The magnitude ``sqrt(sum_o (A x)_o^2 + eps)`` on one tile, the outputs never written."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
     if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
-        _magnitude_tile(x_ptr, out_ptr, e_ptr, tile, sizes, x_strides, out_strides, P, P.INNER, False, ACC, BLOCK_D,
-                        BLOCK_H, BLOCK_W)  # fmt: skip
+        _magnitude_tile(
+            x_ptr,
+            out_ptr,
+            e_ptr,
+            tile,
+            sizes,
+            x_strides,
+            out_strides,
+            P,
+            P.INTERIOR_MODES,
+            False,
+            ACC,
+            BLOCK_D,
+            BLOCK_H,
+            BLOCK_W,
+        )
     else:
         _magnitude_tile(x_ptr, out_ptr, e_ptr, tile, sizes, x_strides, out_strides, P, P.MODES, True, ACC, BLOCK_D,
                         BLOCK_H, BLOCK_W)  # fmt: skip
@@ -385,7 +419,7 @@ def _magnitude_tile(
 ):  # fmt: skip
     outputs, _ = components(x_ptr, x_ptr, tile, sizes, x_strides, P, MODES, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)
     mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
-    norm = _norm(outputs, e_ptr, P.NO, ACC)
+    norm = _component_norm(outputs, e_ptr, P.OUTPUTS, ACC)
     tl.store(out_ptr + offsets(tile, out_strides), norm.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -399,7 +433,7 @@ def _magnitude_backward_kernel(
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
     if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
         _magnitude_backward_tile(x_ptr, g_ptr, e_ptr, y_ptrs, tile, sizes, x_strides, g_strides, y_strides, P,
-                                 P.INNER, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+                                 P.INTERIOR_MODES, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     else:
         _magnitude_backward_tile(x_ptr, g_ptr, e_ptr, y_ptrs, tile, sizes, x_strides, g_strides, y_strides, P,
                                  P.MODES, True, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
@@ -413,9 +447,11 @@ def _magnitude_backward_tile(
 ):  # fmt: skip
     outputs, _ = components(x_ptr, x_ptr, tile, sizes, x_strides, P, MODES, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)
     mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
-    scale = tl.load(g_ptr + offsets(tile, g_strides), mask=mask, other=0.0).to(ACC) / _norm(outputs, e_ptr, P.NO, ACC)
+    scale = tl.load(g_ptr + offsets(tile, g_strides), mask=mask, other=0.0).to(ACC) / _component_norm(
+        outputs, e_ptr, P.OUTPUTS, ACC
+    )
     at = offsets(tile, y_strides)
-    for o in tl.static_range(P.NO):
+    for o in tl.static_range(P.OUTPUTS):
         tl.store(y_ptrs[o] + at, (outputs[o] * scale).to(y_ptrs[o].dtype.element_ty), mask=mask)
 
 
@@ -461,10 +497,12 @@ def _x_rows(j, n, MODE: tl.constexpr, R: tl.constexpr, STEP: tl.constexpr):
 
 
 @triton.jit
-def _read_weight(i, j, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr):
+def _read_weight(
+    i, j, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, FIRST_READS: tl.constexpr, LAST_READS: tl.constexpr
+):
     """The weight with which row ``i`` reads sample ``j`` (its terms on ``j`` summed; zero for a row
     outside the axis or a row that valid borders zero)."""
-    sources, inside = _sources(i, n, MODE, R, FK, LK)
+    sources, inside = _sources(i, n, MODE, R, FIRST_READS, LAST_READS)
     total = tl.full(j.shape, 0, tl.float32)
     for t in tl.static_range(2 * R + 1):
         if W[0][t] != 0 or (MODE == _ROWS and (W[1][t] != 0 or W[2][t] != 0)):
@@ -476,7 +514,7 @@ def _read_weight(i, j, n, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, 
 @triton.jit
 def _adjoint_weights(
     j, n, start, BLOCK: tl.constexpr, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr,
-    SLOTS: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr,
+    ADJOINT_SLOTS: tl.constexpr, FIRST_READS: tl.constexpr, LAST_READS: tl.constexpr,
 ):  # fmt: skip
     """One chain's 1-D ``A^T`` along one axis, as ``2 R + 3`` weights per column ``j``.
 
@@ -490,28 +528,30 @@ def _adjoint_weights(
     weights = ()
     for k in tl.static_range(2 * R + 1):
         w = tl.full(j.shape, 0, tl.float32)
-        if SLOTS[k]:
-            w = _read_weight(j + (k - R), j, n, MODE, R, W, FK, LK)
+        if ADJOINT_SLOTS[k]:
+            w = _read_weight(j + (k - R), j, n, MODE, R, W, FIRST_READS, LAST_READS)
         weights = weights + (w,)
     far_first = tl.full(j.shape, 0, tl.float32)
     far_last = tl.full(j.shape, 0, tl.float32)
     near_first = n < 0
     near_last = n < 0
-    if SLOTS[2 * R + 1] or SLOTS[2 * R + 2]:
+    if ADJOINT_SLOTS[2 * R + 1] or ADJOINT_SLOTS[2 * R + 2]:
         zero = n * 0
-        first, first_in = _sources(zero, n, MODE, R, FK, LK)
-        last, last_in = _sources(zero + n - 1, n, MODE, R, FK, LK)
+        first, first_in = _sources(zero, n, MODE, R, FIRST_READS, LAST_READS)
+        last, last_in = _sources(zero + n - 1, n, MODE, R, FIRST_READS, LAST_READS)
         for t in tl.static_range(2 * R + 1):
-            if SLOTS[2 * R + 1]:
+            if ADJOINT_SLOTS[2 * R + 1]:
                 reads = first_in[t] & (_row_weight(zero, n, t, MODE, W) != 0) & (first[t] > R)
                 near_first = near_first | (reads & (first[t] >= start) & (first[t] < start + BLOCK))
-            if SLOTS[2 * R + 2]:
+            if ADJOINT_SLOTS[2 * R + 2]:
                 reads = last_in[t] & (_row_weight(zero + n - 1, n, t, MODE, W) != 0) & (last[t] < n - 1 - R)
                 near_last = near_last | (reads & (last[t] >= start) & (last[t] < start + BLOCK))
-        if SLOTS[2 * R + 1]:
-            far_first = tl.where(j > R, _read_weight(j * 0, j, n, MODE, R, W, FK, LK), 0.0)
-        if SLOTS[2 * R + 2]:
-            far_last = tl.where(j < n - 1 - R, _read_weight(j * 0 + n - 1, j, n, MODE, R, W, FK, LK), 0.0)
+        if ADJOINT_SLOTS[2 * R + 1]:
+            far_first = tl.where(j > R, _read_weight(j * 0, j, n, MODE, R, W, FIRST_READS, LAST_READS), 0.0)
+        if ADJOINT_SLOTS[2 * R + 2]:
+            far_last = tl.where(
+                j < n - 1 - R, _read_weight(j * 0 + n - 1, j, n, MODE, R, W, FIRST_READS, LAST_READS), 0.0
+            )
     return weights + (far_first, far_last), near_first, near_last
 
 
@@ -531,13 +571,13 @@ def _adjoint_term(v, k: tl.constexpr, MODE: tl.constexpr, R: tl.constexpr, W: tl
 @triton.jit
 def _adjoint_row(
     ptrs, zero, xr, sx, xw, near_x, far_x,
-    MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, SLOTS: tl.constexpr, ACC: tl.constexpr,
+    MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr, ADJOINT_SLOTS: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
     """One chain's x part of ``A^T`` along the row of ``g`` that one (z, y) slot pair reads.
     The far slots run only on tiles that hold the columns they reach (a uniform branch)."""
     out = zero
     for k in tl.static_range(2 * R + 3):
-        if SLOTS[k] and (MODE != _INTERIOR or (k <= 2 * R and W[0][2 * R - k] != 0)):
+        if ADJOINT_SLOTS[k] and (MODE != _INTERIOR or (k <= 2 * R and W[0][2 * R - k] != 0)):
             if k <= 2 * R:
                 out += _adjoint_term(tl.load(ptrs + xr[k] * sx).to(ACC), k, MODE, R, W, xw)
             elif k == 2 * R + 1:
@@ -552,26 +592,26 @@ def _adjoint_row(
 @triton.jit
 def _adjoint_plane(
     ptrs, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x, far_x,
-    MODES: tl.constexpr, RADII: tl.constexpr, WC: tl.constexpr, SLOTS: tl.constexpr, ACC: tl.constexpr,
+    MODES: tl.constexpr, RADII: tl.constexpr, WC: tl.constexpr, ADJOINT_SLOTS: tl.constexpr, ACC: tl.constexpr,
 ):  # fmt: skip
     """One chain's y and x parts of ``A^T`` on the rows of ``g`` that one z slot reads."""
     out = zero
     R: tl.constexpr = RADII[1]
     for k in tl.static_range(2 * R + 3):
-        if SLOTS[1][k] and (MODES[1] != _INTERIOR or (k <= 2 * R and WC[1][0][2 * R - k] != 0)):
+        if ADJOINT_SLOTS[1][k] and (MODES[1] != _INTERIOR or (k <= 2 * R and WC[1][0][2 * R - k] != 0)):
             if k <= 2 * R:
                 h = _adjoint_row(ptrs + yr[k] * sy, zero, xr, sx, xw, near_x, far_x,
-                                 MODES[2], RADII[2], WC[2], SLOTS[2], ACC)  # fmt: skip
+                                 MODES[2], RADII[2], WC[2], ADJOINT_SLOTS[2], ACC)  # fmt: skip
                 out += _adjoint_term(h, k, MODES[1], R, WC[1], yw)
             elif k == 2 * R + 1:
                 if near_y:
                     h = _adjoint_row(ptrs + yr[k] * sy, zero, xr, sx, xw, near_x, far_x,
-                                     MODES[2], RADII[2], WC[2], SLOTS[2], ACC)  # fmt: skip
+                                     MODES[2], RADII[2], WC[2], ADJOINT_SLOTS[2], ACC)  # fmt: skip
                     out += _adjoint_term(h, k, MODES[1], R, WC[1], yw)
             else:
                 if far_y:
                     h = _adjoint_row(ptrs + yr[k] * sy, zero, xr, sx, xw, near_x, far_x,
-                                     MODES[2], RADII[2], WC[2], SLOTS[2], ACC)  # fmt: skip
+                                     MODES[2], RADII[2], WC[2], ADJOINT_SLOTS[2], ACC)  # fmt: skip
                     out += _adjoint_term(h, k, MODES[1], R, WC[1], yw)
     return out
 
@@ -579,11 +619,11 @@ def _adjoint_plane(
 @triton.jit
 def _axis_adjoint(
     j, n, start, BLOCK: tl.constexpr, MODE: tl.constexpr, R: tl.constexpr, W: tl.constexpr,
-    SLOTS: tl.constexpr, FK: tl.constexpr, LK: tl.constexpr, zero,
+    ADJOINT_SLOTS: tl.constexpr, FIRST_READS: tl.constexpr, LAST_READS: tl.constexpr, zero,
 ):  # fmt: skip
     """:func:`_adjoint_weights` on axes with border rules (none for identity, circular and interior axes)."""
     if MODE != _NONE and MODE != _CIRCULAR and MODE != _INTERIOR:
-        out = _adjoint_weights(j, n, start, BLOCK, MODE, R, W, SLOTS, FK, LK)
+        out = _adjoint_weights(j, n, start, BLOCK, MODE, R, W, ADJOINT_SLOTS, FIRST_READS, LAST_READS)
     else:
         never = n < 0
         out = _zeros(zero, 2 * R + 3), never, never
@@ -598,24 +638,38 @@ def _adjoint_part(
     """``A_c^T g_c`` for chain ``c`` on the tile: per axis, the slots of :func:`_adjoint_weights` (along a
     stepped x axis, of its sample indices)."""
     RADII: tl.constexpr = P.RADII
-    FK: tl.constexpr = P.FK
-    LK: tl.constexpr = P.LK
-    WC: tl.constexpr = P.WTS[c]
-    SLOTS: tl.constexpr = P.SLOTS[c]
+    FIRST_READS: tl.constexpr = P.FIRST_READS
+    LAST_READS: tl.constexpr = P.LAST_READS
+    WC: tl.constexpr = P.STENCIL_WEIGHTS[c]
+    ADJOINT_SLOTS: tl.constexpr = P.ADJOINT_SLOTS[c]
     STEP: tl.constexpr = P.STEP
     _, _, zi, rows, cols, _, _, _ = tile
     _, D, H, W = sizes
-    zw, near_z, far_z = _axis_adjoint(zi, D, tile[5], BLOCK_D, MODES[0], RADII[0], WC[0], SLOTS[0], FK[0], LK[0],
-                                      zero)  # fmt: skip
-    yw, near_y, far_y = _axis_adjoint(rows, H, tile[6], BLOCK_H, MODES[1], RADII[1], WC[1], SLOTS[1], FK[1], LK[1],
-                                      zero)  # fmt: skip
+    zw, near_z, far_z = _axis_adjoint(
+        zi, D, tile[5], BLOCK_D, MODES[0], RADII[0], WC[0], ADJOINT_SLOTS[0], FIRST_READS[0], LAST_READS[0], zero
+    )
+    yw, near_y, far_y = _axis_adjoint(
+        rows, H, tile[6], BLOCK_H, MODES[1], RADII[1], WC[1], ADJOINT_SLOTS[1], FIRST_READS[1], LAST_READS[1], zero
+    )
     if STEP == 1:
-        xw, near_x, far_x = _axis_adjoint(cols, W, tile[7], BLOCK_W, MODES[2], RADII[2], WC[2], SLOTS[2], FK[2],
-                                          LK[2], zero)  # fmt: skip
+        xw, near_x, far_x = _axis_adjoint(
+            cols, W, tile[7], BLOCK_W, MODES[2], RADII[2], WC[2], ADJOINT_SLOTS[2], FIRST_READS[2], LAST_READS[2], zero
+        )
     else:
         # In samples: the tile's columns reach (BLOCK_W - 1) // STEP + 1 samples past the first one's.
-        xw, near_x, far_x = _axis_adjoint(cols // STEP, W // STEP, tile[7] // STEP, (BLOCK_W - 1) // STEP + 2,
-                                          MODES[2], RADII[2], WC[2], SLOTS[2], FK[2], LK[2], zero)  # fmt: skip
+        xw, near_x, far_x = _axis_adjoint(
+            cols // STEP,
+            W // STEP,
+            tile[7] // STEP,
+            (BLOCK_W - 1) // STEP + 2,
+            MODES[2],
+            RADII[2],
+            WC[2],
+            ADJOINT_SLOTS[2],
+            FIRST_READS[2],
+            LAST_READS[2],
+            zero,
+        )
     base = g_ptr + tile[0] * strides[0] + tile[1] * strides[1]
     sz = strides[2]
     sy = strides[3]
@@ -623,23 +677,23 @@ def _adjoint_part(
     part = zero
     R: tl.constexpr = RADII[0]
     for k in tl.static_range(2 * R + 3):
-        if SLOTS[0][k] and (MODES[0] != _INTERIOR or (k <= 2 * R and WC[0][0][2 * R - k] != 0)):
+        if ADJOINT_SLOTS[0][k] and (MODES[0] != _INTERIOR or (k <= 2 * R and WC[0][0][2 * R - k] != 0)):
             if k <= 2 * R:
                 h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x, far_x,
-                                   MODES, RADII, WC, SLOTS, ACC)  # fmt: skip
+                                   MODES, RADII, WC, ADJOINT_SLOTS, ACC)  # fmt: skip
                 part += _adjoint_term(h, k, MODES[0], R, WC[0], zw)
             elif k == 2 * R + 1:
                 if near_z:
                     h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x,
-                                       far_x, MODES, RADII, WC, SLOTS, ACC)  # fmt: skip
+                                       far_x, MODES, RADII, WC, ADJOINT_SLOTS, ACC)  # fmt: skip
                     part += _adjoint_term(h, k, MODES[0], R, WC[0], zw)
             else:
                 if far_z:
                     h = _adjoint_plane(base + zr[k] * sz, zero, yr, xr, sy, sx, yw, near_y, far_y, xw, near_x,
-                                       far_x, MODES, RADII, WC, SLOTS, ACC)  # fmt: skip
+                                       far_x, MODES, RADII, WC, ADJOINT_SLOTS, ACC)  # fmt: skip
                     part += _adjoint_term(h, k, MODES[0], R, WC[0], zw)
-    if P.DIVS[c] != 1:
-        part = part / P.DIVS[c]
+    if P.DIVISORS[c] != 1:
+        part = part / P.DIVISORS[c]
     return part
 
 
@@ -651,11 +705,26 @@ def _adjoint_kernel(
     """``A^T g = sum_c A_c^T g_c`` on one tile, chain ``c`` reading the cotangent of its output at
     ``g_ptrs[c]`` with strides ``g_strides[c]``; with ``NEG``, ``-A^T g`` written to ``neg_ptr`` too (laid out
     like ``out_ptr``: a fused loss's target gradient). A tile whose columns only interior rows read
-    (``P.ADJ_MARGINS``) takes the reversed taps with no border weights (``P.INNER``)."""
+    (``P.ADJOINT_MARGINS``) takes the reversed taps with no border weights (``P.INTERIOR_MODES``)."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
-    if interior(tile, sizes, P.ADJ_MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
-        _adjoint_tile(g_ptrs, out_ptr, neg_ptr, tile, sizes, g_strides, out_strides, P, P.INNER, False, NEG, ACC,
-                      BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+    if interior(tile, sizes, P.ADJOINT_MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+        _adjoint_tile(
+            g_ptrs,
+            out_ptr,
+            neg_ptr,
+            tile,
+            sizes,
+            g_strides,
+            out_strides,
+            P,
+            P.INTERIOR_MODES,
+            False,
+            NEG,
+            ACC,
+            BLOCK_D,
+            BLOCK_H,
+            BLOCK_W,
+        )
     else:
         _adjoint_tile(g_ptrs, out_ptr, neg_ptr, tile, sizes, g_strides, out_strides, P, P.MODES, True, NEG, ACC,
                       BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
@@ -675,7 +744,7 @@ def _adjoint_tile(
     xr = _x_rows(tile[4], sizes[3], MODES[2], RADII[2], P.STEP)
     acc = _adjoint_part(g_ptrs[0], tile, sizes, g_strides[0], zero, zr, yr, xr, P, MODES, 0, ACC,
                         BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
-    for c in tl.static_range(1, P.NC):
+    for c in tl.static_range(1, P.CHAINS):
         acc += _adjoint_part(g_ptrs[c], tile, sizes, g_strides[c], zero, zr, yr, xr, P, MODES, c, ACC,
                              BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)

@@ -88,7 +88,7 @@ def _checked_plan(op: Separable, x: Tensor) -> tuple[Optional[KernelPlan], Optio
     return plan, None
 
 
-def _plan(op: Separable, x: Tensor) -> KernelPlan:
+def _served_plan(op: Separable, x: Tensor) -> KernelPlan:
     plan, reason = _checked_plan(op, x)
     if plan is None:
         raise Unsupported(f"the Triton executor cannot serve this call: {reason}")
@@ -192,7 +192,7 @@ def apply_into(plan: KernelPlan, x: Tensor, outputs: list[Tensor], block: Block 
 
 def triton_apply(op: Separable, x: Tensor, *, block: Block = None) -> tuple[Tensor, ...]:
     """``A x``, every component from one kernel launch; each output is shaped, typed and laid out like ``x``."""
-    plan = _plan(op, x)
+    plan = _served_plan(op, x)
     outputs = [torch.empty_like(x) for _ in range(plan.n_outputs)]
     if x.numel() == 0:
         return tuple(outputs)
@@ -216,7 +216,7 @@ def triton_adjoint(op: Separable, grads: Sequence[Optional[Tensor]], *, block: B
             "the cotangents must share one shape, dtype and device, got "
             + ", ".join(f"{tuple(g.shape)} {g.dtype} on {g.device}" for g in present)
         )
-    plan = _plan(op, first).for_outputs(given)
+    plan = _served_plan(op, first).for_outputs(given)
     out = torch.empty_like(first)
     if out.numel() == 0:
         return out
@@ -254,7 +254,7 @@ def launch_adjoint(
 def triton_magnitude(op: Separable, x: Tensor, eps: Tensor, *, block: Block = None) -> Tensor:
     """``sqrt(sum_c (A x)_c^2 + eps)`` from one launch, the components never written (``eps``: a float64
     scalar tensor on ``x``'s device, which the kernel reads at run time)."""
-    plan = _plan(op, x)
+    plan = _served_plan(op, x)
     out = torch.empty_like(x)
     if x.numel() == 0:
         return out
@@ -273,7 +273,7 @@ def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: Tenso
 
     The first recomputes the components and scales them (float32 intermediates for half precision),
     the second is the adjoint."""
-    plan = _plan(op, x)
+    plan = _served_plan(op, x)
     work = torch.float64 if x.dtype == torch.float64 else torch.float32
     if x.numel() == 0:
         return torch.empty_like(x)

@@ -60,7 +60,7 @@ def loss_refusal(penalty: int, x: Tensor, y: Optional[Tensor]) -> Optional[str]:
     return None
 
 
-def _plan(op: Separable, x: Tensor, penalty: int, y: Optional[Tensor]) -> KernelPlan:
+def _served_loss_plan(op: Separable, x: Tensor, penalty: int, y: Optional[Tensor]) -> KernelPlan:
     plan, reason = launch._checked_plan(op, x)
     reason = reason or loss_refusal(penalty, x, y)
     if plan is None or reason is not None:
@@ -186,7 +186,7 @@ def triton_loss(
     """The loss ``sum_c weights[c] sum penalty(A_c ...)`` in ``dtype``, over the number of elements that count
     when ``mean`` (under ``mask``, else ``elements``; at least 1), and each component's scale (its weight over
     that number), which :func:`triton_loss_backward` takes."""
-    plan = _plan(op, x, penalty, y)
+    plan = _served_loss_plan(op, x, penalty, y)
     params = tuple(float(p) for p in params)
     x, mask, components, target = _operands(plan, penalty, x, y, mask)
     work = work_dtype(x)
@@ -195,7 +195,7 @@ def triton_loss(
     scales = torch.empty((plan.n_outputs,), dtype=work, device=x.device)
     launch.launch_kernel(
         penalty_kernels._total_kernel, 1, sums, out, scales, programs, elements,
-        NO=plan.n_outputs, WEIGHTS=tuple(float(w) for w in weights), MEAN=mean, LOSS_MASK=mask is not None,
+        OUTPUTS=plan.n_outputs, WEIGHTS=tuple(float(w) for w in weights), MEAN=mean, LOSS_MASK=mask is not None,
         BLOCK=min(TOTAL_BLOCK, launch.next_power_of_2(programs)),
     )  # fmt: skip
     return out, scales
@@ -214,7 +214,7 @@ def triton_loss_backward(
 ) -> tuple[Tensor, Optional[Tensor]]:
     """The gradients of :func:`triton_loss` for ``x`` and (``need_y``, linear penalties) ``y``: two launches
     (after one for ``A target`` or the edge-aware weights)."""
-    plan = _plan(op, x, penalty, y)
+    plan = _served_loss_plan(op, x, penalty, y)
     params = tuple(float(p) for p in params)
     x, mask, slopes, target = _operands(plan, penalty, x, y, mask)
     refs = bool(slopes)  # the slopes overwrite the components they are computed from

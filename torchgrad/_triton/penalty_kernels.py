@@ -150,17 +150,17 @@ def _reads(i, n, MODE: tl.constexpr, W: tl.constexpr, t: tl.constexpr):
 @triton.jit
 def _holes(
     bad, c: tl.constexpr, hole, t0: tl.constexpr, t1: tl.constexpr, t2: tl.constexpr, zi, rows, cols, D, H, W,
-    MODES: tl.constexpr, WTS: tl.constexpr, NZ: tl.constexpr,
+    MODES: tl.constexpr, STENCIL_WEIGHTS: tl.constexpr, NONZERO: tl.constexpr,
 ):  # fmt: skip
     """``bad`` with the elements of component ``c`` whose slots ``(t0, t1, t2)`` read a hole added."""
-    if NZ[c][0][t0]:
-        if NZ[c][1][t1]:
-            if NZ[c][2][t2]:
+    if NONZERO[c][0][t0]:
+        if NONZERO[c][1][t1]:
+            if NONZERO[c][2][t2]:
                 bad = bad | (
                     hole
-                    & _reads(zi, D, MODES[0], WTS[c][0], t0)
-                    & _reads(rows, H, MODES[1], WTS[c][1], t1)
-                    & _reads(cols, W, MODES[2], WTS[c][2], t2)
+                    & _reads(zi, D, MODES[0], STENCIL_WEIGHTS[c][0], t0)
+                    & _reads(rows, H, MODES[1], STENCIL_WEIGHTS[c][1], t1)
+                    & _reads(cols, W, MODES[2], STENCIL_WEIGHTS[c][2], t2)
                 )
     return bad
 
@@ -172,9 +172,9 @@ def _counted(
     """Per output, the tile's elements that count: inside the tensor and, under a mask, reading valid
     samples only, through every chain that the output adds (the mask is read once per slot and serves
     every chain; ``reads`` the samples each slot read, from :func:`~torchgrad._triton.kernels.components`)."""
-    NC: tl.constexpr = P.NC
-    NZ: tl.constexpr = P.NZ
-    WTS: tl.constexpr = P.WTS
+    CHAINS: tl.constexpr = P.CHAINS
+    NONZERO: tl.constexpr = P.NONZERO
+    STENCIL_WEIGHTS: tl.constexpr = P.STENCIL_WEIGHTS
     RADII: tl.constexpr = P.RADII
     _, _, zi, rows, cols, _, _, _ = tile
     _, D, H, W = sizes
@@ -186,35 +186,41 @@ def _counted(
         for t0 in tl.static_range(2 * RADII[0] + 1):
             for t1 in tl.static_range(2 * RADII[1] + 1):
                 for t2 in tl.static_range(2 * RADII[2] + 1):
-                    read = NZ[0][0][t0] and NZ[0][1][t1] and NZ[0][2][t2]
-                    if NC > 1:
-                        read = read or (NZ[1][0][t0] and NZ[1][1][t1] and NZ[1][2][t2])
-                    if NC > 2:
-                        read = read or (NZ[2][0][t0] and NZ[2][1][t1] and NZ[2][2][t2])
+                    read = NONZERO[0][0][t0] and NONZERO[0][1][t1] and NONZERO[0][2][t2]
+                    if CHAINS > 1:
+                        read = read or (NONZERO[1][0][t0] and NONZERO[1][1][t1] and NONZERO[1][2][t2])
+                    if CHAINS > 2:
+                        read = read or (NONZERO[2][0][t0] and NONZERO[2][1][t1] and NONZERO[2][2][t2])
                     if read:
                         inside = mask & zm[t0] & ym[t1] & xm[t2]
                         at = zs[t0].to(tl.int64) * m_strides[2] + (ys[t1] * m_strides[3] + xs[t2] * m_strides[4])
                         hole = tl.load(m_base + at, mask=inside, other=1) == 0
-                        bad0 = _holes(bad0, 0, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, WTS, NZ)
-                        if NC > 1:
-                            bad1 = _holes(bad1, 1, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, WTS, NZ)
-                        if NC > 2:
-                            bad2 = _holes(bad2, 2, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, WTS, NZ)
+                        bad0 = _holes(
+                            bad0, 0, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, STENCIL_WEIGHTS, NONZERO
+                        )
+                        if CHAINS > 1:
+                            bad1 = _holes(
+                                bad1, 1, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, STENCIL_WEIGHTS, NONZERO
+                            )
+                        if CHAINS > 2:
+                            bad2 = _holes(
+                                bad2, 2, hole, t0, t1, t2, zi, rows, cols, D, H, W, MODES, STENCIL_WEIGHTS, NONZERO
+                            )
     bads = (bad0, bad1, bad2)
     oks = ()
-    for c in tl.static_range(NC):
+    for c in tl.static_range(CHAINS):
         # Rows that valid borders zero read nothing, so they always count.
         zeroed = ~(
-            valid_rows(zi, D, RADII[0], MODES[0], WTS[c][0])
-            & valid_rows(rows, H, RADII[1], MODES[1], WTS[c][1])
-            & valid_rows(cols, W, RADII[2], MODES[2], WTS[c][2])
+            valid_rows(zi, D, RADII[0], MODES[0], STENCIL_WEIGHTS[c][0])
+            & valid_rows(rows, H, RADII[1], MODES[1], STENCIL_WEIGHTS[c][1])
+            & valid_rows(cols, W, RADII[2], MODES[2], STENCIL_WEIGHTS[c][2])
         )
         oks = oks + (zeroed | ~bads[c],)
     counted = ()
-    for o in tl.static_range(P.NO):
+    for o in tl.static_range(P.OUTPUTS):
         ok = mask
-        for c in tl.static_range(NC):
-            if P.OUT[c] == o:
+        for c in tl.static_range(CHAINS):
+            if P.OUTPUT_OF[c] == o:
                 ok = ok & oks[c]
         counted = counted + (ok,)
     return counted
@@ -234,7 +240,7 @@ def _loss_kernel(
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
     if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
         _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, s_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
-                      P.INNER, False, L, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+                      P.INTERIOR_MODES, False, L, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     else:
         _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, s_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
                       P.MODES, True, L, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
@@ -252,7 +258,7 @@ def _slopes_kernel(
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
     if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
         _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, g_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
-                      P.INNER, False, L, True, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+                      P.INTERIOR_MODES, False, L, True, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     else:
         _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, g_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
                       P.MODES, True, L, True, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
@@ -265,10 +271,10 @@ def _penalty_tile(
     ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     """:func:`_loss_kernel` (``SLOPES`` false) or :func:`_slopes_kernel` on a tile, component by component
-    (``accs[o]``, output ``o`` of ``A``, which adds the chains ``k`` with ``P.OUT[k] == o``)."""
+    (``accs[o]``, output ``o`` of ``A``, which adds the chains ``k`` with ``P.OUTPUT_OF[k] == o``)."""
     PENALTY: tl.constexpr = L.PENALTY
     PARAMS: tl.constexpr = L.PARAMS
-    NO: tl.constexpr = P.NO
+    OUTPUTS: tl.constexpr = P.OUTPUTS
     accs, reads = components(x_ptr, t_ptr, tile, sizes, x_strides, P, MODES, L.SUBTRACT, ACC, BLOCK_D, BLOCK_H,
                              BLOCK_W)  # fmt: skip
     mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
@@ -277,12 +283,12 @@ def _penalty_tile(
         m_base = m_ptr + tile[0] * m_strides[0] + tile[1] * m_strides[1]
     counted = _counted(m_base, mask, tile, sizes, reads, m_strides, P, MODES, L.MASK)
     c_off = offsets(tile, c_strides)
-    row = s_ptr + tl.program_id(0).to(tl.int64) * (NO + 1)
+    row = s_ptr + tl.program_id(0).to(tl.int64) * (OUTPUTS + 1)
     number = tl.full(mask.shape, 0, ACC)
     grad = 0.0
     if SLOPES:
         grad = tl.load(g_ptr).to(ACC)
-    for c in tl.static_range(NO):
+    for c in tl.static_range(OUTPUTS):
         a = accs[c]
         b = a
         if L.REFS:
@@ -298,7 +304,7 @@ def _penalty_tile(
             tl.store(row + c, _tile_sum(v).to(s_ptr.dtype.element_ty))
             number += counted[c].to(ACC)
     if not SLOPES:
-        tl.store(row + NO, _tile_sum(number).to(s_ptr.dtype.element_ty))
+        tl.store(row + OUTPUTS, _tile_sum(number).to(s_ptr.dtype.element_ty))
 
 
 @triton.jit
@@ -310,8 +316,22 @@ def _edge_weights_kernel(
     ``exp(-mean over the channels of |A image|)`` written to channels ``0 .. copies - 1`` of ``w_ptrs[c]``."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
     if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
-        _edge_weights_tile(image_ptr, w_ptrs, tile, sizes, image_strides, w_strides, copies, P, P.INNER, False, ACC,
-                           BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+        _edge_weights_tile(
+            image_ptr,
+            w_ptrs,
+            tile,
+            sizes,
+            image_strides,
+            w_strides,
+            copies,
+            P,
+            P.INTERIOR_MODES,
+            False,
+            ACC,
+            BLOCK_D,
+            BLOCK_H,
+            BLOCK_W,
+        )
     else:
         _edge_weights_tile(image_ptr, w_ptrs, tile, sizes, image_strides, w_strides, copies, P, P.MODES, True, ACC,
                            BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
@@ -330,7 +350,7 @@ def _edge_weights_tile(
     plane = (tile[0] * w_strides[0] + tile[1] * w_strides[1]) + (tile[3] * w_strides[3] + tile[4] * w_strides[4])
     channels = tl.cast(sizes[1], ACC)
     every = tl.full(zi.shape, 0, tl.float64)  # broadcasts the weight to every channel
-    for c in tl.static_range(P.NO):
+    for c in tl.static_range(P.OUTPUTS):
         total = tl.reduce(tl.where(mask, tl.abs(accs[c]), 0.0), 0, _add, keep_dims=True)
         # exp in float64: a GPU's float32 exp is an approximation (one per pixel and component: cheap)
         weight = tl.exp(-(total / channels).to(tl.float64)) + every
@@ -341,7 +361,7 @@ def _edge_weights_tile(
 @triton.jit
 def _total_kernel(
     p_ptr, out_ptr, scale_ptr, programs, elements,
-    NO: tl.constexpr, WEIGHTS: tl.constexpr, MEAN: tl.constexpr, LOSS_MASK: tl.constexpr, BLOCK: tl.constexpr,
+    OUTPUTS: tl.constexpr, WEIGHTS: tl.constexpr, MEAN: tl.constexpr, LOSS_MASK: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     """The loss from the partial sums of ``programs`` rows: ``sum_c WEIGHTS[c] sum_c`` in float64, over the
     number of elements that count (``MEAN``: the masked count, else ``elements``; at least 1, so that a mean
@@ -354,13 +374,13 @@ def _total_kernel(
     for start in range(0, programs, BLOCK):
         i = start + lanes
         ok = i < programs
-        s0 += tl.load(p_ptr + i * (NO + 1), mask=ok, other=0.0).to(tl.float64)
-        if NO > 1:
-            s1 += tl.load(p_ptr + i * (NO + 1) + 1, mask=ok, other=0.0).to(tl.float64)
-        if NO > 2:
-            s2 += tl.load(p_ptr + i * (NO + 1) + 2, mask=ok, other=0.0).to(tl.float64)
+        s0 += tl.load(p_ptr + i * (OUTPUTS + 1), mask=ok, other=0.0).to(tl.float64)
+        if OUTPUTS > 1:
+            s1 += tl.load(p_ptr + i * (OUTPUTS + 1) + 1, mask=ok, other=0.0).to(tl.float64)
+        if OUTPUTS > 2:
+            s2 += tl.load(p_ptr + i * (OUTPUTS + 1) + 2, mask=ok, other=0.0).to(tl.float64)
         if LOSS_MASK:
-            n += tl.load(p_ptr + i * (NO + 1) + NO, mask=ok, other=0.0).to(tl.float64)
+            n += tl.load(p_ptr + i * (OUTPUTS + 1) + OUTPUTS, mask=ok, other=0.0).to(tl.float64)
     sums = (tl.reduce(s0, 0, _add), tl.reduce(s1, 0, _add), tl.reduce(s2, 0, _add))
     if not MEAN:
         number = tl.full([], 1.0, tl.float64)
@@ -370,14 +390,14 @@ def _total_kernel(
         number = tl.maximum(tl.cast(elements, tl.float64), 1.0)
     # The weights as float64 constants (a bare Python float would reach float64 through float32).
     weights = ()
-    for c in tl.static_range(NO):
+    for c in tl.static_range(OUTPUTS):
         weights = weights + (tl.full([], WEIGHTS[c], tl.float64),)
     total = sums[0] * weights[0]
-    for c in tl.static_range(1, NO):
+    for c in tl.static_range(1, OUTPUTS):
         total += sums[c] * weights[c]
     loss = total / number
     if out_ptr.dtype.element_ty != tl.float64:  # through float32 (the interpreter cannot go to bfloat16 directly)
         loss = loss.to(tl.float32)
     tl.store(out_ptr, loss.to(out_ptr.dtype.element_ty))
-    for c in tl.static_range(NO):
+    for c in tl.static_range(OUTPUTS):
         tl.store(scale_ptr + c, (weights[c] / number).to(scale_ptr.dtype.element_ty))

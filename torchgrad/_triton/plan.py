@@ -71,38 +71,38 @@ def identity(radius: int) -> AxisWeights:
 
 class Constants(NamedTuple):
     """A :class:`KernelPlan` as the kernels take it: one compile-time argument of plain nested tuples, read in
-    the kernels as ``P.MODES``, ``P.WTS[c][a]``, ... (per axis ``z, y, x``; per chain ``c``)."""
+    the kernels as ``P.MODES``, ``P.STENCIL_WEIGHTS[c][a]``, ... (per axis ``z, y, x``; per chain ``c``)."""
 
-    NC: int
+    CHAINS: int
     """Chains."""
-    NO: int
+    OUTPUTS: int
     """Outputs."""
-    OUT: tuple[int, ...]
+    OUTPUT_OF: tuple[int, ...]
     """The output each chain adds into."""
-    FIRST: tuple[int, ...]
+    FIRST_CHAIN: tuple[int, ...]
     """Each output's first chain."""
     MODES: tuple[int, int, int]
     """Border rules per axis."""
     RADII: tuple[int, int, int]
-    FK: tuple[Indices, ...]
+    FIRST_READS: tuple[Indices, ...]
     """Per axis, the samples that row 0 of a ``ROWS`` axis reads (:attr:`KernelPlan.first_index`)."""
-    LK: tuple[Indices, ...]
+    LAST_READS: tuple[Indices, ...]
     """And row ``n - 1`` (:attr:`KernelPlan.last_index`)."""
-    WTS: tuple[tuple[tuple[tuple[float, ...], Triple, Triple], ...], ...]
+    STENCIL_WEIGHTS: tuple[tuple[tuple[tuple[float, ...], Triple, Triple], ...], ...]
     """Per chain and axis: the taps, row 0's and row ``n - 1``'s weights (:class:`AxisWeights`)."""
-    NZ: tuple[tuple[tuple[bool, ...], ...], ...]
+    NONZERO: tuple[tuple[tuple[bool, ...], ...], ...]
     """Per chain and axis: the slots that can carry a weight."""
     USED: tuple[tuple[bool, ...], ...]
     """Per axis: the slots some chain reads."""
-    SLOTS: tuple[tuple[tuple[bool, ...], ...], ...]
+    ADJOINT_SLOTS: tuple[tuple[tuple[bool, ...], ...], ...]
     """Per chain and axis: the adjoint's slots that carry a weight (:attr:`KernelPlan.adjoint_slots`)."""
-    DIVS: tuple[float, ...]
+    DIVISORS: tuple[float, ...]
     """Each chain's divisor."""
-    INNER: tuple[int, int, int]
+    INTERIOR_MODES: tuple[int, int, int]
     """The border rules of a tile that reaches no border (``INTERIOR`` on every axis with a stencil)."""
     MARGINS: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
     """:meth:`KernelPlan.margins` of ``A``."""
-    ADJ_MARGINS: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
+    ADJOINT_MARGINS: tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
     """And of ``A^T``."""
     STEP: int
     """:attr:`KernelPlan.step`."""
@@ -174,22 +174,22 @@ class KernelPlan:
         forward = self.forward_slots()
         used = tuple(tuple(any(f[a][t] for f in forward) for t in range(2 * self.radii[a] + 1)) for a in range(_AXES))
         return Constants(
-            NC=self.chains,
-            NO=self.n_outputs,
-            OUT=self.outputs,
-            FIRST=tuple(self.outputs.index(o) for o in range(self.n_outputs)),
+            CHAINS=self.chains,
+            OUTPUTS=self.n_outputs,
+            OUTPUT_OF=self.outputs,
+            FIRST_CHAIN=tuple(self.outputs.index(o) for o in range(self.n_outputs)),
             MODES=self.modes,
             RADII=self.radii,
-            FK=self.first_index,
-            LK=self.last_index,
-            WTS=tuple(tuple((w.taps, w.first, w.last) for w in axes) for axes in self.weights),
-            NZ=forward,
+            FIRST_READS=self.first_index,
+            LAST_READS=self.last_index,
+            STENCIL_WEIGHTS=tuple(tuple((w.taps, w.first, w.last) for w in axes) for axes in self.weights),
+            NONZERO=forward,
             USED=used,
-            SLOTS=self.adjoint_slots,
-            DIVS=self.divisors,
-            INNER=(self._inner(0), self._inner(1), self._inner(2)),
+            ADJOINT_SLOTS=self.adjoint_slots,
+            DIVISORS=self.divisors,
+            INTERIOR_MODES=(self._inner(0), self._inner(1), self._inner(2)),
             MARGINS=self.margins(adjoint=False),
-            ADJ_MARGINS=self.margins(adjoint=True),
+            ADJOINT_MARGINS=self.margins(adjoint=True),
             STEP=self.step,
         )
 
@@ -251,7 +251,7 @@ class Unsupported(ValueError):
 
 
 @dataclass(frozen=True)
-class _Real:
+class _ConstantStencil:
     """A stencil whose weights are real scalars, as floats: what the kernels can take as constants,
     on an axis of ``size`` samples."""
 
@@ -287,14 +287,14 @@ def _real(w: object) -> float:
     return float(w)
 
 
-def _as_real(stencil: Stencil, n: int) -> _Real:
+def _constant_stencil(stencil: Stencil, n: int) -> _ConstantStencil:
     if stencil.padding == "reflect" and n < 2:
         raise Unsupported(f"reflect padding needs 2 samples along dim {stencil.dim}, got {n}")
     taps = tuple(_real(t) for t in stencil.taps)
     divisor = _real(stencil.divisor)
     if divisor == 0:
         raise Unsupported("a zero divisor")
-    return _Real(stencil, n, taps, divisor)
+    return _ConstantStencil(stencil, n, taps, divisor)
 
 
 def kernel_plan(op: Separable, shape: Sequence[int]) -> KernelPlan:
@@ -310,16 +310,16 @@ def kernel_plan(op: Separable, shape: Sequence[int]) -> KernelPlan:
 
 @lru_cache(maxsize=256)
 def _spatial_plan(op: Separable, spatial: tuple[int, ...]) -> KernelPlan:
-    chains = tuple(tuple(_as_real(s, spatial[s.dim]) for s in chain) for chain in op.chains)
+    chains = tuple(tuple(_constant_stencil(s, spatial[s.dim]) for s in chain) for chain in op.chains)
     outputs = op.output_of or tuple(range(len(op.chains)))
-    return _plan(chains, outputs, len(spatial), spatial)
+    return _plan_of_chains(chains, outputs, len(spatial), spatial)
 
 
 def _exact_in_float32(w: float) -> bool:
     return struct.unpack("f", struct.pack("f", w))[0] == w
 
 
-def _net_exact(stencil: _Real) -> bool:
+def _net_exact(stencil: _ConstantStencil) -> bool:
     """Whether float32 holds every running sum of the weights that a border row gives one sample."""
     for terms in stencil.rows.values():
         sums: dict[int, float] = {}
@@ -331,17 +331,17 @@ def _net_exact(stencil: _Real) -> bool:
 
 
 @lru_cache(maxsize=256)
-def _plan(
-    chains: tuple[tuple[_Real, ...], ...], outputs: tuple[int, ...], ndim: int, shape: tuple[int, ...]
+def _plan_of_chains(
+    chains: tuple[tuple[_ConstantStencil, ...], ...], outputs: tuple[int, ...], ndim: int, shape: tuple[int, ...]
 ) -> KernelPlan:
     if not 1 <= len(chains) <= MAX_CHAINS:
         raise Unsupported(f"the kernels write 1 to {MAX_CHAINS} chains, the operator has {len(chains)}")
     if ndim > _AXES or ndim > len(shape):
         raise Unsupported(f"the kernels run up to 3 spatial dims, the operator has {ndim} for shape {shape}")
     # stencils[c][a]: chain c's stencil along kernel axis a (None: identity).
-    stencils: list[list[Optional[_Real]]] = []
+    stencils: list[list[Optional[_ConstantStencil]]] = []
     for chain in chains:
-        per_axis: list[Optional[_Real]] = [None] * _AXES
+        per_axis: list[Optional[_ConstantStencil]] = [None] * _AXES
         for stencil in chain:
             axis = _AXES + stencil.dim
             if per_axis[axis] is not None:
@@ -371,7 +371,7 @@ def _plan(
     return KernelPlan(ndim, modes, radii3, firsts, lasts, weights, divisors, outputs, adjoint)
 
 
-def _adjoint_slots(stencil: Optional[_Real], mode: int, radius: int) -> tuple[bool, ...]:
+def _adjoint_slots(stencil: Optional[_ConstantStencil], mode: int, radius: int) -> tuple[bool, ...]:
     """Which slots of the 1-D ``A^T`` carry a weight: slot ``k <= 2 r`` reads row ``j + k - r``, slots
     ``2 r + 1`` and ``2 r + 2`` read rows 0 and ``n - 1`` for columns farther than ``r`` from them."""
     if stencil is None or mode == NONE:
@@ -398,7 +398,7 @@ def _adjoint_slots(stencil: Optional[_Real], mode: int, radius: int) -> tuple[bo
     return tuple(slots)
 
 
-def _padding_modes(stencil: _Real) -> set[int]:
+def _padding_modes(stencil: _ConstantStencil) -> set[int]:
     """Every padding rule that reproduces the stencil's border rows exactly."""
     found = set()
     source, n = stencil.stencil, stencil.size
@@ -406,7 +406,7 @@ def _padding_modes(stencil: _Real) -> set[int]:
     for name, mode in _PADDED.items():
         if mode == REFLECT and n < 2:
             continue
-        candidate = _as_real(padded_stencil(source.dim, source.taps, name, source.divisor), n)
+        candidate = _constant_stencil(padded_stencil(source.dim, source.taps, name, source.divisor), n)
         if candidate.rows == rows:
             found.add(mode)
     return found
@@ -422,7 +422,7 @@ def _row_indices(terms: tuple[tuple[int, float], ...], n: int, from_end: bool) -
     return (i0, i1, i2)
 
 
-def _axis_rule(along: list[_Real]) -> tuple[int, Indices, Indices]:
+def _axis_rule(along: list[_ConstantStencil]) -> tuple[int, Indices, Indices]:
     """The border rule shared by every stencil along one axis: (mode, first-row, last-row samples)."""
     unused = (0, 0, 0)
     if not along:
@@ -450,12 +450,14 @@ def _axis_rule(along: list[_Real]) -> tuple[int, Indices, Indices]:
     return ROWS, first, last
 
 
-def _interior(stencil: _Real, i: int) -> tuple[tuple[int, float], ...]:
+def _interior(stencil: _ConstantStencil, i: int) -> tuple[tuple[int, float], ...]:
     """Row ``i`` as the taps alone would read it."""
     return tuple((i - stencil.half + t, w) for t, w in enumerate(stencil.taps) if w != 0)
 
 
-def _axis_weights(stencil: Optional[_Real], radius: int, mode: int, first: Indices, last: Indices) -> AxisWeights:
+def _axis_weights(
+    stencil: Optional[_ConstantStencil], radius: int, mode: int, first: Indices, last: Indices
+) -> AxisWeights:
     if stencil is None:
         if mode != ROWS:
             return identity(radius)
