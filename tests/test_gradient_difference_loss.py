@@ -55,15 +55,6 @@ def test_newer_operators(operator: str) -> None:
     torch.testing.assert_close(GradientDifferenceLoss(1.5, operator)(x, y), ref.mean())
 
 
-def test_unknown_operator_names_the_argument() -> None:
-    listed = "'diff', 'sobel', 'scharr', 'central', 'prewitt', 'laplacian', 'hessian', got 'canny'"
-    with pytest.raises(ValueError, match=f"GradientDifferenceLoss: `operator` must be one of {listed}"):
-        GradientDifferenceLoss(operator="canny")
-    x = torch.rand(1, 1, 4, 4)
-    with pytest.raises(ValueError, match=f"gradient_difference_loss: `operator` must be one of {listed}"):
-        gradient_difference_loss(x, x, operator="canny")
-
-
 def test_volumes_and_gradcheck() -> None:
     x = torch.randn(1, 1, 4, 5, 6, dtype=torch.float64, requires_grad=True)
     y = torch.randn(1, 1, 4, 5, 6, dtype=torch.float64, requires_grad=True)
@@ -99,19 +90,7 @@ def test_compiled_training_step() -> None:
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_bad_arguments() -> None:
-    for alpha in (0, -1.0):
-        with pytest.raises(ValueError, match="`alpha` must be a positive number"):
-            GradientDifferenceLoss(alpha=alpha)
-    for alpha in (True, "1"):
-        with pytest.raises(TypeError, match="`alpha` must be a real number"):
-            GradientDifferenceLoss(alpha=alpha)
-    with pytest.raises(ValueError, match="`operator`"):
-        GradientDifferenceLoss(operator="canny")
-    with pytest.raises(ValueError, match="`reduction`"):
-        GradientDifferenceLoss(reduction="max")
-    with pytest.raises(ValueError, match="same shape"):
-        GradientDifferenceLoss()(torch.rand(1, 1, 4, 4), torch.rand(1, 1, 4, 5))
+def test_repr() -> None:
     assert repr(GradientDifferenceLoss(2.0)) == "GradientDifferenceLoss(alpha=2.0, operator='diff', reduction='mean')"
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 import torchmetrics.functional.image as tm_image
 
-from torchgrad import ImageGradients, image_gradients
+from torchgrad import image_gradients
 
 
 def test_tensorflow_reference_example() -> None:
@@ -71,34 +70,3 @@ def test_complex_input() -> None:
     dy, dx = image_gradients(x)
     assert torch.equal(dx[..., :-1], (x[..., 1:] - x[..., :-1]).detach())
     assert torch.autograd.gradcheck(image_gradients, x)
-
-
-@pytest.mark.parametrize("dtype", [torch.bool, torch.uint8, torch.int8, torch.int64])
-def test_rejects_bool_and_integers(dtype: torch.dtype) -> None:
-    with pytest.raises(TypeError, match=f"`image` must have a floating or complex dtype, got {dtype}"):
-        image_gradients(torch.zeros(3, 3, dtype=dtype))
-
-
-def test_bad_arguments() -> None:
-    with pytest.raises(TypeError, match="`image` must be a torch.Tensor, got list"):
-        image_gradients([[1.0, 2.0]])
-    with pytest.raises(ValueError, match=r"at least 2 dimensions.*got shape \(5,\)"):
-        image_gradients(torch.zeros(5))
-    with pytest.raises(ValueError, match=r"at least 3 dimensions.*got shape \(4, 4\)"):
-        image_gradients(torch.zeros(4, 4), spatial_dims=3)
-    for bad in (1, 4):
-        with pytest.raises(ValueError, match="`spatial_dims` must be 2 or 3"):
-            image_gradients(torch.zeros(4, 4), spatial_dims=bad)
-    for bad in (True, "2", 2.0):
-        with pytest.raises(TypeError, match="`spatial_dims` must be the int 2 or 3"):
-            image_gradients(torch.zeros(4, 4), spatial_dims=bad)
-
-
-def test_module() -> None:
-    x = torch.randn(2, 3, 5, 5)
-    module = ImageGradients(spatial_dims=3)
-    for a, b in zip(module(x), image_gradients(x, spatial_dims=3)):
-        assert torch.equal(a, b)
-    assert "spatial_dims=3" in repr(module)
-    with pytest.raises(ValueError, match="spatial_dims"):
-        ImageGradients(spatial_dims=5)

@@ -4,7 +4,8 @@ away from their defaults.
 Each case sets options to non-default values on inputs for which every one of them matters, and checks that
 too: the module with any one option back at its default gives a different value (or rejects the others), so a
 module that drops an option on its way to the function fails here. The ``__init__`` signatures are introspected
-so that a module or an option without a case fails as well.
+so that a module or an option without a case fails as well. The repr of each case's module shows every option
+the case sets.
 """
 
 from __future__ import annotations
@@ -449,10 +450,37 @@ def _value(module: type[nn.Module], kwargs: dict[str, Any], inputs: tuple[Tensor
         return None
 
 
+# How a repr spells an option other than ``name=value``: the gradient term's options on its GradientLoss, the
+# layer weights by layer. The VGG modules' reprs show neither ``weights`` nor ``repeat_grey``.
+SPELLED_IN_REPR: dict[str, Callable[[dict[str, Any]], str]] = {
+    "gradient_operator": lambda kwargs: f"(gradient): GradientLoss(operator={kwargs['gradient_operator']!r}",
+    "gradient_p": lambda kwargs: (
+        f"(gradient): GradientLoss(operator={kwargs['gradient_operator']!r}, p={kwargs['gradient_p']}"
+    ),
+    "layer_weights": lambda kwargs: f"layer_weights={dict(zip(kwargs['layers'], kwargs['layer_weights']))}",
+}
+NOT_IN_REPR = {"weights", "repeat_grey"}
+
+
+def _assert_repr_shows(module: nn.Module, options: dict[str, Any], kwargs: dict[str, Any]) -> None:
+    """``repr(module)`` shows each of ``options`` (the module built with ``kwargs``)."""
+    text = repr(module)
+    for name, value in options.items():
+        if name in SPELLED_IN_REPR:
+            spellings = {SPELLED_IN_REPR[name](kwargs)}
+        else:
+            spellings = {f"{name}={value!r}", f"{name}={value}"}
+        assert name in NOT_IN_REPR or any(s in text for s in spellings), f"{name}={value!r} not in {text}"
+
+
 @pytest.mark.parametrize("case", [pytest.param(case, id=_id(case)) for case in CASES])
-def test_module_equals_its_twin_and_every_option_matters(case: Case, request: pytest.FixtureRequest) -> None:
+def test_module_equals_its_twin_shows_its_options_and_every_option_matters(
+    case: Case, request: pytest.FixtureRequest
+) -> None:
     kwargs = _resolve({**case.fixed, **case.options}, request)
-    ours = _call(_build(case.module, kwargs).to(case.inputs[0].dtype), *case.inputs)
+    module = _build(case.module, kwargs)
+    _assert_repr_shows(module, case.options, kwargs)
+    ours = _call(module.to(case.inputs[0].dtype), *case.inputs)
     theirs = _call(case.twin, kwargs, *case.inputs)
     tolerance = {"rtol": 0.0, "atol": 0.0} if case.exact else {"rtol": 1e-6, "atol": 1e-6}
     torch.testing.assert_close(ours, theirs, **tolerance)

@@ -92,8 +92,7 @@ def test_cached_target_runs_vgg_on_the_input_only(vgg_files) -> None:
     loss.double()
     assert all(v.dtype == torch.float64 for v in loss.cached_target.values())
     loss.clear_target()
-    with pytest.raises(ValueError, match="set_target"):
-        loss(x)
+    assert loss.cached_target is None  # a call without a target is then refused (tests/test_validation.py)
 
 
 def test_target_without_a_graph_unless_it_requires_grad(vgg_files) -> None:
@@ -140,12 +139,6 @@ def test_perceptual_gradient_loss_takes_the_newer_operators(vgg_files, operator:
     torch.testing.assert_close(total, parts["perceptual"] + 0.05 * parts["gradient"])
 
 
-def test_perceptual_gradient_loss_refuses_an_unknown_operator_naming_the_argument() -> None:
-    listed = "'diff', 'sobel', 'scharr', 'central', 'prewitt', 'laplacian', 'hessian', got 'canny'"
-    with pytest.raises(ValueError, match=f"PerceptualGradientLoss: `gradient_operator` must be one of {listed}"):
-        PerceptualGradientLoss(gradient_operator="canny", weights=None)
-
-
 def test_autocast_and_dtypes(vgg_files) -> None:
     loss = PerceptualLoss(layers=("relu2_2",), weights=vgg_files["vgg16"]["features"])
     x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
@@ -159,35 +152,7 @@ def test_autocast_and_dtypes(vgg_files) -> None:
     torch.testing.assert_close(loss.float()(cl, y), expected, rtol=1e-4, atol=1e-6)
 
 
-def test_bad_arguments(vgg_files) -> None:
-    w = vgg_files["vgg16"]["features"]
-    with pytest.raises(ValueError, match="`criterion`"):
-        PerceptualLoss(criterion="huber", weights=w)
-    with pytest.raises(ValueError, match="one weight per layer"):
-        PerceptualLoss(layers=("relu1_2", "relu2_2"), layer_weights=[1.0], weights=w)
-    with pytest.raises(ValueError, match="`reduction`"):
-        StyleLoss(reduction="batch", weights=vgg_files["vgg19"]["features"])
-    loss = PerceptualLoss(layers=("relu2_2",), weights=w)
-    with pytest.raises(
-        ValueError, match=r"input's height and width; got input \(2, 3, 32, 32\) and target \(2, 3, 40, 32\)"
-    ):
-        loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 40, 32))
-    with pytest.raises(ValueError, match="a batch of 1 or the input's batch"):
-        loss(torch.rand(4, 3, 32, 32), torch.rand(2, 3, 32, 32))
-    loss.set_target(torch.rand(2, 3, 32, 32))
-    with pytest.raises(ValueError, match="a batch of 1 or the input's batch"):
-        loss(torch.rand(3, 3, 32, 32))
-    loss.clear_target()
-    with pytest.raises(ValueError, match="3 channels"):
-        loss(torch.rand(2, 4, 32, 32), torch.rand(2, 4, 32, 32))
-    with pytest.raises(TypeError, match="`target` must be a torch.Tensor"):
-        loss(torch.rand(2, 3, 32, 32), [1.0])
-    with pytest.raises(TypeError, match="same dtype, got torch.float32 and torch.float64"):
-        loss(torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32, dtype=torch.float64))
-    with pytest.raises(ValueError, match="names a layer twice"):
-        PerceptualLoss(layers=("relu1_2", "relu1_2"), layer_weights=(1, 2), weights=w)
-    with pytest.raises(TypeError, match="`layer_weights` must be a sequence"):
-        PerceptualLoss(layers=("relu1_2",), layer_weights=2.0, weights=w)
+def test_style_image_of_any_size(vgg_files) -> None:
     style = StyleLoss(layers=("relu1_1",), weights=vgg_files["vgg19"]["features"])
     assert torch.isfinite(style(torch.rand(2, 3, 32, 32), torch.rand(1, 3, 48, 40)))  # any style image size
 

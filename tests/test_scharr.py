@@ -6,7 +6,7 @@ import pytest
 import torch
 from references import PADDINGS, conv_reference
 
-from torchgrad import Scharr, scharr
+from torchgrad import scharr
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -27,20 +27,3 @@ def test_known_values() -> None:
     assert torch.equal(dx[1], torch.tensor([16.0, 32.0, 32.0, -32.0]))
     assert torch.equal(dx[0], torch.tensor([13.0, 26.0, 26.0, -26.0]))
     assert dy.abs().sum() > 0
-
-
-def test_rejects_bad_input() -> None:
-    with pytest.raises(TypeError, match="`padding` must be one of .*, got None"):
-        scharr(torch.zeros(3, 3), padding=None)
-    with pytest.raises(ValueError, match="`padding` must be one of .*, got 'edge'"):
-        scharr(torch.zeros(3, 3), padding="edge")
-    with pytest.raises(TypeError, match="`image`"):
-        scharr(torch.zeros(3, 3, dtype=torch.bool))
-
-
-def test_module() -> None:
-    x = torch.randn(2, 4, 4)
-    module = Scharr(padding="zeros")
-    for a, b in zip(module(x), scharr(x, padding="zeros")):
-        assert torch.equal(a, b)
-    assert "padding='zeros'" in repr(module)
