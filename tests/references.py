@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import pytest
@@ -313,15 +313,25 @@ def _full_model(network: str, weights: Path) -> torch.nn.Module:
 
 
 def reference_features(
-    network: str, weights: Path, x: torch.Tensor, layers: list[str], pooling: str = "max"
+    network: str,
+    weights: Path,
+    x: torch.Tensor,
+    layers: list[str],
+    pooling: str = "max",
+    normalisation: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
 ) -> dict[str, torch.Tensor]:
-    """Full torchvision VGG, explicit normalisation, a loop over every feature layer."""
+    """Full torchvision VGG, explicit normalisation (``(x - mean) / std``, or ``x * scale + shift`` for a given
+    ``normalisation = (scale, shift)``), a loop over every feature layer."""
     from torchgrad.losses.vgg import IMAGENET_MEAN, IMAGENET_STD, layer_names
 
     model = _full_model(network, weights).to(x.dtype)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(1, 3, 1, 1)
-    h = (x - mean) / std
+    if normalisation is None:
+        mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, dtype=x.dtype).view(1, 3, 1, 1)
+        h = (x - mean) / std
+    else:
+        scale, shift = (t.to(x.dtype).view(1, 3, 1, 1) for t in normalisation)
+        h = x * scale + shift
     out = {}
     for name, module in zip(layer_names(network), model.features):
         if pooling == "avg" and isinstance(module, torch.nn.MaxPool2d):
