@@ -83,7 +83,9 @@ def check_vgg_options(
     names = layer_names(network)
     unknown = [name for name in layers if name not in names]
     if unknown:
-        raise ValueError(f"{fn}: unknown layer(s) {unknown} for {network}; valid names: {', '.join(names)}")
+        raise ValueError(
+            f"{fn}: `layers` has unknown layer(s) {unknown} for {network}; valid names: {', '.join(names)}"
+        )
     if isinstance(weights, WeightsEnum):
         if not isinstance(weights, _WEIGHTS[network]):
             raise ValueError(f"{fn}: `weights` {weights} are not weights of {network}")
@@ -339,7 +341,7 @@ class VGGFeatures(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"network={self.network!r}, layers={self.layers!r}, input_range={self.input_range}, "
-            f"pooling={self.pooling!r}"
+            f"pooling={self.pooling!r}" + (", repeat_grey=True" if self.repeat_grey else "")
         )
 
 

@@ -459,7 +459,7 @@ SPELLED_IN_REPR: dict[str, Callable[[dict[str, Any]], str]] = {
     ),
     "layer_weights": lambda kwargs: f"layer_weights={dict(zip(kwargs['layers'], kwargs['layer_weights']))}",
 }
-NOT_IN_REPR = {"weights", "repeat_grey"}
+NOT_IN_REPR = {"weights"}  # a file path or torchvision enum: the network and layers say what was built
 
 
 def _assert_repr_shows(module: nn.Module, options: dict[str, Any], kwargs: dict[str, Any]) -> None:

@@ -584,7 +584,12 @@ BAD_ARGUMENTS: dict[Optional[str], list[Row]] = {
         (GradientError, "spacing", lambda: gradient(X24, spacing=[1.0]), "list of length input.dim() = 2"),
         (GradientError, "spacing", lambda: gradient(X24, spacing=[1.0, 2.0], dim=1), "got 2 spacings for 1 dims"),
         (GradientError, "spacing", lambda: gradient(X24, spacing=[Z, torch.ones(4)]), "must be 1-D, got shape (3, 3)"),
-        (GradientError, None, lambda: gradient(X24, spacing=[torch.ones(3)], dim=1), "one value per sample (4), got 3"),
+        (
+            GradientError,
+            "spacing",
+            lambda: gradient(X24, spacing=[torch.ones(3)], dim=1),
+            "one value per sample (4), got 3",
+        ),
         (
             GradientError,
             "spacing",
@@ -690,7 +695,14 @@ BAD_ARGUMENTS: dict[Optional[str], list[Row]] = {
         # two poolings before relu3_1
         (ValueError, "x", lambda: _vgg(layers=("relu3_1",))(RGB32[:1, :, :3]), "at least 4x4", "relu3_1"),
         (ValueError, "x", lambda: _vgg()(RGB32[0]), "(N, 3, H, W)"),
-        (ValueError, None, lambda: _vgg(layers=("relu1_1", "relu9_9")), "unknown layer", "'relu9_9'", "names: conv1_1"),
+        (
+            ValueError,
+            "layers",
+            lambda: _vgg(layers=("relu1_1", "relu9_9")),
+            "unknown layer",
+            "'relu9_9'",
+            "names: conv1_1",
+        ),
         (ValueError, "layers", lambda: _vgg(layers=TWICE), "names a layer twice"),
         (ValueError, "input_range", lambda: _vgg(input_range=(0, 1, 2)), "must be (low, high)"),
     ],

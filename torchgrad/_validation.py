@@ -503,7 +503,7 @@ def check_spacing_for(fn: str, name: str, value: Any, input: Tensor, dims: list[
             )
         if coords.shape[0] != input.shape[d]:
             raise GradientError(
-                f"{fn}: the coordinates for dim {d + input.dim()} must have one value per sample "
+                f"{fn}: `{name}`: the coordinates for dim {d + input.dim()} must have one value per sample "
                 f"({input.shape[d]}), got {coords.shape[0]}"
             )
     return value
