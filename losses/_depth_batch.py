@@ -1,27 +1,13 @@
-"""How the depth losses walk a batch: slabs of whole images, valid pixels per scale, the field's two reductions."""
+"""How the depth losses walk a batch: the mask as weights and bits, valid pixels per scale, per-image dot products
+and the field's two reductions, over slabs of whole images (:func:`~torchgrad._internal.slabs` with ``per_thread``) in
+one :class:`~torchgrad._internal.Workspace` a call."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
 
-from torchgrad._internal import needs_traceable_code
-
-# Eager code on the CPU handles a few whole images at a time, so that its per-pixel temporaries stay in cache: about
-# this many bytes of float32 per slab for each of torch's threads.
-SLAB_BYTES = 2 * 2**20
-
-
-def image_slabs(x: Tensor) -> list[slice]:
-    """Slices of dim 0 of ``(N, H, W)`` ``x``: on the CPU each about ``SLAB_BYTES`` per thread of whole images (at least
-    one), elsewhere the whole batch (a GPU wants few large kernels)."""
-    if x.device.type != "cpu":
-        return [slice(None)]
-    per_image = max(x[0].numel() * 4, 1) if x.shape[0] else 1  # the work is float32 or wider
-    step = max(1, SLAB_BYTES * torch.get_num_threads() // per_image)
-    return [slice(start, start + step) for start in range(0, x.shape[0], step)]
+from torchgrad._internal import Workspace, needs_traceable_code, slabs
 
 
 def plain_code(prediction: Tensor, target: Tensor) -> bool:
@@ -61,9 +47,9 @@ def valid_counts(mask: Tensor, scales: int) -> Tensor:
         return torch.stack([mask[:, :: 2**s, :: 2**s].sum((1, 2), dtype=torch.int32) for s in range(scales)])
     work = Workspace(mask.device)
     parts = []
-    for cut in image_slabs(mask):
+    for cut in slabs(mask, 2, per_thread=True):
         m = mask[cut]
-        ones = work.get("ones", tuple(m.shape), torch.int32).copy_(m.view(torch.uint8))
+        ones = work.buffer("ones", m.shape, torch.int32).copy_(m.view(torch.uint8))
         parts.append(torch.stack([ones[:, :: 2**s, :: 2**s].sum((1, 2), dtype=torch.int32) for s in range(scales)]))
     return torch.cat(parts, 1) if parts else mask.new_zeros((scales, 0), dtype=torch.int32)
 
@@ -92,36 +78,22 @@ _SAME_WIDTH = {
 }
 
 
-class Workspace:
-    """The temporaries of one call, allocated at the first slab and reused by the next (fresh buffers of a slab's size
-    cost page faults on every slab)."""
+def dots(work: Workspace, a: Tensor, b: Tensor) -> Tensor:
+    """``(k,)``: the dot product of each image of ``(k, ...)`` ``a`` and ``b``, summed as torch sums (cascaded), through
+    ``work``'s buffer ``"product"`` (not BLAS's dot, whose threads may come from another OpenMP runtime and spin
+    against torch's)."""
+    product = torch.mul(a, b, out=work.buffer("product", a.shape, a.dtype))
+    return product.flatten(1).sum(1)
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self._buffers: dict[str, Tensor] = {}
 
-    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-        """A contiguous, uninitialised tensor of ``shape`` (valid until ``get`` is asked for ``name`` again)."""
-        numel = math.prod(shape)
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.numel() < numel or buffer.dtype != dtype:
-            buffer = self._buffers[name] = torch.empty(numel, dtype=dtype, device=self.device)
-        return buffer[:numel].view(shape)
-
-    def dots(self, a: Tensor, b: Tensor) -> Tensor:
-        """``(k,)``: the dot product of each image of ``(k, ...)`` ``a`` and ``b``, summed as torch sums (cascaded),
-        through one reused buffer (not BLAS's dot, whose threads may come from another OpenMP runtime and spin
-        against torch's)."""
-        product = torch.mul(a, b, out=self.get("product", tuple(a.shape), a.dtype))
-        return product.flatten(1).sum(1)
-
-    def valid(self, mask: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
-        """``(weights, bits)``: ``mask`` as 1.0 / 0.0 in ``dtype`` and as integers of its width with every bit set where
-        valid (for :func:`keep_valid_`); converted through uint8, several times faster than from bool."""
-        as_bytes = mask.view(torch.uint8)
-        weights = self.get("valid", tuple(mask.shape), dtype).copy_(as_bytes)
-        bits = self.get("bits", tuple(mask.shape), _SAME_WIDTH[dtype]).copy_(as_bytes).neg_()
-        return weights, bits
+def valid_maps(work: Workspace, mask: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """``(weights, bits)``: ``mask`` as 1.0 / 0.0 in ``dtype`` and as integers of its width with every bit set where
+    valid (for :func:`keep_valid_`), in ``work``'s buffers ``"valid"`` and ``"bits"``; converted through uint8,
+    several times faster than from bool."""
+    as_bytes = mask.view(torch.uint8)
+    weights = work.buffer("valid", mask.shape, dtype).copy_(as_bytes)
+    bits = work.buffer("bits", mask.shape, _SAME_WIDTH[dtype]).copy_(as_bytes).neg_()
+    return weights, bits
 
 
 def keep_valid_(x: Tensor, bits: Tensor) -> Tensor:

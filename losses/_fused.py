@@ -233,7 +233,7 @@ class _PenaltyFunction(torch.autograd.Function):
             gx, gy = _pull_back(x, y, mask, loss, grad, ctx.keep, need_x, need_y, traceable=True)
             return gx, gy, None, None, None
         # First-order eager backward, slab by slab (a total's gradient is the same scalar for every slab).
-        cuts = slabs(x, loss.op.spatial_dims) if ctx.keep == 0 else [(slice(None),)]
+        cuts = slabs(x, loss.op.spatial_dims) if ctx.keep == 0 else [slice(None)]
         if len(cuts) == 1:
             gx, gy = _pull_back(x, y, mask, loss, grad, ctx.keep, need_x, need_y, traceable=False)
             return _cast(gx, x), _cast(gy, y), None, None, None
@@ -372,7 +372,7 @@ class _KernelPenaltyFunction(torch.autograd.Function):
         return gx, gy, None, None, None, None, None, None
 
 
-def _cut(t: Optional[Tensor], s: tuple[slice, ...]) -> Optional[Tensor]:
+def _cut(t: Optional[Tensor], s: slice) -> Optional[Tensor]:
     return None if t is None else t[s]
 
 

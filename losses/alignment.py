@@ -8,10 +8,10 @@ from typing import Any, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from torchgrad._internal import check_depth_batch
+from torchgrad._internal import Workspace, check_depth_batch, slabs
 
 from ._autocast import autocast_off, depth_dtypes
-from ._depth_batch import Workspace, image_slabs, keep_valid_, plain_code, refuse_create_graph, valid_counts
+from ._depth_batch import dots, keep_valid_, plain_code, refuse_create_graph, valid_counts, valid_maps
 
 
 def _exponent_range(dtype: torch.dtype) -> tuple[int, int]:
@@ -87,13 +87,14 @@ def centred(
     prediction: Tensor, target: Tensor, mask: Tensor, bits: Tensor, work: Workspace
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """``(q, r, p0, t0, unit)``: ``(prediction - p0) / unit`` and ``target - t0`` at valid pixels, 0 elsewhere
-    (``bits`` from :meth:`Workspace.valid`), in ``work``'s buffers ``"q"`` and ``"r"``; eager code, no graph."""
+    (``bits`` from :func:`~._depth_batch.valid_maps`), in ``work``'s buffers ``"q"`` and ``"r"``; eager code, no
+    graph."""
     p0, t0 = anchors(prediction, target, mask)
     shape = tuple(mask.shape)
-    q = keep_valid_(torch.sub(prediction, p0.view(-1, 1, 1), out=work.get("q", shape, prediction.dtype)), bits)
+    q = keep_valid_(torch.sub(prediction, p0.view(-1, 1, 1), out=work.buffer("q", shape, prediction.dtype)), bits)
     factor, unit = normalising_factors(q)
     q.mul_(factor.view(-1, 1, 1))
-    r = keep_valid_(torch.sub(target, t0.view(-1, 1, 1), out=work.get("r", shape, prediction.dtype)), bits)
+    r = keep_valid_(torch.sub(target, t0.view(-1, 1, 1), out=work.buffer("r", shape, prediction.dtype)), bits)
     return q, r, p0, t0, unit
 
 
@@ -121,7 +122,7 @@ def solve(
 
 def fit_sums(q: Tensor, r: Tensor, count: Tensor, p0: Tensor, t0: Tensor, unit: Tensor, work: Workspace) -> Fit:
     """:func:`solve` with the sums of centred ``q``, ``r`` (``(k, H, W)``, zero at invalid pixels)."""
-    sums = (q.sum((1, 2)), r.sum((1, 2)), work.dots(q, q), work.dots(q, r))
+    sums = (q.sum((1, 2)), r.sum((1, 2)), dots(work, q, q), dots(work, q, r))
     return solve(count, p0, t0, unit, sums, dtype=q.dtype)
 
 
@@ -159,9 +160,9 @@ class _ScaleAndShift(torch.autograd.Function):
         fits = []
         work = Workspace(prediction.device)
         counts = valid_counts(mask, 1)[0]
-        for cut in image_slabs(prediction):
+        for cut in slabs(prediction, 2, per_thread=True):
             p, t, m = prediction[cut], target[cut], mask[cut]
-            _, bits = work.valid(m, p.dtype)
+            _, bits = valid_maps(work, m, p.dtype)
             q, r, p0, t0, unit = centred(p, t, m, bits, work)
             fits.append(fit_sums(q, r, counts[cut], p0, t0, unit, work))
         fit = Fit(*(torch.cat(parts) for parts in zip(*fits))) if fits else None
@@ -192,9 +193,9 @@ class _ScaleAndShift(torch.autograd.Function):
         grad_p = torch.empty_like(prediction, memory_format=torch.contiguous_format) if need_p else None
         grad_t = torch.empty_like(target, memory_format=torch.contiguous_format) if need_t else None
         work = Workspace(prediction.device)
-        for cut in image_slabs(prediction):
+        for cut in slabs(prediction, 2, per_thread=True):
             p, t, m = prediction[cut], target[cut], mask[cut]
-            valid, bits = work.valid(m, p.dtype)
+            valid, bits = valid_maps(work, m, p.dtype)
             q, r, _, _, _ = centred(p, t, m, bits, work)
             if grad_p is not None:  # a r + b q + c at valid pixels
                 torch.mul(r, a_all[cut], out=grad_p[cut]).addcmul_(q, b_all[cut]).addcmul_(valid, c_all[cut])

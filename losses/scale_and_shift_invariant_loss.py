@@ -9,22 +9,24 @@ from torch import Tensor, nn
 
 from torchgrad._internal import (
     DEPTH_REDUCTIONS,
+    Workspace,
     check_bool,
     check_choice,
     check_depth_batch,
     check_int,
     check_number,
+    slabs,
 )
 
 from ._autocast import autocast_off, depth_dtypes
 from ._depth_batch import (
-    Workspace,
-    image_slabs,
+    dots,
     plain_code,
     reduction_weights,
     refuse_create_graph,
     useful_scales,
     valid_counts,
+    valid_maps,
 )
 from .alignment import centred, fit_sums, fit_traceable, pull_back, through_fit
 from .gradient_matching_loss import matching_sums, matching_traceable
@@ -53,25 +55,25 @@ def _invariant_pass(
     total = prediction.new_zeros(())
     scales, shifts = [], []
     work = Workspace(prediction.device)
-    for cut in image_slabs(prediction):
+    for cut in slabs(prediction, 2, per_thread=True):
         p, t, m = prediction[cut], target[cut], mask[cut]
-        valid, bits = work.valid(m, p.dtype)
+        valid, bits = valid_maps(work, m, p.dtype)
         q, r, p0, t0, unit = centred(p, t, m, bits, work)
         fit = fit_sums(q, r, counts[cut], p0, t0, unit, work)
         scales.append(fit.scale)
         shifts.append(fit.shift)
         slope, offset = fit.slope.view(-1, 1, 1), fit.offset.view(-1, 1, 1)
         # aligned - target at valid pixels, else 0
-        e = torch.mul(q, slope, out=work.get("residual", tuple(q.shape), q.dtype)).addcmul_(valid, offset).sub_(r)
+        e = torch.mul(q, slope, out=work.buffer("residual", q.shape, q.dtype)).addcmul_(valid, offset).sub_(r)
         wd = data_weights[cut]
-        total += (work.dots(e, e) * wd).sum()
+        total += (dots(work, e, e) * wd).sum()
         if not (need_p or need_t):
             total += matching_sums(e, valid, matching_weights[:, cut], None, work).sum()
             continue
-        h = grad_p[cut] if grad_p is not None else work.get("h", tuple(e.shape), e.dtype)
+        h = grad_p[cut] if grad_p is not None else work.buffer("h", e.shape, e.dtype)
         total += matching_sums(e, valid, matching_weights[:, cut], h.zero_(), work).sum()
         h.addcmul_(e, 2 * wd.view(-1, 1, 1))
-        u, v = pull_back(fit, work.dots(h, q), h.sum((1, 2)))
+        u, v = pull_back(fit, dots(work, h, q), h.sum((1, 2)))
         if grad_t is not None:  # -h + u q + v at valid pixels
             uq, vq = (x.to(q.dtype).view(-1, 1, 1) for x in (u, v))
             torch.mul(q, uq, out=grad_t[cut]).sub_(h).addcmul_(valid, vq)

@@ -7,10 +7,10 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from torchgrad._internal import check_depth_batch, check_number
+from torchgrad._internal import Workspace, check_depth_batch, check_number, slabs
 
 from ._autocast import autocast_off, depth_dtypes
-from ._depth_batch import Workspace, image_slabs, keep_valid_, plain_code, refuse_create_graph, valid_counts
+from ._depth_batch import dots, keep_valid_, plain_code, refuse_create_graph, valid_counts, valid_maps
 
 
 def _check_options(fn: str, variance_focus: Any, scale: Any, eps: Any) -> tuple[float, float, Optional[float]]:
@@ -90,18 +90,18 @@ def _log_pass(
     grad_p = torch.empty(shape, dtype=dtype, device=p.device) if need_p else None
     grad_t = torch.empty(shape, dtype=dtype, device=p.device) if need_t else None
     d = grad_p if grad_p is not None else torch.empty(shape, dtype=dtype, device=p.device)
-    cuts = image_slabs(p)
+    cuts = slabs(p, 2, per_thread=True)
 
     def prepared(cut: slice) -> tuple[Tensor, Tensor, Tensor]:
-        valid, bits = work.valid(m[cut], dtype)
-        return valid, bits, torch.sub(1, valid, out=work.get("invalid", tuple(valid.shape), dtype))
+        valid, bits = valid_maps(work, m[cut], dtype)
+        return valid, bits, torch.sub(1, valid, out=work.buffer("invalid", valid.shape, dtype))
 
     total = p.new_zeros(())
     for cut in cuts:
         _, bits, invalid = prepared(cut)
         logs = []
         for x, name in ((p, "prediction"), (t, "target")):
-            y = _shifted(x[cut], eps, bits, invalid, work.get(name, tuple(invalid.shape), dtype))
+            y = _shifted(x[cut], eps, bits, invalid, work.buffer(name, invalid.shape, dtype))
             _check_positive(y, fn, name, x, m, eps)
             logs.append(y.log_())
         total += torch.sub(*logs, out=d[cut]).sum()
@@ -110,8 +110,8 @@ def _log_pass(
     var = p.new_zeros(())
     for cut in cuts:
         valid, _, _ = prepared(cut)
-        centred = torch.sub(d[cut], mean, out=work.get("centred", tuple(valid.shape), dtype)).mul_(valid)
-        var += work.dots(centred, centred).sum()
+        centred = torch.sub(d[cut], mean, out=work.buffer("centred", valid.shape, dtype)).mul_(valid)
+        var += dots(work, centred, centred).sum()
     second = var / count.clamp_min(1) + (1 - variance_focus) * mean * mean
     root = second.sqrt()
     if need_p or need_t:
@@ -123,11 +123,11 @@ def _log_pass(
             if grad_t is not None:
                 torch.div(
                     slope,
-                    _shifted(t[cut], eps, bits, invalid, work.get("target", tuple(bits.shape), dtype)),
+                    _shifted(t[cut], eps, bits, invalid, work.buffer("target", bits.shape, dtype)),
                     out=grad_t[cut],
                 ).neg_()
             if grad_p is not None:
-                slope.div_(_shifted(p[cut], eps, bits, invalid, work.get("prediction", tuple(bits.shape), dtype)))
+                slope.div_(_shifted(p[cut], eps, bits, invalid, work.buffer("prediction", bits.shape, dtype)))
     return scale * root, grad_p, grad_t
 
 

@@ -10,7 +10,9 @@ import pytest
 import torch
 from references import DEVICES, compute_scale_and_shift, midas_gradient_matching, midas_loss, silog_loss
 
-import torchgrad.losses._depth_batch as depth_batch
+import torchgrad
+import torchgrad._separable
+from torchgrad._internal import slabs
 from torchgrad.losses import GradientMatchingLoss, ScaleAndShiftInvariantLoss, ScaleInvariantLogLoss, scale_and_shift
 from torchgrad.losses.functional import (
     gradient_matching_loss,
@@ -142,11 +144,49 @@ def test_scales_larger_than_the_image_allows(shape: tuple, reduction: str) -> No
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_gradient_matching_is_image_gradients_on_the_pairs_of_valid_pixels(reduction: str) -> None:
+    """The eager loss and its gradients against the same sums built on torchgrad.image_gradients (its forward
+    differences, and their adjoint through autograd) kept where both pixels of a pair are valid."""
+    p, t, m = batch(torch.float64)
+    residual = torch.where(m, p - t, 0)
+    counts = torch.stack([m[:, :: 2**s, :: 2**s].sum((1, 2)) for s in range(4)]).double()
+    counts = counts.sum(1, keepdim=True).expand_as(counts) if reduction == "batch-based" else counts * len(m)
+    expected = residual.new_zeros(())
+    for s in range(4):
+        r, valid = residual[:, :: 2**s, :: 2**s], m[:, :: 2**s, :: 2**s]
+        for dim, d in zip((-2, -1), torchgrad.image_gradients(r)):
+            pairs = torch.zeros_like(valid)
+            n = valid.shape[dim]
+            pairs.narrow(dim, 0, n - 1).copy_(valid.narrow(dim, 0, n - 1) & valid.narrow(dim, 1, n - 1))
+            per_image = torch.where(pairs, d.abs(), 0).sum((1, 2))
+            expected = expected + torch.where(counts[s] > 0, per_image / counts[s].clamp_min(1), 0).sum()
+    ours = gradient_matching_loss(p, t, m, reduction=reduction)
+    # float64; the same terms, summed in another order
+    torch.testing.assert_close(ours, expected, rtol=1e-13, atol=0)
+    ours_grads = grads(ours, (p, t))
+    for a, b in zip(ours_grads, grads(expected, (p, t))):
+        torch.testing.assert_close(a, b, rtol=1e-13, atol=1e-17)
+    assert ours > 0 and ours_grads[0].abs().sum() > 0
+
+
+def test_the_depth_losses_slab_rule(monkeypatch) -> None:
+    """Whole images of SLAB_BYTES of float32 per thread on the CPU (whatever the dtype); no slab for no images, and
+    the whole batch off the CPU."""
+    monkeypatch.setattr(torchgrad._separable, "SLAB_BYTES", 3 * 4 * 8 * 8)  # three float32 8x8 images per thread
+    step = 3 * torch.get_num_threads()
+    for dtype in (torch.float64, torch.bool):
+        cuts = slabs(torch.empty(2 * step + 1, 8, 8, dtype=dtype), 2, per_thread=True)
+        assert [c.indices(2 * step + 1)[:2] for c in cuts] == [(0, step), (step, 2 * step), (2 * step, 2 * step + 1)]
+    assert slabs(torch.empty(0, 8, 8), 2, per_thread=True) == []
+    assert slabs(torch.empty(3 * step, 8, 8, device="meta"), 2, per_thread=True) == [slice(None)]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
 def test_slabs_of_several_images_and_uneven_cuts(monkeypatch, reduction: str) -> None:
     p, t, m = batch(torch.float64, n=7, h=6, w=5)
     # three images a slab (per thread: the slabs grow with torch's threads): 3 + 3 + 1
-    monkeypatch.setattr(depth_batch, "SLAB_BYTES", math.ceil(3 * 6 * 5 * 4 / torch.get_num_threads()))
-    assert [s.indices(7) for s in depth_batch.image_slabs(p)] == [(0, 3, 1), (3, 6, 1), (6, 7, 1)]
+    monkeypatch.setattr(torchgrad._separable, "SLAB_BYTES", math.ceil(3 * 6 * 5 * 4 / torch.get_num_threads()))
+    assert [s.indices(7) for s in slabs(p, 2, per_thread=True)] == [(0, 3, 1), (3, 6, 1), (6, 7, 1)]
     for ours, ref in (
         (scale_and_shift_invariant_loss(p, t, m, reduction=reduction), midas_loss(p, t, m, reduction=reduction)[0]),
         (gradient_matching_loss(p, t, m, reduction=reduction), midas_gradient_matching(p, t, m, 4, reduction)),

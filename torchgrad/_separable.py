@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from functools import cached_property
-from typing import Hashable, Optional, Sequence
+from typing import Hashable, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -15,12 +15,8 @@ from . import _padded
 from ._stencil import Stencil
 from ._torch_private import is_transformed
 
-# Eager chains of several stages run slab by slab along the leading dimension, so that the
-# intermediate results live in a small buffer that stays in cache instead of a tensor as large as
-# the input that must be faulted into memory on every call. A fused loss keeps about four buffers of a
-# slab's size (the difference, the outputs, an intermediate) in use at once: 2 MiB slabs keep them within
-# an 8-16 MiB L3 cache (on a 2-core VM with a 32 MiB L3, GradientLoss("sobel") forward plus backward at
-# (16, 3, 512, 512) took 15% longer with 8 MiB slabs than with 2 to 4 MiB, and 65% longer with 16 MiB).
+# Eager code runs slab by slab along dim 0 (:func:`slabs`), so that its temporaries are small buffers of a
+# :class:`Workspace` that stay in cache instead of tensors as large as the input, faulted into memory on every call.
 SLAB_BYTES = 2 * 2**20
 
 HALF = (torch.float16, torch.bfloat16)
@@ -202,24 +198,48 @@ class Separable:
     def spatial_dims(self) -> int:
         return max(-stencil.dim for chain in self.chains for stencil in chain)
 
-    def _slabs(self, x: Tensor) -> list[tuple[slice, ...]]:
+    def _slabs(self, x: Tensor) -> list[slice]:
         """Cuts of ``x`` along dim 0 when the chains have intermediates or sums (else one cut: all of it)."""
         if max(len(chain) for chain in self.chains) == 1 and not self.summed:
-            return [(slice(None),)]
+            return [slice(None)]
         return slabs(x, self.spatial_dims)
 
 
-def slabs(x: Tensor, spatial_dims: int) -> list[tuple[slice, ...]]:
-    """Index tuples cutting ``x`` along dim 0 into pieces of about ``SLAB_BYTES``, if dim 0 is not spatial."""
-    if x.dim() <= spatial_dims or x.shape[0] <= 1:
-        return [(slice(None),)]
-    per_item = x[0].numel() * x.element_size()
-    step = max(1, SLAB_BYTES // max(per_item, 1))
-    return [(slice(start, start + step),) for start in range(0, x.shape[0], step)]
+def slabs(x: Tensor, spatial_dims: int, per_thread: bool = False) -> list[slice]:
+    """Slices of dim 0 of ``x`` (``x[cut]`` for each) into slabs of whole items of about :data:`SLAB_BYTES`: one
+    slice of everything where dim 0 is spatial.
+
+    The budget is counted in one of two ways, each for the cache its eager code works in (they stay two: the cuts
+    decide the order in which partial sums are added, so that one rule for both would move the last bits of one
+    kind of loss, as well as its speed):
+
+    - ``per_thread=False``, the operators and the fused losses: ``SLAB_BYTES`` of ``x`` per slab, for the L3 cache
+      that the cores share. They keep about four buffers of a slab's size in use at once (the difference, the
+      outputs, an intermediate): 2 MiB slabs keep them within an 8-16 MiB L3 (on a 2-core VM with a 32 MiB L3,
+      ``GradientLoss("sobel")`` forward plus backward at (16, 3, 512, 512) took 15% longer with 8 MiB slabs than
+      with 2 to 4 MiB, and 65% longer with 16 MiB). A batch of at most one item is one slice.
+    - ``per_thread=True``, the depth losses on ``(N, H, W)`` maps: ``SLAB_BYTES`` of float32 per pixel (their work
+      is float32 or wider; a mask counts as its float32 weights) for each of torch's threads, for each core's own
+      L2 cache (1 to 2 MiB). Their passes are chains of elementwise operations and per-image sums over the whole
+      slab, each split over torch's threads: a thread's part of each buffer stays about ``SLAB_BYTES`` whatever the
+      number of threads. Off the CPU the whole batch is one slice (a GPU wants few large kernels), and an empty
+      batch has none (their per-image code never runs on no images).
+    """
+    if per_thread and x.device.type != "cpu":
+        return [slice(None)]
+    if x.dim() <= spatial_dims or (x.shape[0] <= 1 and not per_thread):
+        return [slice(None)]
+    pixels = math.prod(x.shape[1:])
+    if per_thread:
+        budget, item = SLAB_BYTES * torch.get_num_threads(), 4 * pixels
+    else:
+        budget, item = SLAB_BYTES, pixels * x.element_size()
+    step = max(1, budget // max(item, 1))
+    return [slice(start, start + step) for start in range(0, x.shape[0], step)]
 
 
 def _cut(
-    cuts: Sequence[tuple[slice, ...]], rows: tuple[slice, ...], t: Tensor, more: Sequence[Optional[Tensor]]
+    cuts: Sequence[slice], rows: slice, t: Tensor, more: Sequence[Optional[Tensor]]
 ) -> tuple[Tensor, list[Optional[Tensor]]]:
     """``t`` and ``more`` at ``rows`` (the tensors themselves where there is one cut)."""
     if len(cuts) == 1:
@@ -254,27 +274,32 @@ def _float32_for_chain(t: Tensor, chain: Sequence[Stencil], summed: bool = False
 
 
 class Workspace:
-    """Buffers reused across slabs and chains, by slot (any hashable name): the one of a slot is allocated
-    again only when the shape or dtype asked for changes."""
+    """The temporaries of one call, by slot (any hashable name): allocated at the first slab, then reused by the
+    next slabs and by an operator's chains (a fresh buffer of a slab's size costs a page fault per 4 KiB, on
+    every slab). A slot's tensor is valid until the slot is asked for again.
 
-    def __init__(self) -> None:
+    Args:
+        device: where :meth:`buffer` allocates (:meth:`get` allocates where its ``like`` lives).
+    """
+
+    def __init__(self, device: Union[torch.device, str] = "cpu") -> None:
+        self.device = torch.device(device)
         self._buffers: dict[Hashable, Tensor] = {}
 
     def get(self, slot: Hashable, like: Tensor, dtype: torch.dtype) -> Tensor:
-        """The buffer of ``slot``, of ``like``'s shape (and layout, when it is allocated) in ``dtype``."""
+        """The buffer of ``slot``, of ``like``'s shape (and layout, when it is allocated) in ``dtype``, allocated
+        again when the shape or dtype asked for changes."""
         buf = self._buffers.get(slot)
         if buf is None or buf.shape != like.shape or buf.dtype != dtype:
             buf = self._buffers[slot] = torch.empty_like(like, dtype=dtype)
         return buf
 
     def buffer(self, slot: Hashable, shape: Sequence[int], dtype: torch.dtype) -> Tensor:
-        """A contiguous CPU tensor of ``shape`` in ``dtype`` for ``slot``: a view of its buffer where that is
-        large enough (the last, shorter slab of a call included), else a new buffer."""
+        """A contiguous, uninitialised tensor of ``shape`` in ``dtype``: a view of the slot's buffer where that is
+        large enough (the last, shorter slab of a call, or a coarser scale, included), else a new buffer."""
         buf = self._buffers.get(slot)
-        if buf is not None and buf.dtype == dtype and buf.shape == tuple(shape):
-            return buf
         numel = math.prod(shape)
-        if buf is None or buf.dtype != dtype or buf.numel() < numel:
-            buf = self._buffers[slot] = torch.empty(shape, dtype=dtype)
+        if buf is None or buf.dtype != dtype or buf.numel() < numel or not buf.is_contiguous():
+            buf = self._buffers[slot] = torch.empty(shape, dtype=dtype, device=self.device)
             return buf
-        return buf.view(-1)[:numel].view(shape)
+        return buf if buf.shape == tuple(shape) else buf.view(-1)[:numel].view(shape)
