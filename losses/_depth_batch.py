@@ -26,13 +26,13 @@ def useful_scales(scales: int, height: int, width: int) -> int:
     return useful
 
 
-def refuse_create_graph(fn: str) -> None:
+def refuse_create_graph(caller: str) -> None:
     """Raise in a hand-written backward that runs with ``create_graph=True`` (grad mode is on there only then): the
     depth losses' backward is not differentiable again, and a gradient without a graph would fail only later, at
     the second differentiation."""
     if torch.is_grad_enabled():
         raise RuntimeError(
-            f"{fn}: backward supports first-order gradients only (it is hand-written and not differentiable "
+            f"{caller}: backward supports first-order gradients only (it is hand-written and not differentiable "
             "again), so it cannot run with create_graph=True"
         )
 

@@ -13,21 +13,21 @@ from .vgg import VGGFeatures, check_vgg_keywords, check_vgg_options
 
 
 def check_feature_options(
-    fn: str, layers: Any, layer_weights: Any, reduction: Any, vgg_options: dict[str, Any]
+    caller: str, layers: Any, layer_weights: Any, reduction: Any, vgg_options: dict[str, Any]
 ) -> tuple[dict[str, float], str]:
     """``({layer: weight}, reduction)`` of a feature loss, its VGG options (``network`` included) checked."""
-    check_vgg_keywords(fn, {k: v for k, v in vgg_options.items() if k != "network"})
-    layers = check_vgg_options(fn, layers=layers, **vgg_options)[1]
+    check_vgg_keywords(caller, {k: v for k, v in vgg_options.items() if k != "network"})
+    layers = check_vgg_options(caller, layers=layers, **vgg_options)[1]
     if layer_weights is None:
         weights = (1.0,) * len(layers)
     else:
-        weights = check_numbers(fn, "layer_weights", layer_weights, what="a sequence of numbers, one per layer")
+        weights = check_numbers(caller, "layer_weights", layer_weights, what="a sequence of numbers, one per layer")
         if len(weights) != len(layers):
             raise ValueError(
-                f"{fn}: `layer_weights` must have one weight per layer ({len(layers)}), got {len(weights)}: "
+                f"{caller}: `layer_weights` must have one weight per layer ({len(layers)}), got {len(weights)}: "
                 f"{layer_weights!r}"
             )
-    return dict(zip(layers, weights)), check_reduction(fn, "reduction", reduction)
+    return dict(zip(layers, weights)), check_reduction(caller, "reduction", reduction)
 
 
 class FeatureLoss(nn.Module):
@@ -75,37 +75,37 @@ class FeatureLoss(nn.Module):
     def cached_target(self) -> Optional[dict[str, Tensor]]:
         return self._cached
 
-    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "FeatureLoss":
-        super()._apply(fn, recurse)
+    def _apply(self, caller: Callable[[Tensor], Tensor], recurse: bool = True) -> "FeatureLoss":
+        super()._apply(caller, recurse)
         if self._cached is not None:  # the cached target follows .to(), .cuda(), .half()
-            self._cached = {k: fn(v) for k, v in self._cached.items()}
+            self._cached = {k: caller(v) for k, v in self._cached.items()}
         return self
 
     def _statistics(self, x: Tensor, name: str) -> dict[str, Tensor]:
         return {k: self.statistic(v) for k, v in self.features(x, name=name).items()}
 
-    def _check_inputs(self, fn: str, input: Any, target: Any) -> None:
-        """Raise, on behalf of ``fn``, for an ``input`` and ``target`` (or the cached target when it is
+    def _check_inputs(self, caller: str, input: Any, target: Any) -> None:
+        """Raise, on behalf of ``caller``, for an ``input`` and ``target`` (or the cached target when it is
         ``None``) this loss cannot compare, before any features are computed."""
         if target is None and (self._cached is None or self._cached_shape is None):
-            raise ValueError(f"{fn}: pass a `target`, or call set_target(target) first")
-        input = self.features._validate(fn, "input", input)
+            raise ValueError(f"{caller}: pass a `target`, or call set_target(target) first")
+        input = self.features._validate(caller, "input", input)
         if target is None:
             target_shape = cast(tuple[int, ...], self._cached_shape)
         else:
-            target = check_tensor(fn, "target", target)
-            check_same_device(fn, "target", target, "input", input)
+            target = check_tensor(caller, "target", target)
+            check_same_device(caller, "target", target, "input", input)
             if target.dtype != input.dtype and not autocast_enabled(input.device):
                 raise TypeError(
-                    f"{fn}: `input` and `target` must have the same dtype, got {input.dtype} and {target.dtype}"
+                    f"{caller}: `input` and `target` must have the same dtype, got {input.dtype} and {target.dtype}"
                 )
-            target_shape = tuple(self.features._validate(fn, "target", target).shape)
+            target_shape = tuple(self.features._validate(caller, "target", target).shape)
         shape = tuple(input.shape)
         if target_shape[0] not in (1, shape[0]) or (self.same_size and target_shape[2:] != shape[2:]):
             what = "a batch of 1 or the input's batch" + (
                 ", and the input's height and width" if self.same_size else ""
             )
-            raise ValueError(f"{fn}: `target` must have {what}; got input {shape} and target {target_shape}")
+            raise ValueError(f"{caller}: `target` must have {what}; got input {shape} and target {target_shape}")
 
     def forward(self, input: Tensor, target: Optional[Tensor] = None) -> Tensor:
         self._check_inputs(type(self).__name__, input, target)

@@ -100,8 +100,8 @@ def penalty_call(
 ) -> Tensor:
     """The total over the dims from ``keep`` on, or (``keep=None``) the per-element map, the
     components stacked before the spatial dims. ``y=None`` (linear penalties) penalises ``A x``."""
-    fn = _PenaltyFunction if torch.compiler.is_compiling() else _PenaltyFunctionWithJvp
-    return fn.apply(x, y, mask, loss, keep)
+    function = _PenaltyFunction if torch.compiler.is_compiling() else _PenaltyFunctionWithJvp
+    return function.apply(x, y, mask, loss, keep)
 
 
 def reduced_penalty(

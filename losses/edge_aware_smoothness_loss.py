@@ -56,19 +56,19 @@ def edge_aware_smoothness_loss(
         >>> edge_aware_smoothness_loss(torch.rand(2, 1, 8, 8), image, reduction="none").shape
         torch.Size([2, 1, 2, 8, 8])
     """
-    fn = "edge_aware_smoothness_loss"
-    normalize = check_bool(fn, "normalize", normalize)
-    reduction = check_reduction(fn, "reduction", reduction)
-    disparity, image = check_batch(fn, "disparity", disparity, (4,)), check_batch(fn, "image", image, (4,))
+    caller = "edge_aware_smoothness_loss"
+    normalize = check_bool(caller, "normalize", normalize)
+    reduction = check_reduction(caller, "reduction", reduction)
+    disparity, image = check_batch(caller, "disparity", disparity, (4,)), check_batch(caller, "image", image, (4,))
     for name, value in (("disparity", disparity), ("image", image)):
         if value.shape[1] == 0:  # the mean over no channels is NaN
-            raise ValueError(f"{fn}: `{name}` must have at least one channel, got shape {tuple(value.shape)}")
+            raise ValueError(f"{caller}: `{name}` must have at least one channel, got shape {tuple(value.shape)}")
     if disparity.shape[0] != image.shape[0] or disparity.shape[2:] != image.shape[2:]:
         raise ValueError(
-            f"{fn}: `disparity` and `image` must share N, H and W, "
+            f"{caller}: `disparity` and `image` must share N, H and W, "
             f"got shapes {tuple(disparity.shape)} and {tuple(image.shape)}"
         )
-    check_same_device(fn, "image", image, "disparity", disparity)
+    check_same_device(caller, "image", image, "disparity", disparity)
     if normalize:  # in the standard layout (a copy only for another one): its sums are the same whatever the layout
         disparity = disparity.contiguous()
         disparity = disparity / (disparity.mean(dim=(2, 3), keepdim=True) + 1e-7)
@@ -80,7 +80,7 @@ def edge_aware_smoothness_loss(
         # by one over the valid count gives the means over the valid (H-1, W) and (H, W-1) positions.
         n, c, h, w = disparity.shape
         weights = (1.0 / (n * c * (h - 1) * w), 1.0 / (n * c * h * (w - 1)))
-    loss = FusedLoss(forward_difference_operator(disparity, 2, fn), EdgeAware(), weights)
+    loss = FusedLoss(forward_difference_operator(disparity, 2, caller), EdgeAware(), weights)
     # The weights make the sum of the map monodepth2's mean.
     total = "none" if reduction == "none" else "sum"
     return reduced_penalty(disparity, image.detach(), None, loss, total, disparity.dtype)

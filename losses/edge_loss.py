@@ -103,8 +103,8 @@ class LaplacianBand:
 BAND = LaplacianBand()
 
 
-def _check_options(fn: str, eps: object, reduction: object) -> tuple[float, str]:
-    return check_number(fn, "eps", eps, positive=True), check_reduction(fn, "reduction", reduction)
+def _check_options(caller: str, eps: object, reduction: object) -> tuple[float, str]:
+    return check_number(caller, "eps", eps, positive=True), check_reduction(caller, "reduction", reduction)
 
 
 def edge_loss(input: Tensor, target: Tensor, *, eps: float = 1e-3, reduction: str = "mean") -> Tensor:
@@ -141,10 +141,10 @@ def edge_loss(input: Tensor, target: Tensor, *, eps: float = 1e-3, reduction: st
         >>> edge_loss(image, torch.zeros(1, 1, 4, 4), reduction="sum")
         tensor(1.8489)
     """
-    fn = "edge_loss"
-    eps, reduction = _check_options(fn, eps, reduction)
-    input = check_image(fn, "input", input, 2, FLOATING)
-    target = check_like(fn, "target", check_image(fn, "target", target, 2, FLOATING), "input", input)
+    caller = "edge_loss"
+    eps, reduction = _check_options(caller, eps, reduction)
+    input = check_image(caller, "input", input, 2, FLOATING)
+    target = check_like(caller, "target", check_image(caller, "target", target, 2, FLOATING), "input", input)
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with autocast_off(input.device):

@@ -23,14 +23,14 @@ from .gradient_loss import check_pair
 
 
 def _check_options(
-    fn: str, alpha: object, operator: object, reduction: object, padding: object, normalized: object
+    caller: str, alpha: object, operator: object, reduction: object, padding: object, normalized: object
 ) -> tuple[float, str, str, Optional[str], bool]:
-    """``(alpha, operator, reduction, padding, normalized)``, checked for ``fn``."""
-    padding = None if padding is None else check_padding(fn, "padding", padding)
-    normalized = check_bool(fn, "normalized", normalized)
-    operator = check_operator(fn, "operator", operator, OPERATOR_NAMES, padding, normalized)
-    alpha = check_number(fn, "alpha", alpha, positive=True)
-    return alpha, operator, check_reduction(fn, "reduction", reduction), padding, normalized
+    """``(alpha, operator, reduction, padding, normalized)``, checked for ``caller``."""
+    padding = None if padding is None else check_padding(caller, "padding", padding)
+    normalized = check_bool(caller, "normalized", normalized)
+    operator = check_operator(caller, "operator", operator, OPERATOR_NAMES, padding, normalized)
+    alpha = check_number(caller, "alpha", alpha, positive=True)
+    return alpha, operator, check_reduction(caller, "reduction", reduction), padding, normalized
 
 
 def gradient_difference_loss(
@@ -75,16 +75,16 @@ def gradient_difference_loss(
         >>> gradient_difference_loss(-target, target)  # the same edge, opposite sign: no loss
         tensor(0.)
     """
-    fn = "gradient_difference_loss"
+    caller = "gradient_difference_loss"
     alpha, operator, reduction, padding, normalized = _check_options(
-        fn, alpha, operator, reduction, padding, normalized
+        caller, alpha, operator, reduction, padding, normalized
     )
-    input, target = check_pair(fn, input, target, operator)
+    input, target = check_pair(caller, input, target, operator)
     spatial_dims = input.dim() - 2
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with autocast_off(input.device):
-        op = operator_by_name(fn, operator, input, padding, normalized, spatial_dims)
+        op = operator_by_name(caller, operator, input, padding, normalized, spatial_dims)
         loss = FusedLoss(op, GradientDifference(alpha))
         return reduced_penalty(input, target, None, loss, reduction, dtype)
 

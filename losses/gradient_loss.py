@@ -31,35 +31,37 @@ CHARBONNIER_EPS = 1e-3  # MPRNet's
 
 
 def _check_options(
-    fn: str, operator: object, p: object, reduction: object, padding: object, normalized: object
+    caller: str, operator: object, p: object, reduction: object, padding: object, normalized: object
 ) -> tuple[str, Optional[int], str, Optional[str], bool]:
-    """``(operator, p, reduction, padding, normalized)``, checked for ``fn`` (``p`` may be None)."""
-    padding = None if padding is None else check_padding(fn, "padding", padding)
-    normalized = check_bool(fn, "normalized", normalized)
-    operator = check_operator(fn, "operator", operator, OPERATOR_NAMES, padding, normalized)
+    """``(operator, p, reduction, padding, normalized)``, checked for ``caller`` (``p`` may be None)."""
+    padding = None if padding is None else check_padding(caller, "padding", padding)
+    normalized = check_bool(caller, "normalized", normalized)
+    operator = check_operator(caller, "operator", operator, OPERATOR_NAMES, padding, normalized)
     return (
         operator,
-        None if p is None else check_int_choice(fn, "p", p, (1, 2)),
-        check_reduction(fn, "reduction", reduction),
+        None if p is None else check_int_choice(caller, "p", p, (1, 2)),
+        check_reduction(caller, "reduction", reduction),
         padding,
         normalized,
     )
 
 
 def _check_penalty(
-    fn: str, p: Optional[int], penalty: object, eps: object
+    caller: str, p: Optional[int], penalty: object, eps: object
 ) -> tuple[Optional[int], str, Optional[float]]:
     """``(p, penalty, eps)`` resolved: ``p=1`` is ``penalty="l1"``, ``p=2`` is ``"l2"``, neither is ``"l1"``;
     ``eps`` (default 1e-3) goes with ``"charbonnier"`` alone, which has no ``p``."""
-    penalty = None if penalty is None else check_choice(fn, "penalty", penalty, PENALTIES)
-    eps = None if eps is None else check_number(fn, "eps", eps, positive=True)
+    penalty = None if penalty is None else check_choice(caller, "penalty", penalty, PENALTIES)
+    eps = None if eps is None else check_number(caller, "eps", eps, positive=True)
     named = None if p is None else PENALTIES[p - 1]
     if penalty is not None and named is not None and penalty != named:
-        raise ValueError(f"{fn}: `p={p}` is penalty={named!r} and contradicts `penalty={penalty!r}`: give one of them")
+        raise ValueError(
+            f"{caller}: `p={p}` is penalty={named!r} and contradicts `penalty={penalty!r}`: give one of them"
+        )
     penalty = penalty or named or "l1"
     if penalty != "charbonnier":
         if eps is not None:
-            raise ValueError(f"{fn}: `eps` applies to penalty='charbonnier' only, got eps={eps!r} with {penalty!r}")
+            raise ValueError(f"{caller}: `eps` applies to penalty='charbonnier' only, got eps={eps!r} with {penalty!r}")
         return PENALTIES.index(penalty) + 1, penalty, None
     return None, penalty, CHARBONNIER_EPS if eps is None else eps
 
@@ -71,12 +73,12 @@ def _penalty(penalty: str, eps: Optional[float]) -> Penalty:
     return L1() if penalty == "l1" else SquaredL2()
 
 
-def check_pair(fn: str, input: object, target: object, operator: str) -> tuple[Tensor, Tensor]:
+def check_pair(caller: str, input: object, target: object, operator: str) -> tuple[Tensor, Tensor]:
     """``input`` and ``target`` as the gradient losses take them: images (volumes where ``operator`` takes
     them) of one shape, device and dtype."""
     ranks = (4, 5) if 3 in REGISTRY[operator].spatial_dims else (4,)
-    input = check_batch(fn, "input", input, ranks)
-    return input, check_like(fn, "target", check_batch(fn, "target", target, ranks), "input", input)
+    input = check_batch(caller, "input", input, ranks)
+    return input, check_like(caller, "target", check_batch(caller, "target", target, ranks), "input", input)
 
 
 def gradient_loss(
@@ -143,16 +145,16 @@ def gradient_loss(
         >>> gradient_loss(input, target, operator="diff", penalty="charbonnier", eps=0.5)
         tensor(0.5773)
     """
-    fn = "gradient_loss"
-    operator, p, reduction, padding, normalized = _check_options(fn, operator, p, reduction, padding, normalized)
-    p, penalty, eps = _check_penalty(fn, p, penalty, eps)
-    input, target = check_pair(fn, input, target, operator)
-    mask = check_mask(fn, "mask", mask, input)
+    caller = "gradient_loss"
+    operator, p, reduction, padding, normalized = _check_options(caller, operator, p, reduction, padding, normalized)
+    p, penalty, eps = _check_penalty(caller, p, penalty, eps)
+    input, target = check_pair(caller, input, target, operator)
+    mask = check_mask(caller, "mask", mask, input)
     spatial_dims = input.dim() - 2
     dtype = result_dtype(input, target)
     input, target = autocast_pair(input, target)
     with autocast_off(input.device):
-        op = operator_by_name(fn, operator, input, padding, normalized, spatial_dims)
+        op = operator_by_name(caller, operator, input, padding, normalized, spatial_dims)
         loss = FusedLoss(op, _penalty(penalty, eps))
         return reduced_penalty(input, target, mask, loss, reduction, dtype)
 
@@ -180,11 +182,11 @@ class GradientLoss(nn.Module):
         eps: Optional[float] = None,
     ) -> None:
         super().__init__()
-        fn = type(self).__name__
+        caller = type(self).__name__
         self.operator, p, self.reduction, self.padding, self.normalized = _check_options(
-            fn, operator, p, reduction, padding, normalized
+            caller, operator, p, reduction, padding, normalized
         )
-        self.p, self.penalty, self.eps = _check_penalty(fn, p, penalty, eps)
+        self.p, self.penalty, self.eps = _check_penalty(caller, p, penalty, eps)
 
     def forward(self, input: Tensor, target: Tensor, mask: Optional[Tensor] = None) -> Tensor:
         return gradient_loss(

@@ -163,10 +163,10 @@ def gradient_matching_loss(
         >>> gradient_matching_loss(2 * target, target, mask, scales=1)  # (8 * 7 * 1 + 7 * 8 * 8) / 64
         tensor(7.8750)
     """
-    fn = "gradient_matching_loss"
-    scales = check_int(fn, "scales", scales, 1)
-    reduction = check_choice(fn, "reduction", reduction, DEPTH_REDUCTIONS)
-    p, t, m = check_depth_batch(fn, prediction, target, mask)
+    caller = "gradient_matching_loss"
+    scales = check_int(caller, "scales", scales, 1)
+    reduction = check_choice(caller, "reduction", reduction, DEPTH_REDUCTIONS)
+    p, t, m = check_depth_batch(caller, prediction, target, mask)
     scales = useful_scales(scales, *m.shape[1:])
     work, result = depth_dtypes(prediction, target)
     with autocast_off(p.device):

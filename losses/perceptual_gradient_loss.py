@@ -59,15 +59,15 @@ class PerceptualGradientLoss(nn.Module):
         **vgg_options: Any,
     ) -> None:
         super().__init__()
-        fn = type(self).__name__
-        self.perceptual_weight = check_number(fn, "perceptual_weight", perceptual_weight)
-        self.gradient_weight = check_number(fn, "gradient_weight", gradient_weight)
-        gradient_operator = check_choice(fn, "gradient_operator", gradient_operator, OPERATOR_NAMES)
-        gradient_p = check_int_choice(fn, "gradient_p", gradient_p, (1, 2))
-        criterion = check_choice(fn, "criterion", criterion, CRITERIA)
-        normalize_features = check_bool(fn, "normalize_features", normalize_features)
+        caller = type(self).__name__
+        self.perceptual_weight = check_number(caller, "perceptual_weight", perceptual_weight)
+        self.gradient_weight = check_number(caller, "gradient_weight", gradient_weight)
+        gradient_operator = check_choice(caller, "gradient_operator", gradient_operator, OPERATOR_NAMES)
+        gradient_p = check_int_choice(caller, "gradient_p", gradient_p, (1, 2))
+        criterion = check_choice(caller, "criterion", criterion, CRITERIA)
+        normalize_features = check_bool(caller, "normalize_features", normalize_features)
         _, self.reduction = check_feature_options(
-            fn, layers, layer_weights, reduction, dict(network=network, **vgg_options)
+            caller, layers, layer_weights, reduction, dict(network=network, **vgg_options)
         )
         # per-sample gradient terms for "none"; the fused mean otherwise
         self.gradient = GradientLoss(
@@ -80,12 +80,12 @@ class PerceptualGradientLoss(nn.Module):
     def forward(
         self, input: Tensor, target: Tensor, return_parts: bool = False
     ) -> Union[Tensor, tuple[Tensor, dict[str, Tensor]]]:
-        fn = type(self).__name__
-        return_parts = check_bool(fn, "return_parts", return_parts)
+        caller = type(self).__name__
+        return_parts = check_bool(caller, "return_parts", return_parts)
         # Both terms' conditions, before either runs: the VGG term's, then the gradient term's (which
         # asks for a target of the input's shape and 2 pixels along each axis).
-        self.perceptual._check_inputs(fn, input, target)
-        check_pair(fn, input, target, self.gradient.operator)
+        self.perceptual._check_inputs(caller, input, target)
+        check_pair(caller, input, target, self.gradient.operator)
         perceptual = self.perceptual(input, target)
         gradient = self.gradient(input, target)
         if self.reduction == "none":

@@ -57,10 +57,10 @@ class PerceptualLoss(FeatureLoss):
         reduction: str = "mean",
         **vgg_options: Any,
     ) -> None:
-        fn = "PerceptualLoss"
-        criterion = check_choice(fn, "criterion", criterion, CRITERIA)
-        normalize_features = check_bool(fn, "normalize_features", normalize_features)
-        super().__init__(fn, layers, layer_weights, reduction, dict(network=network, **vgg_options))
+        caller = "PerceptualLoss"
+        criterion = check_choice(caller, "criterion", criterion, CRITERIA)
+        normalize_features = check_bool(caller, "normalize_features", normalize_features)
+        super().__init__(caller, layers, layer_weights, reduction, dict(network=network, **vgg_options))
         self.criterion, self.normalize_features = criterion, normalize_features
 
     def statistic(self, features: Tensor) -> Tensor:

@@ -171,12 +171,12 @@ def scale_and_shift_invariant_loss(
         >>> round(loss.item(), 5), torch.allclose(aligned, target, atol=1e-5)
         (0.0, True)
     """
-    fn = "scale_and_shift_invariant_loss"
-    alpha = check_number(fn, "alpha", alpha, non_negative=True)
-    scales = check_int(fn, "scales", scales, 1)
-    reduction = check_choice(fn, "reduction", reduction, DEPTH_REDUCTIONS)
-    return_aligned = check_bool(fn, "return_aligned", return_aligned)
-    p, t, m = check_depth_batch(fn, prediction, target, mask)
+    caller = "scale_and_shift_invariant_loss"
+    alpha = check_number(caller, "alpha", alpha, non_negative=True)
+    scales = check_int(caller, "scales", scales, 1)
+    reduction = check_choice(caller, "reduction", reduction, DEPTH_REDUCTIONS)
+    return_aligned = check_bool(caller, "return_aligned", return_aligned)
+    p, t, m = check_depth_batch(caller, prediction, target, mask)
     scales = useful_scales(scales, *m.shape[1:])
     work, result = depth_dtypes(prediction, target)
     with autocast_off(p.device):

@@ -13,15 +13,15 @@ from ._autocast import autocast_off, depth_dtypes
 from ._depth_batch import dots, keep_valid_, plain_code, refuse_create_graph, valid_counts, valid_maps
 
 
-def _check_options(fn: str, variance_focus: Any, scale: Any, eps: Any) -> tuple[float, float, Optional[float]]:
+def _check_options(caller: str, variance_focus: Any, scale: Any, eps: Any) -> tuple[float, float, Optional[float]]:
     return (
-        check_number(fn, "variance_focus", variance_focus, non_negative=True, maximum=1),
-        check_number(fn, "scale", scale, positive=True),
-        None if eps is None else check_number(fn, "eps", eps, positive=True),
+        check_number(caller, "variance_focus", variance_focus, non_negative=True, maximum=1),
+        check_number(caller, "scale", scale, positive=True),
+        None if eps is None else check_number(caller, "eps", eps, positive=True),
     )
 
 
-def _positivity_error(fn: str, name: str, value: Tensor, mask: Tensor, eps: Optional[float]) -> ValueError:
+def _positivity_error(caller: str, name: str, value: Tensor, mask: Tensor, eps: Optional[float]) -> ValueError:
     """The error for ``value`` (``+ eps``) ``<= 0`` at valid pixels, whose logarithm is -inf or NaN."""
     if eps is None:
         bad = mask & (value <= 0)
@@ -31,21 +31,23 @@ def _positivity_error(fn: str, name: str, value: Tensor, mask: Tensor, eps: Opti
         bad = mask & (value + eps <= 0)
         what, limit = f"`{name}` + eps must be positive at valid pixels (eps={eps:g})", f"{-eps:g}"
     return ValueError(
-        f"{fn}: {what}, got {int(bad.sum())} values <= {limit} there, the smallest {value[bad].min().item():g}"
+        f"{caller}: {what}, got {int(bad.sum())} values <= {limit} there, the smallest {value[bad].min().item():g}"
     )
 
 
-def _check_positive(y: Tensor, fn: str, name: str, x: Tensor, mask: Tensor, eps: Optional[float]) -> None:
+def _check_positive(y: Tensor, caller: str, name: str, x: Tensor, mask: Tensor, eps: Optional[float]) -> None:
     """Refuse ``y`` (``x`` or ``x + eps``, 1 at invalid pixels) with a value ``<= 0``; a NaN at a valid pixel
     propagates. On the CPU a ``ValueError`` that counts them; on other devices an assertion queued on the device,
     which fails the device's work with the same message rather than making the host wait for the values."""
     bad = y.min() <= 0
     if y.device.type == "cpu":
         if bool(bad):
-            raise _positivity_error(fn, name, x, mask, eps)
+            raise _positivity_error(caller, name, x, mask, eps)
         return
     limit = "0" if eps is None else f"{-eps:g}"
-    torch._assert_async(~bad, f"{fn}: `{name}` has values <= {limit} at valid pixels, whose logarithm is not finite")
+    torch._assert_async(
+        ~bad, f"{caller}: `{name}` has values <= {limit} at valid pixels, whose logarithm is not finite"
+    )
 
 
 def _log_difference(p: Tensor, t: Tensor, m: Tensor, eps: Optional[float]) -> Tensor:
@@ -73,7 +75,7 @@ def _shifted(x: Tensor, eps: Optional[float], bits: Tensor, invalid: Tensor, out
 
 
 def _log_pass(
-    fn: str,
+    caller: str,
     p: Tensor,
     t: Tensor,
     m: Tensor,
@@ -102,7 +104,7 @@ def _log_pass(
         logs = []
         for x, name in ((p, "prediction"), (t, "target")):
             y = _shifted(x[cut], eps, bits, invalid, work.buffer(name, invalid.shape, dtype))
-            _check_positive(y, fn, name, x, m, eps)
+            _check_positive(y, caller, name, x, m, eps)
             logs.append(y.log_())
         total += torch.sub(*logs, out=d[cut]).sum()
     count = valid_counts(m, 1)[0].sum()
@@ -225,9 +227,9 @@ def scale_invariant_log_loss(
         >>> round(float(scale_invariant_log_loss(2 * target, target, mask, variance_focus=0.0)), 4)  # 10 log 2
         6.9315
     """
-    fn = "scale_invariant_log_loss"
-    variance_focus, scale, eps = _check_options(fn, variance_focus, scale, eps)
-    p, t, m = check_depth_batch(fn, prediction, target, mask)
+    caller = "scale_invariant_log_loss"
+    variance_focus, scale, eps = _check_options(caller, variance_focus, scale, eps)
+    p, t, m = check_depth_batch(caller, prediction, target, mask)
     work, result = depth_dtypes(prediction, target)
     traceable = plain_code(p, t)
     with autocast_off(p.device):

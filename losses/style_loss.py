@@ -26,10 +26,10 @@ def gram_matrix(features: Tensor) -> Tensor:
         >>> gram_matrix(torch.ones(2, 3, 4, 4)).shape
         torch.Size([2, 3, 3])
     """
-    fn = "gram_matrix"
-    features = check_dtype(fn, "features", check_tensor(fn, "features", features), FLOATING)
+    caller = "gram_matrix"
+    features = check_dtype(caller, "features", check_tensor(caller, "features", features), FLOATING)
     if features.dim() != 4:
-        raise ValueError(f"{fn}: `features` must be (N, C, H, W), got shape {tuple(features.shape)}")
+        raise ValueError(f"{caller}: `features` must be (N, C, H, W), got shape {tuple(features.shape)}")
     n, c, h, w = features.shape
     with autocast_off(features.device):
         flat = features.reshape(n, c, h * w).to(torch.promote_types(features.dtype, torch.float32))

@@ -21,14 +21,19 @@ from ._penalties import L1, SquaredL2
 
 
 def _check_options(
-    fn: str, p: object, isotropic: object, eps: object, reduction: object
+    caller: str, p: object, isotropic: object, eps: object, reduction: object
 ) -> tuple[int, bool, float, str]:
-    """``(p, isotropic, eps, reduction)``, checked for ``fn``."""
-    p = check_int_choice(fn, "p", p, (1, 2))
-    isotropic = check_bool(fn, "isotropic", isotropic)
+    """``(p, isotropic, eps, reduction)``, checked for ``caller``."""
+    p = check_int_choice(caller, "p", p, (1, 2))
+    isotropic = check_bool(caller, "isotropic", isotropic)
     if isotropic and p != 1:
-        raise ValueError(f"{fn}: `isotropic=True` is the L2 norm of the gradient and takes p=1, got p={p!r}")
-    return p, isotropic, check_number(fn, "eps", eps, non_negative=True), check_reduction(fn, "reduction", reduction)
+        raise ValueError(f"{caller}: `isotropic=True` is the L2 norm of the gradient and takes p=1, got p={p!r}")
+    return (
+        p,
+        isotropic,
+        check_number(caller, "eps", eps, non_negative=True),
+        check_reduction(caller, "reduction", reduction),
+    )
 
 
 def total_variation_loss(
@@ -58,9 +63,9 @@ def total_variation_loss(
         >>> total_variation_loss(image, reduction="sum")  # four unit steps
         tensor(4.)
     """
-    fn = "total_variation_loss"
-    p, isotropic, eps, reduction = _check_options(fn, p, isotropic, eps, reduction)
-    input = check_batch(fn, "input", input)
+    caller = "total_variation_loss"
+    p, isotropic, eps, reduction = _check_options(caller, p, isotropic, eps, reduction)
+    input = check_batch(caller, "input", input)
     dtype = result_dtype(input)
     input, _ = autocast_pair(input, None)
     with autocast_off(input.device):
@@ -76,7 +81,7 @@ def total_variation_loss(
             per_pixel = per_pixel.contiguous()
             total = per_pixel.mean() if reduction == "mean" and per_pixel.numel() else per_pixel.sum()
             return total.to(dtype)
-        loss = FusedLoss(forward_difference_operator(input, spatial_dims, fn), L1() if p == 1 else SquaredL2())
+        loss = FusedLoss(forward_difference_operator(input, spatial_dims, caller), L1() if p == 1 else SquaredL2())
         if reduction == "none":
             return penalty_call(input, None, None, loss, None).sum(dim=-(spatial_dims + 1)).to(dtype)
         return reduced_penalty(input, None, None, loss, reduction, dtype, elements=input.numel())

@@ -67,7 +67,7 @@ def layer_names(network: str) -> list[str]:
 
 
 def check_vgg_options(
-    fn: str,
+    caller: str,
     network: Any,
     layers: Any,
     weights: Any = "DEFAULT",
@@ -75,37 +75,37 @@ def check_vgg_options(
     pooling: Any = "max",
     repeat_grey: Any = False,
 ) -> tuple[str, tuple[str, ...], Weights, tuple[float, float], str, bool]:
-    """The options of :class:`VGGFeatures`, checked for ``fn``; ``input_range`` as floats."""
-    network = check_choice(fn, "network", network, tuple(NETWORKS))
-    layers = check_names(fn, "layers", layers)
+    """The options of :class:`VGGFeatures`, checked for ``caller``; ``input_range`` as floats."""
+    network = check_choice(caller, "network", network, tuple(NETWORKS))
+    layers = check_names(caller, "layers", layers)
     if len(set(layers)) != len(layers):
-        raise ValueError(f"{fn}: `layers` names a layer twice: {layers}")
+        raise ValueError(f"{caller}: `layers` names a layer twice: {layers}")
     names = layer_names(network)
     unknown = [name for name in layers if name not in names]
     if unknown:
         raise ValueError(
-            f"{fn}: `layers` has unknown layer(s) {unknown} for {network}; valid names: {', '.join(names)}"
+            f"{caller}: `layers` has unknown layer(s) {unknown} for {network}; valid names: {', '.join(names)}"
         )
     if isinstance(weights, WeightsEnum):
         if not isinstance(weights, _WEIGHTS[network]):
-            raise ValueError(f"{fn}: `weights` {weights} are not weights of {network}")
+            raise ValueError(f"{caller}: `weights` {weights} are not weights of {network}")
     elif weights is not None and not isinstance(weights, (str, os.PathLike)):
         raise TypeError(
-            f"{fn}: `weights` must be 'DEFAULT', a torchvision VGG weights enum, a path or None, got {weights!r}"
+            f"{caller}: `weights` must be 'DEFAULT', a torchvision VGG weights enum, a path or None, got {weights!r}"
         )
-    low, high = check_numbers(fn, "input_range", input_range, 2, "(low, high)")
+    low, high = check_numbers(caller, "input_range", input_range, 2, "(low, high)")
     if not high > low:
-        raise ValueError(f"{fn}: `input_range` must be (low, high) with high > low, got {input_range!r}")
-    pooling = check_choice(fn, "pooling", pooling, ("max", "avg"))
-    return network, layers, weights, (low, high), pooling, check_bool(fn, "repeat_grey", repeat_grey)
+        raise ValueError(f"{caller}: `input_range` must be (low, high) with high > low, got {input_range!r}")
+    pooling = check_choice(caller, "pooling", pooling, ("max", "avg"))
+    return network, layers, weights, (low, high), pooling, check_bool(caller, "repeat_grey", repeat_grey)
 
 
-def check_vgg_keywords(fn: str, options: Mapping[str, Any]) -> None:
+def check_vgg_keywords(caller: str, options: Mapping[str, Any]) -> None:
     """``options`` (a loss's ``**vgg_options``) name only options of :class:`VGGFeatures`."""
     unknown = [key for key in options if key not in VGG_OPTIONS]
     if unknown:
         raise TypeError(
-            f"{fn}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"{caller}: unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
             f"the options of VGGFeatures are {', '.join(VGG_OPTIONS)}"
         )
 
@@ -283,26 +283,26 @@ class VGGFeatures(nn.Module):
         self._check_range(name, x)
         return x
 
-    def _validate(self, fn: str, name: str, x: Any) -> Tensor:
-        """``x`` as the network takes it, checked for ``fn`` (which calls it ``name``): ``(N, 3, H, W)``
+    def _validate(self, caller: str, name: str, x: Any) -> Tensor:
+        """``x`` as the network takes it, checked for ``caller`` (which calls it ``name``): ``(N, 3, H, W)``
         images (one channel repeated with ``repeat_grey``) large enough for the layers, on the
         network's device, in its dtype (or one autocast converts)."""
-        x = check_dtype(fn, name, check_tensor(fn, name, x), FLOATING)
+        x = check_dtype(caller, name, check_tensor(caller, name, x), FLOATING)
         if x.dim() != 4:
-            raise ValueError(f"{fn}: `{name}` must be (N, 3, H, W) images, got shape {tuple(x.shape)}")
+            raise ValueError(f"{caller}: `{name}` must be (N, 3, H, W) images, got shape {tuple(x.shape)}")
         if x.shape[1] == 1 and self.repeat_grey:
             x = x.expand(-1, 3, -1, -1)
         if x.shape[1] != 3:
             hint = " (pass repeat_grey=True to repeat a grey channel)" if x.shape[1] == 1 else ""
-            raise ValueError(f"{fn}: `{name}` must have 3 channels, got shape {tuple(x.shape)}{hint}")
+            raise ValueError(f"{caller}: `{name}` must have 3 channels, got shape {tuple(x.shape)}{hint}")
         if min(x.shape[-2:]) < self.min_size:
             raise ValueError(
-                f"{fn}: `{name}` must be at least {self.min_size}x{self.min_size} for layer(s) "
+                f"{caller}: `{name}` must be at least {self.min_size}x{self.min_size} for layer(s) "
                 f"{', '.join(self.layers)}, got shape {tuple(x.shape)}"
             )
         weight = cast(Tensor, self.net[0].weight)  # conv1_1's (an attribute, not a Parameter, in replicas)
-        check_device(fn, name, x, weight.device, "the VGG network")
-        return check_computable_dtype(fn, name, x, weight.dtype, "the VGG network's weights")
+        check_device(caller, name, x, weight.device, "the VGG network")
+        return check_computable_dtype(caller, name, x, weight.dtype, "the VGG network's weights")
 
     def _check_range(self, name: str, x: Tensor) -> None:
         """Warn once if ``x`` (checked on the first calls per ``name``) lies outside ``input_range``. Reading the

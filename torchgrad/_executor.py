@@ -266,12 +266,12 @@ def _loss_served(x: Tensor, direct: bool, penalty: Optional[int], target: Option
     return target is None or not target.requires_grad or penalty in penalty_codes.LINEAR
 
 
-def _constant_result(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _constant_result(function: Callable[..., Any]) -> Callable[..., Any]:
     """``torch.compiler.assume_constant_result`` without importing ``torch._dynamo`` (and Triton with it)
     when torchgrad is imported: the decorator only marks the function, with the attribute that
     ``tests/test_packaging.py`` checks against torch's own decorator."""
-    fn._dynamo_marked_constant = True  # type: ignore[attr-defined]
-    return fn
+    function._dynamo_marked_constant = True  # type: ignore[attr-defined]
+    return function
 
 
 @_constant_result

@@ -15,18 +15,18 @@ from ._validation import check_bool, check_image, check_int_choice, check_min_si
 from .gradient import central_difference_operator
 
 
-def check_form(fn: str, spec: OperatorSpec, spatial_dims: int, ksize: object) -> Form:
-    """The form of ``spec`` for ``spatial_dims`` (checked) and ``ksize`` (checked here, on behalf of ``fn``)."""
-    ksize = check_int_choice(fn, "ksize", ksize, spec.ksizes)
+def check_form(caller: str, spec: OperatorSpec, spatial_dims: int, ksize: object) -> Form:
+    """The form of ``spec`` for ``spatial_dims`` (checked) and ``ksize`` (checked here, on behalf of ``caller``)."""
+    ksize = check_int_choice(caller, "ksize", ksize, spec.ksizes)
     form = spec.form(spatial_dims, ksize)
     if form is None:
         dims = " or ".join(str(d) for d in spec.spatial_dims if spec.form(d, ksize) is not None)
-        raise ValueError(f"{fn}: `ksize={ksize}` needs spatial_dims={dims}, got spatial_dims={spatial_dims}")
+        raise ValueError(f"{caller}: `ksize={ksize}` needs spatial_dims={dims}, got spatial_dims={spatial_dims}")
     return form
 
 
 def build_operator(
-    fn: str,
+    caller: str,
     spec: OperatorSpec,
     image: Tensor,
     padding: Optional[str],
@@ -34,23 +34,23 @@ def build_operator(
     spatial_dims: int,
     ksize: int = 1,
 ) -> Separable:
-    """The operator ``spec`` for ``image``; checks the arguments on behalf of ``fn``.
+    """The operator ``spec`` for ``image``; checks the arguments on behalf of ``caller``.
 
     ``padding`` is the border mode of an operator that takes one (else ignored); ``normalized``
     divides every output by the form's divisor. Each output's terms become chains of stencils, the
     divisor on each chain's last stage.
     """
-    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims, spec.spatial_dims)
+    spatial_dims = check_spatial_dims(caller, "spatial_dims", spatial_dims, spec.spatial_dims)
     if spec.border == "one-sided":
-        return central_difference_operator(image, spatial_dims, fn)
-    image = check_image(fn, "image", image, spatial_dims)
-    form = check_form(fn, spec, spatial_dims, ksize)
+        return central_difference_operator(image, spatial_dims, caller)
+    image = check_image(caller, "image", image, spatial_dims)
+    form = check_form(caller, spec, spatial_dims, ksize)
     border = spec.border
     if border is None:
-        border = check_padding(fn, "padding", padding)
-        normalized = check_bool(fn, "normalized", normalized)
+        border = check_padding(caller, "padding", padding)
+        normalized = check_bool(caller, "normalized", normalized)
         if border == "reflect":
-            check_min_size(fn, "image", image, spatial_dims, 2, "reflect padding")
+            check_min_size(caller, "image", image, spatial_dims, 2, "reflect padding")
     divisor = form.divisor if normalized else 1
     if torch.compiler.is_compiling():  # (Dynamo traces through caches, and warns)
         return _chains(form, border, divisor, spatial_dims)

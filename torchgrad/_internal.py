@@ -26,7 +26,7 @@ arguments with the checks the operators use.
   their eager code).
 - :func:`needs_traceable_code`: whether a tensor needs plain, out-of-place tensor operations (under
   ``torch.compile`` or a ``torch.func`` transform) instead of eager code writing through ``out=``.
-- the ``check_*`` functions of :mod:`torchgrad._validation` (one signature: ``check_xxx(fn, name,
+- the ``check_*`` functions of :mod:`torchgrad._validation` (one signature: ``check_xxx(caller, name,
   value, ...)``), its dtype groups :data:`FLOATING`, :data:`REDUCTIONS` and :data:`DEPTH_REDUCTIONS`, and
   :func:`autocast_enabled` (whether autocast runs on a device; never on ``meta``).
 """

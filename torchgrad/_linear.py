@@ -43,22 +43,23 @@ T = TypeVar("T")
 
 
 def batch_in_front(
-    info: Any, fn: Callable[..., T], tensors: Sequence[Optional[Tensor]], in_dims: Sequence[Optional[int]]
+    info: Any, compute: Callable[..., T], tensors: Sequence[Optional[Tensor]], in_dims: Sequence[Optional[int]]
 ) -> tuple[T, Optional[int]]:
-    """The ``vmap`` rule of a computation on trailing dimensions: ``fn(*tensors)`` with the batch dimension in front.
+    """The ``vmap`` rule of a computation on trailing dimensions: ``compute(*tensors)`` with the batch dimension in
+    front.
 
     Each batched tensor's batch dimension (``in_dims``, ``None`` for an unbatched tensor) is moved to dim 0
     and, where some tensor is batched, the unbatched ones (``None`` stays ``None``) are expanded to the batch
-    size (``info.batch_size``). Returns ``fn``'s result and its out dim: 0 for every output (a single out dim
+    size (``info.batch_size``). Returns ``compute``'s result and its out dim: 0 for every output (a single out dim
     stands for all of them), or ``None`` where no tensor is batched.
     """
     if all(d is None for d in in_dims):
-        return fn(*tensors), None
+        return compute(*tensors), None
     moved = [
         t if t is None else t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
         for t, d in zip(tensors, in_dims)
     ]
-    return fn(*moved), 0
+    return compute(*moved), 0
 
 
 def cast_like_input(gx: Tensor, dtype: torch.dtype) -> Tensor:

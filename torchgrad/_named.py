@@ -17,9 +17,9 @@ OPERATOR_NAMES = tuple(REGISTRY)
 
 
 def operator_by_name(
-    fn: str, operator: str, image: Tensor, padding: Optional[str], normalized: bool, spatial_dims: int
+    caller: str, operator: str, image: Tensor, padding: Optional[str], normalized: bool, spatial_dims: int
 ) -> Separable:
-    """The linear operator ``operator`` for ``image`` (checked on behalf of ``fn``), with its default ``ksize``."""
-    operator = check_operator(fn, "operator", operator, OPERATOR_NAMES, padding, normalized)
+    """The linear operator ``operator`` for ``image`` (checked on behalf of ``caller``), with its default ``ksize``."""
+    operator = check_operator(caller, "operator", operator, OPERATOR_NAMES, padding, normalized)
     spec = REGISTRY[operator]
-    return build_operator(fn, spec, image, padding or "reflect", normalized, spatial_dims)
+    return build_operator(caller, spec, image, padding or "reflect", normalized, spatial_dims)

@@ -79,8 +79,8 @@ def getDerivKernels(dx: int, dy: int, ksize: int) -> tuple[tuple[int, ...], tupl
         >>> getDerivKernels(0, 1, FILTER_SCHARR)
         ((3, 10, 3), (-1, 0, 1))
     """
-    fn = "cv2_compat.getDerivKernels"
-    dx, dy, ksize = check_opencv_orders(fn, dx, dy, ksize)
+    caller = "cv2_compat.getDerivKernels"
+    dx, dy, ksize = check_opencv_orders(caller, dx, dy, ksize)
     return _kernel(dx, ksize), _kernel(dy, ksize)
 
 
@@ -123,11 +123,11 @@ def Sobel(
         >>> Sobel(src, CV_64F, 1, 0, ksize=5, scale=1 / 16)[0]
         tensor([0., 3., 3., 0.], dtype=torch.float64)
     """
-    fn = "cv2_compat.Sobel"
-    src = check_opencv_src(fn, "src", src)
-    dtype = check_opencv_ddepth(fn, "ddepth", ddepth, src)
-    dx, dy, ksize = check_opencv_orders(fn, dx, dy, ksize)
-    scale, delta, padding = check_opencv_affine(fn, scale, delta, borderType)
+    caller = "cv2_compat.Sobel"
+    src = check_opencv_src(caller, "src", src)
+    dtype = check_opencv_ddepth(caller, "ddepth", ddepth, src)
+    dx, dy, ksize = check_opencv_orders(caller, dx, dy, ksize)
+    scale, delta, padding = check_opencv_affine(caller, scale, delta, borderType)
     kx, ky = _kernel(dx, ksize), _kernel(dy, ksize)
     return _filter(src, dtype, dtype, [(kx, ky)], scale, delta, padding)
 
@@ -166,11 +166,11 @@ def Scharr(
                 [ 0., 16., 16.,  0.],
                 [ 0., 16., 16.,  0.]])
     """
-    fn = "cv2_compat.Scharr"
-    src = check_opencv_src(fn, "src", src)
-    dtype = check_opencv_ddepth(fn, "ddepth", ddepth, src)
-    dx, dy, ksize = check_opencv_orders(fn, dx, dy, FILTER_SCHARR, "Scharr")
-    scale, delta, padding = check_opencv_affine(fn, scale, delta, borderType)
+    caller = "cv2_compat.Scharr"
+    src = check_opencv_src(caller, "src", src)
+    dtype = check_opencv_ddepth(caller, "ddepth", ddepth, src)
+    dx, dy, ksize = check_opencv_orders(caller, dx, dy, FILTER_SCHARR, "Scharr")
+    scale, delta, padding = check_opencv_affine(caller, scale, delta, borderType)
     return _filter(src, dtype, dtype, [(_kernel(dx, ksize), _kernel(dy, ksize))], scale, delta, padding)
 
 
@@ -208,13 +208,13 @@ def Laplacian(
                 [ 1., -4.,  1.],
                 [ 0.,  1.,  0.]])
     """
-    fn = "cv2_compat.Laplacian"
-    src = check_opencv_src(fn, "src", src)
-    ksize = check_opencv_ksize(fn, "ksize", ksize, scharr=False)
+    caller = "cv2_compat.Laplacian"
+    src = check_opencv_src(caller, "src", src)
+    ksize = check_opencv_ksize(caller, "ksize", ksize, scharr=False)
     # 3x3 kernels filter in src's depth; larger ones in float32, or float64 for float64 src, into any depth
-    dtype = check_opencv_ddepth(fn, "ddepth", ddepth, src, widen=ksize > 3, narrow=ksize > 3)
+    dtype = check_opencv_ddepth(caller, "ddepth", ddepth, src, widen=ksize > 3, narrow=ksize > 3)
     compute = dtype if ksize <= 3 else torch.float64 if src.dtype == torch.float64 else torch.float32
-    scale, delta, padding = check_opencv_affine(fn, scale, delta, borderType)
+    scale, delta, padding = check_opencv_affine(caller, scale, delta, borderType)
     d2, smooth = _kernel(2, ksize), _kernel(0, ksize)
     return _filter(src, compute, dtype, [(d2, smooth), (smooth, d2)], scale, delta, padding)
 
@@ -242,9 +242,9 @@ def spatialGradient(src: Tensor, ksize: int = 3, borderType: int = BORDER_DEFAUL
         >>> dx[0], bool(dy.eq(0).all())
         (tensor([0., 4., 4., 0.]), True)
     """
-    fn = "cv2_compat.spatialGradient"
-    src = check_opencv_src(fn, "src", src)
-    padding = check_opencv_spatial_gradient(fn, ksize, borderType)
+    caller = "cv2_compat.spatialGradient"
+    src = check_opencv_src(caller, "src", src)
+    padding = check_opencv_spatial_gradient(caller, ksize, borderType)
     src = _plane(src)
     derivative, smoothing = _kernel(1, 3), _kernel(0, 3)
     chains = (_chain(src, derivative, smoothing, padding), _chain(src, smoothing, derivative, padding))

@@ -66,20 +66,20 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
         >>> gradient(torch.tensor([4.0, 1.0, 1.0, 16.0]), spacing=coordinates)
         (tensor([-3., -2.,  2.,  5.]),)
     """
-    fn = "gradient"
+    caller = "gradient"
     # Types first, as torch's argument parser checks them (TypeError), then values (GradientError).
     if not isinstance(input, Tensor):
-        raise TypeError(f"{fn}: `input` must be a torch.Tensor, got {type(input).__name__}")
-    values = check_spacing(fn, "spacing", spacing)
-    dim_list = check_dim_argument(fn, "dim", dim)
-    edge_order = check_edge_order(fn, "edge_order", edge_order)
-    input = check_gradient_input(fn, "input", input)
-    dims = check_dims(fn, "dim", dim_list, input.dim())
-    steps = check_spacing_for(fn, "spacing", values, input, dims, dim_list is not None)
+        raise TypeError(f"{caller}: `input` must be a torch.Tensor, got {type(input).__name__}")
+    values = check_spacing(caller, "spacing", spacing)
+    dim_list = check_dim_argument(caller, "dim", dim)
+    edge_order = check_edge_order(caller, "edge_order", edge_order)
+    input = check_gradient_input(caller, "input", input)
+    dims = check_dims(caller, "dim", dim_list, input.dim())
+    steps = check_spacing_for(caller, "spacing", values, input, dims, dim_list is not None)
     for d in dims:
         if input.shape[d] < edge_order + 1:
             raise GradientError(
-                f"{fn}: each dimension in `dim` needs at least edge_order + 1 = {edge_order + 1} samples, "
+                f"{caller}: each dimension in `dim` needs at least edge_order + 1 = {edge_order + 1} samples, "
                 f"got size {input.shape[d]} along dim {d + input.dim()} of an input of shape {tuple(input.shape)}"
             )
     if not dims:
@@ -97,11 +97,11 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
     return apply_operator(op, input)
 
 
-def central_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Separable:
-    """Unit-spacing, first-order-edge central differences along the spatial axes (checked for ``fn``)."""
-    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims)
-    image = check_image(fn, "image", image, spatial_dims)
-    check_min_size(fn, "image", image, spatial_dims, 2, "a central difference")
+def central_difference_operator(image: Tensor, spatial_dims: int, caller: str) -> Separable:
+    """Unit-spacing, first-order-edge central differences along the spatial axes (checked for ``caller``)."""
+    spatial_dims = check_spatial_dims(caller, "spatial_dims", spatial_dims)
+    image = check_image(caller, "image", image, spatial_dims)
+    check_min_size(caller, "image", image, spatial_dims, 2, "a central difference")
     return Separable(tuple((_uniform_stencil(image, d, 1, 1),) for d in range(-spatial_dims, 0)))
 
 

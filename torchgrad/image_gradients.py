@@ -44,9 +44,9 @@ def image_gradients(image: Tensor, *, spatial_dims: int = 2) -> tuple[Tensor, ..
     return apply_operator(forward_difference_operator(image, spatial_dims, "image_gradients"), image)
 
 
-def forward_difference_operator(image: Tensor, spatial_dims: int, fn: str) -> Separable:
-    """The forward differences of ``image`` along its spatial axes; checks the arguments for ``fn``."""
-    return build_operator(fn, REGISTRY["diff"], image, None, False, spatial_dims)
+def forward_difference_operator(image: Tensor, spatial_dims: int, caller: str) -> Separable:
+    """The forward differences of ``image`` along its spatial axes; checks the arguments for ``caller``."""
+    return build_operator(caller, REGISTRY["diff"], image, None, False, spatial_dims)
 
 
 class ImageGradients(nn.Module):

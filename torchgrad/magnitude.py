@@ -114,8 +114,8 @@ class _MagnitudeWithJvp(_Magnitude):
 
 
 def magnitude(op: LinearOperator, x: Tensor, eps: float) -> Tensor:
-    fn = _Magnitude if torch.compiler.is_compiling() else _MagnitudeWithJvp
-    return fn.apply(x, op, eps)
+    function = _Magnitude if torch.compiler.is_compiling() else _MagnitudeWithJvp
+    return function.apply(x, op, eps)
 
 
 def gradient_magnitude(
@@ -184,28 +184,29 @@ def _operator(
     image: Tensor, operator: str, padding: Optional[str], normalized: bool, spatial_dims: int, eps: float
 ) -> tuple[Separable, float]:
     """The linear operator behind ``operator`` and ``eps`` as a float, the arguments checked."""
-    fn = "gradient_magnitude"
+    caller = "gradient_magnitude"
     operator, eps, padding, normalized, spatial_dims = _check_options(
-        fn, operator, eps, padding, normalized, spatial_dims
+        caller, operator, eps, padding, normalized, spatial_dims
     )
-    image = check_image(fn, "image", image, spatial_dims, FLOATING)
-    return operator_by_name(fn, operator, image, padding, normalized, spatial_dims), eps
+    image = check_image(caller, "image", image, spatial_dims, FLOATING)
+    return operator_by_name(caller, operator, image, padding, normalized, spatial_dims), eps
 
 
 def _check_options(
-    fn: str, operator: str, eps: float, padding: Optional[str], normalized: bool, spatial_dims: int
+    caller: str, operator: str, eps: float, padding: Optional[str], normalized: bool, spatial_dims: int
 ) -> tuple[str, float, Optional[str], bool, int]:
-    """The options, checked for ``fn``."""
-    padding = None if padding is None else check_padding(fn, "padding", padding)
-    normalized = check_bool(fn, "normalized", normalized)
+    """The options, checked for ``caller``."""
+    padding = None if padding is None else check_padding(caller, "padding", padding)
+    normalized = check_bool(caller, "normalized", normalized)
     if isinstance(operator, str) and operator in REGISTRY and operator not in FIRST_ORDER_OPERATORS:
         raise ValueError(
-            f"{fn}: `operator` must be a first-order operator, one of {', '.join(map(repr, FIRST_ORDER_OPERATORS))}, "
+            f"{caller}: `operator` must be a first-order operator, one of "
+            f"{', '.join(map(repr, FIRST_ORDER_OPERATORS))}, "
             f"got the second-order {operator!r}: its outputs are not the components of a gradient"
         )
-    operator = check_operator(fn, "operator", operator, FIRST_ORDER_OPERATORS, padding, normalized)
-    spatial_dims = check_spatial_dims(fn, "spatial_dims", spatial_dims, REGISTRY[operator].spatial_dims)
-    return operator, check_number(fn, "eps", eps, non_negative=True), padding, normalized, spatial_dims
+    operator = check_operator(caller, "operator", operator, FIRST_ORDER_OPERATORS, padding, normalized)
+    spatial_dims = check_spatial_dims(caller, "spatial_dims", spatial_dims, REGISTRY[operator].spatial_dims)
+    return operator, check_number(caller, "eps", eps, non_negative=True), padding, normalized, spatial_dims
 
 
 class GradientMagnitude(nn.Module):

@@ -15,16 +15,16 @@ from .image_gradients import image_gradients as _image_gradients
 from .sobel import sobel as _sobel
 
 
-def _nchw(fn: str, images: object, minimum: int) -> Tensor:
+def _nchw(caller: str, images: object, minimum: int) -> Tensor:
     """``images`` checked as TensorFlow's NHWC (at least ``minimum`` pixels high and wide), as NCHW."""
-    images = check_dtype(fn, "images", check_tensor(fn, "images", images), FLOATING + COMPLEX)
+    images = check_dtype(caller, "images", check_tensor(caller, "images", images), FLOATING + COMPLEX)
     if images.dim() != 4:
         raise ValueError(
-            f"{fn}: `images` must be a 4-D [batch, height, width, channels] tensor, got shape {tuple(images.shape)}"
+            f"{caller}: `images` must be a 4-D [batch, height, width, channels] tensor, got shape {tuple(images.shape)}"
         )
     if min(images.shape[1:3]) < minimum:
         raise ValueError(
-            f"{fn}: `images` must be at least {minimum} pixel{'s' if minimum > 1 else ''} high and wide, "
+            f"{caller}: `images` must be at least {minimum} pixel{'s' if minimum > 1 else ''} high and wide, "
             f"got shape {tuple(images.shape)} [batch, height, width, channels]"
         )
     return images.permute(0, 3, 1, 2)
