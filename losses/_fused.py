@@ -39,6 +39,7 @@ from torchgrad._internal import (
     Workspace,
     apply_adjoint,
     apply_operator,
+    in_work_dtype,
     needs_traceable_code,
     route,
     slabs,
@@ -147,11 +148,6 @@ def _invalid_elements(op: FusedOperator, mask: Tensor) -> tuple[Tensor, ...]:
     return tuple(c != 0 for c in op.support().apply((~mask).to(torch.float32)))
 
 
-def _float32_if_half(t: Tensor) -> Tensor:
-    """Half-precision tensors are computed in float32."""
-    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-
-
 _OperatorApply = Callable[[Tensor, Optional[Tensor], Optional[Workspace]], tuple[Tensor, ...]]
 """``(t, minus, workspace) -> A (t - minus)`` (``A t`` for no ``minus``)."""
 
@@ -162,13 +158,13 @@ def _outputs(
     """``a`` and ``b`` per component: ``A (x - y)`` and ``None`` for a linear penalty, else ``A x`` and the
     penalty's reference of ``A y``. A linear penalty's outputs live in ``workspace`` when one is given (a
     penalty with two operator passes allocates its outputs: the second would overwrite the first's)."""
-    x = _float32_if_half(x)
+    x = in_work_dtype(x)
     if loss.penalty.linear:
-        a = apply(x, None if y is None else _float32_if_half(y).expand_as(x), workspace)
+        a = apply(x, None if y is None else in_work_dtype(y).expand_as(x), workspace)
         return a, (None,) * len(a)
     if y is None:
         raise ValueError("a penalty that is not linear in input - target needs a target")
-    return apply(x, None, None), loss.penalty.reference(apply(_float32_if_half(y), None, None))
+    return apply(x, None, None), loss.penalty.reference(apply(in_work_dtype(y), None, None))
 
 
 def _values(
@@ -212,11 +208,11 @@ class _PenaltyFunction(torch.autograd.Function):
             return torch.stack(_values(x, y, mask, loss, traceable), dim=-(loss.op.spatial_dims + 1))
         # A total over everything runs slab by slab, so that no temporary is as large as the input.
         if keep != 0 or traceable:
-            return _partial_total(_values(x, y, mask, loss, traceable), keep).to(_float32_if_half(x).dtype)
+            return _partial_total(_values(x, y, mask, loss, traceable), keep).to(in_work_dtype(x).dtype)
         workspace = Workspace()
         cuts = slabs(x, loss.op.spatial_dims)
         parts = [_partial_total(_values(x[s], _cut(y, s), _cut(mask, s), loss, False, workspace), 0) for s in cuts]
-        return torch.stack(parts).sum(0).to(_float32_if_half(x).dtype)
+        return torch.stack(parts).sum(0).to(in_work_dtype(x).dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
@@ -239,7 +235,7 @@ class _PenaltyFunction(torch.autograd.Function):
             return _cast(gx, x), _cast(gy, y), None, None, None
         grads: list[Optional[Tensor]] = [None, None]
         # The adjoint writes x's gradient slab by slab, in place (half precision computes in float32 first).
-        in_place = need_x and _float32_if_half(x) is x
+        in_place = need_x and in_work_dtype(x) is x
         gx_all = grads[0] = torch.empty_like(x) if in_place else None
         workspace = Workspace()
         for s in cuts:
@@ -294,14 +290,14 @@ class _PenaltyFunctionWithJvp(_PenaltyFunction):
         tangents = [torch.zeros_like(ai) for ai in a]
         for t, derivatives in operands:
             if t is not None:
-                for k, (d, t_a) in enumerate(zip(derivatives, apply_operator(loss.op, _float32_if_half(t)))):
+                for k, (d, t_a) in enumerate(zip(derivatives, apply_operator(loss.op, in_work_dtype(t)))):
                     if d is not None:  # None: a constant reference
                         tangents[k] = tangents[k] + d * t_a
         if loss.weights is not None:
             tangents = [t * w for t, w in zip(tangents, loss.weights)]
         if mask is not None:
             tangents = [torch.where(i, 0.0, t) for i, t in zip(_invalid_elements(loss.op, mask), tangents)]
-        dtype = _float32_if_half(x).dtype
+        dtype = in_work_dtype(x).dtype
         if ctx.keep is None:
             return torch.stack(tangents, dim=-(loss.op.spatial_dims + 1)).to(dtype)
         return _partial_total(tangents, ctx.keep).to(dtype)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from torchgrad import gradient_magnitude
@@ -13,6 +12,7 @@ from torchgrad._internal import (
     check_number,
     check_reduction,
     forward_difference_operator,
+    in_work_dtype,
 )
 
 from ._autocast import autocast_off, autocast_pair, result_dtype
@@ -72,7 +72,7 @@ def total_variation_loss(
         spatial_dims = input.dim() - 2
         if isotropic:
             # in float32 for half precision: eps = 1e-8 underflows to 0 in float16
-            work = input.float() if input.dtype in (torch.float16, torch.bfloat16) else input
+            work = in_work_dtype(input)
             per_pixel = gradient_magnitude(work, operator="diff", eps=eps, spatial_dims=spatial_dims)
             if reduction == "none":
                 return per_pixel.to(dtype)

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from . import _triton
-from ._separable import Separable
+from ._separable import HALF, Separable
 from ._torch_private import is_func_wrapped, plain_tensor_like, transforms_active
 from ._validation import check_bool, check_environment_choice
 
@@ -46,7 +46,6 @@ EXECUTOR = "TORCHGRAD_EXECUTOR"
 EXECUTORS = ("auto", "eager")
 """The values of ``TORCHGRAD_EXECUTOR``: ``"auto"`` (also set to nothing, or unset) lets the device choose the
 executor, ``"eager"`` keeps every tensor off the Triton kernels."""
-HALF = (torch.float16, torch.bfloat16)
 
 
 class KernelFallbackWarning(RuntimeWarning):

@@ -16,6 +16,7 @@ arguments with the checks the operators use.
 - :func:`forward_difference_operator`: :func:`torchgrad.image_gradients` as an operator.
 - :func:`padded_stencil`: one stencil along one axis, its border handled as a padding mode pads the input;
   a :class:`Separable` of such stages is a new operator (the edge loss's Gaussian).
+- :func:`in_work_dtype`: a tensor as it is computed in (float32 for half precision).
 - :func:`slabs`: slices cutting a tensor along dim 0 into cache-sized pieces (the operators' rule, or the
   depth losses' per thread); :class:`Workspace`: the buffers a loop over them reuses, by slot.
 - :func:`route`: where a call runs (:class:`Route`); with ``loss=(penalty code, target)``, whether the
@@ -35,7 +36,7 @@ from ._executor import KernelsUnavailable, Route, route
 from ._linear import LinearOperator, apply_adjoint, apply_operator
 from ._named import OPERATOR_NAMES, operator_by_name
 from ._registry import REGISTRY
-from ._separable import Separable, Workspace, needs_traceable_code, slabs
+from ._separable import Separable, Workspace, in_work_dtype, needs_traceable_code, slabs
 from ._stencil import padded_stencil
 from ._triton import penalty_codes as PENALTY_CODES
 from ._validation import (
@@ -103,6 +104,7 @@ __all__ = [
     "check_same_device",
     "check_tensor",
     "forward_difference_operator",
+    "in_work_dtype",
     "needs_traceable_code",
     "operator_by_name",
     "padded_stencil",

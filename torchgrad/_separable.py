@@ -20,6 +20,18 @@ from ._torch_private import is_transformed
 SLAB_BYTES = 2 * 2**20
 
 HALF = (torch.float16, torch.bfloat16)
+"""Half precision: read and written in its own dtype, computed in float32 (:func:`work_dtype`)."""
+
+
+def work_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a tensor of ``dtype`` is computed in: float32 for half precision (whose squares overflow float16
+    and whose sums round in bfloat16), else ``dtype`` itself."""
+    return torch.float32 if dtype in HALF else dtype
+
+
+def in_work_dtype(t: Tensor) -> Tensor:
+    """``t`` in :func:`work_dtype`: a float32 copy of a half-precision tensor, else ``t`` itself."""
+    return t.float() if t.dtype in HALF else t
 
 
 @dataclass(frozen=True)
@@ -268,9 +280,7 @@ def _float32_for_chain(t: Tensor, chain: Sequence[Stencil], summed: bool = False
     ``summed`` with others' (the Laplacian's outputs, an adjoint of several chains), so that the sum is
     accumulated in float32 and rounded once, as a convolution rounds it: rounding each chain's result, and
     each term of a one-stage chain, about doubles the error."""
-    if (len(chain) > 1 or summed) and t.dtype in HALF:
-        return t.float()
-    return t
+    return in_work_dtype(t) if len(chain) > 1 or summed else t
 
 
 class Workspace:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ._linear import apply_operator
-from ._separable import Separable
+from ._separable import HALF, Separable, work_dtype
 from ._stencil import Stencil, padded_stencil
 from ._validation import (
     BORDER_CONSTANT,
@@ -52,8 +52,6 @@ __all__ = [
     "getDerivKernels",
     "spatialGradient",
 ]
-
-_HALF = (torch.float16, torch.bfloat16)
 
 
 def getDerivKernels(dx: int, dy: int, ksize: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -307,8 +305,8 @@ def _filter(
     if scale == 1 and delta == 0:
         (result,) = apply_operator(op, src)
         return result.to(dtype)
-    (result,) = apply_operator(op.with_output_dtype(torch.float32) if src.dtype in _HALF else op, src)
-    result = _times(result.to(torch.float32 if dtype in _HALF else dtype), scale)
+    (result,) = apply_operator(op.with_output_dtype(torch.float32) if src.dtype in HALF else op, src)
+    result = _times(result.to(work_dtype(dtype)), scale)
     return (result + delta if delta else result).to(dtype)
 
 

@@ -12,7 +12,7 @@ from ._linear import LinearOperator, apply_adjoint, apply_operator, batch_in_fro
 from ._linear import cast_like_input as _cast
 from ._named import operator_by_name
 from ._registry import REGISTRY
-from ._separable import Separable, needs_traceable_code
+from ._separable import HALF, Separable, needs_traceable_code
 from ._validation import (
     FLOATING,
     check_bool,
@@ -163,7 +163,7 @@ def gradient_magnitude(
     if description is not None and way.direct:
         # The fused kernels, which square and sum half precision in float32.
         return torch.ops.torchgrad.magnitude(image, description, _eps_tensor(eps, image.device))
-    half = image.dtype in (torch.float16, torch.bfloat16)
+    half = image.dtype in HALF
     # Squares of half-precision components overflow float16 (255^2) and round in bfloat16, and so
     # does the double backward's 1 / (|A x|^2 + eps) where the image is flat: all in float32.
     op = separable.with_output_dtype(torch.float32) if half else separable

@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .._executor import with_kernels
 from .._linear import batch_in_front
-from .._separable import Separable
+from .._separable import HALF, Separable, in_work_dtype
 from ..magnitude import magnitude_gradient, plain_norm
 from .description import parse
 from .launch import triton_adjoint, triton_apply, triton_magnitude, triton_magnitude_backward
@@ -83,7 +83,7 @@ def laid_out_like(x: Tensor, result: Tensor) -> Tensor:
 
 def _components(op: Separable, x: Tensor) -> tuple[Tensor, ...]:
     """``A x``, in float32 for half precision (whose squares overflow), as the kernels accumulate it."""
-    return (op.with_output_dtype(torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else op).apply(x)
+    return (op.with_output_dtype(torch.float32) if x.dtype in HALF else op).apply(x)
 
 
 def _fallback_magnitude(op: Separable, x: Tensor, eps: Tensor) -> Tensor:
@@ -218,7 +218,7 @@ def _magnitude_backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         return magnitude_backward(x, grad, ctx.operator, eps), None, None
     # A graph of the gradient (double backward): A x again through the differentiable ops, in float32
     # for half precision (the squares overflow float16).
-    work = x if x.dtype == torch.float64 else x.float()
+    work = in_work_dtype(x)
     gx = magnitude_gradient(apply(work, ctx.operator), grad, eps, lambda g: adjoint(list(g), ctx.operator))
     return gx.to(x.dtype), None, None
 
