@@ -71,8 +71,8 @@ MUTANTS = (
         "sign-l1",
         "the L1 penalty's derivative with the wrong sign",
         "losses/_penalties.py",
-        "return (a.sign() if traceable else a.sign_()), None",
-        "return (-a.sign() if traceable else a.sign_().neg_()), None",
+        "return (a.sign() if traceable else a.sign_()), None\n\n\n@dataclass(frozen=True)\nclass Squared",
+        "return (-a.sign() if traceable else a.sign_().neg_()), None\n\n\n@dataclass(frozen=True)\nclass Squared",
         ("tests/test_fused_penalty.py", "tests/test_gradient_loss.py"),
     ),
     Mutant(
