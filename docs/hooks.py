@@ -9,8 +9,8 @@
   deblurring example's committed results (``docs/deblur_results.json``) in the gallery.
 - ``on_page_content``: formulas (``pymdownx.arithmatex``'s ``\\( \\)`` and ``\\[ \\]``) rendered to MathML when the
   site is built, so that a page needs no script to show them.
-- ``on_post_page``: the site works offline: a page that loads a script, a style sheet, a font or an image from
-  another host fails the build.
+- ``on_post_page``, ``on_post_build``: the site works offline: a page or style sheet that loads a script, a style
+  sheet, a font or an image from another host fails the build (links to follow are not loads).
 """
 
 from __future__ import annotations
@@ -42,8 +42,12 @@ INCLUDE = re.compile(r"<!-- include (?P<path>[\w./-]+) -->")
 FORMULA = re.compile(
     r'<(?P<tag>span|div) class="arithmatex">\s*\\(?P<open>[(\[])(?P<tex>.*?)\\[)\]]\s*</(?P=tag)>', re.S
 )
-# what a page loads by itself: scripts, style sheets, preloads, fonts, images, frames
-FETCHED = re.compile(r'<(?:script|link|img|iframe|source)\b[^>]*\b(?:src|href)="(?P<url>(?:https?:)?//[^"]+)"')
+# what a page loads by itself from another host: an attribute that fetches (any tag but a link to follow), or a
+# url() or @import in a style sheet; quoted either way
+FETCHED = re.compile(
+    r"(?:<(?!a\b)\w+\b[^>]*?\b(?:src|href|srcset|poster|data)\s*=\s*[\"']\s*|url\(\s*[\"']?|@import\s+[\"'])"
+    r"(?P<url>(?:https?:)?//[^\"'\s)]+)"
+)
 log = logging.getLogger("mkdocs.hooks.torchgrad")
 
 
@@ -105,8 +109,18 @@ def on_page_content(content: str, page: Page, config: MkDocsConfig, files: Files
     return FORMULA.sub(_mathml, content)
 
 
-def on_post_page(output: str, page: Page, config: MkDocsConfig, **kwargs: Any) -> str:
-    fetched = sorted({match["url"] for match in FETCHED.finditer(output)})
+def _refuse_fetches(text: str, where: str) -> None:
+    fetched = sorted({match["url"] for match in FETCHED.finditer(text)})
     if fetched:
-        raise PluginError(f"{page.file.src_uri} loads from another host (the site must work offline): {fetched}")
+        raise PluginError(f"{where} loads from another host (the site must work offline): {fetched}")
+
+
+def on_post_page(output: str, page: Page, config: MkDocsConfig, **kwargs: Any) -> str:
+    _refuse_fetches(output, page.file.src_uri)
     return output
+
+
+def on_post_build(config: MkDocsConfig, **kwargs: Any) -> None:
+    """The style sheets the pages load (the theme's and the site's own) fetch nothing from another host either."""
+    for sheet in Path(config.site_dir).rglob("*.css"):
+        _refuse_fetches(sheet.read_text(errors="replace"), str(sheet.relative_to(config.site_dir)))

@@ -75,10 +75,10 @@ class FeatureLoss(nn.Module):
     def cached_target(self) -> Optional[dict[str, Tensor]]:
         return self._cached
 
-    def _apply(self, caller: Callable[[Tensor], Tensor], recurse: bool = True) -> "FeatureLoss":
-        super()._apply(caller, recurse)
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> "FeatureLoss":
+        super()._apply(fn, recurse)
         if self._cached is not None:  # the cached target follows .to(), .cuda(), .half()
-            self._cached = {k: caller(v) for k, v in self._cached.items()}
+            self._cached = {k: fn(v) for k, v in self._cached.items()}
         return self
 
     def _statistics(self, x: Tensor, name: str) -> dict[str, Tensor]:

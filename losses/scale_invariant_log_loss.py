@@ -7,7 +7,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from torchgrad._internal import Workspace, check_depth_batch, check_number, slabs
+from torchgrad._internal import Workspace, assert_on_device, check_depth_batch, check_number, slabs
 
 from ._autocast import autocast_off, depth_dtypes
 from ._depth_batch import dots, keep_valid_, plain_code, refuse_create_graph, valid_counts, valid_maps
@@ -37,17 +37,18 @@ def _positivity_error(caller: str, name: str, value: Tensor, mask: Tensor, eps: 
 
 def _check_positive(y: Tensor, caller: str, name: str, x: Tensor, mask: Tensor, eps: Optional[float]) -> None:
     """Refuse ``y`` (``x`` or ``x + eps``, 1 at invalid pixels) with a value ``<= 0``; a NaN at a valid pixel
-    propagates. On the CPU a ``ValueError`` that counts them; on other devices an assertion queued on the device,
-    which fails the device's work with the same message rather than making the host wait for the values."""
-    bad = y.min() <= 0
-    if y.device.type == "cpu":
-        if bool(bad):
-            raise _positivity_error(caller, name, x, mask, eps)
+    propagates. A ``ValueError`` that counts them, except on CUDA, where the check is an assertion queued on the
+    device: the host does not wait for the values (a CUDA graph can capture the call), and a failed assertion stops
+    the process's CUDA work as an out-of-range index does."""
+    if y.numel() == 0:
         return
-    limit = "0" if eps is None else f"{-eps:g}"
-    torch._assert_async(
-        ~bad, f"{caller}: `{name}` has values <= {limit} at valid pixels, whose logarithm is not finite"
-    )
+    bad = y.min() <= 0
+    if y.device.type == "cuda":
+        limit = "0" if eps is None else f"{-eps:g}"
+        assert_on_device(~bad, f"{caller}: `{name}` has values <= {limit} at valid pixels, whose log is not finite")
+        return
+    if bool(bad):
+        raise _positivity_error(caller, name, x, mask, eps)
 
 
 def _log_difference(p: Tensor, t: Tensor, m: Tensor, eps: Optional[float]) -> Tensor:
@@ -202,8 +203,8 @@ def scale_invariant_log_loss(
     ``variance_focus = 1`` it is fully scale-invariant, with 0 it is the RMS log error. The gradient is finite
     everywhere: 0 where the square root's argument is 0 (a perfect prediction) and without valid pixels (the loss is
     then 0). With ``eps``, ``log(x + eps)`` is taken. A prediction or target ``<= 0`` at a valid pixel (``x + eps
-    <= 0`` with ``eps``) raises ``ValueError`` (on a GPU, a device-side assertion with the same message, which does
-    not make the host wait); the check is made in eager mode only: under
+    <= 0`` with ``eps``) raises ``ValueError`` (on CUDA, a device-side assertion, which does not make the host
+    wait and, when it fails, stops the process's CUDA work); the check is made in eager mode only: under
     ``torch.compile`` and ``torch.func`` transforms (where reading a value would break the graph or the transform)
     such a pixel gives NaN, as BTS's formula does. One pass computes the value and its gradients; backward is first
     order (a backward with ``create_graph=True`` raises ``RuntimeError``).

@@ -3,6 +3,7 @@ behaviour torchgrad reads from it: a PyTorch release that changes one fails here
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from torchgrad import _torch_private
@@ -14,6 +15,7 @@ def test_each_private_api_exists() -> None:
     assert callable(torch._C._functorch.peek_interpreter_stack)
     assert isinstance(torch.autograd.forward_ad._current_level, int)
     assert callable(torch._C._DisableFuncTorch)
+    assert callable(torch._assert_async)
 
 
 def test_a_plain_tensor_outside_any_transform() -> None:
@@ -69,3 +71,10 @@ def test_batched_gradients_are_seen() -> None:
     y = Probe.apply(x)
     torch.autograd.grad(y, x, torch.eye(3), is_grads_batched=True)
     assert seen == [True]
+
+
+def test_an_assertion_on_the_device() -> None:
+    """On the CPU the assertion is checked at once; on CUDA the device checks it without the host waiting."""
+    _torch_private.assert_on_device(torch.tensor(True), "never shown")
+    with pytest.raises(RuntimeError, match="the message"):
+        _torch_private.assert_on_device(torch.tensor(False), "the message")

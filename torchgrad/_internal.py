@@ -38,6 +38,7 @@ from ._named import OPERATOR_NAMES, operator_by_name
 from ._registry import REGISTRY
 from ._separable import Separable, Workspace, in_work_dtype, needs_traceable_code, slabs
 from ._stencil import padded_stencil
+from ._torch_private import assert_on_device
 from ._triton import penalty_codes as PENALTY_CODES
 from ._validation import (
     DEPTH_REDUCTIONS,
@@ -69,6 +70,7 @@ from ._validation import (
 from .image_gradients import forward_difference_operator
 
 __all__ = [
+    "assert_on_device",
     "DEPTH_REDUCTIONS",
     "FLOATING",
     "OPERATOR_NAMES",

@@ -126,8 +126,9 @@ class Separable:
                 cut, parts = _cut(cuts, rows, x, [*outputs, minus])
                 _padded.apply(cut, padded, parts[:-1], scratch, parts[-1])
             return tuple(outputs)
+        shares = self._shares_output()
         for rows in self._slabs(x):
-            for k, (chain, o, shared) in enumerate(zip(self.chains, owners, self._shares_output())):
+            for k, (chain, o, shared) in enumerate(zip(self.chains, owners, shares)):
                 out = outputs[o][rows]
                 y = _float32_for_chain(x[rows], chain, shared)
                 # Half precision computed in float32 (the last stage's terms, the sum of an output's chains) is
@@ -234,8 +235,8 @@ def slabs(x: Tensor, spatial_dims: int, per_thread: bool = False) -> list[slice]
       is float32 or wider; a mask counts as its float32 weights) for each of torch's threads, for each core's own
       L2 cache (1 to 2 MiB). Their passes are chains of elementwise operations and per-image sums over the whole
       slab, each split over torch's threads: a thread's part of each buffer stays about ``SLAB_BYTES`` whatever the
-      number of threads. Off the CPU the whole batch is one slice (a GPU wants few large kernels), and an empty
-      batch has none (their per-image code never runs on no images).
+      number of threads. Off the CPU the whole batch is one slice (a GPU wants few large kernels); on the CPU an
+      empty batch has none (their per-image code never runs on no images).
     """
     if per_thread and x.device.type != "cpu":
         return [slice(None)]

@@ -609,7 +609,7 @@ def check_opencv_ksize(caller: str, name: str, value: Any, scharr: bool) -> int:
     return ksize
 
 
-def check_opencv_orders(caller: str, dx: Any, dy: Any, ksize: Any, name: str = "Sobel") -> tuple[int, int, int]:
+def check_opencv_orders(caller: str, dx: Any, dy: Any, ksize: Any, filter_name: str = "Sobel") -> tuple[int, int, int]:
     """Derivative orders that OpenCV's kernels for ``ksize`` take."""
     dx = check_int(caller, "dx", dx, minimum=0)
     dy = check_int(caller, "dy", dy, minimum=0)
@@ -617,7 +617,7 @@ def check_opencv_orders(caller: str, dx: Any, dy: Any, ksize: Any, name: str = "
     if ksize == FILTER_SCHARR:
         if dx + dy != 1:
             raise ValueError(
-                f"{caller}: `dx` and `dy` must be (1, 0) or (0, 1), as {name}'s kernel is a first derivative, "
+                f"{caller}: `dx` and `dy` must be (1, 0) or (0, 1), as {filter_name}'s kernel is a first derivative, "
                 f"got dx={dx}, dy={dy}"
             )
         return dx, dy, ksize

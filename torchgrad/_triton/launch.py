@@ -268,13 +268,18 @@ def triton_magnitude(op: Separable, x: Tensor, eps: Tensor, *, block: Block = No
     return out
 
 
+def accumulator_dtype(x: Tensor) -> torch.dtype:
+    """The dtype of intermediates (components, partial sums, scales): float32, float64 for float64."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: Tensor, *, block: Block = None) -> Tensor:
     """The gradient of :func:`triton_magnitude` w.r.t. ``x``: ``A^T (grad * A x / |A x|)``, two launches.
 
     The first recomputes the components and scales them (float32 intermediates for half precision),
     the second is the adjoint."""
     plan = _served_plan(op, x)
-    work = torch.float64 if x.dtype == torch.float64 else torch.float32
+    work = accumulator_dtype(x)
     if x.numel() == 0:
         return torch.empty_like(x)
     scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.n_outputs)]

@@ -23,17 +23,12 @@ from torch import Tensor
 
 from .._separable import Separable
 from . import launch, penalty_codes, penalty_kernels
-from .launch import _accumulator, _block, _programs, apply_into, sizes_of
+from .launch import _accumulator, _block, _programs, accumulator_dtype, apply_into, sizes_of
 from .layout import INT32_MAX, Layout, kernel_layout
 from .plan import KernelPlan, Unsupported
 
 TOTAL_BLOCK = 1024
 """Rows of partial sums that the final reduction adds per step."""
-
-
-def work_dtype(x: Tensor) -> torch.dtype:
-    """The dtype of intermediates (components, partial sums, scales): float32, float64 for float64."""
-    return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
 def _uses_references(penalty: int, x: Tensor, y: Optional[Tensor]) -> bool:
@@ -70,10 +65,10 @@ def _served_loss_plan(op: Separable, x: Tensor, penalty: int, y: Optional[Tensor
 
 def _references(plan: KernelPlan, y: Tensor) -> list[Tensor]:
     """``A y`` per component, in the work dtype: one forward launch."""
-    refs = [torch.empty_like(y, dtype=work_dtype(y)) for _ in range(plan.n_outputs)]
+    refs = [torch.empty_like(y, dtype=accumulator_dtype(y)) for _ in range(plan.n_outputs)]
     if kernel_layout([y] + refs, plan.ndim) is None:
         y = y.contiguous()
-        refs = [torch.empty_like(y, dtype=work_dtype(y)) for _ in refs]
+        refs = [torch.empty_like(y, dtype=accumulator_dtype(y)) for _ in refs]
     apply_into(plan, y, refs)
     return refs
 
@@ -82,7 +77,7 @@ def _edge_weights(plan: KernelPlan, image: Tensor, like: Tensor) -> list[Tensor]
     """The edge-aware weights ``exp(-mean_channels |A_c image|)`` per component, in the work dtype, shaped and
     laid out like ``like`` (the same weight in each of its channels): one forward launch, a program per
     tile of one image's plane with every channel along z."""
-    weights = [torch.empty_like(like, dtype=work_dtype(like)) for _ in range(plan.n_outputs)]
+    weights = [torch.empty_like(like, dtype=accumulator_dtype(like)) for _ in range(plan.n_outputs)]
     n, channels, h, w = image.shape
     copies = like.shape[1]
     if (h - 1) * image.stride(2) + (w - 1) * image.stride(3) > INT32_MAX:
@@ -144,7 +139,7 @@ def _launch_loss(
     tile = _block(layout, plan.ndim, None, "loss reading components" if refs or mask is not None else "loss")
     programs = _programs(layout, tile)
     if scales is None:
-        sums = torch.empty((programs, plan.n_outputs + 1), dtype=work_dtype(source), device=source.device)
+        sums = torch.empty((programs, plan.n_outputs + 1), dtype=accumulator_dtype(source), device=source.device)
     else:
         sums = scales
     constants = penalty_codes.Penalty(penalty, params, refs, mask is not None, target is not None)
@@ -164,7 +159,7 @@ def _launch_loss(
 def _contiguous_if_needed(plan: KernelPlan, tensors: list[Optional[Tensor]]) -> list[Optional[Tensor]]:
     """The tensors as they are when their layouts merge (with float buffers like the first), else contiguous."""
     present = [t for t in tensors if t is not None]
-    like = [torch.empty_like(present[0], dtype=work_dtype(present[0]), device="meta")]  # strides only
+    like = [torch.empty_like(present[0], dtype=accumulator_dtype(present[0]), device="meta")]  # strides only
     held = [t.view(torch.uint8) if t.dtype == torch.bool else t for t in present]
     if kernel_layout(held + like, plan.ndim) is not None:
         return tensors
@@ -189,7 +184,7 @@ def triton_loss(
     plan = _served_loss_plan(op, x, penalty, y)
     params = tuple(float(p) for p in params)
     x, mask, components, target = _operands(plan, penalty, x, y, mask)
-    work = work_dtype(x)
+    work = accumulator_dtype(x)
     sums, programs = _launch_loss(plan, x, components, mask, None, None, penalty, params, bool(components), target)
     out = torch.empty((), dtype=dtype, device=x.device)
     scales = torch.empty((plan.n_outputs,), dtype=work, device=x.device)
@@ -219,7 +214,7 @@ def triton_loss_backward(
     x, mask, slopes, target = _operands(plan, penalty, x, y, mask)
     refs = bool(slopes)  # the slopes overwrite the components they are computed from
     if not refs:
-        slopes = [torch.empty_like(x, dtype=work_dtype(x)) for _ in range(plan.n_outputs)]
+        slopes = [torch.empty_like(x, dtype=accumulator_dtype(x)) for _ in range(plan.n_outputs)]
     _launch_loss(plan, x, slopes, mask, grad, scales, penalty, params, refs, target)
     gx = torch.empty_like(x)
     negated = None

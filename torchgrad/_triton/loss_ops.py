@@ -20,7 +20,8 @@ from torch import Tensor
 
 from .._executor import with_kernels
 from .description import parse
-from .loss_launch import triton_loss, triton_loss_backward, work_dtype
+from .launch import accumulator_dtype
+from .loss_launch import triton_loss, triton_loss_backward
 
 
 @torch.library.custom_op("torchgrad::fused_loss", mutates_args=())
@@ -55,7 +56,7 @@ def _(
     dtype: torch.dtype,
 ) -> tuple[Tensor, Tensor]:
     components = parse(operator).n_outputs
-    return x.new_empty((), dtype=dtype), x.new_empty((components,), dtype=work_dtype(x))
+    return x.new_empty((), dtype=dtype), x.new_empty((components,), dtype=accumulator_dtype(x))
 
 
 @torch.library.custom_op("torchgrad::fused_loss_backward", mutates_args=())
