@@ -1,14 +1,15 @@
-"""What several test files share: the tensors a call saves for backward, input runs on one executor, and the check
-that half precision is rounded once.
+"""What several test files share: the tensors a call saves for backward, the tolerance of each dtype, runs on one
+executor, the check that half precision is rounded once, and the Triton executor's device, launches and paths.
 
-Test files import from here, from ``references.py`` (the references torchgrad is compared with) and from
-``launches.py`` (kernel launch counts), never from each other.
+Test files import from here and from ``references.py`` (the references torchgrad is compared with), never from
+each other.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Callable, Iterable
+from typing import Callable, ContextManager, Iterable
 
 import pytest
 import torch
@@ -34,6 +35,11 @@ def saved_bytes(call: Callable[[], object], inputs: Iterable[torch.Tensor] = ())
     known = {t.data_ptr() for t in inputs}
     return sum(t.numel() * t.element_size() for t in saved_tensors(call) if t.data_ptr() not in known)
 
+
+TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 4e-3, torch.bfloat16: 3e-2}
+"""The tolerance of a result against its reference, relative to the reference's largest value, per dtype: several
+units in the last place of each dtype, for sums taken in another order (and, in bfloat16, for the interpreter's
+truncation where a GPU rounds to nearest)."""
 
 Outputs = tuple[torch.Tensor, ...]
 Run = tuple[Outputs, torch.Tensor]
@@ -68,8 +74,6 @@ def on_executor(
     if executor != "triton":
         return autograd_run(fn, x, grads), True
     pytest.importorskip("triton")
-    from launches import count_launches, kernel_device
-
     device = kernel_device()
     if device == "cpu":
         monkeypatch.setenv("TORCHGRAD_FORCE_TRITON", "1")
@@ -98,3 +102,60 @@ def assert_rounded_once(got: Run, exact: Run, convolution: Run, nearest: bool) -
         error, bound = ((t.double() - value).abs().mean().item() for t in (ours, theirs))
         if nearest:
             assert error <= 1.02 * bound, f"{what}: mean error {error:.3g} against the convolution's {bound:.3g}"
+
+
+def kernel_device() -> str:
+    """``"cuda"`` where there is a GPU and the kernels were compiled for it, ``"cpu"`` under Triton's interpreter;
+    skips the calling test module otherwise."""
+    import torch
+
+    from torchgrad._triton import launch
+
+    if launch.interpreting():
+        return "cpu"
+    if torch.cuda.is_available():
+        return "cuda"
+    pytest.skip("no GPU, and the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
+
+
+def count_launches(
+    monkeypatch: pytest.MonkeyPatch,
+    around: Callable[[], ContextManager[object]] = contextlib.nullcontext,
+    run: bool = True,
+) -> list[str]:
+    """Wraps ``launch.launch_kernel`` (undone with ``monkeypatch``); the list grows by the kernel's name at
+    each launch, which runs inside ``around()``. With ``run=False`` the kernels are counted, not run (their
+    outputs stay as allocated): for the tests of how many launches a call makes, which no value may change
+    (no call branches on a tensor's values), at batch sizes the interpreter would take long over."""
+    from torchgrad._triton import launch
+
+    calls: list[str] = []
+    original = launch.launch_kernel
+
+    def counting(kernel, programs, *args, **meta):  # type: ignore[no-untyped-def]
+        calls.append(kernel.fn.__name__)
+        if run:
+            with around():
+                original(kernel, programs, *args, **meta)
+
+    monkeypatch.setattr(launch, "launch_kernel", counting)
+    return calls
+
+
+def record_interior_tiles(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Wraps the kernels' choice of path (undone with ``monkeypatch``): the list grows by ``True`` for each
+    program that took the interior path, ``False`` for each that took the border path (interpreter only)."""
+    from torchgrad._triton import kernels, penalty_kernels
+
+    taken: list[bool] = []
+    original = kernels.interior
+
+    def recording(*args, **kwargs):  # type: ignore[no-untyped-def]
+        inside = original(*args, **kwargs)
+        handle = getattr(inside, "handle", inside)  # the interpreter's tensor around a NumPy value
+        taken.append(bool(getattr(handle, "data", handle)))
+        return inside
+
+    for module in (kernels, penalty_kernels):  # the loss kernels call it by their own name
+        monkeypatch.setattr(module, "interior", recording)
+    return taken

@@ -20,7 +20,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from launches import count_launches, kernel_device  # noqa: E402
+from helpers import count_launches, kernel_device  # noqa: E402
 from triton.compiler.errors import CompilationError  # noqa: E402
 from triton.runtime.errors import OutOfResources  # noqa: E402
 

@@ -18,7 +18,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from launches import count_launches, record_interior_tiles
+from helpers import TOLERANCE, count_launches, record_interior_tiles
 
 from torchgrad._filters import build_operator
 from torchgrad._registry import REGISTRY
@@ -119,7 +119,6 @@ OPERATORS = _operators()
 NAMES_2D = [name for name, (_, nd, _) in OPERATORS.items() if nd == 2]
 NAMES_3D = [name for name, (_, nd, _) in OPERATORS.items() if nd == 3]
 # Half precision: compared with the CPU executor on the same input, relative to the output's scale.
-TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 
 
 def _scalar(eps: float) -> torch.Tensor:

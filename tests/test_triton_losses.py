@@ -16,7 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip("triton")
 
-from launches import count_launches, record_interior_tiles  # noqa: E402
+from helpers import TOLERANCE, count_launches, record_interior_tiles  # noqa: E402
 
 from torchgrad._executor import FORCE_TRITON  # noqa: E402
 from torchgrad._filters import build_operator  # noqa: E402
@@ -29,7 +29,6 @@ if not launch.interpreting():
     pytest.skip("the kernels were defined without TRITON_INTERPRET=1", allow_module_level=True)
 
 SHAPE = (2, 2, 9, 11)
-TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 Loss = Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 
 CASES: dict[str, Loss] = {

@@ -17,7 +17,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from launches import count_launches, kernel_device  # noqa: E402
+from helpers import TOLERANCE, count_launches, kernel_device  # noqa: E402
 
 import torchgrad  # noqa: E402
 from torchgrad import cv2_compat  # noqa: E402
@@ -35,7 +35,6 @@ DEVICE = kernel_device()
 interpreter_only = pytest.mark.skipif(DEVICE != "cpu", reason="TORCHGRAD_FORCE_TRITON=1 on CPU tensors")
 
 Fn = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
-TOLERANCE = {torch.float64: 1e-12, torch.float32: 2e-6, torch.float16: 4e-3, torch.bfloat16: 3e-2}
 DTYPES = list(TOLERANCE)
 HALF = (torch.float16, torch.bfloat16)
 
