@@ -97,12 +97,12 @@ class FusedLoss:
 
 
 def penalty_call(
-    x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, keep: Optional[int]
+    x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, sum_from: Optional[int]
 ) -> Tensor:
-    """The total over the dims from ``keep`` on, or (``keep=None``) the per-element map, the
+    """The total over the dims from ``sum_from`` on, or (``sum_from=None``) the per-element map, the
     components stacked before the spatial dims. ``y=None`` (linear penalties) penalises ``A x``."""
     function = _PenaltyFunction if torch.compiler.is_compiling() else _PenaltyFunctionWithJvp
-    return function.apply(x, y, mask, loss, keep)
+    return function.apply(x, y, mask, loss, sum_from)
 
 
 def reduced_penalty(
@@ -112,27 +112,27 @@ def reduced_penalty(
     loss: FusedLoss,
     reduction: str,
     dtype: torch.dtype,
-    elements: Optional[int] = None,
+    count: Optional[int] = None,
 ) -> Tensor:
     """The loss as ``torch.nn`` losses reduce it: the stacked per-element map (``"none"``), its sum, or
-    its mean over the elements that count (the valid ones under ``mask``, else ``elements``, by default
+    its mean over the elements that count (the valid ones under ``mask``, else ``count``, by default
     every element of every component); a mean over no elements (an empty batch, or a mask that leaves none)
     is 0."""
     if reduction == "none":
         return penalty_call(x, y, mask, loss, None).to(dtype)
-    if elements is None:
-        elements = loss.op.n_outputs * x.numel()
-    number = torch.sym_max(elements, 1)  # a mean over no elements is 0, as where a mask leaves none
+    if count is None:
+        count = loss.op.n_outputs * x.numel()
+    divisor = torch.sym_max(count, 1)  # a mean over no elements is 0, as where a mask leaves none
     description = route(loss.op, x, loss=(loss.penalty.kernel_code, y)).description
     if description is not None:
         try:
-            total, _ = _KernelPenaltyFunction.apply(x, y, mask, loss, description, reduction == "mean", number, dtype)
+            total, _ = _KernelPenaltyFunction.apply(x, y, mask, loss, description, reduction == "mean", divisor, dtype)
             return total
         except KernelsUnavailable:
             pass  # the kernels cannot be compiled on this device (the op warned, once): the eager code follows
     total = penalty_call(x, y, mask, loss, 0)
     if reduction == "mean":
-        total = total / (number if mask is None else _count(loss.op, mask))
+        total = total / (divisor if mask is None else _count(loss.op, mask))
     return total.to(dtype)
 
 
@@ -186,29 +186,31 @@ def _values(
     return values
 
 
-def _partial_total(values: list[Tensor], keep: int) -> Tensor:
-    """The sum over the dims from ``keep`` on of every component: each summed in its own dtype
+def _partial_total(values: list[Tensor], sum_from: int) -> Tensor:
+    """The sum over the dims from ``sum_from`` on of every component: each summed in its own dtype
     (pairwise), the components' sums added in :func:`_partials_dtype`.
 
     The values are summed contiguous (copied first where the operator's outputs follow a channels_last or
     strided input): the order of a sum follows the memory order, so that the total of the same values is the
     same whatever the input's layout."""
-    dims = tuple(range(keep, values[0].dim()))
+    dims = tuple(range(sum_from, values[0].dim()))
     dtype = _partials_dtype(values[0].device)
     return torch.stack([v.contiguous().sum(dims).to(dtype) for v in values]).sum(0)
 
 
 class _PenaltyFunction(torch.autograd.Function):
-    """The total over the dims from ``keep`` on, or the stacked map (``keep=None``), of a :class:`FusedLoss`."""
+    """The total over the dims from ``sum_from`` on, or the stacked map (``sum_from=None``), of a :class:`FusedLoss`."""
 
     @staticmethod
-    def forward(x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, keep: Optional[int]) -> Tensor:
+    def forward(
+        x: Tensor, y: Optional[Tensor], mask: Optional[Tensor], loss: FusedLoss, sum_from: Optional[int]
+    ) -> Tensor:
         traceable = any(needs_traceable_code(t) for t in (x, y, mask) if t is not None)
-        if keep is None:
+        if sum_from is None:
             return torch.stack(_values(x, y, mask, loss, traceable), dim=-(loss.op.spatial_dims + 1))
         # A total over everything runs slab by slab, so that no temporary is as large as the input.
-        if keep != 0 or traceable:
-            return _partial_total(_values(x, y, mask, loss, traceable), keep).to(in_work_dtype(x).dtype)
+        if sum_from != 0 or traceable:
+            return _partial_total(_values(x, y, mask, loss, traceable), sum_from).to(in_work_dtype(x).dtype)
         workspace = Workspace()
         cuts = slabs(x, loss.op.spatial_dims)
         parts = [_partial_total(_values(x[s], _cut(y, s), _cut(mask, s), loss, False, workspace), 0) for s in cuts]
@@ -216,7 +218,7 @@ class _PenaltyFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
-        x, y, mask, ctx.loss, ctx.keep = inputs
+        x, y, mask, ctx.loss, ctx.sum_from = inputs
         ctx.save_for_backward(x, y, mask)
 
     @staticmethod
@@ -226,12 +228,12 @@ class _PenaltyFunction(torch.autograd.Function):
         need_x, need_y = ctx.needs_input_grad[:2]
         if torch.is_grad_enabled() or needs_traceable_code(grad):
             # Differentiable (double backward) or traced: plain operations through the Functions.
-            gx, gy = _pull_back(x, y, mask, loss, grad, ctx.keep, need_x, need_y, traceable=True)
+            gx, gy = _pull_back(x, y, mask, loss, grad, ctx.sum_from, need_x, need_y, traceable=True)
             return gx, gy, None, None, None
         # First-order eager backward, slab by slab (a total's gradient is the same scalar for every slab).
-        cuts = slabs(x, loss.op.spatial_dims) if ctx.keep == 0 else [slice(None)]
+        cuts = slabs(x, loss.op.spatial_dims) if ctx.sum_from == 0 else [slice(None)]
         if len(cuts) == 1:
-            gx, gy = _pull_back(x, y, mask, loss, grad, ctx.keep, need_x, need_y, traceable=False)
+            gx, gy = _pull_back(x, y, mask, loss, grad, ctx.sum_from, need_x, need_y, traceable=False)
             return _cast(gx, x), _cast(gy, y), None, None, None
         grads: list[Optional[Tensor]] = [None, None]
         # The adjoint writes x's gradient slab by slab, in place (half precision computes in float32 first).
@@ -241,7 +243,7 @@ class _PenaltyFunction(torch.autograd.Function):
         for s in cuts:
             out = gx_all[s] if gx_all is not None else None
             pieces = _pull_back(
-                x[s], _cut(y, s), _cut(mask, s), loss, grad, ctx.keep, need_x, need_y, False, out, workspace
+                x[s], _cut(y, s), _cut(mask, s), loss, grad, ctx.sum_from, need_x, need_y, False, out, workspace
             )
             for k, (like, piece) in enumerate(zip((x, y), pieces)):
                 if piece is not None and piece is not out:
@@ -259,7 +261,7 @@ class _PenaltyFunction(torch.autograd.Function):
         y: Optional[Tensor],
         mask: Optional[Tensor],
         loss: FusedLoss,
-        keep: Optional[int],
+        sum_from: Optional[int],
     ) -> Any:
         def front(t: Tensor, d: Optional[int]) -> Tensor:
             return t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
@@ -267,7 +269,7 @@ class _PenaltyFunction(torch.autograd.Function):
         x_dim, y_dim, mask_dim = in_dims[:3]
         y = None if y is None else front(y, y_dim)
         mask = None if mask is None else front(mask, mask_dim)
-        return penalty_call(front(x, x_dim), y, mask, loss, None if keep is None else keep + 1), 0
+        return penalty_call(front(x, x_dim), y, mask, loss, None if sum_from is None else sum_from + 1), 0
 
 
 class _PenaltyFunctionWithJvp(_PenaltyFunction):
@@ -298,9 +300,9 @@ class _PenaltyFunctionWithJvp(_PenaltyFunction):
         if mask is not None:
             tangents = [torch.where(i, 0.0, t) for i, t in zip(_invalid_elements(loss.op, mask), tangents)]
         dtype = in_work_dtype(x).dtype
-        if ctx.keep is None:
+        if ctx.sum_from is None:
             return torch.stack(tangents, dim=-(loss.op.spatial_dims + 1)).to(dtype)
-        return _partial_total(tangents, ctx.keep).to(dtype)
+        return _partial_total(tangents, ctx.sum_from).to(dtype)
 
 
 class _KernelPenaltyFunction(torch.autograd.Function):
@@ -322,14 +324,14 @@ class _KernelPenaltyFunction(torch.autograd.Function):
         loss: FusedLoss,
         description: str,
         mean: bool,
-        elements: int,
+        divisor: int,
         dtype: torch.dtype,
     ) -> tuple[Tensor, Tensor]:
         penalty = loss.penalty
         weights = list(loss.weights or (1.0,) * loss.op.n_outputs)
         params = list(penalty.kernel_params())
         total, scales = torch.ops.torchgrad.fused_loss(
-            x, y, mask, description, penalty.kernel_code, params, weights, mean, elements, dtype
+            x, y, mask, description, penalty.kernel_code, params, weights, mean, divisor, dtype
         )
         ctx.loss, ctx.description = loss, description
         ctx.save_for_backward(x, y, mask)
@@ -382,7 +384,7 @@ def _pull_back(
     mask: Optional[Tensor],
     loss: FusedLoss,
     grad: Tensor,
-    keep: Optional[int],
+    sum_from: Optional[int],
     need_x: bool,
     need_y: bool,
     traceable: bool,
@@ -403,7 +405,7 @@ def _pull_back(
         return op.apply(t, workspace=w, minus=minus)
 
     a, b = _outputs(loss, x, y, apply, workspace)
-    if keep is None:
+    if sum_from is None:
         grads = list(grad.unbind(-(op.spatial_dims + 1)))
     else:
         grads = [grad.reshape(grad.shape + (1,) * (a[0].dim() - grad.dim()))] * len(a)

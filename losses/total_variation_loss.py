@@ -84,7 +84,7 @@ def total_variation_loss(
         loss = FusedLoss(forward_difference_operator(input, spatial_dims, caller), L1() if p == 1 else SquaredL2())
         if reduction == "none":
             return penalty_call(input, None, None, loss, None).sum(dim=-(spatial_dims + 1)).to(dtype)
-        return reduced_penalty(input, None, None, loss, reduction, dtype, elements=input.numel())
+        return reduced_penalty(input, None, None, loss, reduction, dtype, count=input.numel())
 
 
 class TotalVariationLoss(nn.Module):
