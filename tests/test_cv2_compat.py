@@ -22,8 +22,9 @@ BORDERS = (
     cv2.BORDER_REFLECT_101,
     cv2.BORDER_REFLECT_101 | cv2.BORDER_ISOLATED,
 )
-# Sizes smaller than every kernel, odd and even sizes, single- and multi-channel (H, W, C) images.
-SHAPES = ((1, 1), (2, 3), (3, 2, 1), (6, 5), (9, 8, 3))
+# Sizes smaller than every kernel, odd and even sizes, single- and multi-channel (H, W, C) images (OpenCV returns
+# an (H, W, 1) image's results as (H, W)).
+SHAPES = ((1, 1, 1), (2, 3), (3, 2, 1), (6, 5), (9, 8, 3))
 DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 ORDERS = tuple(itertools.product(range(4), repeat=2))  # (dx, dy), with the ones OpenCV rejects
 
@@ -67,31 +68,48 @@ def test_kernels_are_opencvs(ksize: int) -> None:
         assert all(isinstance(k, int) for k in kx + ky)
 
 
+# Each filter with the keyword arguments it runs with (orders that OpenCV refuses too; any order below ksize that
+# it takes), and cv2_compat's refusal
+FILTERS: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    **{f"Sobel ksize={k}": ("Sobel", [dict(dx=dx, dy=dy, ksize=k) for dx, dy in ORDERS]) for k in KSIZES},
+    "Sobel ksize=7, high orders": ("Sobel", [dict(dx=dx, dy=dy, ksize=7) for dx, dy in ((6, 0), (3, 4), (0, 5))]),
+    "Scharr": ("Scharr", [dict(dx=dx, dy=dy, scale=0.5, delta=1.0) for dx, dy in ORDERS]),
+    **{
+        f"Laplacian ksize={k}": ("Laplacian", [dict(ksize=k), dict(ksize=k, scale=0.25, delta=3.0)])
+        for k in (1, 3, 5, 7)
+    },
+}
+REFUSALS = {
+    "Sobel": "cv2_compat.Sobel: `d",
+    "Scharr": r"cv2_compat.Scharr: `dx` and `dy` must be \(1, 0\) or \(0, 1\), as Scharr's",
+}
+
+
+def _bound(fn: str, dx: int = 2, dy: int = 0, ksize: int = 3, scale: float = 1, delta: float = 0) -> float:
+    """|kernel| * |scale| + |delta| of ``fn`` with these arguments (the Laplacian: the sum of two second
+    derivatives, its 1-tap kernel bounded by the 3-tap one)."""
+    if fn == "Laplacian":
+        return 2 * _gain(max(ksize, 3), 2, 0, scale) + abs(delta)
+    return _gain(cv2_compat.FILTER_SCHARR if fn == "Scharr" else ksize, dx, dy, scale) + abs(delta)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("border", BORDERS)
-@pytest.mark.parametrize("ksize", KSIZES)
-def test_sobel_matches_opencv(ksize: int, border: int, dtype: torch.dtype) -> None:
+@pytest.mark.parametrize("name", FILTERS)
+def test_filters_match_opencv(name: str, border: int, dtype: torch.dtype) -> None:
+    fn, cases = FILTERS[name]
     accepted = 0
-    for (dx, dy), shape in itertools.product(ORDERS, SHAPES):
+    for kwargs, shape in itertools.product(cases, SHAPES):
         src = _image(shape, dtype)
-        expected = _opencv(lambda: cv2.Sobel(src, -1, dx, dy, ksize=ksize, borderType=border))
+        expected = _opencv(lambda: getattr(cv2, fn)(src, -1, borderType=border, **kwargs))
         if expected is None:
-            with pytest.raises(ValueError, match="cv2_compat.Sobel: `d"):
-                cv2_compat.Sobel(torch.from_numpy(src), -1, dx, dy, ksize=ksize, borderType=border)
+            with pytest.raises(ValueError, match=REFUSALS[fn]):
+                getattr(cv2_compat, fn)(torch.from_numpy(src), -1, borderType=border, **kwargs)
             continue
-        result = cv2_compat.Sobel(torch.from_numpy(src), -1, dx, dy, ksize=ksize, borderType=border)
-        _same(result, expected, src, _gain(ksize, dx, dy, 1))
+        result = getattr(cv2_compat, fn)(torch.from_numpy(src), -1, borderType=border, **kwargs)
+        _same(result, expected, src, _bound(fn, **kwargs))
         accepted += 1
     assert accepted >= 2 * len(SHAPES)
-
-
-def test_sobel_high_orders() -> None:
-    """OpenCV takes any order below ksize: the 6th derivative with ksize=7."""
-    src = _image((9, 8, 3), torch.float64)
-    for dx, dy in ((6, 0), (3, 4), (0, 5)):
-        expected = cv2.Sobel(src, -1, dx, dy, ksize=7, borderType=cv2.BORDER_REFLECT)
-        result = cv2_compat.Sobel(torch.from_numpy(src), -1, dx, dy, ksize=7, borderType=cv2.BORDER_REFLECT)
-        _same(result, expected, src, _gain(7, dx, dy, 1))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -107,46 +125,16 @@ def test_sobel_scale_delta_and_depth(ksize: int, scale: float, delta: float, dty
         _same(result, expected, src, _gain(ksize, dx, dy, scale) + abs(delta))
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("border", BORDERS)
-def test_scharr_matches_opencv(border: int, dtype: torch.dtype) -> None:
-    for (dx, dy), shape in itertools.product(ORDERS, SHAPES):
-        src = _image(shape, dtype, seed=2)
-        expected = _opencv(lambda: cv2.Scharr(src, -1, dx, dy, scale=0.5, delta=1.0, borderType=border))
-        if expected is None:
-            with pytest.raises(
-                ValueError, match=r"cv2_compat.Scharr: `dx` and `dy` must be \(1, 0\) or \(0, 1\), as Scharr's"
-            ):
-                cv2_compat.Scharr(torch.from_numpy(src), -1, dx, dy, scale=0.5, delta=1.0, borderType=border)
-            continue
-        result = cv2_compat.Scharr(torch.from_numpy(src), -1, dx, dy, scale=0.5, delta=1.0, borderType=border)
-        _same(result, expected, src, 16 + 1)
-        torch.testing.assert_close(
-            result, cv2_compat.Sobel(torch.from_numpy(src), -1, dx, dy, cv2_compat.FILTER_SCHARR, 0.5, 1.0, border)
-        )
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("border", BORDERS)
-@pytest.mark.parametrize("ksize", (1, 3, 5, 7))
-def test_laplacian_matches_opencv(ksize: int, border: int, dtype: torch.dtype) -> None:
-    for shape, (scale, delta) in itertools.product(SHAPES, ((1, 0), (0.25, 3.0))):
-        src = _image(shape, dtype, seed=3)
-        expected = cv2.Laplacian(src, -1, ksize=ksize, scale=scale, delta=delta, borderType=border)
-        result = cv2_compat.Laplacian(torch.from_numpy(src), -1, ksize, scale, delta, border)
-        _same(result, expected, src, 2 * _gain(max(ksize, 3), 2, 0, scale) + abs(delta))
-
-
 @pytest.mark.parametrize("border", (cv2.BORDER_DEFAULT, cv2.BORDER_REPLICATE))
-@pytest.mark.parametrize("shape", ((1, 1), (2, 5), (7, 6)))
-def test_spatial_gradient_matches_opencv(shape: tuple[int, int], border: int) -> None:
+@pytest.mark.parametrize("shape", ((1, 1), (2, 5), (7, 6), (1, 1, 1), (5, 4, 1)))
+def test_spatial_gradient_matches_opencv(shape: tuple[int, ...], border: int) -> None:
     """OpenCV takes 8-bit images only; the same pixels as floats give its int16 results exactly."""
     pixels = np.random.default_rng(4).integers(0, 256, size=shape, dtype=np.uint8)
     expected_dx, expected_dy = cv2.spatialGradient(pixels, ksize=3, borderType=border)
     dx, dy = cv2_compat.spatialGradient(torch.from_numpy(pixels).float(), 3, border)
     assert torch.equal(dx, torch.from_numpy(expected_dx).float())
     assert torch.equal(dy, torch.from_numpy(expected_dy).float())
-    colour = torch.from_numpy(_image((*shape, 3), torch.float64))
+    colour = torch.from_numpy(_image((*shape[:2], 3), torch.float64))
     dx, dy = cv2_compat.spatialGradient(colour, borderType=border)
     assert torch.equal(dx, cv2_compat.Sobel(colour, -1, 1, 0, borderType=border))
     assert torch.equal(dy, cv2_compat.Sobel(colour, -1, 0, 1, borderType=border))
@@ -157,20 +145,16 @@ def test_spatial_gradient_matches_opencv(shape: tuple[int, int], border: int) ->
 def test_depths_as_opencv(dtype: torch.dtype, ddepth: int) -> None:
     """The output depths OpenCV's filters take from each input depth, and the depth they compute in."""
     src = _image((5, 6), dtype)
-    calls = [
-        (f"Sobel ksize={ksize}", lambda f, x, k=ksize: f.Sobel(x, ddepth, 1, 1, ksize=k, scale=0.5), 4 * 4 / 2)
-        for ksize in (1, 3, 5, 7)
-    ] + [
-        (f"Laplacian ksize={ksize}", lambda f, x, k=ksize: f.Laplacian(x, ddepth, ksize=k, delta=1.0), 2 * 64**2 + 1)
-        for ksize in (1, 3, 5, 7)
-    ]
-    for name, call, gain in calls:
-        expected = _opencv(lambda: call(cv2, src))
+    calls = [("Sobel", dict(dx=1, dy=1, ksize=k, scale=0.5), 4 * 4 / 2) for k in (1, 3, 5, 7)]
+    calls += [("Laplacian", dict(ksize=k, delta=1.0), 2 * 64**2 + 1) for k in (1, 3, 5, 7)]
+    for fn, kwargs, gain in calls:
+        name = f"{fn} {kwargs}"
+        expected = _opencv(lambda: getattr(cv2, fn)(src, ddepth, **kwargs))
         if expected is None:
             with pytest.raises(ValueError, match=r"`ddepth` CV_(32|64)F \([56]\) from a torch.float(32|64) `src`"):
-                call(cv2_compat, torch.from_numpy(src))
+                getattr(cv2_compat, fn)(torch.from_numpy(src), ddepth, **kwargs)
             continue
-        result = call(cv2_compat, torch.from_numpy(src))
+        result = getattr(cv2_compat, fn)(torch.from_numpy(src), ddepth, **kwargs)
         assert result.dtype == torch.from_numpy(expected).dtype, name
         # float32 where either end is float32 (OpenCV's Laplacian with ksize >= 5 computes in float32 then)
         eps = np.finfo(np.float32 if np.float32 in (src.dtype, expected.dtype) else np.float64).eps
@@ -199,47 +183,33 @@ def test_half_precision_scale_before_rounding() -> None:
     torch.testing.assert_close(result, torch.from_numpy(expected).to(torch.float16), rtol=2**-10, atol=2**-10)
 
 
-def _scaled_calls() -> list[tuple[str, Callable[..., Any]]]:
-    """Sobel and the Laplacian as ``call(module, src, ddepth, scale)``, for cv2 and cv2_compat alike."""
-    sobel = [
-        (
-            f"Sobel dx={dx} dy={dy} ksize={k}",
-            lambda f, x, d, s, dx=dx, dy=dy, k=k: f.Sobel(x, d, dx, dy, ksize=k, scale=s),
-        )
-        for k in KSIZES
-        for dx, dy in ((1, 0), (0, 1))
-    ]
-    laplacian = [
-        (f"Laplacian ksize={k}", lambda f, x, d, s, k=k: f.Laplacian(x, d, ksize=k, scale=s)) for k in (1, 3, 5, 7)
-    ]
-    return sobel + laplacian
+SCALED = [("Sobel", dict(dx=dx, dy=dy, ksize=k)) for k in KSIZES for dx, dy in ((1, 0), (0, 1))]
+SCALED += [("Laplacian", dict(ksize=k)) for k in (1, 3, 5, 7)]  # (function, keyword arguments)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("scale", (1e300, -1e300, 1e36, 1e-300, 1e307))
 def test_scale_applied_to_the_result(scale: float, dtype: torch.dtype) -> None:
-    """``scale`` multiplies the filtered result in the result's dtype: a zero response stays zero however large
-    ``scale`` is, and the result is the response times ``scale`` rounded once to its dtype (inf where that
-    overflows float32), which is also OpenCV's result wherever OpenCV's is finite."""
-    # Small integers: every filter sums them exactly, in float32 as in float64, so cv2's float64 response with
-    # scale 1 times scale, rounded once to the result's dtype, is the right answer.
+    """``scale`` multiplies the filtered result in its dtype: the response times ``scale`` rounded once (inf where
+    that overflows; a zero response, as dx's border columns of BORDER_REFLECT_101, stays zero however large
+    ``scale`` is), which is OpenCV's result wherever OpenCV's is finite."""
+    # Small integers: every filter sums them exactly, so cv2's float64 response times scale is the exact answer.
     pixels = np.random.default_rng(5).integers(-3, 4, size=(6, 5, 2)).astype(DTYPES[dtype])
     compared = 0
-    for (name, call), ddepth in itertools.product(_scaled_calls(), (-1, cv2.CV_32F, cv2.CV_64F)):
-        direct = _opencv(lambda: call(cv2, pixels, ddepth, scale))
+    for (fn, kwargs), ddepth in itertools.product(SCALED, (-1, cv2.CV_32F, cv2.CV_64F)):
+        name = f"{fn} {kwargs}"
+        direct = _opencv(lambda: getattr(cv2, fn)(pixels, ddepth, scale=scale, **kwargs))
         if direct is None:  # a depth that OpenCV refuses for this filter and source
             continue
         with np.errstate(over="ignore"):
-            exact = torch.from_numpy(call(cv2, pixels.astype(np.float64), cv2.CV_64F, 1) * scale)
-        result = call(cv2_compat, torch.from_numpy(pixels), ddepth, scale)
+            exact = torch.from_numpy(getattr(cv2, fn)(pixels.astype(np.float64), cv2.CV_64F, **kwargs) * scale)
+        result = getattr(cv2_compat, fn)(torch.from_numpy(pixels), ddepth, scale=scale, **kwargs)
         assert result.dtype == torch.from_numpy(direct).dtype, name
         # one rounding to the result's dtype on either side, of products of the same exact integers
         eps = torch.finfo(result.dtype).eps
         torch.testing.assert_close(result, exact.to(result.dtype), rtol=2 * eps, atol=0, msg=lambda m: f"{name}: {m}")
-        # OpenCV folds scale into its kernel: where a scaled term overflows it makes inf or NaN (inf - inf,
-        # 0 * inf); where its result is finite, it is that product to the rounding of each scaled tap (8 eps
-        # of the largest term), and where the product overflows it is not finite either (an inf of either sign:
-        # the first partial sum to overflow decides it, or NaN)
+        # OpenCV folds scale into its kernel: where its result is finite, it is that product to the rounding of
+        # each scaled tap (8 eps of the largest term); where the product overflows, it is inf of either sign or NaN
         opencv = torch.from_numpy(direct)
         finite, overflow = opencv.isfinite(), result.isinf()
         atol = min(8 * eps * 3 * 4096 * abs(scale), torch.finfo(result.dtype).max)
@@ -249,38 +219,6 @@ def test_scale_applied_to_the_result(scale: float, dtype: torch.dtype) -> None:
         assert not opencv[overflow].isfinite().any(), name
         compared += 1
     assert compared >= 28
-
-
-def test_scale_keeps_zero_responses_zero() -> None:
-    """A flat image has no derivative: zero times any finite scale, as OpenCV gives it in float64."""
-    ones = torch.ones(5, 5)
-    expected = cv2.Laplacian(ones.numpy(), cv2.CV_64F, ksize=5, scale=1e300)
-    result = cv2_compat.Laplacian(ones, cv2_compat.CV_64F, ksize=5, scale=1e300)
-    assert not expected.any() and torch.equal(result, torch.zeros(5, 5, dtype=torch.float64))
-    src = torch.rand(5, 5, generator=torch.Generator().manual_seed(0))
-    result = cv2_compat.Sobel(src, -1, 1, 0, scale=1e300)  # the border columns: x[1] - x[1] with BORDER_REFLECT_101
-    assert torch.equal(result[:, [0, -1]], torch.zeros(5, 2)) and bool(result[:, 1:-1].isinf().all())
-
-
-@pytest.mark.parametrize("shape", ((1, 1, 1), (5, 4, 1)))
-def test_single_channel_as_opencv(shape: tuple[int, ...]) -> None:
-    """An (H, W, 1) ``src`` gives (H, W) results, as OpenCV returns them; the gradient is shaped like ``src``."""
-    src = _image(shape, torch.float64, seed=6)
-    x = torch.from_numpy(src).requires_grad_()
-    calls = (
-        (cv2_compat.Sobel(x, -1, 1, 1, ksize=5), cv2.Sobel(src, -1, 1, 1, ksize=5), _gain(5, 1, 1, 1)),
-        (cv2_compat.Scharr(x, -1, 0, 1), cv2.Scharr(src, -1, 0, 1), 16.0),
-        (cv2_compat.Laplacian(x, -1, ksize=3), cv2.Laplacian(src, -1, ksize=3), 16.0),
-    )
-    for result, expected, gain in calls:
-        _same(result.detach(), expected, src, gain)
-        (grad,) = torch.autograd.grad(result.sum(), x)
-        assert grad.shape == shape
-    pixels = np.random.default_rng(7).integers(0, 256, size=shape, dtype=np.uint8)
-    expected_dx, expected_dy = cv2.spatialGradient(pixels)
-    dx, dy = cv2_compat.spatialGradient(torch.from_numpy(pixels).float())
-    assert torch.equal(dx, torch.from_numpy(expected_dx).float())
-    assert torch.equal(dy, torch.from_numpy(expected_dy).float())
 
 
 class _Two(enum.IntEnum):
@@ -372,6 +310,12 @@ def test_layout_and_module_surface() -> None:
     for border in (cv2.BORDER_ISOLATED, cv2.BORDER_REPLICATE | cv2.BORDER_ISOLATED):  # ISOLATED alone: CONSTANT
         expected = cv2.Sobel(image, -1, 1, 1, borderType=border)
         np.testing.assert_allclose(cv2_compat.Sobel(torch.from_numpy(image), -1, 1, 1, borderType=border), expected)
+    # positional arguments in OpenCV's order, without its `dst`
+    x, reflect = torch.from_numpy(image), cv2.BORDER_REFLECT
+    sobel = cv2.Sobel(image, -1, 1, 0, ksize=5, scale=0.5, delta=1.0, borderType=reflect)
+    _same(cv2_compat.Sobel(x, -1, 1, 0, 5, 0.5, 1.0, reflect), sobel, image, _gain(5, 1, 0, 0.5) + 1)
+    laplacian = cv2.Laplacian(image, -1, ksize=5, scale=0.5, delta=1.0, borderType=reflect)
+    _same(cv2_compat.Laplacian(x, -1, 5, 0.5, 1.0, reflect), laplacian, image, 2 * _gain(5, 2, 0, 0.5) + 1)
 
 
 def _sobel_and_laplacian(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
