@@ -2,11 +2,8 @@
 kernels (no launch, the plain executor's numbers), and a kernel that cannot be compiled falls back with one
 warning, then keeps the kernels off for the rest of the process.
 
-The kernels run on CPU tensors under Triton's interpreter (``TORCHGRAD_FORCE_TRITON=1``; ``tests/conftest.py``
-turns the interpreter on where there is no GPU), on CUDA tensors where there is one. A compile failure is
-simulated with a stand-in kernel that raises what Triton raises when it cannot compile for a GPU, launched
-through the real ``launch_kernel`` as if the kernels were compiled rather than interpreted. Each case covers an
-operator (``sobel``), ``gradient_magnitude`` and a fused loss (``GradientLoss("sobel")``), forward and backward.
+The kernels run on CPU tensors under Triton's interpreter, on CUDA tensors where there is a GPU. A compile failure
+is a stand-in kernel that raises what Triton raises, launched through the real ``launch_kernel`` as if compiled.
 """
 
 from __future__ import annotations
@@ -20,7 +17,7 @@ import torch
 
 pytest.importorskip("triton")
 
-from helpers import count_launches, kernel_device  # noqa: E402
+from helpers import count_launches, kernel_device, random_input  # noqa: E402
 from triton.compiler.errors import CompilationError  # noqa: E402
 from triton.runtime.errors import OutOfResources  # noqa: E402
 
@@ -65,9 +62,7 @@ def launches(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 def _inputs() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    x, y = (torch.randn(SHAPE, generator=g, dtype=torch.float64).to(DEVICE) for _ in range(2))
-    return x, y
+    return random_input(SHAPE, seed=0, device=DEVICE), random_input(SHAPE, seed=1, device=DEVICE)
 
 
 def _value_and_grad(call: Call, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,32 +90,20 @@ def _assert_equal(got: tuple[torch.Tensor, ...], expected: tuple[torch.Tensor, .
 
 
 @pytest.mark.parametrize("name", list(CALLS))
-def test_the_environment_variable_keeps_calls_off_the_kernels(
-    name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    expected = _plain_executor(monkeypatch, CALLS[name])
-    monkeypatch.setenv(EXECUTOR, "eager")
-    _assert_equal(_value_and_grad(CALLS[name], *_inputs()), expected)
-    assert launches == []
-    for value in ("auto", ""):  # the kernels again, with their own rounding
-        monkeypatch.setenv(EXECUTOR, value)
-        got = _value_and_grad(CALLS[name], *_inputs())
-        assert FIRST_KERNEL[name] in launches and "_adjoint_kernel" in launches
-        for a, e in zip(got, expected):
-            torch.testing.assert_close(a.cpu(), e)
-        launches.clear()
-
-
-@pytest.mark.parametrize("name", list(CALLS))
-def test_use_kernels_keeps_calls_off_the_kernels(
-    name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_switches_keep_calls_off_kernels(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``use_kernels(False)`` and ``TORCHGRAD_EXECUTOR=eager``; with ``auto`` or empty, the kernels again."""
     expected = _plain_executor(monkeypatch, CALLS[name])
     with use_kernels(False):
         _assert_equal(_value_and_grad(CALLS[name], *_inputs()), expected)
+    monkeypatch.setenv(EXECUTOR, "eager")
+    _assert_equal(_value_and_grad(CALLS[name], *_inputs()), expected)
     assert launches == []
-    _value_and_grad(CALLS[name], *_inputs())
-    assert FIRST_KERNEL[name] in launches and "_adjoint_kernel" in launches
+    for value in ("auto", ""):  # with their own rounding
+        monkeypatch.setenv(EXECUTOR, value)
+        got = _value_and_grad(CALLS[name], *_inputs())
+        assert FIRST_KERNEL[name] in launches and "_adjoint_kernel" in launches
+        torch.testing.assert_close(tuple(a.cpu() for a in got), expected)
+        launches.clear()
 
 
 def test_use_kernels_nests_and_outranks_the_environment_variable(
@@ -329,41 +312,33 @@ def test_a_compiled_loss_meeting_a_compile_failure_raises_once(
 
 
 @pytest.mark.parametrize(
-    "error",
+    "error, interpreting, unavailable",
     [
-        _compilation_error(),
-        OutOfResources(232448, 101376, "shared memory"),
-        RuntimeError("Triton Error [CUDA]: device kernel image is invalid"),
-        RuntimeError("PassManager::run failed"),
-        FileNotFoundError("ptxas"),
+        (_compilation_error(), False, True),
+        (OutOfResources(232448, 101376, "shared memory"), False, True),
+        (RuntimeError("Triton Error [CUDA]: device kernel image is invalid"), False, True),
+        (RuntimeError("PassManager::run failed"), False, True),
+        (FileNotFoundError("ptxas"), False, True),
+        (TypeError("dynamic_func() missing 1 required positional argument"), False, False),
+        (ValueError("Pointer argument (at 0)"), False, False),
+        (torch.OutOfMemoryError("CUDA out of memory"), False, False),
+        (RuntimeError("PassManager::run failed"), True, False),
     ],
-    ids=["compilation", "resources", "driver", "passes", "tool"],
+    ids=["compilation", "resources", "driver", "passes", "tool", "arguments", "pointer", "memory", "interpreted"],
 )
-def test_launch_kernel_reports_what_cannot_run_here(error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
-    with pytest.raises(KernelsUnavailable) as info:
+def test_launch_kernel_tells_what_cannot_run_here(
+    error: Exception, interpreting: bool, unavailable: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What cannot compile or load here is ``KernelsUnavailable``, naming the error; errors of the call itself (what
+    Triton raises while it binds the arguments), out of memory, and any error under the interpreter (which compiles
+    nothing) are raised as they are."""
+    monkeypatch.setattr(launch, "interpreting", lambda: interpreting)
+    with pytest.raises(KernelsUnavailable if unavailable else type(error)) as info:
         launch.launch_kernel(_Uncompilable(error), 1)
-    assert info.value.__cause__ is error
-    assert type(error).__name__ in str(info.value)
-
-
-@pytest.mark.parametrize(
-    "error",
-    [TypeError("dynamic_func() missing 1 required positional argument"), ValueError("Pointer argument (at 0)")],
-    ids=["arguments", "pointer"],
-)
-def test_launch_kernel_raises_errors_of_the_call_as_they_are(error: Exception, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Errors of the call itself (what Triton raises while it binds the arguments), and out of memory, are not
-    compile failures; under the interpreter, which compiles nothing, no error is."""
-    monkeypatch.setattr(launch, "interpreting", lambda: False)
-    with pytest.raises(type(error)):
-        launch.launch_kernel(_Uncompilable(error), 1)
-    with pytest.raises(torch.OutOfMemoryError):
-        launch.launch_kernel(_Uncompilable(torch.OutOfMemoryError("CUDA out of memory")), 1)
-    monkeypatch.setattr(launch, "interpreting", lambda: True)
-    with pytest.raises(RuntimeError) as info:
-        launch.launch_kernel(_Uncompilable(RuntimeError("PassManager::run failed")), 1)
-    assert info.type is RuntimeError
+    if unavailable:
+        assert info.value.__cause__ is error and type(error).__name__ in str(info.value)
+    else:
+        assert info.value is error
 
 
 def test_the_warning_is_issued_once_per_process(launches: list[str]) -> None:

@@ -1,5 +1,5 @@
-"""The fused loss Function under every loss built on it: totals cut into uneven slabs, accuracy of the
-sums, the penalties' derivatives, and the Charbonnier penalty going through it all (forward mode, vmap)."""
+"""The fused loss Function under every loss built on it: totals cut into uneven slabs, accuracy of the sums, half
+precision, layouts, compiled training steps, the penalties' derivatives, Charbonnier's extremes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from typing import Callable, Optional
 
 import pytest
 import torch
-from references import naive_gradients
 from torch import Tensor
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -102,9 +101,8 @@ class _FreshBuffers(TorchDispatchMode):
 
 @pytest.mark.parametrize("name", ["gradient_loss-sobel-p1", "gradient_loss-scharr-p2", "gradient_loss-diff-p1"])
 def test_the_slabs_of_a_call_share_their_buffers(name: str, monkeypatch: pytest.MonkeyPatch, cpu_executor: str) -> None:
-    """A loss's forward plus backward allocates its temporaries once per call, not once per slab (each fresh
-    buffer is faulted into memory again): as many buffers of at least a slab's size for 6 slabs as for 2.
-    (The L1 and squared L2 penalties compute in place; Charbonnier's slope still takes a temporary a slab.)"""
+    """A loss's forward plus backward allocates its temporaries once per call, not once per slab: as many buffers
+    of at least a slab's size for 6 slabs as for 2 (Charbonnier's slope still takes a temporary a slab)."""
     monkeypatch.setattr("torchgrad._padded.FRESH_BYTES", 0)  # slabs padded as large ones are, into the workspace
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(6, 2, 16, 16, dtype=torch.float64, generator=gen).requires_grad_()
@@ -119,7 +117,7 @@ def test_the_slabs_of_a_call_share_their_buffers(name: str, monkeypatch: pytest.
     assert counts[0] == counts[1], counts
 
 
-def test_the_ramp_of_the_issue_sums_as_accurately_as_torch() -> None:
+def test_a_large_ramp_sums_as_accurately_as_torch() -> None:
     """16x3x512x512 copies of one ramp (a float32 sum in sequential steps is off by 5e-3), against the exact
     total of the same float32 values: ``dy`` is zero, ``dx`` the ramp's steps."""
     row = torch.arange(512.0) * 1e-3
@@ -152,50 +150,6 @@ def test_totals_are_accurate(name: str, masked: bool, reduction: str, monkeypatc
     assert abs(LOSSES[name](x, y, mask, reduction).item() / exact - 1) <= 1e-5
 
 
-def _charbonnier(x: Tensor, y: Tensor, mask: Optional[Tensor], reduction: str) -> Tensor:
-    return gradient_loss(x, y, mask, operator="sobel", penalty="charbonnier", eps=0.5, reduction=reduction)
-
-
-def _plain_charbonnier(x: Tensor, y: Tensor, mask: Optional[Tensor], reduction: str) -> Tensor:
-    gx, gy = naive_gradients(x, "sobel"), naive_gradients(y, "sobel")
-    per = torch.stack([torch.sqrt((a - b) ** 2 + 0.25) for a, b in zip(gx, gy)], 2)
-    if mask is None:
-        return {"none": per, "sum": per.sum(), "mean": per.mean()}[reduction]
-    reads = naive_gradients((~mask.expand(x.shape)).to(x.dtype), "sobel", absolute=True)
-    valid = torch.stack([r == 0 for r in reads], dim=2)
-    per = torch.where(valid, per, 0.0)
-    return {"none": per, "sum": per.sum(), "mean": per.sum() / valid.sum()}[reduction]
-
-
-@pytest.mark.parametrize("reduction", REDUCTIONS)
-def test_the_charbonnier_penalty_goes_through_everything(reduction: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    gen = torch.Generator().manual_seed(2)
-    x = torch.randn(5, 2, 6, 7, dtype=torch.float64, generator=gen).requires_grad_()
-    y = torch.randn(5, 2, 6, 7, dtype=torch.float64, generator=gen).requires_grad_()
-    mask = torch.rand(5, 1, 6, 7, generator=gen) > 0.2
-    for m in (None, mask):
-        ours, ref = _charbonnier(x, y, m, reduction), _plain_charbonnier(x, y, m, reduction)
-        torch.testing.assert_close(ours, ref)
-        probe = torch.randn(ours.shape, dtype=torch.float64, generator=gen)
-        expected = torch.autograd.grad((ref * probe).sum(), (x, y))
-        for got, want in zip(torch.autograd.grad((ours * probe).sum(), (x, y)), expected):
-            torch.testing.assert_close(got, want)
-    small = (x[:1, :1, :4, :5].detach().requires_grad_(), y[:1, :1, :4, :5].detach().requires_grad_())
-    assert torch.autograd.gradgradcheck(lambda a, b: _charbonnier(a, b, mask[:1, :, :4, :5], reduction), small)
-    # forward mode, vmap (per-sample losses) and uneven slabs
-    t = torch.randn(x.shape, dtype=torch.float64, generator=gen)
-    _, tangent = torch.func.jvp(lambda a: _charbonnier(a, y.detach(), mask, reduction), (x.detach(),), (t,))
-    ref_tangent = torch.autograd.functional.jvp(lambda a: _plain_charbonnier(a, y.detach(), mask, reduction), x, t)[1]
-    torch.testing.assert_close(tangent, ref_tangent)
-    batched = torch.func.vmap(lambda a, b, m: _charbonnier(a[None], b[None], m[None], reduction))(x, y, mask)
-    loop = [_charbonnier(x[i : i + 1], y[i : i + 1], mask[i : i + 1], reduction) for i in range(5)]
-    torch.testing.assert_close(batched, torch.stack(loop))
-    whole = _values_and_gradients(_charbonnier, x.detach(), y.detach(), mask, reduction)
-    monkeypatch.setattr(torchgrad._separable, "SLAB_BYTES", 2 * x[0].numel() * x.element_size())
-    for got, expected in zip(_values_and_gradients(_charbonnier, x.detach(), y.detach(), mask, reduction), whole):
-        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
-
-
 PENALTIES = [L1(), SquaredL2(), GradientDifference(1.0), GradientDifference(1.5), EdgeAware(), Charbonnier(0.5)]
 
 
@@ -208,19 +162,12 @@ def test_derivatives_are_those_of_the_values(penalty: Penalty) -> None:
     if b is not None:
         (b,) = penalty.reference((b,))
     values = penalty.values(a, b, traceable=True)
-    da, db = penalty.derivatives(a, b, traceable=True)
-    inputs = (a,) if db is None else (a, b)
-    expected = torch.autograd.grad(values.sum(), inputs)
-    torch.testing.assert_close(da, expected[0])
-    if db is not None:
-        torch.testing.assert_close(db, expected[1])
+    traced = penalty.derivatives(a, b, traceable=True)
+    expected = list(torch.autograd.grad(values.sum(), (a,) if traced[1] is None else (a, b)))
     clone = lambda t: None if t is None else t.detach().clone()  # noqa: E731
     torch.testing.assert_close(penalty.values(clone(a), clone(b), traceable=False), values.detach())
-    eager = penalty.derivatives(clone(a), clone(b), traceable=False)
-    torch.testing.assert_close(eager[0], da)
-    assert (eager[1] is None) == (db is None)
-    if db is not None:
-        torch.testing.assert_close(eager[1], db)
+    for derivatives in (traced, penalty.derivatives(clone(a), clone(b), traceable=False)):
+        torch.testing.assert_close([d for d in derivatives if d is not None], expected)  # as many, as close
 
 
 # The Charbonnier penalty is hypot(a, eps): exact where a = 0 (the value eps, the slope 0), finite for an eps
@@ -279,36 +226,32 @@ def _eager_and_traced(loss: Callable[[Tensor, Tensor], Tensor], x: Tensor, y: Te
 
 
 @pytest.mark.parametrize("name", ["edge_loss", "gradient_loss"])
-@pytest.mark.parametrize("dtype, eps", [(torch.float32, 1e-30), (torch.float64, 1e-200), (torch.float32, 1e-200)])
-def test_charbonnier_with_a_tiny_eps_is_eps_where_input_equals_target(
-    name: str, dtype: torch.dtype, eps: float
-) -> None:
-    """Where input equals target the Charbonnier loss is eps (0 where eps is below the dtype's range) and its
-    gradients are 0: no ``0 * rsqrt(0)``, eager, traced or twice differentiated."""
-    x = torch.rand(2, 2, 6, 7, dtype=dtype, generator=torch.Generator().manual_seed(5))
-    expected = torch.tensor(eps, dtype=dtype)  # eps rounded to the dtype
-    for value, gx, gy, second in _eager_and_traced(_charbonnier_loss(name, eps), x, x.clone()):
-        # the mean of equal values: a few roundings of the sum and the division
-        torch.testing.assert_close(value, expected, rtol=1e-5, atol=0)
-        assert torch.equal(gx, torch.zeros_like(x)) and torch.equal(gy, torch.zeros_like(x))
-        assert torch.isfinite(second).all()
-
-
-@pytest.mark.parametrize("name", ["edge_loss", "gradient_loss"])
-@pytest.mark.parametrize("dtype, eps", [(torch.float32, 1e20), (torch.float64, 1e200)])
-def test_charbonnier_with_a_huge_eps_is_about_eps(name: str, dtype: torch.dtype, eps: float) -> None:
-    """An eps whose square overflows: the loss is eps (differences of order 1 add ``a^2 / (2 eps)``, far below
-    one rounding), the gradient ``A^T (A d) / eps`` is tiny and finite, eager and traced."""
+@pytest.mark.parametrize(
+    "dtype, eps",
+    [
+        (torch.float32, 1e-30),
+        (torch.float64, 1e-200),
+        (torch.float32, 1e-200),
+        (torch.float32, 1e20),
+        (torch.float64, 1e200),
+    ],
+)
+def test_charbonnier_with_an_extreme_eps_is_eps(name: str, dtype: torch.dtype, eps: float) -> None:
+    """Eager, traced and twice differentiated. A tiny eps where input equals target: the loss is eps (0 below the
+    dtype's range), the gradients 0 (no ``0 * rsqrt(0)``). An eps whose square overflows: the loss is eps
+    (differences of order 1 add ``a^2 / (2 eps)``, far below one rounding), the gradient ``A^T (A d) / eps`` tiny."""
     gen = torch.Generator().manual_seed(6)
     x = torch.rand(2, 2, 6, 7, dtype=dtype, generator=gen)
-    y = torch.rand(2, 2, 6, 7, dtype=dtype, generator=gen)
+    y = x.clone() if eps < 1 else torch.rand(2, 2, 6, 7, dtype=dtype, generator=gen)
     for value, gx, gy, second in _eager_and_traced(_charbonnier_loss(name, eps), x, y):
-        torch.testing.assert_close(value, torch.tensor(eps, dtype=dtype), rtol=1e-6, atol=0)
-        for g in (gx, gy, second):
-            assert torch.isfinite(g).all()
-        # |A d| <= 64 (Sobel's and the band's weights on samples in [0, 1)): slopes below 64 / eps, summed by A^T
-        assert gx.abs().max() <= 64 * 64 / eps and gx.abs().max() > 0
-        torch.testing.assert_close(gy, -gx)
+        # eps rounded to the dtype; a mean of (nearly) equal values: a few roundings of the sum and the division
+        torch.testing.assert_close(value, torch.tensor(eps, dtype=dtype), rtol=1e-5 if eps < 1 else 1e-6, atol=0)
+        assert torch.isfinite(second).all()
+        if eps < 1:
+            assert torch.equal(gx, torch.zeros_like(x)) and torch.equal(gy, torch.zeros_like(x))
+        else:  # |A d| <= 64 (Sobel's and the band's weights on samples in [0, 1)): slopes below 64 / eps, summed by A^T
+            assert torch.isfinite(gx).all() and 0 < gx.abs().max() <= 64 * 64 / eps
+            torch.testing.assert_close(gy, -gx)
 
 
 @pytest.mark.parametrize("name", ["edge_loss", "gradient_loss"])
@@ -329,6 +272,23 @@ def test_charbonnier_of_large_float32_differences_is_finite(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", LOSSES)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_summed_in_float32(name: str, dtype: torch.dtype) -> None:
+    """Half precision in, the same dtype out: the total of the same values within a few roundings of the dtype (a
+    sum taken in half precision is off by far more), and finite gradients in the input's dtype."""
+    gen = torch.Generator().manual_seed(10)
+    x, y = (0.5 * torch.rand(2, 3, 16, 16, generator=gen) for _ in range(2))  # sums within float16's range
+    xh, yh = x.to(dtype).requires_grad_(), y.to(dtype)
+    for reduction in ("mean", "sum"):
+        got = LOSSES[name](xh, yh, None, reduction)
+        assert got.dtype == dtype
+        exact = LOSSES[name](xh.detach().double(), yh.double(), None, reduction)
+        torch.testing.assert_close(got.double(), exact, rtol={torch.float16: 2e-3, torch.bfloat16: 1e-2}[dtype], atol=0)
+    got.backward()
+    assert xh.grad.dtype == dtype and torch.isfinite(xh.grad.float()).all() and xh.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", LOSSES)
 def test_the_mean_over_an_empty_batch_is_zero(name: str) -> None:
     """A mean over no elements is 0 (as under a mask where nothing counts), and so is the sum; the gradients are
     empty, eager and traced."""
@@ -342,15 +302,6 @@ def test_the_mean_over_an_empty_batch_is_zero(name: str) -> None:
             assert traced.item() == 0.0
 
 
-def _layouts(t: Tensor) -> dict[str, Tensor]:
-    """``t`` (contiguous) and the same values channels_last and as a transposed view."""
-    return {
-        "contiguous": t,
-        "channels_last": t.contiguous(memory_format=torch.channels_last),
-        "transposed": t.transpose(-1, -2).contiguous().transpose(-1, -2),
-    }
-
-
 @pytest.mark.parametrize("name", LOSSES)
 @pytest.mark.parametrize("layout", ["channels_last", "transposed"])
 def test_losses_do_not_depend_on_the_layout(name: str, layout: str, cpu_executor: str) -> None:
@@ -360,11 +311,34 @@ def test_losses_do_not_depend_on_the_layout(name: str, layout: str, cpu_executor
     x = torch.rand(3, 3, 9, 10, generator=gen)
     y = torch.rand(3, 3, 9, 10, generator=gen)
     mask = torch.rand(3, 1, 9, 10, generator=gen) > 0.1 if name in MASKED else None
+    change = {
+        "channels_last": lambda t: t.contiguous(memory_format=torch.channels_last),
+        "transposed": lambda t: t.transpose(-1, -2).contiguous().transpose(-1, -2),
+    }[layout]
     for reduction in ("mean", "sum"):
         expected = _values_and_gradients(LOSSES[name], x, y, mask, reduction)
-        got = _values_and_gradients(LOSSES[name], _layouts(x)[layout], _layouts(y)[layout], mask, reduction)
+        got = _values_and_gradients(LOSSES[name], change(x), change(y), mask, reduction)
         for a, e in zip(got, expected):
             assert torch.equal(a, e), (reduction, a, e)
+
+
+@pytest.mark.parametrize("name", ["gradient_loss-sobel-p1", "gradient_loss-diff-p2", "edge_loss"])
+def test_a_compiled_training_step(name: str) -> None:
+    """``torch.compile(fullgraph=True)`` of a model and its loss (one compilation, seconds each, per penalty and
+    operator kind): the eager loss and gradients of the parameters."""
+    torch.manual_seed(0)
+    model = torch.nn.Conv2d(2, 2, 3, padding=1)
+    x, target = torch.rand(2, 2, 12, 10), torch.rand(2, 2, 12, 10)
+    mask = torch.rand(2, 1, 12, 10) > 0.1 if name in MASKED else None
+
+    def step(x: Tensor, target: Tensor) -> Tensor:
+        return LOSSES[name](model(x), target, mask, "mean")
+
+    torch._dynamo.reset()
+    got, expected = torch.compile(step, fullgraph=True)(x, target), step(x, target)
+    torch.testing.assert_close(got, expected)
+    grads = [torch.autograd.grad(loss, list(model.parameters())) for loss in (got, expected)]
+    torch.testing.assert_close(*grads, rtol=1e-4, atol=1e-6)
 
 
 def test_charbonnier_extremes_and_empty_means_under_compile() -> None:

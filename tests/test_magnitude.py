@@ -7,6 +7,7 @@ import os
 import kornia
 import pytest
 import torch
+from helpers import saved_tensors
 from torch.func import jacfwd, jacrev, jvp, vmap
 
 from torchgrad import GradientMagnitude, gradient, gradient_magnitude, image_gradients, prewitt, scharr, sobel
@@ -14,37 +15,35 @@ from torchgrad._filters import build_operator
 from torchgrad._registry import REGISTRY
 from torchgrad.magnitude import magnitude_gradient, plain_norm
 
-
-def _reference(components: tuple[torch.Tensor, ...], eps: float) -> torch.Tensor:
-    return torch.sqrt(sum(c * c for c in components) + eps)
+COMPONENTS = {
+    "sobel": sobel,
+    "scharr": scharr,
+    "prewitt": prewitt,
+    "diff": image_gradients,
+    "central": lambda x: gradient(x, dim=(-2, -1)),
+}
+"""The public operator whose components each ``operator`` of the magnitude takes, with the same options."""
 
 
 @pytest.mark.parametrize(
-    "kwargs, components",
+    "operator, options",
     [
-        (dict(), lambda x: sobel(x)),
-        (
-            dict(operator="scharr", padding="zeros", normalized=True),
-            lambda x: scharr(x, padding="zeros", normalized=True),
-        ),
-        (dict(operator="diff"), lambda x: image_gradients(x)),
-        (
-            dict(operator="sobel", spatial_dims=3, padding="circular"),
-            lambda x: sobel(x, padding="circular", spatial_dims=3),
-        ),
-        (dict(operator="diff", spatial_dims=3), lambda x: image_gradients(x, spatial_dims=3)),
-        (
-            dict(operator="prewitt", padding="replicate", normalized=True),
-            lambda x: prewitt(x, padding="replicate", normalized=True),
-        ),
-        (dict(operator="central"), lambda x: gradient(x, dim=(-2, -1))),
+        ("sobel", dict()),
+        ("scharr", dict(padding="zeros", normalized=True)),
+        ("diff", dict()),
+        ("sobel", dict(spatial_dims=3, padding="circular")),
+        ("diff", dict(spatial_dims=3)),
+        ("prewitt", dict(padding="replicate", normalized=True)),
+        ("central", dict()),
     ],
 )
-def test_values_and_gradients(kwargs: dict, components) -> None:
-    """Three channels of 4 x 5 pixels, or one volume of 3 x 4 x 5: every axis holds both border rows of a 3-tap
-    stencil and an interior row (the checks' cost grows with the number of elements)."""
+def test_values_and_gradients(operator: str, options: dict) -> None:
+    """``sqrt(sum of squared components + eps)``; on three channels of 4 x 5 pixels (one volume of 3 x 4 x 5), each
+    axis holds both border rows of a 3-tap stencil and an interior row (the checks' cost grows with the size)."""
+    kwargs = dict(operator=operator, **options)
     x = torch.randn(1, 3, 4, 5, dtype=torch.float64, requires_grad=True)
-    torch.testing.assert_close(gradient_magnitude(x, eps=1e-3, **kwargs), _reference(components(x), 1e-3))
+    expected = torch.sqrt(sum(c * c for c in COMPONENTS[operator](x, **options)) + 1e-3)
+    torch.testing.assert_close(gradient_magnitude(x, eps=1e-3, **kwargs), expected)
     assert torch.autograd.gradcheck(lambda x: gradient_magnitude(x, eps=1e-3, **kwargs), x)
     assert torch.autograd.gradgradcheck(lambda x: gradient_magnitude(x, eps=1e-3, **kwargs), x)
 
@@ -84,9 +83,7 @@ def test_saves_only_a_reference_to_the_input() -> None:
     """A reference to the input; the Triton ops (``TORCHGRAD_FORCE_TRITON=1``) also keep their argument
     ``eps``, a 0-d tensor."""
     x = torch.randn(2, 3, 8, 8, requires_grad=True)
-    saved: list[torch.Tensor] = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        gradient_magnitude(x)
+    saved = saved_tensors(lambda: gradient_magnitude(x))
     assert saved[0].data_ptr() == x.data_ptr()
     if os.environ.get("TORCHGRAD_FORCE_TRITON") == "1":
         assert len(saved) == 2 and saved[1].dim() == 0 and saved[1].dtype == torch.float64
@@ -100,13 +97,10 @@ def test_torch_func_and_compile() -> None:
     torch.testing.assert_close(vmap(gradient_magnitude)(x), gradient_magnitude(x))
     torch.testing.assert_close(jacfwd(gradient_magnitude)(x[0]), jacrev(gradient_magnitude)(x[0]))
     torch._dynamo.reset()
-    compiled = torch.compile(gradient_magnitude, fullgraph=True)
+    compiled = torch.compile(gradient_magnitude, fullgraph=True)  # by Inductor
     xc = x.clone().requires_grad_()
-    xe = x.clone().requires_grad_()
-    torch.testing.assert_close(compiled(xc), gradient_magnitude(xe))
-    compiled(xc).sum().backward()
-    gradient_magnitude(xe).sum().backward()
-    torch.testing.assert_close(xc.grad, xe.grad)
+    torch.testing.assert_close(compiled(xc), gradient_magnitude(x))
+    torch.testing.assert_close(*(torch.autograd.grad(f(xc).sum(), xc)[0] for f in (compiled, gradient_magnitude)))
 
 
 def test_compile_dynamic_fullgraph() -> None:
@@ -133,10 +127,8 @@ def test_eps_of_any_real_type() -> None:
     import numpy as np
 
     x = torch.randn(2, 6, 7, dtype=torch.float64)
-    expected = gradient_magnitude(x, eps=1e-3)
     for eps in (fractions.Fraction(1, 1000), np.float64(1e-3), np.float32(0.25)):
         torch.testing.assert_close(gradient_magnitude(x, eps=eps), gradient_magnitude(x, eps=float(eps)))
-    torch.testing.assert_close(gradient_magnitude(x, eps=fractions.Fraction(1, 1000)), expected)
 
 
 def test_bad_arguments() -> None:
@@ -160,8 +152,6 @@ def test_bad_arguments() -> None:
         gradient_magnitude(torch.randn(4, 4, 4), operator="scharr", spatial_dims=3)
     with pytest.raises(TypeError, match="real floating dtype, got torch.complex64"):
         gradient_magnitude(x.to(torch.complex64))
-    with pytest.raises(TypeError, match="real floating dtype, got torch.int64"):
-        gradient_magnitude(x.long(), operator="diff")
     with pytest.raises(ValueError, match="`padding`"):
         gradient_magnitude(x, padding="same")
     with pytest.raises(ValueError, match="`operator`"):
@@ -170,13 +160,6 @@ def test_bad_arguments() -> None:
         GradientMagnitude(eps=-1e-3)
     with pytest.raises(ValueError, match="`spatial_dims` must be 2"):
         GradientMagnitude(operator="scharr", spatial_dims=3)
-
-
-def test_module() -> None:
-    x = torch.randn(2, 5, 5)
-    module = GradientMagnitude(operator="scharr", eps=1e-4)
-    assert torch.equal(module(x), gradient_magnitude(x, operator="scharr", eps=1e-4))
-    assert "operator='scharr'" in repr(module)
 
 
 HALF = (torch.float16, torch.bfloat16)
