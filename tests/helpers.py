@@ -159,3 +159,22 @@ def record_interior_tiles(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     for module in (kernels, penalty_kernels):  # the loss kernels call it by their own name
         monkeypatch.setattr(module, "interior", recording)
     return taken
+
+
+def random_input(
+    shape: tuple[int, ...], dtype: torch.dtype = torch.float64, seed: int = 0, device: str = "cpu"
+) -> torch.Tensor:
+    """Standard normal samples drawn in float64 from ``seed``, then cast: the same numbers on every device."""
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return x.to(dtype=dtype, device=device)
+
+
+def assert_close_in_dtype(actual: torch.Tensor, expected: torch.Tensor, device: str | None = None) -> None:
+    """``actual`` has ``expected``'s dtype and shape (and lies on ``device``, where given) and equals it within the
+    dtype's :data:`TOLERANCE`, relative to ``expected``'s largest value (at least 1)."""
+    assert actual.dtype == expected.dtype and actual.shape == expected.shape
+    assert device is None or actual.device.type == device, actual.device
+    tol = TOLERANCE[expected.dtype]
+    actual, expected = actual.detach().cpu().double(), expected.detach().cpu().double()
+    scale = max(float(expected.abs().max()), 1.0)
+    torch.testing.assert_close(actual, expected, rtol=tol, atol=tol * scale)
