@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import lightning as L
 import torch
@@ -19,27 +19,18 @@ from torchgrad.losses import (
     TotalVariationLoss,
 )
 
-LOSSES = [
-    "gradient",
-    "gradient_difference",
-    "total_variation",
-    "edge_aware",
-    "perceptual",
-    "style",
-    "perceptual_gradient",
-]
-
-
-def build_loss(name: str, vgg16: Optional[Path], vgg19: Optional[Path]) -> torch.nn.Module:
-    return {
-        "gradient": lambda: GradientLoss("sobel", p=1),
-        "gradient_difference": lambda: GradientDifferenceLoss(alpha=1.0),
-        "total_variation": lambda: TotalVariationLoss(isotropic=True),
-        "edge_aware": lambda: EdgeAwareSmoothnessLoss(),
-        "perceptual": lambda: PerceptualLoss(layers=("relu1_2", "relu2_2"), weights=vgg16),
-        "style": lambda: StyleLoss(layers=("relu1_1", "relu2_1"), weights=vgg19),
-        "perceptual_gradient": lambda: PerceptualGradientLoss(layers=("relu1_2",), weights=vgg16),
-    }[name]()
+Weights = Optional[Path]
+BUILDERS: dict[str, Callable[[Weights, Weights], torch.nn.Module]] = {
+    "gradient": lambda vgg16, vgg19: GradientLoss("sobel", p=1),
+    "gradient_difference": lambda vgg16, vgg19: GradientDifferenceLoss(alpha=1.0),
+    "total_variation": lambda vgg16, vgg19: TotalVariationLoss(isotropic=True),
+    "edge_aware": lambda vgg16, vgg19: EdgeAwareSmoothnessLoss(),
+    "perceptual": lambda vgg16, vgg19: PerceptualLoss(layers=("relu1_2", "relu2_2"), weights=vgg16),
+    "style": lambda vgg16, vgg19: StyleLoss(layers=("relu1_1", "relu2_1"), weights=vgg19),
+    "perceptual_gradient": lambda vgg16, vgg19: PerceptualGradientLoss(layers=("relu1_2",), weights=vgg16),
+}
+"""Each loss the training tests fit, built from the VGG16 and VGG19 weights files."""
+LOSSES = list(BUILDERS)
 
 
 class LossModule(L.LightningModule):
@@ -58,7 +49,7 @@ class LossModule(L.LightningModule):
         torch.manual_seed(0)
         out_channels = 1 if loss_name == "edge_aware" else 3
         self.model = torch.nn.Conv2d(3, out_channels, 3, padding=1)
-        self.criterion = build_loss(loss_name, vgg16 and Path(vgg16), vgg19 and Path(vgg19))
+        self.criterion = BUILDERS[loss_name](vgg16 and Path(vgg16), vgg19 and Path(vgg19))
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch

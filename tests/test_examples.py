@@ -26,35 +26,16 @@ def _quiet():
 def test_deblur_gradient_loss_sharpens(tmp_path) -> None:
     import deblur
 
-    results = deblur.main(
-        [
-            "--steps",
-            "120",
-            "--image-size",
-            "32",
-            "--batch-size",
-            "8",
-            "--eval-images",
-            "16",
-            "--output-dir",
-            str(tmp_path),
-            "--quiet",
-        ]
-    )
+    args = "--steps 120 --image-size 32 --batch-size 8 --eval-images 16 --quiet".split()
+    results = deblur.main(args + ["--output-dir", str(tmp_path)])
     assert (tmp_path / "comparison.png").stat().st_size > 1000
     assert json.loads((tmp_path / "results.json").read_text()) == results
     assert set(results) == {"l1", "l1+gradient", "degraded"}
     assert set(results["l1"]) == {"psnr", "gradient_error", "ssim"}
     # both runs learned (better than the degraded input), and the gradient loss sharpened more
-    assert (
-        results["l1"]["psnr"] > results["degraded"]["psnr"]
-        and results["l1+gradient"]["psnr"] > results["degraded"]["psnr"]
-    )
-    assert (
-        results["l1+gradient"]["gradient_error"]
-        < results["l1"]["gradient_error"]
-        < results["degraded"]["gradient_error"]
-    )
+    l1, gradient, degraded = (results[k] for k in ("l1", "l1+gradient", "degraded"))
+    assert l1["psnr"] > degraded["psnr"] and gradient["psnr"] > degraded["psnr"]
+    assert gradient["gradient_error"] < l1["gradient_error"] < degraded["gradient_error"]
     for run, columns in (("l1", {"l1", "loss"}), ("l1_gradient", {"l1", "gradient", "loss"})):
         rows = list(csv.DictReader(open(tmp_path / "logs" / run / "metrics.csv")))
         assert columns <= set(rows[0]) and len(rows) == 12  # logged every 10 of the 120 steps
@@ -92,9 +73,8 @@ def test_deblur_photographs_load_offline_and_train_apart_from_held_out() -> None
     assert torch.equal(clean, deblur.DegradedImages(3, 32, seed=1, photos=deblur.TRAIN_PHOTOS)[2][1])
     assert clean.shape == degraded.shape == (3, 32, 32) and 0 <= float(clean.min()) and float(clean.max()) <= 1
     # the degradation blurs: less gradient energy, the same mean
-    assert float(deblur.sobel_magnitude(degraded[None]).mean()) < 0.8 * float(
-        deblur.sobel_magnitude(clean[None]).mean()
-    )
+    blurred, sharp = (float(deblur.sobel_magnitude(t[None]).mean()) for t in (degraded, clean))
+    assert blurred < 0.8 * sharp
     assert abs(float(degraded.mean() - clean.mean())) < 0.02
 
 
@@ -105,18 +85,8 @@ def test_deblur_ssim_matches_scikit_image() -> None:
     torch.manual_seed(0)
     x = torch.rand(3, 3, 40, 48, dtype=torch.float64)
     y = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
-    reference = [
-        structural_similarity(
-            a.numpy(),
-            b.numpy(),
-            gaussian_weights=True,
-            sigma=1.5,
-            use_sample_covariance=False,
-            data_range=1.0,
-            channel_axis=0,
-        )
-        for a, b in zip(x, y)
-    ]
+    options = dict(gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0, channel_axis=0)
+    reference = [structural_similarity(a.numpy(), b.numpy(), **options) for a, b in zip(x, y)]
     torch.testing.assert_close(deblur.ssim(x, y), torch.tensor(reference, dtype=torch.float64))
     assert torch.allclose(deblur.ssim(x, x), torch.ones(3, dtype=torch.float64))
 

@@ -22,10 +22,8 @@ def _same(ours: tuple[torch.Tensor, ...], theirs: tuple[torch.Tensor, ...], atol
 
 
 def _rounding(x: torch.Tensor) -> float:
-    """How far two correct implementations may differ on ``x``: they sum the same terms in another order, each
-    rounded in ``x``'s precision (complex64 in float32's, even where float64 coordinates promote the result), so
-    a few ulps of the largest input, over the smallest step the strategies draw (0.25): near a cancellation that
-    is far more than a relative tolerance of the result allows."""
+    """How far two correct implementations may differ on ``x`` (the same terms summed in another order): a few
+    ulps of its largest value over the smallest step the strategies draw (0.25); complex64 in float32's precision."""
     precision = x.real.dtype if x.is_floating_point() or x.is_complex() else torch.float32
     return max(1e-6, 8 * torch.finfo(precision).eps * float(x.abs().max()) / 0.25) if x.numel() else 1e-6
 
@@ -79,10 +77,8 @@ def _spacing_for(draw: Any, shape: tuple[int, ...], dims: list[int], kind: str, 
     coords = []
     for d in dims:
         steps = draw(st.lists(st.floats(0.25, 3.0), min_size=shape[d] - 1, max_size=shape[d] - 1))
-        c = torch.tensor([0.0] + steps, dtype=torch.float64).cumsum(0)
-        coords.append(
-            c.to(draw(st.sampled_from([torch.float32, torch.float64, torch.int64]))) if kind == "coords" else c
-        )
+        dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.int64]))
+        coords.append(torch.tensor([0.0] + steps, dtype=torch.float64).cumsum(0).to(dtype))
     return coords
 
 
@@ -111,9 +107,7 @@ def torch_gradient_calls(draw: Any) -> tuple[torch.Tensor, dict[str, Any]]:
     kwargs: dict[str, Any] = {"edge_order": edge_order}
     if dim is not None:
         kwargs["dim"] = dim
-    spacing = _spacing_for(
-        draw, shape, dims, kind, complex_ok=dtype != torch.float16
-    )  # torch has no complex-half division
+    spacing = _spacing_for(draw, shape, dims, kind, complex_ok=dtype != torch.float16)  # no complex-half division
     if spacing is not None:
         kwargs["spacing"] = spacing
     return x, kwargs
@@ -155,11 +149,8 @@ def test_bitwise_equal_on_uniform_grids_and_to_rounding_on_coordinates(edge_orde
     assert torch.equal(ours[..., [0, -1]], theirs[..., [0, -1]])
 
 
-def test_integer_and_complex_input() -> None:
-    _same(gradient(T, spacing=2), torch.gradient(T, spacing=2))
-    assert gradient(T)[0].dtype == torch.get_default_dtype()
+def test_complex_gradcheck() -> None:
     z = torch.randn(4, 5, dtype=torch.complex128, requires_grad=True)
-    _same(gradient(z, edge_order=2), torch.gradient(z.detach(), edge_order=2))
     assert torch.autograd.gradcheck(lambda z: gradient(z, spacing=[0.5, 2.0]), z)
 
 

@@ -9,16 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import EXECUTORS, Outputs, assert_rounded_once, autograd_run, on_executor
-from references import PADDINGS, pad
+from references import PADDINGS, naive_gradients, pad, second_order_kernels
 
 from torchgrad import hessian
 from torchgrad._filters import build_operator
 from torchgrad._registry import REGISTRY
 
-SECOND = torch.tensor([1.0, -2.0, 1.0], dtype=torch.float64)
-SMOOTH = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64)
-DIFF = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
-KERNELS = [SECOND[:, None] * SMOOTH[None, :], DIFF[:, None] * DIFF[None, :], SMOOTH[:, None] * SECOND[None, :]]
 CV2_BORDERS = {
     "reflect": cv2.BORDER_REFLECT_101,
     "replicate": cv2.BORDER_REPLICATE,
@@ -28,15 +24,13 @@ CV2_BORDERS = {
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
-def test_matches_padded_convolution(padding: str) -> None:
+@pytest.mark.parametrize("normalized", [False, True])
+def test_matches_padded_convolution(padding: str, normalized: bool) -> None:
     x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
-    xp = pad(x, 1, padding, 2)
-    refs = [F.conv2d(xp, k.expand(3, 1, 3, 3), groups=3) for k in KERNELS]
-    for normalized, scale in ((False, 1), (True, 4)):
-        outputs = hessian(x, padding=padding, normalized=normalized)
-        assert len(outputs) == 3
-        for ours, ref in zip(outputs, refs):
-            torch.testing.assert_close(ours, ref / scale)
+    outputs = hessian(x, padding=padding, normalized=normalized)
+    assert len(outputs) == 3
+    for ours, ref in zip(outputs, naive_gradients(x, "hessian", padding, normalized)):
+        torch.testing.assert_close(ours, ref)
 
 
 @pytest.mark.parametrize("padding", list(CV2_BORDERS))
@@ -71,7 +65,7 @@ def test_half_precision_is_rounded_once(
     generator = torch.Generator().manual_seed(0)
     batch = 1 if executor == "triton" else 3  # 3 images: uneven slabs of 2 and 1; one under the interpreter
     x, *grads = (torch.randn(batch, 1, 16, 16, generator=generator, dtype=torch.float64).to(dtype) for _ in range(4))
-    kernels = torch.stack(KERNELS)[:, None]
+    kernels = torch.stack(second_order_kernels("hessian", 2, torch.float64))[:, None]  # dyy, dyx, dxx
 
     def convolution(t: torch.Tensor) -> Outputs:
         flat = t.reshape(-1, 1, *t.shape[-2:])

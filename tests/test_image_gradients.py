@@ -1,4 +1,5 @@
-"""image_gradients: TensorFlow's semantics, torchmetrics parity, volumes, integer input."""
+"""image_gradients: torchmetrics parity, volumes, integer and complex input (TensorFlow's own example:
+tests/test_tf_compat.py; NaN and inf: tests/test_nonfinite.py)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,6 @@ import torch
 import torchmetrics.functional.image as tm_image
 
 from torchgrad import image_gradients
-
-
-def test_tensorflow_reference_example() -> None:
-    """The 5x5 example of the tf.image.image_gradients page (whose printed 'dx' is really dy)."""
-    image = torch.arange(25, dtype=torch.float32).reshape(1, 1, 5, 5)
-    dy, dx = image_gradients(image)
-    expected_dy = torch.tensor([[5.0] * 5] * 4 + [[0.0] * 5])
-    expected_dx = torch.tensor([[1.0, 1.0, 1.0, 1.0, 0.0]] * 5)
-    assert torch.equal(dy[0, 0], expected_dy)
-    assert torch.equal(dx[0, 0], expected_dx)
-
-
-def test_matches_forward_differences() -> None:
-    x = torch.randn(2, 3, 6, 7, dtype=torch.float64)
-    dy, dx = image_gradients(x)
-    assert torch.equal(dy[..., :-1, :], x[..., 1:, :] - x[..., :-1, :])
-    assert torch.equal(dx[..., :, :-1], x[..., :, 1:] - x[..., :, :-1])
-    assert dy[..., -1, :].eq(0).all() and dx[..., :, -1].eq(0).all()
 
 
 def test_matches_torchmetrics() -> None:
@@ -48,15 +31,6 @@ def test_unbatched_and_single_pixel_axes() -> None:
     assert torch.equal(dx[0, :-1], x[0, 1:] - x[0, :-1])
     dy, dx = image_gradients(torch.randn(3, 1, 1))
     assert dy.eq(0).all() and dx.eq(0).all()
-
-
-def test_infinite_values_stay_out_of_the_zero_border() -> None:
-    """As TensorFlow concatenates zeros, the last row is 0 even next to inf (never NaN)."""
-    x = torch.zeros(1, 1, 3, 3)
-    x[0, 0, 2, 2] = float("inf")
-    dy, dx = image_gradients(x)
-    assert dy[0, 0, 2].eq(0).all() and dx[0, 0, :, 2].eq(0).all()
-    assert dy[0, 0, 1, 2] == float("inf")
 
 
 def test_integer_input_converted_to_double_is_exact() -> None:

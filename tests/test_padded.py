@@ -19,8 +19,7 @@ OPS = sorted(LINEAR_OPERATORS)
 
 @pytest.fixture(autouse=True)
 def _cpu_executors(monkeypatch: pytest.MonkeyPatch) -> None:
-    """These tests are about the CPU executors: CPU tensors take them even where the environment sends CPU
-    tensors to the Triton kernels (``TORCHGRAD_FORCE_TRITON=1``)."""
+    """CPU tensors take the CPU executors even where ``TORCHGRAD_FORCE_TRITON=1`` sends them to the kernels."""
     monkeypatch.delenv("TORCHGRAD_FORCE_TRITON", raising=False)
 
 
@@ -48,9 +47,8 @@ def _shapes(spatial: int, small: int) -> list[tuple[int, ...]]:
 @pytest.mark.parametrize("route", ["F.pad", "workspace"])
 @pytest.mark.parametrize("op", OPS)
 def test_padded_executor_matches_the_border_rows(op: str, route: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Values and vector-Jacobian products within a few ulps of float64: the terms near the edges are summed in
-    another order, nothing else differs. Padded by ``torch.nn.functional.pad`` where it pads as torchgrad does
-    (small slabs), and into the workspace's buffer (every mode and reach)."""
+    """Values and vector-Jacobian products within a few ulps of float64 (terms near the edges summed in another
+    order); padded by ``F.pad`` where it pads as torchgrad does (small slabs), or into the workspace's buffer."""
     if route == "workspace":
         monkeypatch.setattr(_padded, "FRESH_BYTES", 0)
     fn, spatial, small = LINEAR_OPERATORS[op]
@@ -110,8 +108,7 @@ TAKERS = {
 @pytest.mark.parametrize("size", [16, 600])
 def test_float_inputs_take_it(name: str, size: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """Small and large (several slabs) float32 inputs; a small contiguous input in one call without a workspace
-    (a loss passes its own to the slabs of its forward; its backward computes ``A (x - y)`` again, in one call
-    for one slab)."""
+    (a loss passes its own to its forward's slabs; its backward computes ``A (x - y)`` again, in one call)."""
     calls = _taken(monkeypatch)
     x = torch.rand(2, 3, size, size, requires_grad=True)
     out = TAKERS[name](x)

@@ -1,6 +1,6 @@
-"""The shared stencil: 1 to 7 taps, every padding mode against padded convolutions and ``numpy.pad`` (sizes
-below the kernel included), its adjoint the exact (conjugate) transpose of its matrix for every padding, size
-and kind of weight, and size-free descriptions under ``torch.compile(dynamic=True)``."""
+"""The shared stencil: 1 to 7 taps, every padding mode against padded convolutions, ``numpy.pad`` (sizes below the
+kernel included) and SciPy, its adjoint the exact (conjugate) transpose of its matrix for every padding, size and
+kind of weight, and size-free descriptions under ``torch.compile(dynamic=True)``."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ import pytest
 import scipy.ndimage
 import torch
 import torch.nn.functional as F
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from references import PADDINGS, pad
 
 import torchgrad
@@ -31,10 +29,6 @@ ALL_TAPS = [taps for group in TAPS.values() for taps in group]
 def _matrix(stencil: Stencil, n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Column k is A e_k."""
     return stencil.apply(torch.eye(n, dtype=dtype)).t()
-
-
-def _adjoint_matrix(stencil: Stencil, n: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    return stencil.adjoint(torch.eye(n, dtype=dtype)).t()
 
 
 def _correlate(x: torch.Tensor, taps: tuple[int, ...], padding: str) -> torch.Tensor:
@@ -62,12 +56,15 @@ def test_border_rows_are_the_rows_folded_for_each_size(padding: str) -> None:
 @pytest.mark.parametrize("padding", MODES)
 @pytest.mark.parametrize("n", range(1, 10))
 def test_adjoint_is_the_transpose(padding: str, n: int) -> None:
+    """Eager and traceable, exactly (a divisor of 4 rounds nothing)."""
     if padding == "reflect" and n < 2:
         pytest.skip("reflect padding needs two samples")
     for taps in ALL_TAPS:
         stencil = padded_stencil(-1, taps, padding, divisor=4)
         a = _matrix(stencil, n)
-        torch.testing.assert_close(_adjoint_matrix(stencil, n), a.t(), rtol=0, atol=0, msg=str(taps))
+        for traceable in (False, True):
+            adjoint = stencil.adjoint(torch.eye(n, dtype=torch.float64), traceable=traceable).t()
+            torch.testing.assert_close(adjoint, a.t(), rtol=0, atol=0, msg=str(taps))
 
 
 @pytest.mark.parametrize("padding", PADDINGS)
@@ -109,33 +106,15 @@ def test_two_axes_match_conv2d(padding: str) -> None:
         torch.testing.assert_close(op.apply(x, traceable=traceable)[0], expected)
 
 
-@pytest.mark.parametrize("padding", PADDINGS)
-@pytest.mark.parametrize("n", range(1, 8))
-def test_seven_taps_on_short_axes(padding: str, n: int) -> None:
-    """Sizes 1..7 with 7 taps: reflect refuses a single sample; every other size and mode is ``numpy.pad``'s."""
-    taps = (1, -2, 3, 5, -7, 11, 2)
-    stencil = padded_stencil(-1, taps, padding)
-    x = torch.randn(2, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
-    if padding == "reflect" and n == 1:
-        with pytest.raises(ValueError, match="reflect padding needs at least 2 samples"):
-            stencil.apply(x)
-        return
-    torch.testing.assert_close(stencil.apply(x), _correlate(x, taps, padding))
-
-
-@pytest.mark.parametrize("k", [3, 5, 7])
-@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 11])
-def test_symmetric_matches_numpy_and_scipy(k: int, n: int) -> None:
-    """Half-sample symmetric padding: ``numpy.pad(mode="symmetric")``, ``scipy.ndimage.correlate1d(mode="reflect")``."""
+@pytest.mark.parametrize("k, n", [(k, n) for k in (3, 5, 7) for n in (1, 2, 3, 5, 8, 11) if n >= k // 2])
+def test_symmetric_matches_scipy(k: int, n: int) -> None:
+    """Half-sample symmetric padding is ``scipy.ndimage.correlate1d(mode="reflect")`` on axes as long as the
+    stencil's reach (scipy folds once; shorter axes fold as ``numpy.pad`` folds, checked above)."""
     taps = (3, -1, 4, 1, -5, 9, 2)[:k]
     x = np.random.default_rng(n).normal(size=(2, n))
     y = padded_stencil(-1, taps, "symmetric").apply(torch.from_numpy(x)).numpy()
-    h = k // 2
-    xp = np.pad(x, ((0, 0), (h, h)), mode="symmetric")
-    np.testing.assert_allclose(y, sum(taps[t] * xp[:, t : t + n] for t in range(k)), rtol=1e-12, atol=1e-12)
-    if n >= h:  # scipy's "reflect" folds once; past a shorter axis it differs from a repeated reflection
-        expected = scipy.ndimage.correlate1d(x, np.array(taps, dtype=np.float64), axis=-1, mode="reflect")
-        np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
+    expected = scipy.ndimage.correlate1d(x, np.array(taps, dtype=np.float64), axis=-1, mode="reflect")
+    np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 
 
 def test_sobel_symmetric_matches_scipy() -> None:
@@ -143,27 +122,6 @@ def test_sobel_symmetric_matches_scipy() -> None:
     dy, dx = torchgrad.sobel(torch.from_numpy(image), padding="symmetric")
     np.testing.assert_allclose(dy.numpy(), scipy.ndimage.sobel(image, axis=0, mode="reflect"), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx.numpy(), scipy.ndimage.sobel(image, axis=1, mode="reflect"), rtol=1e-12, atol=1e-12)
-
-
-@settings(max_examples=30)
-@given(
-    n=st.integers(1, 12),
-    taps=st.sampled_from(ALL_TAPS),
-    padding=st.sampled_from(MODES),
-    divisor=st.sampled_from([1, 3, 0.5]),
-    seed=st.integers(0, 2**16),
-)
-def test_adjoint_identity(n: int, taps: tuple[int, ...], padding: str, divisor: float, seed: int) -> None:
-    """``<A x, g> == <x, A^T g>`` in float64, on two axes so that the stencil acts along a middle one."""
-    if padding == "reflect" and n < 2:
-        n = 2
-    g = torch.Generator().manual_seed(seed)
-    stencil = padded_stencil(-2, taps, padding, divisor=divisor)
-    x = torch.randn(2, n, 3, dtype=torch.float64, generator=g)
-    cot = torch.randn(2, n, 3, dtype=torch.float64, generator=g)
-    lhs = (stencil.apply(x) * cot).sum()
-    for traceable in (False, True):
-        torch.testing.assert_close((x * stencil.adjoint(cot, traceable=traceable)).sum(), lhs)
 
 
 @pytest.mark.parametrize("padding", MODES)
@@ -228,7 +186,7 @@ def test_per_row_and_complex_weights(n: int) -> None:
     last = Row(((-1, -1.0), (-min(3, n), 3.0)), divisor=torch.tensor(0.5, dtype=torch.float64))
     stencil = Stencil(-1, taps, 3.0, (first,), (last,))
     a = _matrix(stencil, n, torch.complex128)
-    torch.testing.assert_close(_adjoint_matrix(stencil, n, torch.complex128), a.conj().t())
+    torch.testing.assert_close(stencil.adjoint(torch.eye(n, dtype=torch.complex128)).t(), a.conj().t())
     x = torch.randn(n, dtype=torch.complex128, generator=g)
     torch.testing.assert_close(stencil.apply(x), a @ x)
     torch.testing.assert_close(stencil.apply(x, traceable=True), a @ x)

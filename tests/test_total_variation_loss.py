@@ -37,13 +37,10 @@ def test_matches_naive_autograd(p: int, isotropic: bool, reduction: str, shape: 
     )
 
 
-def test_known_value_and_flat_image() -> None:
+def test_known_value() -> None:
     image = torch.zeros(1, 1, 3, 3)
     image[..., 1, 1] = 1.0
     assert total_variation_loss(image, reduction="sum") == 4.0
-    flat = torch.ones(1, 1, 4, 4, requires_grad=True)
-    total_variation_loss(flat, isotropic=True).backward()
-    assert torch.isfinite(flat.grad).all()
 
 
 def test_gradcheck_and_saved_memory() -> None:
@@ -81,17 +78,11 @@ def test_compiled_style_transfer_step() -> None:
     torch.testing.assert_close(g, g_eager)
 
 
-def test_repr() -> None:
-    assert (
-        repr(TotalVariationLoss(isotropic=True))
-        == "TotalVariationLoss(p=1, isotropic=True, reduction='mean', eps=1e-08)"
-    )
-
-
-def test_isotropic_float16_on_a_flat_image() -> None:
-    """eps = 1e-8 underflows in float16: the isotropic form is computed in float32."""
-    x = torch.zeros(1, 1, 8, 8, dtype=torch.float16, requires_grad=True)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_isotropic_on_a_flat_image(dtype: torch.dtype) -> None:
+    """sqrt(eps) and a finite gradient; eps = 1e-8 underflows in float16, where the form is computed in float32."""
+    x = torch.zeros(1, 1, 8, 8, dtype=dtype, requires_grad=True)
     loss = total_variation_loss(x, isotropic=True)
     loss.backward()
-    assert loss.dtype == torch.float16 and loss.item() == pytest.approx(1e-4, rel=1e-2)
+    assert loss.dtype == dtype and loss.item() == pytest.approx(1e-4, rel=1e-2)
     assert torch.isfinite(x.grad.float()).all()

@@ -1,4 +1,5 @@
-"""VGGFeatures: layer names, values against torchvision, truncation, weights, freezing, checkpoints."""
+"""VGGFeatures: layer names, values against torchvision, truncation, weights, freezing, checkpoints (input_range
+and repeat_grey: tests/test_module_twins.py)."""
 
 from __future__ import annotations
 
@@ -45,15 +46,6 @@ def test_matches_full_torchvision_vgg(vgg_files, network: str, layers: list[str]
     g_ours = torch.autograd.grad(sum((ours[k] * probe[k]).sum() for k in layers), x)[0]
     g_ref = torch.autograd.grad(sum((ref[k] * probe[k]).sum() for k in layers), x)[0]
     torch.testing.assert_close(g_ours, g_ref, rtol=1e-5, atol=1e-6)
-
-
-def test_input_range_mapping(vgg_files) -> None:
-    x = torch.rand(1, 3, 32, 32, dtype=torch.float64)
-    a = VGGFeatures(layers=("relu2_1",), weights=vgg_files["vgg16"]["features"]).double()(x)
-    b = VGGFeatures(layers=("relu2_1",), weights=vgg_files["vgg16"]["features"], input_range=(-1.0, 1.0)).double()(
-        x * 2 - 1
-    )
-    torch.testing.assert_close(a["relu2_1"], b["relu2_1"])
 
 
 def test_truncated_after_the_deepest_layer(vgg_files) -> None:
@@ -153,12 +145,9 @@ def test_frozen_eval_and_out_of_the_state_dict(vgg_files) -> None:
     assert host.vgg.net[0].weight.dtype == torch.float64 and host.vgg.scale.dtype == torch.float64
 
 
-def test_smallest_input_and_a_repeated_grey_channel(vgg_files) -> None:
+def test_smallest_input(vgg_files) -> None:
     vgg = VGGFeatures(layers=("relu3_1",), weights=vgg_files["vgg16"]["features"])
     assert vgg(torch.rand(1, 3, 4, 4))["relu3_1"].shape[-2:] == (1, 1)  # two poolings before relu3_1
-    grey = VGGFeatures(layers=("relu1_1",), weights=vgg_files["vgg16"]["features"], repeat_grey=True)
-    g = torch.rand(1, 1, 16, 16)
-    assert torch.equal(grey(g)["relu1_1"], grey(g.expand(-1, 3, -1, -1))["relu1_1"])
 
 
 def test_out_of_range_input_warns_once(vgg_files) -> None:
