@@ -177,3 +177,23 @@ def test_gradients_reach_coordinate_spacing() -> None:
         g_theirs = torch.autograd.grad((theirs * probe).sum(), (x, coords))
         for a, b in zip(g_ours, g_theirs):
             torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype, h", [(torch.float32, 0.3), (torch.int64, 2), (torch.float32, 2 + 1j)])
+def test_a_0d_tensor_spacing_is_never_read_on_the_host(
+    dtype: torch.dtype, h: complex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 0-d tensor spacing divides as a tensor: torch.gradient's values and dtypes bit for bit, with no
+    ``Tensor.item`` (a host synchronisation on a GPU), a gradient for the spacing and no graph break."""
+    x = (torch.randn(4, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 10).to(dtype)
+    spacing = torch.tensor(h, dtype=torch.complex64 if isinstance(h, complex) else torch.float64)
+    expected = torch.gradient(x, spacing=spacing, edge_order=2)
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: pytest.fail("the spacing was read on the host"))
+    for ours, theirs in zip(gradient(x, spacing=spacing, edge_order=2), expected):
+        assert ours.dtype == theirs.dtype and torch.equal(ours, theirs)
+    if dtype.is_floating_point:
+        step = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+        (dh,) = torch.autograd.grad(sum(o.sum() for o in gradient(x, spacing=step)), step)
+        torch.testing.assert_close(dh.float(), -sum(o.sum() for o in torch.gradient(x, spacing=0.5)) / 0.5)
+        compiled = torch.compile(lambda x, h: gradient(x, spacing=h), fullgraph=True)
+        _same(compiled(x, torch.tensor(0.25)), torch.gradient(x, spacing=0.25))

@@ -458,14 +458,15 @@ def _is_scalar(value: Any) -> bool:
 
 
 def check_spacing(caller: str, name: str, value: Any) -> Any:
-    """``torch.gradient``'s spacing: ``None`` (1), a number or 0-d tensor (as a number), or a list or
-    tuple of numbers or of tensors (as a list). Bools are not numbers here."""
+    """``torch.gradient``'s spacing: ``None`` (1), a number or 0-d tensor (kept as a tensor, so that its value
+    is never read on the host), or a list or tuple of numbers or of tensors (as a list). Bools are not numbers
+    here."""
     message = f"{caller}: `{name}` must be a number, a list of numbers or a list of 1-D coordinate tensors"
     if value is None:
         return 1
     if isinstance(value, Tensor):
         if value.dim() == 0 and value.dtype != torch.bool:
-            return value.item()
+            return value
         raise TypeError(
             f"{message}, got a tensor of shape {tuple(value.shape)} and dtype {value.dtype} "
             "(pass coordinates as a list or tuple of tensors)"

@@ -47,9 +47,10 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
             ``torch.gradient`` takes them, and wrap around near its limits (``int8``: ``127 - (-128)``
             is ``-1``); convert such input first. Other dtypes (bool, unsigned, float8, complex32) and
             layouts (sparse) raise :class:`GradientError`.
-        spacing: a scalar (the distance between samples along every dimension), one scalar per
-            dimension, or one 1-D tensor of coordinates per dimension (a non-uniform grid); ``None``
-            is 1.
+        spacing: a scalar (the distance between samples along every dimension: a number, or a 0-d
+            tensor, which is never read on the host, and receives a gradient where it requires one), one
+            scalar per dimension, or one 1-D tensor of coordinates per dimension (a non-uniform grid);
+            ``None`` is 1.
         dim: the dimension(s) to differentiate along, ints as torch takes them (NumPy integers and
             0-d integer tensors too); every dimension when ``None``.
         edge_order: 1 or 2, the order of accuracy at the ends.
@@ -86,7 +87,7 @@ def gradient(input: Tensor, *, spacing: Spacing = 1, dim: Dim = None, edge_order
         return ()
     stencils = [
         _coordinate_stencil(input, d, h, edge_order)
-        if isinstance(h, Tensor)
+        if isinstance(h, Tensor) and h.dim() == 1
         else _uniform_stencil(input, d, h, edge_order)
         for d, h in zip(dims, steps)
     ]
@@ -110,17 +111,21 @@ def _result_dtype(input: Tensor, weight_dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype.is_floating_point or dtype.is_complex else torch.get_default_dtype()
 
 
-def _scalar_result_dtype(dtype: torch.dtype, h: Union[int, float, complex]) -> torch.dtype:
-    """The dtype of ``input / h`` (true division), as ``torch.result_type`` gives it, traceable by Dynamo."""
-    if isinstance(h, complex) and not dtype.is_complex:
+def _scalar_result_dtype(dtype: torch.dtype, h: Union[int, float, complex, Tensor]) -> torch.dtype:
+    """The dtype of ``input / h`` (true division; a 0-d tensor ``h`` as the number it holds), as
+    ``torch.result_type`` gives it, traceable by Dynamo."""
+    if (h.is_complex() if isinstance(h, Tensor) else isinstance(h, complex)) and not dtype.is_complex:
         real = dtype if dtype.is_floating_point else torch.get_default_dtype()
         return {torch.float16: torch.complex32, torch.float64: torch.complex128}.get(real, torch.complex64)
     return dtype if dtype.is_floating_point or dtype.is_complex else torch.get_default_dtype()
 
 
-def _uniform_stencil(input: Tensor, dim: int, h: Union[int, float, complex], edge_order: int) -> Stencil:
-    """Central differences of step ``h`` along ``dim``, for any size there (the border rows count from the ends)."""
+def _uniform_stencil(input: Tensor, dim: int, h: Union[int, float, complex, Tensor], edge_order: int) -> Stencil:
+    """Central differences of step ``h`` along ``dim``, for any size there (the border rows count from the ends).
+    A 0-d tensor ``h`` divides as a tensor: its value is never read on the host."""
     dtype = _scalar_result_dtype(input.dtype, h)
+    if isinstance(h, Tensor) and h.device != input.device and h.device.type != "cpu":
+        h = h.to(input.device)  # (a CPU 0-d tensor divides a tensor on any device)
     if edge_order == 1:
         first = Row(((0, -1), (1, 1)), h)
         last = Row(((-2, -1), (-1, 1)), h)
