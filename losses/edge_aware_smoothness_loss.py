@@ -12,6 +12,7 @@ from torchgrad._internal import (
     forward_difference_operator,
 )
 
+from ._autocast import autocast_off, autocast_pair
 from ._fused import FusedLoss, reduced_penalty
 from ._penalties import EdgeAware
 
@@ -47,7 +48,7 @@ def edge_aware_smoothness_loss(
 
     Returns:
         A scalar, or with ``reduction="none"`` the per-element loss stacked as ``(N, C, 2, H, W)``
-        (``(dy, dx)`` terms), in the disparity's dtype.
+        (``(dy, dx)`` terms), in the disparity's dtype (under autocast, at least float32, as the other losses).
 
     Example:
         >>> image = torch.rand(2, 3, 8, 8)
@@ -69,6 +70,12 @@ def edge_aware_smoothness_loss(
             f"got shapes {tuple(disparity.shape)} and {tuple(image.shape)}"
         )
     check_same_device(caller, "image", image, "disparity", disparity)
+    disparity, image = autocast_pair(disparity, image)
+    with autocast_off(disparity.device):
+        return _edge_aware(caller, disparity, image, normalize, reduction)
+
+
+def _edge_aware(caller: str, disparity: Tensor, image: Tensor, normalize: bool, reduction: str) -> Tensor:
     if normalize:  # in the standard layout (a copy only for another one): its sums are the same whatever the layout
         disparity = disparity.contiguous()
         disparity = disparity / (disparity.mean(dim=(2, 3), keepdim=True) + 1e-7)

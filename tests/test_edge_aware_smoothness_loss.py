@@ -94,3 +94,15 @@ def test_saves_no_more_than_the_normalized_disparity() -> None:
     for normalize, limit in ((False, 0), (True, disp.numel() * 4 + 64)):
         call = lambda: edge_aware_smoothness_loss(disp, image, normalize=normalize)  # noqa: E731
         assert saved_bytes(call, (disp, image)) <= limit
+
+
+def test_autocast() -> None:
+    """Under CPU autocast a bfloat16 disparity gives a float32 loss, as the other losses do, equal to the loss of
+    the disparity and image in float32; a float64 disparity keeps float64."""
+    disparity, image = torch.rand(2, 1, 12, 12).bfloat16(), torch.rand(2, 3, 12, 12).bfloat16()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = edge_aware_smoothness_loss(disparity, image)
+    assert loss.dtype == torch.float32
+    assert loss == edge_aware_smoothness_loss(disparity.float(), image.float())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert edge_aware_smoothness_loss(disparity.double(), image.double()).dtype == torch.float64
