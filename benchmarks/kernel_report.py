@@ -356,10 +356,15 @@ def _torch_ops(recorder: _Recorder) -> Any:
 def capture(
     names: Optional[Sequence[str]], dtypes: Sequence[str], shape: tuple[int, ...], volume: tuple[int, ...], kinds: bool
 ) -> Json:
-    """Runs the calls (those named, or every kind with ``kinds``) forward and backward, recording the launches."""
+    """Runs the calls (those named, or every kind with ``kinds``) forward and backward, recording the launches
+    (with ``kinds``, every configuration a GPU may tune an operator kernel's launch to)."""
     if os.environ.get("TRITON_INTERPRET") != "1" or os.environ.get("TORCHGRAD_FORCE_TRITON") != "1":
         raise RuntimeError("the capture runs under TRITON_INTERPRET=1 TORCHGRAD_FORCE_TRITON=1")
     from triton.runtime.interpreter import InterpretedFunction
+
+    from torchgrad._triton import launch
+
+    launch.TRY_EVERY_CONFIG = kinds
 
     recorder = _Recorder()
     InterpretedFunction.run = lambda self, *a, **k: recorder(self, *a, **k)

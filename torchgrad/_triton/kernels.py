@@ -18,7 +18,9 @@ wrapped). Explicit border rows that read farther than ``R`` samples add two far 
 
 Each program takes one of two paths (a uniform branch). A tile whose rows (columns, for ``A^T``) lie
 within the plan's margins reaches no border: it runs the interior taps (the ``INTERIOR`` rule) on
-unfolded indices with unmasked loads and stores. On the other tiles every sample index is folded by
+unfolded indices with unmasked loads and stores; ``A`` loads each row segment of it along x once, with the
+segments 16 bytes before and after it, and puts the x slots together in registers
+(:func:`_x_slots_in_registers`). On the other tiles every sample index is folded by
 comparisons and clamped into its axis, so the loads of a tile that reaches past the edge stay inside the
 tensor without a mask; masks only zero the samples that zero padding leaves out, and keep stores (and the
 cotangent's load) to the tile's own elements (rows that valid borders zero are zeroed by the arithmetic,
@@ -45,6 +47,10 @@ from .rows import VALID as _VALID
 from .rows import ZEROS as _ZEROS
 from .rows import row_weight as _row_weight
 from .rows import valid_rows as _valid_rows
+
+MAX_X_REACH: tl.constexpr = tl.constexpr(24)
+"""How far (in elements) the x slots an interior tile puts together in registers may reach: three 16-byte
+vectors of a 2-byte dtype."""
 
 
 @triton.jit
@@ -187,13 +193,30 @@ def _inside(start, n, BLOCK: tl.constexpr, MARGIN: tl.constexpr):
 
 @triton.jit
 def interior(tile, sizes, MARGINS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
-              BLOCK_W: tl.constexpr):  # fmt: skip
-    """Whether the tile takes the interior path: every axis's rows within its margins (a uniform branch)."""
-    return (
+              BLOCK_W: tl.constexpr, X_REACH: tl.constexpr = 0):  # fmt: skip
+    """Whether the tile takes the interior path: every axis's rows within its margins, and its x slots'
+    loads within ``X_REACH`` elements of it inside the axis (a uniform branch)."""
+    inside = (
         _inside(tile[5], sizes[1], BLOCK_D, MARGINS[0])
         & _inside(tile[6], sizes[2], BLOCK_H, MARGINS[1])
         & _inside(tile[7], sizes[3], BLOCK_W, MARGINS[2])
     )
+    if X_REACH > 0:
+        inside = inside & _inside(tile[7], sizes[3], BLOCK_W, (X_REACH, X_REACH))
+    return inside
+
+
+@triton.jit
+def x_reach(x_ptr, P: tl.constexpr, BLOCK_W: tl.constexpr):
+    """How far beyond an interior tile :func:`_x_slots_in_registers` loads along x (``K`` vectors of ``V``
+    elements, 16 bytes), or 0 where the tile loads its x slots one by one (a slot a load): the former where
+    the slots reach at most ``MAX_X_REACH`` elements, lanes are no farther apart than a vector's elements and the
+    tile holds a vector."""
+    V: tl.constexpr = 128 // x_ptr.dtype.element_ty.primitive_bitwidth
+    R: tl.constexpr = P.RADII[2]
+    K: tl.constexpr = (R * P.STEP + V - 1) // V
+    REACH: tl.constexpr = K * V if R > 0 and R * P.STEP <= MAX_X_REACH and P.STEP <= V and V <= BLOCK_W else 0
+    return REACH
 
 
 @triton.jit
@@ -216,26 +239,104 @@ def offsets(tile, strides):
 
 
 @triton.jit
-def _x_pass(
-    ptrs, t_ptrs, mask, zero, xs, xm, cols, W, sx,
-    MODE: tl.constexpr, R: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, CHAINS: tl.constexpr,
-    STENCIL_WEIGHTS: tl.constexpr, NONZERO: tl.constexpr, ACC: tl.constexpr, SUBTRACT: tl.constexpr,
-):  # fmt: skip
-    """Loads the x slots of one (z, y) slot (with ``SUBTRACT``, minus the same samples at ``t_ptrs``, the
-    difference formed in ``ACC``) and applies every chain's x operator."""
+def _split_lanes(v, V: tl.constexpr):
+    """The ``V`` lanes of ``v`` (``[BD, BH, BW]``) along x, each ``[BD, BH, BW // V]``: lane ``j`` holds the
+    elements ``j, V + j, 2 V + j, ...`` (a thread's vector of ``V`` consecutive elements, taken apart in
+    registers)."""
+    BD: tl.constexpr = v.shape[0]
+    BH: tl.constexpr = v.shape[1]
+    BW: tl.constexpr = v.shape[2]
+    if V == 2:
+        a, b = tl.split(tl.reshape(v, [BD, BH, BW // 2, 2]))
+        lanes = (a, b)
+    elif V == 4:
+        a, b = tl.split(tl.reshape(v, [BD, BH, BW // 4, 2, 2]))
+        a0, a1 = tl.split(a)
+        b0, b1 = tl.split(b)
+        lanes = (a0, b0, a1, b1)
+    else:
+        a, b = tl.split(tl.reshape(v, [BD, BH, BW // 8, 2, 2, 2]))
+        a0, a1 = tl.split(a)
+        b0, b1 = tl.split(b)
+        a00, a01 = tl.split(a0)
+        a10, a11 = tl.split(a1)
+        b00, b01 = tl.split(b0)
+        b10, b11 = tl.split(b1)
+        lanes = (a00, b00, a10, b10, a01, b01, a11, b11)
+    return lanes
+
+
+@triton.jit
+def _join_lanes(lanes, V: tl.constexpr):
+    """The inverse of :func:`_split_lanes`: ``[BD, BH, V * BW']`` from ``V`` lanes ``[BD, BH, BW']``."""
+    BD: tl.constexpr = lanes[0].shape[0]
+    BH: tl.constexpr = lanes[0].shape[1]
+    BW: tl.constexpr = lanes[0].shape[2] * V
+    if V == 2:
+        v = tl.join(lanes[0], lanes[1])
+    elif V == 4:
+        v = tl.join(tl.join(lanes[0], lanes[2]), tl.join(lanes[1], lanes[3]))
+    else:
+        v = tl.join(
+            tl.join(tl.join(lanes[0], lanes[4]), tl.join(lanes[2], lanes[6])),
+            tl.join(tl.join(lanes[1], lanes[5]), tl.join(lanes[3], lanes[7])),
+        )
+    return tl.reshape(v, [BD, BH, BW])
+
+
+@triton.jit
+def _x_slots_in_registers(ptrs, t_ptrs, cols, sx, R: tl.constexpr, USED: tl.constexpr, STEP: tl.constexpr,
+                          V: tl.constexpr, ACC: tl.constexpr, SUBTRACT: tl.constexpr, zero):  # fmt: skip
+    """The x slots of an interior tile from the loads of the tile's row segment and of the ``K`` segments of
+    ``V`` elements (16 bytes: aligned vectors) before and after it that its reach covers, each slot put together
+    in registers from the lanes it reads, where one load per slot would read each sample ``2 R + 1`` times (and,
+    shifted off the vectors' alignment, element by element)."""
+    K: tl.constexpr = (R * STEP + V - 1) // V
+    segments = ()
+    for q in tl.static_range(2 * K + 1):
+        v = tl.load(ptrs + (cols + (q - K) * V) * sx).to(ACC)
+        if SUBTRACT:
+            v -= tl.load(t_ptrs + (cols + (q - K) * V) * sx).to(ACC)
+        segments = segments + (_split_lanes(v, V),)
     vals = ()
     for t in tl.static_range(2 * R + 1):
         v = zero
         if USED[t]:
-            if MASKED:
-                v = tl.load(ptrs + xs[t] * sx, mask=mask & xm[t], other=0.0).to(ACC)
-                if SUBTRACT:
-                    v -= tl.load(t_ptrs + xs[t] * sx, mask=mask & xm[t], other=0.0).to(ACC)
-            else:
-                v = tl.load(ptrs + xs[t] * sx).to(ACC)
-                if SUBTRACT:
-                    v -= tl.load(t_ptrs + xs[t] * sx).to(ACC)
+            lanes = ()
+            for j in tl.static_range(V):
+                # sample j + (t - R) STEP: lane (j + (t - R) STEP) mod V of segment K + its floor division by V
+                lanes = lanes + (segments[(j + (t - R) * STEP + K * V) // V][(j + (t - R) * STEP + K * V) % V],)
+            v = _join_lanes(lanes, V)
         vals = vals + (v,)
+    return vals
+
+
+@triton.jit
+def _x_pass(
+    ptrs, t_ptrs, mask, zero, xs, xm, cols, W, sx,
+    MODE: tl.constexpr, R: tl.constexpr, USED: tl.constexpr, MASKED: tl.constexpr, CHAINS: tl.constexpr,
+    STENCIL_WEIGHTS: tl.constexpr, NONZERO: tl.constexpr, ACC: tl.constexpr, SUBTRACT: tl.constexpr,
+    STEP: tl.constexpr,
+):  # fmt: skip
+    """Loads the x slots of one (z, y) slot (with ``SUBTRACT``, minus the same samples at ``t_ptrs``, the
+    difference formed in ``ACC``) and applies every chain's x operator."""
+    V: tl.constexpr = 128 // ptrs.dtype.element_ty.primitive_bitwidth  # elements in 16 bytes
+    if MODE == _INTERIOR and not MASKED and R > 0 and R * STEP <= MAX_X_REACH and STEP <= V and V <= zero.shape[2]:
+        vals = _x_slots_in_registers(ptrs, t_ptrs, cols, sx, R, USED, STEP, V, ACC, SUBTRACT, zero)
+    else:
+        vals = ()
+        for t in tl.static_range(2 * R + 1):
+            v = zero
+            if USED[t]:
+                if MASKED:
+                    v = tl.load(ptrs + xs[t] * sx, mask=mask & xm[t], other=0.0).to(ACC)
+                    if SUBTRACT:
+                        v -= tl.load(t_ptrs + xs[t] * sx, mask=mask & xm[t], other=0.0).to(ACC)
+                else:
+                    v = tl.load(ptrs + xs[t] * sx).to(ACC)
+                    if SUBTRACT:
+                        v -= tl.load(t_ptrs + xs[t] * sx).to(ACC)
+            vals = vals + (v,)
     parts = ()
     for c in tl.static_range(CHAINS):
         parts = parts + (_combine(vals, cols, W, MODE, R, STENCIL_WEIGHTS[c][2], NONZERO[c][2]),)
@@ -276,6 +377,7 @@ def _plane(
                 NONZERO,
                 ACC,
                 SUBTRACT,
+                P.STEP,
             )
         per_slot = per_slot + (parts,)
     out = ()
@@ -348,7 +450,7 @@ def _apply_kernel(
     stencils reach no border (``P.MARGINS``) runs the interior taps on unfolded, unmasked indices
     (``P.INTERIOR_MODES``); the others fold and mask."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
-    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W, x_reach(x_ptr, P, BLOCK_W)):
         _apply_tile(x_ptr, y_ptrs, tile, sizes, x_strides, y_strides, P, P.INTERIOR_MODES, False, ACC, BLOCK_D, BLOCK_H,
                     BLOCK_W)  # fmt: skip
     else:
@@ -390,7 +492,7 @@ def _magnitude_kernel(
 ):  # fmt: skip
     """The magnitude ``sqrt(sum_o (A x)_o^2 + eps)`` on one tile, the outputs never written."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
-    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W, x_reach(x_ptr, P, BLOCK_W)):
         _magnitude_tile(
             x_ptr,
             out_ptr,
@@ -431,7 +533,7 @@ def _magnitude_backward_kernel(
     """The magnitude's backward before ``A^T``: ``(A x)_o * g / magnitude`` to ``y_ptrs[o]`` on one tile
     (``g`` the magnitude's cotangent)."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
-    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W, x_reach(x_ptr, P, BLOCK_W)):
         _magnitude_backward_tile(x_ptr, g_ptr, e_ptr, y_ptrs, tile, sizes, x_strides, g_strides, y_strides, P,
                                  P.INTERIOR_MODES, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     else:
@@ -699,42 +801,30 @@ def _adjoint_part(
 
 @triton.jit
 def _adjoint_kernel(
-    g_ptrs, out_ptr, neg_ptr, sizes, g_strides, out_strides, P: tl.constexpr, NEG: tl.constexpr,
-    ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
+    g_ptrs, out_ptr, neg_ptr, f_ptr, fg_ptr, sizes, g_strides, out_strides, P: tl.constexpr, NEG: tl.constexpr,
+    FACTORS: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     """``A^T g = sum_c A_c^T g_c`` on one tile, chain ``c`` reading the cotangent of its output at
-    ``g_ptrs[c]`` with strides ``g_strides[c]``; with ``NEG``, ``-A^T g`` written to ``neg_ptr`` too (laid out
-    like ``out_ptr``: a fused loss's target gradient). A tile whose columns only interior rows read
-    (``P.ADJOINT_MARGINS``) takes the reversed taps with no border weights (``P.INTERIOR_MODES``)."""
+    ``g_ptrs[c]`` with strides ``g_strides[c]``; with ``FACTORS``, each chain's part times its output's factor
+    at ``f_ptr`` and the scalar at ``fg_ptr`` (a fused loss's scale and cotangent, applied to its int16 signs);
+    with ``NEG``, ``-A^T g`` written to ``neg_ptr`` too (laid out like ``out_ptr``: a fused loss's target
+    gradient). A tile whose columns only interior rows read (``P.ADJOINT_MARGINS``) takes the reversed taps
+    with no border weights (``P.INTERIOR_MODES``)."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
     if interior(tile, sizes, P.ADJOINT_MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
-        _adjoint_tile(
-            g_ptrs,
-            out_ptr,
-            neg_ptr,
-            tile,
-            sizes,
-            g_strides,
-            out_strides,
-            P,
-            P.INTERIOR_MODES,
-            False,
-            NEG,
-            ACC,
-            BLOCK_D,
-            BLOCK_H,
-            BLOCK_W,
-        )
+        _adjoint_tile(g_ptrs, out_ptr, neg_ptr, f_ptr, fg_ptr, tile, sizes, g_strides, out_strides, P,
+                      P.INTERIOR_MODES, False, NEG, FACTORS, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     else:
-        _adjoint_tile(g_ptrs, out_ptr, neg_ptr, tile, sizes, g_strides, out_strides, P, P.MODES, True, NEG, ACC,
-                      BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+        _adjoint_tile(g_ptrs, out_ptr, neg_ptr, f_ptr, fg_ptr, tile, sizes, g_strides, out_strides, P, P.MODES,
+                      True, NEG, FACTORS, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
 
 
 @triton.jit
 def _adjoint_tile(
-    g_ptrs, out_ptr, neg_ptr, tile, sizes, g_strides, out_strides, P: tl.constexpr, MODES: tl.constexpr,
-    BORDER: tl.constexpr, NEG: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H: tl.constexpr,
-    BLOCK_W: tl.constexpr,
+    g_ptrs, out_ptr, neg_ptr, f_ptr, fg_ptr, tile, sizes, g_strides, out_strides, P: tl.constexpr,
+    MODES: tl.constexpr,
+    BORDER: tl.constexpr, NEG: tl.constexpr, FACTORS: tl.constexpr, ACC: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr,
 ):  # fmt: skip
     """:func:`_adjoint_kernel` on a tile, under border rules ``MODES`` (``BORDER``: stores are masked)."""
     RADII: tl.constexpr = P.RADII
@@ -742,11 +832,15 @@ def _adjoint_tile(
     zr = _wide(_adjoint_rows(tile[2], sizes[1], MODES[0], RADII[0]), 2 * RADII[0] + 3)  # z offsets reach past int32
     yr = _adjoint_rows(tile[3], sizes[2], MODES[1], RADII[1])
     xr = _x_rows(tile[4], sizes[3], MODES[2], RADII[2], P.STEP)
-    acc = _adjoint_part(g_ptrs[0], tile, sizes, g_strides[0], zero, zr, yr, xr, P, MODES, 0, ACC,
-                        BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
-    for c in tl.static_range(1, P.CHAINS):
-        acc += _adjoint_part(g_ptrs[c], tile, sizes, g_strides[c], zero, zr, yr, xr, P, MODES, c, ACC,
+    acc = zero
+    for c in tl.static_range(P.CHAINS):
+        part = _adjoint_part(g_ptrs[c], tile, sizes, g_strides[c], zero, zr, yr, xr, P, MODES, c, ACC,
                              BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
+        if FACTORS:
+            part = part * tl.load(f_ptr + P.OUTPUT_OF[c]).to(ACC)
+        acc += part
+    if FACTORS:
+        acc = acc * tl.load(fg_ptr).to(ACC)
     mask = store_mask(tile, sizes, BORDER, BLOCK_D, BLOCK_H, BLOCK_W)
     at = offsets(tile, out_strides)
     tl.store(out_ptr + at, acc.to(out_ptr.dtype.element_ty), mask=mask)

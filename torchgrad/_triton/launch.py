@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+import functools
+import inspect
+from typing import Any, NamedTuple, Optional, Sequence
 
 import torch
 import triton
@@ -39,8 +41,25 @@ Block = Optional[tuple[int, int, int]]
 FLOATING = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-def launch_kernel(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
-    """Every kernel launch of the executor goes through here (a one-dimensional grid).
+class Tuning(NamedTuple):
+    """The configurations a launch of an operator kernel may take (``(tile, num_warps)``, the default first)
+    over ``layout``: :func:`launch_kernel` times them on a GPU with ``triton.autotune``."""
+
+    configs: tuple[tuple[tuple[int, int, int], int], ...]
+    layout: Layout
+
+    def grid(self, meta: dict[str, Any]) -> tuple[int]:
+        return (_programs(self.layout, (meta["BLOCK_D"], meta["BLOCK_H"], meta["BLOCK_W"])),)
+
+
+TRY_EVERY_CONFIG = False
+"""Set by the tests and the kernel report, under the interpreter: a launch with a :class:`Tuning` runs each
+of its configurations in turn (the last one's results stay) instead of none but the default."""
+
+
+def launch_kernel(kernel: Any, programs: int, *args: Any, tuning: Optional[Tuning] = None, **meta: Any) -> None:
+    """Every kernel launch of the executor goes through here (a one-dimensional grid of ``programs``, the
+    tile and ``NUM_WARPS`` in ``meta``; or, with ``tuning``, the fastest of its configurations on a GPU).
 
     Triton compiles a kernel at its first launch for each specialisation; where it cannot compile or load
     it on this device (:func:`~torchgrad._executor.compile_failure`), this raises
@@ -48,13 +67,73 @@ def launch_kernel(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
     and the ops compute with the operator's own executors. Other errors, and every error under Triton's
     interpreter (which compiles nothing), are raised as they are."""
     try:
-        kernel[(programs,)](*args, num_warps=NUM_WARPS, **meta)
+        if tuning is None:
+            kernel[(programs,)](*args, num_warps=NUM_WARPS, **meta)
+        elif TRY_EVERY_CONFIG:
+            for (bd, bh, bw), warps in tuning.configs:
+                tile = dict(BLOCK_D=bd, BLOCK_H=bh, BLOCK_W=bw)
+                kernel[tuning.grid(tile)](*args, num_warps=warps, **tile, **meta)
+        else:
+            _launch_tuned(kernel, tuning, args, meta)
     except Exception as error:
         from .._executor import KernelsUnavailable, compile_failure
 
         if interpreting() or not compile_failure(error):
             raise
         raise KernelsUnavailable(f"{type(error).__name__}: {error}") from error
+
+
+_CHOSEN: dict[tuple[Any, ...], Any] = {}
+"""The configuration ``triton.autotune`` chose, per kernel, configurations, sizes, compile-time arguments and
+dtypes: later launches go straight to the kernel (the autotuner's own bookkeeping costs host time per call)."""
+
+
+def _launch_tuned(kernel: Any, tuning: Tuning, args: tuple[Any, ...], meta: dict[str, Any]) -> None:
+    dtypes = tuple(str(a.dtype) for a in args if isinstance(a, Tensor))
+    key = (kernel, tuning.configs, tuning.layout.sizes, tuple(meta.items()), dtypes)
+    config = _CHOSEN.get(key)
+    if config is None:
+        tuner = _autotuner(kernel, tuning.configs)
+        tuner[tuning.grid](*args, **meta)
+        _CHOSEN[key] = tuner.best_config
+    else:
+        kernel[tuning.grid(config.kwargs)](*args, num_warps=config.num_warps, **config.kwargs, **meta)
+
+
+@functools.lru_cache(maxsize=None)
+def _autotuner(kernel: Any, configs: tuple[tuple[tuple[int, int, int], int], ...]) -> Any:
+    """``kernel`` under ``triton.autotune`` over ``configs``, timed once per operator (``P``), sizes and
+    dtypes, briefly (the configurations differ in speed, never in results)."""
+    options: dict[str, Any] = {}
+    if "do_bench" in inspect.signature(triton.autotune).parameters:
+        from triton.testing import do_bench
+
+        options["do_bench"] = lambda call, quantiles: do_bench(call, warmup=5, rep=20, quantiles=quantiles)
+    choices = [
+        triton.Config(dict(BLOCK_D=bd, BLOCK_H=bh, BLOCK_W=bw), num_warps=warps) for (bd, bh, bw), warps in configs
+    ]
+    return triton.autotune(choices, key=["sizes", "P"], **options)(kernel)
+
+
+def _tunes(device: torch.device) -> bool:
+    """Whether launches on ``device`` are timed: compiled kernels on a GPU, outside CUDA-graph capture."""
+    return device.type == "cuda" and not interpreting() and not torch.cuda.is_current_stream_capturing()
+
+
+def tuning(layout: Layout, tile: tuple[int, int, int], elements: int, device: torch.device) -> Optional[Tuning]:
+    """The configurations an operator kernel's launch on a full tile (of ``elements``) may take on a GPU: the tile
+    with ``NUM_WARPS`` and, where the tensor is at least twice as wide, the tile twice as wide with twice the
+    warps (as many elements per thread, so the registers, and the absence of spills, carry over; more bytes
+    in flight per program, for half precision and the adjoint). ``None`` (the tile as it is) for a tile the
+    tensor shrank, under the interpreter (but with :data:`TRY_EVERY_CONFIG`) and while a CUDA graph is being
+    captured (timing cannot run there). The fused losses never tune: their partial sums follow the tile, and
+    their values must not depend on a timing."""
+    if not (TRY_EVERY_CONFIG or _tunes(device)):
+        return None
+    bd, bh, bw = tile
+    if bd * bh * bw < elements or 2 * bw > next_power_of_2(layout.sizes[4]):
+        return None
+    return Tuning(((tile, NUM_WARPS), ((bd, bh, 2 * bw), 2 * NUM_WARPS)), layout)
 
 
 def interpreting() -> bool:
@@ -157,19 +236,25 @@ def _programs(layout: Layout, block: tuple[int, int, int]) -> int:
 
 def _forward_layout(
     plan: KernelPlan, tensors: list[Tensor], block: Block
-) -> tuple[list[Tensor], KernelPlan, Layout, tuple[int, int, int]]:
+) -> tuple[list[Tensor], KernelPlan, Layout, tuple[int, int, int], Optional[Tuning]]:
     """The layout of ``tensors`` (the input first, then what the kernel writes and reads alongside it,
-    copied contiguous where their strides fit none), the plan over it (:func:`_interleaved`) and the tile."""
+    copied contiguous where their strides fit none), the plan over it (:func:`_interleaved`), the tile and
+    the configurations to tune over (none for a ``block`` given)."""
     tensors, layout = _layout(tensors, plan.ndim)
     plan, layout = _interleaved(plan, layout)
-    return tensors, plan, layout, _block(layout, plan.ndim, block, "forward")
+    tile = _block(layout, plan.ndim, block, "forward")
+    elements = TILE["forward"][3 if plan.ndim == 3 else 2]
+    return tensors, plan, layout, tile, None if block else tuning(layout, tile, elements, tensors[0].device)
 
 
-def _launch_forward(kernel: Any, plan: KernelPlan, layout: Layout, tile: tuple[int, int, int], *args: Any) -> None:
+def _launch_forward(
+    kernel: Any, plan: KernelPlan, layout: Layout, tile: tuple[int, int, int], tuned: Optional[Tuning], *args: Any
+) -> None:
     """``kernel`` (one of the forward kernels: their tensors and strides first, as ``args``) over ``layout``."""
+    blocks = {} if tuned else dict(BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2])
     launch_kernel(
-        kernel, _programs(layout, tile), *args,
-        P=plan.constants, ACC=_accumulator(args[0].dtype), BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
+        kernel, _programs(layout, tile), *args, tuning=tuned, P=plan.constants, ACC=_accumulator(args[0].dtype),
+        **blocks,
     )  # fmt: skip
 
 
@@ -181,13 +266,13 @@ def sizes_of(layout: Layout) -> tuple[int, int, int, int]:
 
 def apply_into(plan: KernelPlan, x: Tensor, outputs: list[Tensor], block: Block = None) -> None:
     """``A x`` into ``outputs`` (laid out like ``x``): one launch."""
-    tensors, plan, layout, tile = _forward_layout(plan, [x] + outputs, block)
+    tensors, plan, layout, tile, tuned = _forward_layout(plan, [x] + outputs, block)
     if any(a is not b for a, b in zip(tensors[1:], outputs)):
         raise Unsupported("the outputs must share the input's layout")
     x = tensors[0]
     strides = layout.strides
-    _launch_forward(kernels._apply_kernel, plan, layout, tile, x, tuple(outputs), sizes_of(layout), strides[0],
-                    strides[1])  # fmt: skip
+    _launch_forward(kernels._apply_kernel, plan, layout, tile, tuned, x, tuple(outputs), sizes_of(layout),
+                    strides[0], strides[1])  # fmt: skip
 
 
 def triton_apply(op: Separable, x: Tensor, *, block: Block = None) -> tuple[Tensor, ...]:
@@ -233,21 +318,26 @@ def launch_adjoint(
     out: Tensor,
     block: Block,
     negated: Optional[Tensor] = None,
+    factors: Optional[tuple[Tensor, Tensor]] = None,
 ) -> None:
     """One adjoint launch: ``out = A^T g`` (and ``negated = -A^T g``), ``grads`` one cotangent per output of
-    ``plan``, then ``out`` (then ``negated``) laid out as ``layout`` says."""
+    ``plan``, then ``out`` (then ``negated``) laid out as ``layout`` says; with ``factors`` ``(scales, grad)``,
+    output ``o``'s cotangent is ``grad * scales[o] * grads[o]``."""
     plan, layout = _interleaved(plan, layout)
     # Chain c reads the cotangent of its output.
     pointers = tuple(grads[o] for o in plan.outputs)
     strides = tuple(layout.strides[o] for o in plan.outputs)
     wide = plan.ndim == 2 and sorted(plan.radii)[1] >= 3
-    tile = _block(layout, plan.ndim, block, "adjoint", WIDE_ADJOINT_TILE if wide else 0)
+    elements = WIDE_ADJOINT_TILE if wide else TILE["adjoint"][3 if plan.ndim == 3 else 2]
+    tile = _block(layout, plan.ndim, block, "adjoint", elements)
+    tuned = None if block else tuning(layout, tile, elements, out.device)
+    blocks = {} if tuned else dict(BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2])
     launch_kernel(
         kernels._adjoint_kernel,
         _programs(layout, tile),
-        pointers, out, out if negated is None else negated, sizes_of(layout), strides, layout.strides[len(grads)],
-        P=plan.constants, NEG=negated is not None, ACC=_accumulator(grads[0].dtype), BLOCK_D=tile[0],
-        BLOCK_H=tile[1], BLOCK_W=tile[2],
+        pointers, out, out if negated is None else negated, *(factors or (out, out)), sizes_of(layout), strides,
+        layout.strides[len(grads)], tuning=tuned, P=plan.constants, NEG=negated is not None,
+        FACTORS=factors is not None, ACC=_accumulator(out.dtype), **blocks,
     )  # fmt: skip
 
 
@@ -261,10 +351,10 @@ def triton_magnitude(op: Separable, x: Tensor, eps: Tensor, *, block: Block = No
     if kernel_layout([x, out], plan.ndim) is None:
         x = x.contiguous()
         out = torch.empty_like(x)
-    (x, out), plan, layout, tile = _forward_layout(plan, [x, out], block)
+    (x, out), plan, layout, tile, tuned = _forward_layout(plan, [x, out], block)
     strides = layout.strides
-    _launch_forward(kernels._magnitude_kernel, plan, layout, tile, x, out, eps, sizes_of(layout), strides[0],
-                    strides[1])  # fmt: skip
+    _launch_forward(kernels._magnitude_kernel, plan, layout, tile, tuned, x, out, eps, sizes_of(layout),
+                    strides[0], strides[1])  # fmt: skip
     return out
 
 
@@ -286,10 +376,10 @@ def triton_magnitude_backward(op: Separable, x: Tensor, grad: Tensor, eps: Tenso
     if kernel_layout([x, scaled[0], grad], plan.ndim) is None:
         x, grad = x.contiguous(), grad.contiguous()
         scaled = [torch.empty_like(x, dtype=work) for _ in range(plan.n_outputs)]
-    tensors, merged, layout, tile = _forward_layout(plan, [x, scaled[0], grad], block)
+    tensors, merged, layout, tile, tuned = _forward_layout(plan, [x, scaled[0], grad], block)
     if tensors[1] is not scaled[0]:
         raise Unsupported("the scaled components must share the input's layout")
     strides = layout.strides
-    _launch_forward(kernels._magnitude_backward_kernel, merged, layout, tile, tensors[0], tensors[2], eps,
+    _launch_forward(kernels._magnitude_backward_kernel, merged, layout, tile, tuned, tensors[0], tensors[2], eps,
                     tuple(scaled), sizes_of(layout), strides[0], strides[2], strides[1])  # fmt: skip
     return triton_adjoint(op, scaled, block=block).to(x.dtype)

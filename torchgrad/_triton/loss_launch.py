@@ -213,20 +213,29 @@ def triton_loss_backward(
     params = tuple(float(p) for p in params)
     x, mask, slopes, target = _operands(plan, penalty, x, y, mask)
     refs = bool(slopes)  # the slopes overwrite the components they are computed from
+    signs = penalty == penalty_codes.L1 and not refs  # the L1 slope is a sign: an int16, scaled by the adjoint
     if not refs:
-        slopes = [torch.empty_like(x, dtype=accumulator_dtype(x)) for _ in range(plan.n_outputs)]
+        slopes = [
+            torch.empty_like(x, dtype=torch.int16 if signs else accumulator_dtype(x)) for _ in range(plan.n_outputs)
+        ]
     _launch_loss(plan, x, slopes, mask, grad, scales, penalty, params, refs, target)
     gx = torch.empty_like(x)
     negated = None
     if need_y and y is not None:
         negated = torch.empty_like(gx, dtype=y.dtype)
-    _adjoint(plan, slopes, gx, negated)
+    _adjoint(plan, slopes, gx, negated, (scales, grad) if signs else None)
     return gx, negated
 
 
-def _adjoint(plan: KernelPlan, grads: list[Tensor], out: Tensor, negated: Optional[Tensor]) -> None:
-    """``out = A^T g`` (and ``negated = -A^T g``) from one launch."""
+def _adjoint(
+    plan: KernelPlan,
+    grads: list[Tensor],
+    out: Tensor,
+    negated: Optional[Tensor],
+    factors: Optional[tuple[Tensor, Tensor]],
+) -> None:
+    """``out = A^T g`` (and ``negated = -A^T g``) from one launch, each cotangent scaled by ``factors``."""
     layout = kernel_layout(grads + [out] + ([] if negated is None else [negated]), plan.ndim)
     if layout is None:
         raise Unsupported("the cotangents and the gradient share no layout")
-    launch.launch_adjoint(plan, layout, grads, out, None, negated)
+    launch.launch_adjoint(plan, layout, grads, out, None, negated, factors)

@@ -25,7 +25,7 @@ import triton
 import triton.language as tl
 
 from . import penalty_codes
-from .kernels import components, interior, offsets, store_mask, tile_of
+from .kernels import components, interior, offsets, store_mask, tile_of, x_reach
 from .rows import INTERIOR, ROWS, row_weight, valid_rows
 
 _L1: tl.constexpr = tl.constexpr(penalty_codes.L1)
@@ -238,7 +238,7 @@ def _loss_kernel(
     (``L.MASK``): row ``program_id`` of ``s_ptr`` gets each component's sum over the tile and the number of
     elements that count."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
-    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W, x_reach(x_ptr, P, BLOCK_W)):
         _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, s_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
                       P.INTERIOR_MODES, False, L, False, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     else:
@@ -254,9 +254,10 @@ def _slopes_kernel(
 ):  # fmt: skip
     """The loss's cotangents of the components, as :func:`_loss_kernel` reads its inputs: ``c_ptrs[o]`` gets
     ``grad * scale_o * d value / d a`` (zero where left out; ``grad`` the scalar at ``g_ptr``, ``scale_o`` at
-    ``s_ptr``; with ``L.REFS`` it first holds the target's component, which the slope overwrites)."""
+    ``s_ptr``; with ``L.REFS`` it first holds the target's component, which the slope overwrites), or, in int16
+    buffers (the L1 penalty's), ``d value / d a`` alone: a sign, which the adjoint scales."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
-    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W, x_reach(x_ptr, P, BLOCK_W)):
         _penalty_tile(x_ptr, t_ptr, c_ptrs, m_ptr, s_ptr, g_ptr, tile, sizes, x_strides, c_strides, m_strides, P,
                       P.INTERIOR_MODES, False, L, True, ACC, BLOCK_D, BLOCK_H, BLOCK_W)  # fmt: skip
     else:
@@ -296,7 +297,9 @@ def _penalty_tile(
             if PENALTY == _L1 or PENALTY == _SQUARED_L2 or PENALTY == _CHARBONNIER:
                 a = a - b  # linear: A (input - target) = A input - A target
         if SLOPES:
-            d = penalty_slope(a, b, PENALTY, PARAMS, ACC) * (grad * tl.load(s_ptr + c).to(ACC))
+            d = penalty_slope(a, b, PENALTY, PARAMS, ACC)
+            if c_ptrs[c].dtype.element_ty != tl.int16:  # int16 slopes hold a sign: the adjoint scales it
+                d = d * (grad * tl.load(s_ptr + c).to(ACC))
             d = tl.where(counted[c], d, 0.0)
             tl.store(c_ptrs[c] + c_off, d.to(c_ptrs[c].dtype.element_ty), mask=mask)
         else:
@@ -315,7 +318,7 @@ def _edge_weights_kernel(
     """The edge-aware weights of an image whose channels lie along z, every channel in one tile: per component,
     ``exp(-mean over the channels of |A image|)`` written to channels ``0 .. copies - 1`` of ``w_ptrs[c]``."""
     tile = tile_of(sizes, BLOCK_D, BLOCK_H, BLOCK_W)
-    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W):
+    if interior(tile, sizes, P.MARGINS, BLOCK_D, BLOCK_H, BLOCK_W, x_reach(image_ptr, P, BLOCK_W)):
         _edge_weights_tile(
             image_ptr,
             w_ptrs,
