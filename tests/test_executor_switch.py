@@ -1,6 +1,7 @@
 """The executor switch: ``TORCHGRAD_EXECUTOR=eager`` and ``torchgrad.use_kernels(False)`` keep calls off the Triton
 kernels (no launch, the plain executor's numbers), and a kernel that cannot be compiled falls back with one
-warning, then keeps the kernels off for the rest of the process.
+warning, then keeps the kernels off for the rest of the process. Also what a launch takes: the configurations
+a GPU tunes an operator kernel over, and the int16 signs of the L1 loss's backward.
 
 The kernels run on CPU tensors under Triton's interpreter, on CUDA tensors where there is a GPU. A compile failure
 is a stand-in kernel that raises what Triton raises, launched through the real ``launch_kernel`` as if compiled.
@@ -35,6 +36,7 @@ from torchgrad._executor import (  # noqa: E402
 from torchgrad._filters import build_operator  # noqa: E402
 from torchgrad._registry import REGISTRY  # noqa: E402
 from torchgrad._triton import launch  # noqa: E402
+from torchgrad._triton.layout import kernel_layout  # noqa: E402
 from torchgrad.losses import GradientLoss  # noqa: E402
 
 DEVICE = kernel_device()
@@ -372,3 +374,95 @@ def test_an_older_triton_takes_the_other_executors(monkeypatch: pytest.MonkeyPat
         finally:
             _triton.available.cache_clear()
     assert _triton.available()  # read again from what is installed
+
+
+def test_tuning_configurations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU times an operator kernel's full tile against one twice as wide with twice the warps (as many
+    elements per thread); a tile the tensor shrank, a tensor too narrow for the wider one, or a CPU tensor
+    outside the tests take the tile as it is."""
+    x = torch.empty(2, 3, 64, 256)
+    layout = kernel_layout([x, torch.empty_like(x)], 2)
+    tile, cpu = (1, 32, 32), torch.device("cpu")
+    assert launch.tuning(layout, tile, 1024, cpu) is None
+    monkeypatch.setattr(launch, "TRY_EVERY_CONFIG", True)
+    tuned = launch.tuning(layout, tile, 1024, cpu)
+    assert tuned is not None and tuned.configs == ((tile, 4), ((1, 32, 64), 8))
+    assert {bd * bh * bw // (32 * warps) for (bd, bh, bw), warps in tuned.configs} == {8}
+    assert launch.tuning(layout, (1, 16, 32), 1024, cpu) is None
+    narrow = torch.empty(2, 3, 64, 32)
+    assert launch.tuning(kernel_layout([narrow, torch.empty_like(narrow)], 2), tile, 1024, cpu) is None
+
+
+def test_every_tuning_configuration_gives_the_same_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The configurations differ in which program computes an element, never in how: with each one run in
+    turn, forward, adjoint, magnitude and its backward equal the default tile's bit for bit."""
+    monkeypatch.setenv("TORCHGRAD_FORCE_TRITON", "1")
+    x = random_input((1, 1, 32, 64), torch.float32)  # the smallest image with a full tile and room for a wider one
+
+    def run() -> list[torch.Tensor]:
+        v = x.clone().requires_grad_()
+        outputs = (*torchgrad.sobel(v), torchgrad.gradient_magnitude(v))
+        grads = [torch.ones_like(o) for o in outputs]
+        return [o.detach() for o in outputs] + list(torch.autograd.grad(outputs, v, grads))
+
+    expected = run()
+    monkeypatch.setattr(launch, "TRY_EVERY_CONFIG", True)
+    launches = count_launches(monkeypatch)
+    got = run()
+    assert launches and all(torch.equal(a, b) for a, b in zip(got, expected))
+
+
+def test_a_tuned_launch_is_timed_once_then_launched_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first launch of a kernel for an operator, sizes and dtypes goes through ``triton.autotune``; later
+    ones launch the configuration it chose directly (the autotuner's own bookkeeping costs host time)."""
+    import triton
+
+    timed: list[str] = []
+
+    class Timing:  # triton.autotune's interface, choosing the wider tile without timing anything
+        def __init__(self, kernel: Any, configs: tuple[Any, ...]) -> None:
+            (bd, bh, bw), warps = configs[-1]
+            self.kernel, self.best_config = (
+                kernel,
+                triton.Config(dict(BLOCK_D=bd, BLOCK_H=bh, BLOCK_W=bw), num_warps=warps),
+            )
+
+        def __getitem__(self, grid: Any) -> Any:
+            def run(*args: Any, **meta: Any) -> None:
+                timed.append(self.kernel.fn.__name__)
+                tile = self.best_config.kwargs
+                self.kernel[grid(tile)](*args, num_warps=self.best_config.num_warps, **tile, **meta)
+
+            return run
+
+    monkeypatch.setenv("TORCHGRAD_FORCE_TRITON", "1")
+    x = random_input((1, 1, 32, 64), torch.float32)
+    expected = torchgrad.sobel(x)
+    monkeypatch.setattr(launch, "_tunes", lambda device: True)
+    monkeypatch.setattr(launch, "_autotuner", Timing)
+    monkeypatch.setattr(launch, "_CHOSEN", {})
+    for _ in range(2):
+        assert all(torch.equal(a, b) for a, b in zip(torchgrad.sobel(x), expected))
+    assert timed == ["_apply_kernel"]
+
+
+@pytest.mark.parametrize("p, slopes", [(1, torch.int16), (2, torch.float64)])
+def test_the_l1_backward_hands_the_adjoint_signs(p: int, slopes: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The L1 penalty's slope is a sign: the slopes kernel writes it in int16 (exact, two bytes where scaled
+    slopes take four or eight) and the adjoint applies each component's scale and the cotangent; other penalties
+    hand it their scaled slopes. The gradient is the eager executor's either way."""
+    seen: list[tuple[set[torch.dtype], bool]] = []
+    original = launch.launch_kernel
+
+    def recording(kernel: Any, programs: int, *args: Any, **meta: Any) -> None:
+        if kernel.fn.__name__ == "_adjoint_kernel":
+            seen.append(({g.dtype for g in args[0]}, meta["FACTORS"]))
+        original(kernel, programs, *args, **meta)
+
+    x, y = torch.rand(2, 3, 16, 16, dtype=torch.float64), torch.rand(2, 3, 16, 16, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(GradientLoss("sobel", p=p)(x.requires_grad_(), y), x)
+    monkeypatch.setenv("TORCHGRAD_FORCE_TRITON", "1")
+    monkeypatch.setattr(launch, "launch_kernel", recording)
+    (got,) = torch.autograd.grad(GradientLoss("sobel", p=p)(x, y), x)
+    assert seen == [({slopes}, p == 1)]
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-15)
