@@ -1,23 +1,8 @@
-"""Shared test references: straightforward re-implementations of what torchgrad reproduces, and shared registries.
-
-What each one reproduces:
-
-- ``PADDINGS``, ``DEVICES``: the padding modes every filter takes (torchgrad's ``PADDING_MODES``); the devices a test
-  runs on (CUDA when present). ``pad``: ``numpy.pad`` on tensors, every mode by its torchgrad name.
-- ``LINEAR_OPERATORS``, ``coordinate_operator``: the linear operators (and option sets) that the property tests
-  (gradcheck, adjoint identity, torch.func, compile) run over, generated from torchgrad's operator registry;
-  ``gradient`` on a non-uniform grid.
-- ``tensorflow_sobel_edges``: TensorFlow's ``tf.image.sobel_edges`` (reflect padding, depthwise 3x3 correlation,
-  NHWC in, ``[B, H, W, C, 2]`` out with ``(dy, dx)`` last), in NumPy.
-- ``conv_reference``: the 2-D Sobel/Scharr filters as a padded depthwise ``torch.nn.functional.conv2d``.
-- ``naive_gradients``: every operator the losses use, by slicing (forward differences, TensorFlow's
-  ``image_gradients``), ``torch.gradient`` (central differences) or padded ``conv2d``/``conv3d`` (Sobel, Scharr,
-  Prewitt, and the Laplacian and Hessian with their explicit kernels, ``second_order_kernels``).
-- ``mprnet_edge_loss``: MPRNet's ``EdgeLoss`` (Zamir et al. 2021) as its code computes it: a Laplacian band from a
-  replicate-padded depthwise 5x5 Gaussian ``conv2d``, downsampling by slicing and zero-stuffed upsampling by
-  strided assignment, then the Charbonnier loss ``mean(sqrt(diff^2 + eps^2))``; any number of channels, any device.
-- ``save_random_weights``, ``reference_features``: random VGG weights saved as torchvision state-dict files, and the
-  features of the full torchvision VGG (``torchvision.models.vgg16`` ...) with explicit ImageNet normalisation.
+"""Shared test references: straightforward re-implementations of what torchgrad reproduces (TensorFlow's
+``sobel_edges``, padded ``conv2d``/``conv3d`` filters, ``numpy.pad``, MPRNet's ``EdgeLoss``, torchvision's VGG,
+MiDaS's and BTS's depth losses), each as its source computes it; and ``OPERATORS``, the operator catalogue of every
+executor's tests, generated from torchgrad's operator registry (``LINEAR_OPERATORS``: the part the property tests
+run over).
 """
 
 from __future__ import annotations
@@ -25,7 +10,7 @@ from __future__ import annotations
 import functools
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import numpy as np
 import pytest
@@ -33,8 +18,13 @@ import torch
 import torch.nn.functional as F
 
 import torchgrad
-from torchgrad._registry import REGISTRY
-from torchgrad._stencil import PADDING_MODES
+from torchgrad import cv2_compat
+from torchgrad._filters import build_operator
+from torchgrad._linear import apply_operator
+from torchgrad._registry import REGISTRY, OperatorSpec
+from torchgrad._separable import Separable
+from torchgrad._stencil import PADDING_MODES, padded_stencil
+from torchgrad.gradient import _uniform_stencil
 
 PADDINGS = PADDING_MODES
 DEVICES = [
@@ -43,40 +33,95 @@ DEVICES = [
 ]
 
 
-def _registered(name: str, **options: object) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
-    """The public function of registry entry ``name`` with ``options``, its result always a tuple."""
-    fn = getattr(torchgrad, name)
+Outputs = tuple[torch.Tensor, ...]
 
-    def operator(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+
+class Operator(NamedTuple):
+    """An operator of the catalogue: its call (outputs as a tuple), spatial dims, smallest size per spatial axis, the
+    ``Separable`` it runs for an input (``None`` for OpenCV's layout, which reads the plane ``x[0]``),
+    ``gradient_magnitude`` with the same operator and options (first-order operators), and whether the property
+    tests (``LINEAR_OPERATORS``) run it."""
+
+    call: Callable[[torch.Tensor], Outputs]
+    spatial_dims: int
+    smallest: int
+    separable: Optional[Callable[[torch.Tensor], Separable]]
+    magnitude: Optional[Callable[[torch.Tensor], Outputs]] = None
+    property_tested: bool = True
+
+
+def _registered(fn: Callable[..., Any], **options: object) -> Callable[[torch.Tensor], Outputs]:
+    """The public function ``fn`` with ``options``, its result always a tuple."""
+
+    def operator(x: torch.Tensor) -> Outputs:
         out = fn(x, **options)
         return out if isinstance(out, tuple) else (out,)
 
     return operator
 
 
-def _linear_operators() -> dict[str, tuple[Callable[[torch.Tensor], tuple[torch.Tensor, ...]], int, int]]:
-    """name -> (operator, spatial dims, smallest size per spatial axis).
+def opencv_sobel(ksize: int, padding: str, dims: tuple[int, ...]) -> Separable:
+    """OpenCV's Sobel kernels of ``ksize`` taps as a gradient along ``dims``: the derivative along each, smoothing
+    across."""
+    taps = {1: cv2_compat._kernel(1, ksize), 0: cv2_compat._kernel(0, ksize)}
+    return Separable(tuple(tuple(padded_stencil(d, taps[d == along], padding) for d in dims) for along in dims))
 
-    Every operator of the registry that takes a padding, for each of its forms (spatial dims, ksize), padding
-    mode and ``normalized`` (where it divides, in 2-D), named ``{name}[_3d][_ksize{k}]_{padding}[_normalized]``; plus
-    the operators with fixed border rules (forward and central differences) and options of ``gradient``.
+
+GRADIENTS: dict[str, dict[str, object]] = {
+    "gradient": {"dim": (-2, -1)},
+    "gradient_edge2_spacing": {"spacing": [0.5, 2.0], "dim": [-2, -1], "edge_order": 2},
+    "gradient_reversed_dims": {"spacing": 1.5, "dim": [-1, -2]},
+    "gradient_3d": {"spacing": (1.0, 2.0, 0.25), "dim": (-3, -2, -1)},
+    "gradient_3d_edge2": {"spacing": (1.0, 0.25, 1.0), "dim": (-3, -2, -1), "edge_order": 2},
+}
+"""``gradient``'s options in the catalogue (the property tests run the 2-D ones)."""
+
+
+def _built(
+    spec: OperatorSpec, padding: Optional[str], normalized: bool, spatial_dims: int, ksize: int = 1
+) -> Callable[[torch.Tensor], Separable]:
+    """The ``Separable`` that the public function of ``spec`` builds for an input, with these options."""
+    return lambda x: build_operator(spec.name, spec, x, padding, normalized, spatial_dims, ksize)
+
+
+def _gradient(options: dict[str, Any]) -> Operator:
+    dims, edge_order, spacing = options["dim"], options.get("edge_order", 1), options.get("spacing", 1)
+    steps = spacing if isinstance(spacing, (list, tuple)) else [spacing] * len(dims)
+
+    def separable(x: torch.Tensor) -> Separable:
+        return Separable(tuple((_uniform_stencil(x, d, h, edge_order),) for d, h in zip(dims, steps)))
+
+    return Operator(
+        _registered(torchgrad.gradient, **options), len(dims), edge_order + 1, separable, None, len(dims) == 2
+    )
+
+
+def _catalogue() -> dict[str, Operator]:
+    """name -> :class:`Operator`, for the tests of every executor.
+
+    Every form (spatial dims, ksize) of every operator of the registry, each padding mode and ``normalized`` (where
+    it divides), named ``{name}[_3d][_ksize{k}]_{padding}[_normalized]``; forward differences
+    (``image_gradients[_3d]``); ``gradient`` with the options of :data:`GRADIENTS`; OpenCV's long Sobel kernels
+    (``sobel7_{padding}``, ``sobel5_3d_symmetric``, through torchgrad's autograd Functions: no public function
+    takes them along every axis) and two of its functions. The property tests leave out ``normalized`` in 3-D (it
+    only divides; 3-D gradgradchecks are the slow ones), 3-D ``gradient`` and OpenCV's kernels.
     """
-    ops: dict[str, tuple[Callable, int, int]] = {
-        "image_gradients": (torchgrad.image_gradients, 2, 1),
-        "image_gradients_3d": (lambda x: torchgrad.image_gradients(x, spatial_dims=3), 3, 1),
-        "gradient": (lambda x: torchgrad.gradient(x, dim=(-2, -1)), 2, 2),
-        "gradient_edge2_spacing": (
-            lambda x: torchgrad.gradient(x, spacing=[0.5, 2.0], dim=[-2, -1], edge_order=2),
-            2,
-            3,
-        ),
-        "gradient_reversed_dims": (lambda x: torchgrad.gradient(x, spacing=1.5, dim=[-1, -2]), 2, 2),
-    }
+    ops: dict[str, Operator] = {}
+    for spatial_dims in (2, 3):
+        three = {"spatial_dims": 3} if spatial_dims == 3 else {}
+        ops["image_gradients" + ("_3d" if three else "")] = Operator(
+            _registered(torchgrad.image_gradients, **three),
+            spatial_dims,
+            1,
+            _built(REGISTRY["diff"], None, False, spatial_dims),
+            _registered(torchgrad.gradient_magnitude, operator="diff", spatial_dims=spatial_dims),
+        )
+    ops |= {name: _gradient(options) for name, options in GRADIENTS.items()}
     for spec in REGISTRY.values():
         if not spec.takes_padding:
             continue
         for (spatial_dims, ksize), form in spec.forms:
-            options: dict[str, object] = {}
+            options: dict[str, Any] = {}
             tag = spec.name
             if len(spec.spatial_dims) > 1:
                 options["spatial_dims"] = spatial_dims
@@ -85,19 +130,37 @@ def _linear_operators() -> dict[str, tuple[Callable[[torch.Tensor], tuple[torch.
                 options["ksize"] = ksize
                 tag += f"_ksize{ksize}" if ksize != 1 else ""
             for padding in PADDINGS:
-                small = 2 if padding == "reflect" else 1
-                # normalized only divides: checked on the 2-D forms (3-D gradgradchecks are the slow ones)
-                for normalized in (False, True) if form.divisor != 1 and spatial_dims == 2 else (False,):
-                    name = f"{tag}_{padding}{'_normalized' if normalized else ''}"
-                    ops[name] = (
-                        _registered(spec.name, padding=padding, normalized=normalized, **options),
+                for normalized in (False, True) if form.divisor != 1 else (False,):
+                    chosen = {"padding": padding, "normalized": normalized, **options}
+                    ops[f"{tag}_{padding}{'_normalized' if normalized else ''}"] = Operator(
+                        _registered(getattr(torchgrad, spec.name), **chosen),
                         spatial_dims,
-                        small,
+                        2 if padding == "reflect" else 1,
+                        _built(spec, padding, normalized, spatial_dims, ksize),
+                        _registered(torchgrad.gradient_magnitude, operator=spec.name, **chosen)
+                        if spec.first_order
+                        else None,
+                        not (normalized and spatial_dims == 3),
                     )
+    for name, ksize, paddings, spatial_dims in (("sobel7", 7, PADDINGS, 2), ("sobel5_3d", 5, ["symmetric"], 3)):
+        for padding in paddings:
+            op = opencv_sobel(ksize, padding, tuple(range(-spatial_dims, 0)))
+            separable = lambda x, op=op: op  # noqa: E731
+            call = lambda x, op=op: apply_operator(op, x)  # noqa: E731
+            small = 2 if padding == "reflect" else 1
+            ops[f"{name}_{padding}"] = Operator(call, spatial_dims, small, separable, None, False)
+    # OpenCV's functions, on the plane x[0]
+    sobel = lambda x: (cv2_compat.Sobel(x[0], -1, 1, 1, ksize=5),)  # noqa: E731
+    laplacian = lambda x: (cv2_compat.Laplacian(x[0], -1, ksize=7, borderType=cv2_compat.BORDER_REFLECT),)  # noqa: E731
+    ops |= {"cv2_sobel_ksize5": Operator(sobel, 2, 1, None, None, False)}
+    ops |= {"cv2_laplacian_ksize7": Operator(laplacian, 2, 1, None, None, False)}
     return ops
 
 
-LINEAR_OPERATORS = _linear_operators()
+OPERATORS = _catalogue()
+LINEAR_OPERATORS = {name: op[:3] for name, op in OPERATORS.items() if op.property_tested}
+"""name -> (call, spatial dims, smallest size per spatial axis): the operators the property tests (gradcheck, the
+adjoint identity, torch.func, compile) run over."""
 
 
 def coordinate_operator(x: torch.Tensor, edge_order: int = 1) -> tuple[torch.Tensor, ...]:

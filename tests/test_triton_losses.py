@@ -8,7 +8,8 @@ the kernels do not serve falls back. Shapes are small: the interpreter runs a pr
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+import contextlib
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 pytest.importorskip("triton")
 
-from helpers import TOLERANCE, count_launches, record_interior_tiles  # noqa: E402
+from helpers import assert_close_in_dtype as _close  # noqa: E402
+from helpers import count_launches, record_interior_tiles, saved_tensors  # noqa: E402
 
 from torchgrad._executor import FORCE_TRITON  # noqa: E402
 from torchgrad._filters import build_operator  # noqa: E402
@@ -116,19 +118,16 @@ class _Work(TorchDispatchMode):
         super().__exit__(*exc)
 
     @staticmethod
-    def paused() -> Any:
+    @contextlib.contextmanager
+    def paused() -> Iterator[None]:
         mode = _Work.active
-
-        class _Pause:
-            def __enter__(self) -> None:
-                if mode is not None:
-                    mode.counting = False
-
-            def __exit__(self, *exc: Any) -> None:
-                if mode is not None:
-                    mode.counting = True
-
-        return _Pause()
+        if mode is not None:
+            mode.counting = False
+        try:
+            yield
+        finally:
+            if mode is not None:
+                mode.counting = True
 
 
 def _inputs(shape: tuple[int, ...], dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -154,11 +153,14 @@ def _eager(call: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv(FORCE_TRITON, "1")
 
 
-def _close(actual: torch.Tensor, expected: torch.Tensor) -> None:
-    assert actual.dtype == expected.dtype and actual.shape == expected.shape
-    tol = TOLERANCE[expected.dtype]
-    scale = max(float(expected.double().abs().max()), 1.0)
-    torch.testing.assert_close(actual.double(), expected.double(), rtol=tol, atol=tol * scale)
+def _as_eager(
+    loss: Loss, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> list[torch.Tensor]:
+    """The value and both gradients of ``loss`` on the kernels, checked equal to the eager Function's."""
+    got = _value_and_grads(loss, x, y, mask)
+    for a, e in zip(got, _eager(lambda: _value_and_grads(loss, x, y, mask), monkeypatch)):
+        _close(a, e)
+    return got
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -169,11 +171,8 @@ def test_equal_to_the_eager_function(name: str, launches: list[str], monkeypatch
         x, y, mask = _inputs(_shape(name), dtype)
         for m in (None, mask) if name in MASKED else (None,):
             launches.clear()
-            got = _value_and_grads(loss, x, y, m)
+            _as_eager(loss, x, y, m, monkeypatch)
             assert "_total_kernel" in launches and "_adjoint_kernel" in launches, (name, dtype, launches)
-            expected = _eager(lambda: _value_and_grads(loss, x, y, m), monkeypatch)
-            for a, e in zip(got, expected):
-                _close(a, e)
 
 
 def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,11 +180,8 @@ def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytes
     x, y, mask = _inputs(SHAPE, torch.float32)
     x[~mask.expand(SHAPE)] = float("nan")
     y[0, 1][~mask[0, 0]] = float("inf")
-    got = _value_and_grads(CASES["l1_sobel"], x, y, mask)
+    got = _as_eager(CASES["l1_sobel"], x, y, mask, monkeypatch)
     assert all(bool(torch.isfinite(t).all()) for t in got)
-    expected = _eager(lambda: _value_and_grads(CASES["l1_sobel"], x, y, mask), monkeypatch)
-    for a, e in zip(got, expected):
-        _close(a, e)
     everything_out = torch.zeros_like(mask)
     assert float(F.gradient_loss(x, y, everything_out)) == 0.0  # nothing counts: 0, as the eager Function
     x[0, 0, 4, 5] = float("nan")
@@ -208,11 +204,8 @@ def test_interior_tiles(name: str, launches: list[str], monkeypatch: pytest.Monk
     x, y, mask = _inputs((1, channels, 12, 12), torch.float64)
     for m in [None, mask] if name in MASKED else [None]:
         taken.clear()
-        got = _value_and_grads(CASES[name], x, y, m)
+        _as_eager(CASES[name], x, y, m, monkeypatch)
         assert True in taken and False in taken
-        expected = _eager(lambda: _value_and_grads(CASES[name], x, y, m), monkeypatch)
-        for a, e in zip(got, expected):
-            _close(a, e)
 
 
 @pytest.mark.parametrize("name", ["l1_sobel", "gradient_difference_alpha", "edge_aware_sum"])
@@ -227,8 +220,16 @@ def test_nan_input_gives_the_eager_gradients(name: str, launches: list[str], mon
         torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12, equal_nan=True)
 
 
-COUNTED = ["l1_sobel", "charbonnier_scharr_zeros", "l2_diff", "gradient_difference", "total_variation_l1"]
-COUNTED += ["edge_aware_sum", "l1_laplacian"]
+COUNTED = {name: CASES[name] for name in ["l1_sobel", "charbonnier_scharr_zeros", "l2_diff", "gradient_difference"]}
+COUNTED |= {name: CASES[name] for name in ["total_variation_l1", "edge_aware_sum", "l1_laplacian"]}
+
+
+def _isotropic_total_variation(reduction: str) -> Loss:
+    """The fused magnitude and one reduction."""
+    return lambda x, y, m: F.total_variation_loss(x, isotropic=True, reduction=reduction)
+
+
+COUNTED |= {f"total_variation_isotropic_{r}": _isotropic_total_variation(r) for r in ("mean", "sum")}
 NO_TARGET_GRAD = ("gradient_difference", "total_variation", "edge_aware")
 LINEAR_WITH_TARGET = {"l1_sobel", "charbonnier_scharr_zeros", "l2_diff", "l1_laplacian"}
 
@@ -253,34 +254,20 @@ def _counts(loss: Loss, name: str, masked: bool, launches: list[str]) -> list[tu
     return counts
 
 
-@pytest.mark.parametrize("name", COUNTED)
+@pytest.mark.parametrize("name", list(COUNTED))
 def test_launch_counts(name: str, launches_not_run: list[str]) -> None:
     """At most 6 launches (kernels and aten ops that do work) forward plus backward, reductions included,
     the same at batch 2 and 32, with and without a mask."""
-    loss = CASES[name]
     for m in (False, True) if name in MASKED else (False,):
-        counts = _counts(loss, name, m, launches_not_run)
+        counts = _counts(COUNTED[name], name, m, launches_not_run)
         assert counts[0] == counts[1], counts
         forward, backward = counts[0]
-        assert "_total_kernel" in forward and "_adjoint_kernel" in backward
+        assert ("_magnitude_kernel" if "isotropic" in name else "_total_kernel") in forward
+        assert "_adjoint_kernel" in backward
         assert len(forward) + len(backward) <= 6, (name, m, forward, backward)
         if name in LINEAR_WITH_TARGET:  # input - target formed in the kernels: two launches each way
             assert forward == ["_loss_kernel", "_total_kernel"], forward
             assert backward == ["_adjoint_kernel", "_slopes_kernel"], backward
-
-
-@pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_launch_counts_of_the_isotropic_total_variation(reduction: str, launches_not_run: list[str]) -> None:
-    """Isotropic TV is the fused magnitude and one reduction: at most 6 launches, the same at batch 2 and 32."""
-
-    def loss(x: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor]) -> torch.Tensor:
-        return F.total_variation_loss(x, isotropic=True, reduction=reduction)
-
-    counts = _counts(loss, "total_variation", False, launches_not_run)
-    assert counts[0] == counts[1], counts
-    forward, backward = counts[0]
-    assert "_magnitude_kernel" in forward and "_adjoint_kernel" in backward
-    assert len(forward) + len(backward) <= 6, (forward, backward)
 
 
 def test_launch_counts_of_the_normalised_edge_aware_loss(launches_not_run: list[str]) -> None:
@@ -300,12 +287,11 @@ def test_saves_only_references_to_the_inputs(name: str, launches: list[str]) -> 
     """Autograd keeps the inputs (and the mask) and nothing else, on the kernels' path as on the eager one."""
     x, y, mask = _inputs(SHAPE, torch.float32)
     x.requires_grad_()
-    saved: list[torch.Tensor] = []
-    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
-        value = CASES[name](x, y, mask if name in MASKED else None)
+    value: list[torch.Tensor] = []
+    saved = saved_tensors(lambda: value.append(CASES[name](x, y, mask if name in MASKED else None)))
     assert "_total_kernel" in launches and saved
     assert {t.data_ptr() for t in saved} <= {x.data_ptr(), y.data_ptr(), mask.data_ptr()}
-    (gx,) = torch.autograd.grad(value, x)
+    (gx,) = torch.autograd.grad(value[0], x)
     assert gx.shape == x.shape
 
 
@@ -404,12 +390,9 @@ def test_charbonnier_beyond_the_squares_range(case: str, launches: list[str], mo
     x, y, mask = _inputs((1, 2, 5, 6), dtype)
     x, y = x * scale_x, (x if scale_y == scale_x else y) * scale_y
     loss = lambda u, v, m: F.gradient_loss(u, v, m, penalty="charbonnier", eps=eps)  # noqa: E731
-    got = _value_and_grads(loss, x, y, mask)
+    got = _as_eager(loss, x, y, mask, monkeypatch)
     assert "_total_kernel" in launches and "_slopes_kernel" in launches
     assert all(bool(torch.isfinite(t).all()) for t in got), got
-    expected = _eager(lambda: _value_and_grads(loss, x, y, mask), monkeypatch)
-    for a, e in zip(got, expected):
-        _close(a, e)
     if scale_x == scale_y:  # input equals target: eps rounded to the dtype, and no gradient
         torch.testing.assert_close(got[0], torch.tensor(eps, dtype=dtype), rtol=1e-5, atol=0)
         assert not got[1].any() and not got[2].any()
