@@ -196,14 +196,13 @@ def interior(tile, sizes, MARGINS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_H:
               BLOCK_W: tl.constexpr, X_REACH: tl.constexpr = 0):  # fmt: skip
     """Whether the tile takes the interior path: every axis's rows within its margins, and its x slots'
     loads within ``X_REACH`` elements of it inside the axis (a uniform branch)."""
-    inside = (
+    LO: tl.constexpr = MARGINS[2][0] if MARGINS[2][0] > X_REACH else X_REACH
+    HI: tl.constexpr = MARGINS[2][1] if MARGINS[2][1] > X_REACH else X_REACH
+    return (
         _inside(tile[5], sizes[1], BLOCK_D, MARGINS[0])
         & _inside(tile[6], sizes[2], BLOCK_H, MARGINS[1])
-        & _inside(tile[7], sizes[3], BLOCK_W, MARGINS[2])
+        & _inside(tile[7], sizes[3], BLOCK_W, (LO, HI))
     )
-    if X_REACH > 0:
-        inside = inside & _inside(tile[7], sizes[3], BLOCK_W, (X_REACH, X_REACH))
-    return inside
 
 
 @triton.jit
