@@ -153,16 +153,6 @@ def _eager(call: Callable[[], Any], monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setenv(FORCE_TRITON, "1")
 
 
-def _as_eager(
-    loss: Loss, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor], monkeypatch: pytest.MonkeyPatch
-) -> list[torch.Tensor]:
-    """The value and both gradients of ``loss`` on the kernels, checked equal to the eager Function's."""
-    got = _value_and_grads(loss, x, y, mask)
-    for a, e in zip(got, _eager(lambda: _value_and_grads(loss, x, y, mask), monkeypatch)):
-        _close(a, e)
-    return got
-
-
 @pytest.mark.parametrize("name", list(CASES))
 def test_equal_to_the_eager_function(name: str, launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Values and both gradients, with and without a mask, equal to the eager Function's; the kernels ran."""
@@ -171,8 +161,11 @@ def test_equal_to_the_eager_function(name: str, launches: list[str], monkeypatch
         x, y, mask = _inputs(_shape(name), dtype)
         for m in (None, mask) if name in MASKED else (None,):
             launches.clear()
-            _as_eager(loss, x, y, m, monkeypatch)
+            got = _value_and_grads(loss, x, y, m)
             assert "_total_kernel" in launches and "_adjoint_kernel" in launches, (name, dtype, launches)
+            expected = _eager(lambda: _value_and_grads(loss, x, y, m), monkeypatch)
+            for a, e in zip(got, expected):
+                _close(a, e)
 
 
 def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,8 +173,11 @@ def test_masked_holes_keep_their_nan_out(launches: list[str], monkeypatch: pytes
     x, y, mask = _inputs(SHAPE, torch.float32)
     x[~mask.expand(SHAPE)] = float("nan")
     y[0, 1][~mask[0, 0]] = float("inf")
-    got = _as_eager(CASES["l1_sobel"], x, y, mask, monkeypatch)
+    got = _value_and_grads(CASES["l1_sobel"], x, y, mask)
     assert all(bool(torch.isfinite(t).all()) for t in got)
+    expected = _eager(lambda: _value_and_grads(CASES["l1_sobel"], x, y, mask), monkeypatch)
+    for a, e in zip(got, expected):
+        _close(a, e)
     everything_out = torch.zeros_like(mask)
     assert float(F.gradient_loss(x, y, everything_out)) == 0.0  # nothing counts: 0, as the eager Function
     x[0, 0, 4, 5] = float("nan")
@@ -204,8 +200,11 @@ def test_interior_tiles(name: str, launches: list[str], monkeypatch: pytest.Monk
     x, y, mask = _inputs((1, channels, 12, 12), torch.float64)
     for m in [None, mask] if name in MASKED else [None]:
         taken.clear()
-        _as_eager(CASES[name], x, y, m, monkeypatch)
+        got = _value_and_grads(CASES[name], x, y, m)
         assert True in taken and False in taken
+        expected = _eager(lambda: _value_and_grads(CASES[name], x, y, m), monkeypatch)
+        for a, e in zip(got, expected):
+            _close(a, e)
 
 
 @pytest.mark.parametrize("name", ["l1_sobel", "gradient_difference_alpha", "edge_aware_sum"])
@@ -390,9 +389,12 @@ def test_charbonnier_beyond_the_squares_range(case: str, launches: list[str], mo
     x, y, mask = _inputs((1, 2, 5, 6), dtype)
     x, y = x * scale_x, (x if scale_y == scale_x else y) * scale_y
     loss = lambda u, v, m: F.gradient_loss(u, v, m, penalty="charbonnier", eps=eps)  # noqa: E731
-    got = _as_eager(loss, x, y, mask, monkeypatch)
+    got = _value_and_grads(loss, x, y, mask)
     assert "_total_kernel" in launches and "_slopes_kernel" in launches
     assert all(bool(torch.isfinite(t).all()) for t in got), got
+    expected = _eager(lambda: _value_and_grads(loss, x, y, mask), monkeypatch)
+    for a, e in zip(got, expected):
+        _close(a, e)
     if scale_x == scale_y:  # input equals target: eps rounded to the dtype, and no gradient
         torch.testing.assert_close(got[0], torch.tensor(eps, dtype=dtype), rtol=1e-5, atol=0)
         assert not got[1].any() and not got[2].any()
