@@ -59,7 +59,7 @@ of its configurations in turn (the last one's results stay) instead of none but 
 
 def launch_kernel(kernel: Any, programs: int, *args: Any, tuning: Optional[Tuning] = None, **meta: Any) -> None:
     """Every kernel launch of the executor goes through here (a one-dimensional grid of ``programs``, the
-    tile and ``NUM_WARPS`` in ``meta``; or, with ``tuning``, the fastest of its configurations on a GPU).
+    tile in ``meta`` and ``NUM_WARPS``; or, with ``tuning``, the fastest of its configurations on a GPU).
 
     Triton compiles a kernel at its first launch for each specialisation; where it cannot compile or load
     it on this device (:func:`~torchgrad._executor.compile_failure`), this raises
@@ -70,11 +70,12 @@ def launch_kernel(kernel: Any, programs: int, *args: Any, tuning: Optional[Tunin
         if tuning is None:
             kernel[(programs,)](*args, num_warps=NUM_WARPS, **meta)
         elif TRY_EVERY_CONFIG:
+            meta = {k: v for k, v in meta.items() if not k.startswith("BLOCK_")}  # each configuration's tile
             for (bd, bh, bw), warps in tuning.configs:
                 tile = dict(BLOCK_D=bd, BLOCK_H=bh, BLOCK_W=bw)
                 kernel[tuning.grid(tile)](*args, num_warps=warps, **tile, **meta)
         else:
-            _launch_tuned(kernel, tuning, args, meta)
+            _launch_tuned(kernel, tuning, args, {k: v for k, v in meta.items() if not k.startswith("BLOCK_")})
     except Exception as error:
         from .._executor import KernelsUnavailable, compile_failure
 
@@ -213,6 +214,11 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def _elements(job: str, ndim: int) -> int:
+    """A full tile's elements for ``job`` in a kernel of ``ndim`` axes (:data:`TILE`)."""
+    return TILE[job][3 if ndim == 3 else 2]
+
+
 def _block(layout: Layout, ndim: int, block: Block, job: str, elements: int = 0) -> tuple[int, int, int]:
     """The tile ``(BLOCK_D, BLOCK_H, BLOCK_W)``: ``block`` when given, else sized to the tensor, of at most
     ``TILE[job]`` elements (``elements`` where given)."""
@@ -220,7 +226,7 @@ def _block(layout: Layout, ndim: int, block: Block, job: str, elements: int = 0)
         return block
     _, _, d, h, w = layout.sizes
     kind = 3 if ndim == 3 else 2
-    elements = elements or TILE[job][kind]
+    elements = elements or _elements(job, ndim)
     bw = min(PLANE[kind][1], next_power_of_2(w))
     bh = min(PLANE[kind][0], next_power_of_2(h), max(1, elements // bw))
     return min(next_power_of_2(d), max(1, elements // (bh * bw))), bh, bw
@@ -243,18 +249,17 @@ def _forward_layout(
     tensors, layout = _layout(tensors, plan.ndim)
     plan, layout = _interleaved(plan, layout)
     tile = _block(layout, plan.ndim, block, "forward")
-    elements = TILE["forward"][3 if plan.ndim == 3 else 2]
-    return tensors, plan, layout, tile, None if block else tuning(layout, tile, elements, tensors[0].device)
+    tuned = None if block else tuning(layout, tile, _elements("forward", plan.ndim), tensors[0].device)
+    return tensors, plan, layout, tile, tuned
 
 
 def _launch_forward(
     kernel: Any, plan: KernelPlan, layout: Layout, tile: tuple[int, int, int], tuned: Optional[Tuning], *args: Any
 ) -> None:
     """``kernel`` (one of the forward kernels: their tensors and strides first, as ``args``) over ``layout``."""
-    blocks = {} if tuned else dict(BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2])
     launch_kernel(
         kernel, _programs(layout, tile), *args, tuning=tuned, P=plan.constants, ACC=_accumulator(args[0].dtype),
-        **blocks,
+        BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2],
     )  # fmt: skip
 
 
@@ -328,16 +333,16 @@ def launch_adjoint(
     pointers = tuple(grads[o] for o in plan.outputs)
     strides = tuple(layout.strides[o] for o in plan.outputs)
     wide = plan.ndim == 2 and sorted(plan.radii)[1] >= 3
-    elements = WIDE_ADJOINT_TILE if wide else TILE["adjoint"][3 if plan.ndim == 3 else 2]
+    elements = WIDE_ADJOINT_TILE if wide else _elements("adjoint", plan.ndim)
     tile = _block(layout, plan.ndim, block, "adjoint", elements)
     tuned = None if block else tuning(layout, tile, elements, out.device)
-    blocks = {} if tuned else dict(BLOCK_D=tile[0], BLOCK_H=tile[1], BLOCK_W=tile[2])
     launch_kernel(
         kernels._adjoint_kernel,
         _programs(layout, tile),
         pointers, out, out if negated is None else negated, *(factors or (out, out)), sizes_of(layout), strides,
         layout.strides[len(grads)], tuning=tuned, P=plan.constants, NEG=negated is not None,
-        FACTORS=factors is not None, ACC=_accumulator(out.dtype), **blocks,
+        FACTORS=factors is not None, ACC=_accumulator(out.dtype), BLOCK_D=tile[0], BLOCK_H=tile[1],
+        BLOCK_W=tile[2],
     )  # fmt: skip
 
 
